@@ -1,0 +1,79 @@
+package identity
+
+import "time"
+
+// Grant is an identity holding an entitlement.
+type Grant struct {
+	IdentityID  string    `json:"-"`
+	Entitlement string    `json:"entitlement"`
+	System      string    `json:"system"`
+	// Reason says why it is held: "birthright:RULE", "request", "manual".
+	Reason    string    `json:"reason"`
+	CaseID    string    `json:"caseId"`
+	GrantedAt time.Time `json:"grantedAt"`
+	// ExpiresAt is zero when the grant does not expire.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	// ApprovedBy names the principal that approved it, when it needed one.
+	ApprovedBy string `json:"approvedBy,omitempty"`
+}
+
+// CredentialStatus is where a credential is in its life.
+type CredentialStatus string
+
+const (
+	CredentialActive  CredentialStatus = "active"
+	CredentialRevoked CredentialStatus = "revoked"
+)
+
+// Credential is a secret an identity holds. jml keeps only a hash (API keys)
+// or ciphertext (recoverable secrets); the secret itself never appears here.
+type Credential struct {
+	ID         string           `json:"id"`
+	IdentityID string           `json:"identityId"`
+	Rule       string           `json:"rule"`
+	System     string           `json:"system"`
+	Type       string           `json:"type"`
+	Status     CredentialStatus `json:"status"`
+	// Prefix is the first characters of the secret, enough to recognise
+	// it in a log or a leak report, never enough to use it.
+	Prefix      string    `json:"prefix"`
+	Fingerprint string    `json:"fingerprint"`
+	IssuedAt    time.Time `json:"issuedAt"`
+	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	RevokedAt   time.Time `json:"revokedAt,omitzero"`
+	// Revealed is true once the secret has been handed out.
+	Revealed bool   `json:"revealed"`
+	CaseID   string `json:"caseId"`
+}
+
+// AccountStatus is the state of an identity's account in a system.
+type AccountStatus string
+
+const (
+	AccountActive   AccountStatus = "active"
+	AccountDisabled AccountStatus = "disabled"
+)
+
+// Account is an identity's account in one system.
+type Account struct {
+	IdentityID string        `json:"-"`
+	System     string        `json:"system"`
+	Status     AccountStatus `json:"status"`
+	UpdatedAt  time.Time     `json:"updatedAt"`
+}
+
+// Finding is a gap between what should be and what is.
+type Finding struct {
+	ID         string    `json:"id"`
+	Kind       string    `json:"kind"`
+	IdentityID string    `json:"identityId"`
+	Message    string    `json:"message"`
+	CreatedAt  time.Time `json:"createdAt"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+}
+
+// Finding kinds.
+const (
+	FindingOwnerNotActive = "owner_not_active"
+	FindingExpiredGrant   = "expired_grant"
+)

@@ -1,0 +1,353 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+// Risk is an entitlement's risk level. The zero value is Low.
+type Risk int
+
+const (
+	Low Risk = iota
+	Medium
+	High
+	Critical
+)
+
+var riskNames = []string{"low", "medium", "high", "critical"}
+
+func (r Risk) String() string { return riskNames[r] }
+
+func parseRisk(s string) (Risk, error) {
+	if s == "" {
+		return Low, nil
+	}
+	for i, n := range riskNames {
+		if s == n {
+			return Risk(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown risk %q (want one of %s)", s, strings.Join(riskNames, ", "))
+}
+
+// System is a target where accounts live, driven by a connector of Type.
+type System struct {
+	Name   string
+	Type   string
+	Config map[string]any
+}
+
+// Entitlement is one grantable thing in a system.
+type Entitlement struct {
+	Name        string
+	System      string
+	Description string
+	Risk        Risk
+	// MaxDuration, when non-zero, bounds every grant: it expires that long
+	// after it is applied.
+	MaxDuration time.Duration
+	// RequiresApproval gates every new grant of it behind an approval.
+	RequiresApproval bool
+}
+
+// Role is a named bundle of entitlements.
+type Role struct {
+	Name         string
+	Entitlements []string
+}
+
+// CredentialType is the kind of secret a credential rule issues.
+type CredentialType string
+
+const (
+	APIKey   CredentialType = "api_key"
+	Password CredentialType = "password"
+)
+
+// CredentialRule says which identities get which credential.
+type CredentialRule struct {
+	Name   string
+	System string
+	Type   CredentialType
+	TTL    time.Duration
+	// RotateOnMove rotates the credential on every mover when RotateOn is
+	// empty, or on movers that change one of the RotateOn attributes.
+	RotateOnMove bool
+	RotateOn     []string
+	when         *rule
+}
+
+// BirthrightRule grants roles and entitlements to identities matching When.
+type BirthrightRule struct {
+	Name         string
+	Roles        []string
+	Entitlements []string
+	// expanded is Entitlements plus every entitlement of Roles, sorted and
+	// deduplicated, computed at load.
+	expanded []string
+	when     *rule
+}
+
+// Policy is a loaded, validated and compiled policy file. It is immutable
+// and safe for concurrent use.
+type Policy struct {
+	File         string
+	Systems      map[string]*System
+	Entitlements map[string]*Entitlement
+	Roles        map[string]*Role
+	Birthrights  []*BirthrightRule
+	Credentials  []*CredentialRule
+	eval         *evaluator
+}
+
+// Entitlement returns the named entitlement or nil.
+func (p *Policy) Entitlement(name string) *Entitlement { return p.Entitlements[name] }
+
+// CredentialRule returns the named credential rule or nil.
+func (p *Policy) CredentialRule(name string) *CredentialRule {
+	for _, c := range p.Credentials {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// file is the YAML shape; it is decoded strictly (unknown fields are errors).
+type file struct {
+	Systems []struct {
+		Name   string         `yaml:"name"`
+		Type   string         `yaml:"type"`
+		Config map[string]any `yaml:"config"`
+	} `yaml:"systems"`
+	Entitlements []struct {
+		Name             string `yaml:"name"`
+		System           string `yaml:"system"`
+		Description      string `yaml:"description"`
+		Risk             string `yaml:"risk"`
+		MaxDuration      string `yaml:"maxDuration"`
+		RequiresApproval *bool  `yaml:"requiresApproval"`
+	} `yaml:"entitlements"`
+	Roles []struct {
+		Name         string   `yaml:"name"`
+		Entitlements []string `yaml:"entitlements"`
+	} `yaml:"roles"`
+	Birthright []struct {
+		Name         string   `yaml:"name"`
+		When         string   `yaml:"when"`
+		Roles        []string `yaml:"roles"`
+		Entitlements []string `yaml:"entitlements"`
+	} `yaml:"birthright"`
+	Credentials []struct {
+		Name         string   `yaml:"name"`
+		When         string   `yaml:"when"`
+		System       string   `yaml:"system"`
+		Type         string   `yaml:"type"`
+		TTL          string   `yaml:"ttl"`
+		RotateOnMove bool     `yaml:"rotateOnMove"`
+		RotateOn     []string `yaml:"rotateOn"`
+	} `yaml:"credentials"`
+}
+
+// LoadFile reads and compiles the policy at path.
+func LoadFile(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, identity.Errorf(identity.Invalid, "read policy: %v", err)
+	}
+	return Parse(path, data)
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._:/-]{0,127}$`)
+
+// Parse compiles a policy from data; name is used in error messages. Every
+// error names the file, the item and the problem, and is of code Invalid.
+func Parse(name string, data []byte) (*Policy, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, identity.Errorf(identity.Invalid, "%s: %v", name, err)
+	}
+	errf := func(format string, args ...any) error {
+		return identity.Errorf(identity.Invalid, "%s: %s", name, fmt.Sprintf(format, args...))
+	}
+	p := &Policy{
+		File:         name,
+		Systems:      map[string]*System{},
+		Entitlements: map[string]*Entitlement{},
+		Roles:        map[string]*Role{},
+	}
+	for i, s := range f.Systems {
+		if !namePattern.MatchString(s.Name) {
+			return nil, errf("systems[%d]: name %q must match %s", i, s.Name, namePattern)
+		}
+		if p.Systems[s.Name] != nil {
+			return nil, errf("system %q is defined twice", s.Name)
+		}
+		if s.Type == "" {
+			return nil, errf("system %q: type is required", s.Name)
+		}
+		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config}
+	}
+	for i, e := range f.Entitlements {
+		if !namePattern.MatchString(e.Name) {
+			return nil, errf("entitlements[%d]: name %q must match %s", i, e.Name, namePattern)
+		}
+		if p.Entitlements[e.Name] != nil {
+			return nil, errf("entitlement %q is defined twice", e.Name)
+		}
+		if p.Systems[e.System] == nil {
+			return nil, errf("entitlement %q: unknown system %q", e.Name, e.System)
+		}
+		risk, err := parseRisk(e.Risk)
+		if err != nil {
+			return nil, errf("entitlement %q: %v", e.Name, err)
+		}
+		maxDur, err := ParseDuration(e.MaxDuration)
+		if err != nil {
+			return nil, errf("entitlement %q: maxDuration: %v", e.Name, err)
+		}
+		// High and critical entitlements need approval unless the file says
+		// otherwise: widening into risky access is never silent by default.
+		approval := risk >= High
+		if e.RequiresApproval != nil {
+			approval = *e.RequiresApproval
+		}
+		p.Entitlements[e.Name] = &Entitlement{Name: e.Name, System: e.System, Description: e.Description, Risk: risk, MaxDuration: maxDur, RequiresApproval: approval}
+	}
+	for i, r := range f.Roles {
+		if !namePattern.MatchString(r.Name) {
+			return nil, errf("roles[%d]: name %q must match %s", i, r.Name, namePattern)
+		}
+		if p.Roles[r.Name] != nil {
+			return nil, errf("role %q is defined twice", r.Name)
+		}
+		for _, e := range r.Entitlements {
+			if p.Entitlements[e] == nil {
+				return nil, errf("role %q: unknown entitlement %q", r.Name, e)
+			}
+		}
+		p.Roles[r.Name] = &Role{Name: r.Name, Entitlements: r.Entitlements}
+	}
+	env, err := newEnv()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, b := range f.Birthright {
+		if !namePattern.MatchString(b.Name) {
+			return nil, errf("birthright[%d]: name %q must match %s", i, b.Name, namePattern)
+		}
+		if seen[b.Name] {
+			return nil, errf("birthright rule %q is defined twice", b.Name)
+		}
+		seen[b.Name] = true
+		r, err := compile(env, b.When)
+		if err != nil {
+			return nil, errf("birthright rule %q: when: %v", b.Name, err)
+		}
+		set := map[string]bool{}
+		for _, e := range b.Entitlements {
+			if p.Entitlements[e] == nil {
+				return nil, errf("birthright rule %q: unknown entitlement %q", b.Name, e)
+			}
+			set[e] = true
+		}
+		for _, rn := range b.Roles {
+			role := p.Roles[rn]
+			if role == nil {
+				return nil, errf("birthright rule %q: unknown role %q", b.Name, rn)
+			}
+			for _, e := range role.Entitlements {
+				set[e] = true
+			}
+		}
+		if len(set) == 0 {
+			return nil, errf("birthright rule %q grants nothing: give it roles or entitlements", b.Name)
+		}
+		p.Birthrights = append(p.Birthrights, &BirthrightRule{Name: b.Name, Roles: b.Roles, Entitlements: b.Entitlements, expanded: sortedKeys(set), when: r})
+	}
+	seen = map[string]bool{}
+	for i, c := range f.Credentials {
+		if !namePattern.MatchString(c.Name) {
+			return nil, errf("credentials[%d]: name %q must match %s", i, c.Name, namePattern)
+		}
+		if seen[c.Name] {
+			return nil, errf("credential rule %q is defined twice", c.Name)
+		}
+		seen[c.Name] = true
+		if p.Systems[c.System] == nil {
+			return nil, errf("credential rule %q: unknown system %q", c.Name, c.System)
+		}
+		typ := CredentialType(c.Type)
+		if typ != APIKey && typ != Password {
+			return nil, errf("credential rule %q: unknown type %q (want api_key or password)", c.Name, c.Type)
+		}
+		ttl, err := ParseDuration(c.TTL)
+		if err != nil {
+			return nil, errf("credential rule %q: ttl: %v", c.Name, err)
+		}
+		r, err := compile(env, c.When)
+		if err != nil {
+			return nil, errf("credential rule %q: when: %v", c.Name, err)
+		}
+		p.Credentials = append(p.Credentials, &CredentialRule{Name: c.Name, System: c.System, Type: typ, TTL: ttl, RotateOnMove: c.RotateOnMove, RotateOn: c.RotateOn, when: r})
+	}
+	p.eval = newEvaluator(p)
+	return p, nil
+}
+
+// ParseDuration accepts Go durations ("90m", "720h") and whole days ("30d").
+// The empty string is zero.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	var err error
+	if strings.HasSuffix(s, "d") {
+		var n int
+		n, err = strconv.Atoi(strings.TrimSuffix(s, "d"))
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (use 720h or 30d)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %q is negative", s)
+	}
+	return d, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// newEnv declares the CEL environment rules are checked against: one
+// variable, identity, a map with kind, state, source, externalId,
+// displayName, owner, manager and attributes.
+func newEnv() (*cel.Env, error) {
+	return cel.NewEnv(cel.Variable("identity", cel.MapType(cel.StringType, cel.DynType)))
+}
