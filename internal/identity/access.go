@@ -4,9 +4,9 @@ import "time"
 
 // Grant is an identity holding an entitlement.
 type Grant struct {
-	IdentityID  string    `json:"-"`
-	Entitlement string    `json:"entitlement"`
-	System      string    `json:"system"`
+	IdentityID  string `json:"-"`
+	Entitlement string `json:"entitlement"`
+	System      string `json:"system"`
 	// Reason says why it is held: "birthright:RULE", "request", "manual".
 	Reason    string    `json:"reason"`
 	CaseID    string    `json:"caseId"`

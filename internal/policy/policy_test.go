@@ -108,8 +108,8 @@ birthright:
 	pick := func(xs ...string) string { return xs[rng.Intn(len(xs))] }
 	for i := 0; i < 2000; i++ {
 		id := identity.Identity{
-			Kind:  identity.Kind(pick("human", "pipeline", "ai_agent")),
-			State: identity.State(pick("active", "suspended", "pending")),
+			Kind:       identity.Kind(pick("human", "pipeline", "ai_agent")),
+			State:      identity.State(pick("active", "suspended", "pending")),
 			Attributes: map[string]any{},
 		}
 		if rng.Intn(2) == 0 {
