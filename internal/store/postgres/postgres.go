@@ -1,0 +1,211 @@
+// Package postgres is jml's PostgreSQL store, through pgx, with River's
+// pgx driver for durable jobs in the same database. Several jml replicas
+// can share one database: River spreads jobs across them.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/sqlstore"
+)
+
+var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE"}
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	insert *river.Client[pgx.Tx]
+	jobs   *jobs
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url and migrates it.
+func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	s := &Store{pool: pool, logger: logger}
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrate river: %w", err)
+	}
+	if err := sqlstore.Migrate(ctx, dialect, func(ctx context.Context, fn func(sqlstore.Conn) error) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			// One migrator at a time across replicas.
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7414967)"); err != nil {
+				return err
+			}
+			return fn(conn{tx})
+		})
+	}); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.insert, err = river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.jobs = &jobs{s: s}
+	return s, nil
+}
+
+// retryable reports whether a transaction failed only because of a
+// concurrent one: a serialisation failure, a deadlock, or a unique
+// violation that re-reading will turn into a clean answer.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01", "23505":
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		err = pgx.BeginTxFunc(ctx, s.pool, opts, fn)
+		if err == nil || !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		return fn(sqlstore.NewTx(conn{tx}, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+			_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
+			return err
+		}))
+	})
+}
+
+// View implements store.Store.
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		return fn(sqlstore.NewTx(conn{tx}, dialect, nil))
+	})
+}
+
+func (s *Store) Jobs() store.Jobs               { return s.jobs }
+func (s *Store) Backend() string                { return "postgres" }
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+func (s *Store) Close() error                   { s.pool.Close(); return nil }
+
+// Pool returns the connection pool, for benchmarks that measure raw
+// PostgreSQL.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// conn adapts pgx.Tx to sqlstore.Conn, rewriting ? placeholders to $n.
+type conn struct{ tx pgx.Tx }
+
+var rewritten sync.Map // query with ? -> query with $n
+
+// rebind turns ? into $1, $2, ... The shared queries contain no ? inside
+// string literals, so a plain scan is exact.
+func rebind(q string) string {
+	if v, ok := rewritten.Load(q); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	out := b.String()
+	rewritten.Store(q, out)
+	return out
+}
+
+func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := c.tx.Exec(ctx, rebind(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	rows, err := c.tx.Query(ctx, rebind(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// jobs runs River on the pool.
+type jobs struct {
+	s      *Store
+	client *river.Client[pgx.Tx]
+}
+
+func (j *jobs) Start(ctx context.Context, w any, cfg store.JobConfig) error {
+	workers, ok := w.(*river.Workers)
+	if !ok {
+		return fmt.Errorf("jobs: workers must be *river.Workers, got %T", w)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 16
+	}
+	client, err := river.NewClient(riverpgxv5.New(j.s.pool), sqlstore.RiverConfig(j.s.logger, workers, cfg))
+	if err != nil {
+		return err
+	}
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	j.client = client
+	return nil
+}
+
+func (j *jobs) Stop(ctx context.Context) error {
+	if j.client == nil {
+		return nil
+	}
+	return j.client.Stop(ctx)
+}

@@ -1,0 +1,700 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Tx implements store.Tx over a backend's transaction.
+type Tx struct {
+	c       Conn
+	d       Dialect
+	enqueue Enqueuer
+}
+
+var _ store.Tx = (*Tx)(nil)
+
+// NewTx wraps a backend transaction. enqueue may be nil for read-only
+// transactions.
+func NewTx(c Conn, d Dialect, enqueue Enqueuer) *Tx { return &Tx{c: c, d: d, enqueue: enqueue} }
+
+func notFound(what, id string) error {
+	return &identity.Error{Code: identity.NotFound, Message: fmt.Sprintf("%s %q not found", what, id), Err: store.ErrNotFound}
+}
+
+func (t *Tx) row(ctx context.Context, dest []any, q string, args ...any) error {
+	return queryRow(ctx, t.c, dest, q, args...)
+}
+
+// Enqueue implements store.Tx.
+func (t *Tx) Enqueue(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+	if t.enqueue == nil {
+		return errors.New("enqueue in a read-only transaction")
+	}
+	return t.enqueue(ctx, args, runAt)
+}
+
+// ---- events
+
+const eventCols = "id, source, source_event_id, type, identity_id, payload, principal, status, case_id, error, received_at, effective_at"
+
+func scanEvent(scan func(...any) error) (*store.Event, error) {
+	var ev store.Event
+	var source, sourceID, typ, payload, status string
+	var received, effective int64
+	if err := scan(&ev.ID, &source, &sourceID, &typ, &ev.IdentityID, &payload, &ev.Principal, &status, &ev.CaseID, &ev.Error, &received, &effective); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(payload), &ev.Event); err != nil {
+		return nil, fmt.Errorf("event %s payload: %w", ev.ID, err)
+	}
+	ev.Status = store.EventStatus(status)
+	ev.ReceivedAt, ev.EffectiveAt = fromMicros(received), fromMicros(effective)
+	return &ev, nil
+}
+
+func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
+	payload, err := json.Marshal(ev.Event)
+	if err != nil {
+		return nil, false, err
+	}
+	n, err := t.c.Exec(ctx, "INSERT INTO events ("+eventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, source_event_id) DO NOTHING",
+		ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error, micros(ev.ReceivedAt), micros(ev.EffectiveAt))
+	if err != nil {
+		return nil, false, fmt.Errorf("insert event: %w", err)
+	}
+	if n == 1 {
+		return nil, true, nil
+	}
+	existing, err := t.eventWhere(ctx, "source = ? AND source_event_id = ?", ev.Event.Source, ev.Event.ID)
+	return existing, false, err
+}
+
+func (t *Tx) eventWhere(ctx context.Context, where string, args ...any) (*store.Event, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+eventCols+" FROM events WHERE "+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, notFound("event", fmt.Sprint(args...))
+	}
+	return scanEvent(rows.Scan)
+}
+
+func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {
+	ev, err := t.eventWhere(ctx, "id = ?", id)
+	if store.IsNotFound(err) {
+		return nil, notFound("event", id)
+	}
+	return ev, err
+}
+
+func (t *Tx) UpdateEvent(ctx context.Context, ev *store.Event) error {
+	n, err := t.c.Exec(ctx, "UPDATE events SET identity_id = ?, status = ?, case_id = ?, error = ? WHERE id = ?",
+		ev.IdentityID, string(ev.Status), ev.CaseID, ev.Error, ev.ID)
+	if err == nil && n == 0 {
+		return notFound("event", ev.ID)
+	}
+	return err
+}
+
+// ---- identities
+
+const identityCols = "id, source, external_id, kind, state, display_name, owner_id, manager_id, attributes, created_at, updated_at"
+
+func scanIdentity(scan func(...any) error) (*identity.Identity, error) {
+	var id identity.Identity
+	var kind, state, attrs string
+	var created, updated int64
+	if err := scan(&id.ID, &id.Source, &id.ExternalID, &kind, &state, &id.DisplayName, &id.OwnerID, &id.ManagerID, &attrs, &created, &updated); err != nil {
+		return nil, err
+	}
+	id.Kind, id.State = identity.Kind(kind), identity.State(state)
+	if err := json.Unmarshal([]byte(attrs), &id.Attributes); err != nil {
+		return nil, fmt.Errorf("identity %s attributes: %w", id.ID, err)
+	}
+	if id.Attributes == nil {
+		id.Attributes = map[string]any{}
+	}
+	id.CreatedAt, id.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return &id, nil
+}
+
+func marshalAttrs(a map[string]any) (string, error) {
+	if a == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(a)
+	return string(b), err
+}
+
+func (t *Tx) InsertIdentity(ctx context.Context, id *identity.Identity) error {
+	attrs, err := marshalAttrs(id.Attributes)
+	if err != nil {
+		return err
+	}
+	_, err = t.c.Exec(ctx, "INSERT INTO identities ("+identityCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		id.ID, id.Source, id.ExternalID, string(id.Kind), string(id.State), id.DisplayName, id.OwnerID, id.ManagerID, attrs, micros(id.CreatedAt), micros(id.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("insert identity: %w", err)
+	}
+	return nil
+}
+
+func (t *Tx) UpdateIdentity(ctx context.Context, id *identity.Identity) error {
+	attrs, err := marshalAttrs(id.Attributes)
+	if err != nil {
+		return err
+	}
+	n, err := t.c.Exec(ctx, "UPDATE identities SET kind = ?, state = ?, display_name = ?, owner_id = ?, manager_id = ?, attributes = ?, updated_at = ? WHERE id = ?",
+		string(id.Kind), string(id.State), id.DisplayName, id.OwnerID, id.ManagerID, attrs, micros(id.UpdatedAt), id.ID)
+	if err == nil && n == 0 {
+		return notFound("identity", id.ID)
+	}
+	return err
+}
+
+func (t *Tx) identityWhere(ctx context.Context, what, where string, args ...any) (*identity.Identity, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+identityCols+" FROM identities WHERE "+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, notFound("identity", what)
+	}
+	return scanIdentity(rows.Scan)
+}
+
+func (t *Tx) GetIdentity(ctx context.Context, id string) (*identity.Identity, error) {
+	return t.identityWhere(ctx, id, "id = ?", id)
+}
+
+func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
+	return t.identityWhere(ctx, source+"/"+externalID, "source = ? AND external_id = ?", source, externalID)
+}
+
+func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]identity.Identity, error) {
+	var where []string
+	var args []any
+	// Filters are fixed columns bound as parameters: nothing from the
+	// request ever becomes SQL text.
+	for _, c := range []struct {
+		col string
+		v   string
+	}{{"kind", string(f.Kind)}, {"state", string(f.State)}, {"source", f.Source}, {"owner_id", f.Owner}} {
+		if c.v != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if f.After != "" {
+		where = append(where, "id > ?")
+		args = append(args, f.After)
+	}
+	q := "SELECT " + identityCols + " FROM identities"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	q += " ORDER BY id LIMIT ?"
+	args = append(args, limit)
+	rows, err := t.c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Identity
+	for rows.Next() {
+		id, err := scanIdentity(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *id)
+	}
+	return out, rows.Err()
+}
+
+// ---- grants
+
+func (t *Tx) ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error) {
+	rows, err := t.c.Query(ctx, "SELECT entitlement, system, reason, case_id, granted_at, expires_at, approved_by FROM grants WHERE identity_id = ? ORDER BY entitlement", identityID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Grant
+	for rows.Next() {
+		g := identity.Grant{IdentityID: identityID}
+		var granted, expires int64
+		if err := rows.Scan(&g.Entitlement, &g.System, &g.Reason, &g.CaseID, &granted, &expires, &g.ApprovedBy); err != nil {
+			return nil, err
+		}
+		g.GrantedAt, g.ExpiresAt = fromMicros(granted), fromMicros(expires)
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) PutGrant(ctx context.Context, g *identity.Grant) error {
+	_, err := t.c.Exec(ctx, `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (identity_id, entitlement) DO UPDATE SET system = excluded.system, reason = excluded.reason, case_id = excluded.case_id,
+  granted_at = excluded.granted_at, expires_at = excluded.expires_at, approved_by = excluded.approved_by`,
+		g.IdentityID, g.Entitlement, g.System, g.Reason, g.CaseID, micros(g.GrantedAt), micros(g.ExpiresAt), g.ApprovedBy)
+	return err
+}
+
+func (t *Tx) DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error) {
+	n, err := t.c.Exec(ctx, "DELETE FROM grants WHERE identity_id = ? AND entitlement = ?", identityID, entitlement)
+	return n > 0, err
+}
+
+// ---- credentials
+
+const credCols = "id, identity_id, rule, system, type, status, prefix, fingerprint, hash, sealed, revealed, issued_at, expires_at, revoked_at, case_id"
+
+func scanCred(scan func(...any) error) (*store.StoredCredential, error) {
+	var c store.StoredCredential
+	var status string
+	var revealed int
+	var issued, expires, revoked int64
+	if err := scan(&c.ID, &c.IdentityID, &c.Rule, &c.System, &c.Type, &status, &c.Prefix, &c.Fingerprint, &c.Hash, &c.Sealed, &revealed, &issued, &expires, &revoked, &c.CaseID); err != nil {
+		return nil, err
+	}
+	c.Status = identity.CredentialStatus(status)
+	c.Revealed = revealed != 0
+	c.IssuedAt, c.ExpiresAt, c.RevokedAt = fromMicros(issued), fromMicros(expires), fromMicros(revoked)
+	return &c, nil
+}
+
+func (t *Tx) InsertCredential(ctx context.Context, c *store.StoredCredential) error {
+	_, err := t.c.Exec(ctx, "INSERT INTO credentials ("+credCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.IdentityID, c.Rule, c.System, c.Type, string(c.Status), c.Prefix, c.Fingerprint, nullBytes(c.Hash), nullBytes(c.Sealed),
+		boolInt(c.Revealed), micros(c.IssuedAt), micros(c.ExpiresAt), micros(c.RevokedAt), c.CaseID)
+	if err != nil {
+		return fmt.Errorf("insert credential: %w", err)
+	}
+	return nil
+}
+
+func (t *Tx) credWhere(ctx context.Context, what, where string, args ...any) (*store.StoredCredential, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+credCols+" FROM credentials WHERE "+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, notFound("credential", what)
+	}
+	return scanCred(rows.Scan)
+}
+
+func (t *Tx) GetCredential(ctx context.Context, id string) (*store.StoredCredential, error) {
+	return t.credWhere(ctx, id, "id = ?", id)
+}
+
+func (t *Tx) GetCredentialByHash(ctx context.Context, hash []byte) (*store.StoredCredential, error) {
+	return t.credWhere(ctx, "by hash", "hash = ?", hash)
+}
+
+func (t *Tx) ListCredentials(ctx context.Context, identityID string, activeOnly bool) ([]identity.Credential, error) {
+	q := "SELECT " + credCols + " FROM credentials WHERE identity_id = ?"
+	args := []any{identityID}
+	if activeOnly {
+		q += " AND status = ?"
+		args = append(args, string(identity.CredentialActive))
+	}
+	rows, err := t.c.Query(ctx, q+" ORDER BY issued_at, id", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Credential
+	for rows.Next() {
+		c, err := scanCred(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c.Credential)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) RevokeCredential(ctx context.Context, id string, at time.Time) (bool, error) {
+	n, err := t.c.Exec(ctx, "UPDATE credentials SET status = ?, revoked_at = ?, sealed = NULL WHERE id = ? AND status = ?",
+		string(identity.CredentialRevoked), micros(at), id, string(identity.CredentialActive))
+	return n > 0, err
+}
+
+func (t *Tx) RevokeSystemCredentials(ctx context.Context, identityID, system string, at time.Time) ([]string, error) {
+	rows, err := t.c.Query(ctx, "UPDATE credentials SET status = ?, revoked_at = ?, sealed = NULL WHERE identity_id = ? AND system = ? AND status = ? RETURNING id",
+		string(identity.CredentialRevoked), micros(at), identityID, system, string(identity.CredentialActive))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (t *Tx) TakeSecret(ctx context.Context, id string) ([]byte, error) {
+	// The conditional UPDATE is the once-only gate: it takes the row lock
+	// on PostgreSQL, so of two concurrent reveals exactly one sees n == 1.
+	n, err := t.c.Exec(ctx, "UPDATE credentials SET revealed = 1 WHERE id = ? AND revealed = 0 AND status = ? AND sealed IS NOT NULL", id, string(identity.CredentialActive))
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		if _, err := t.GetCredential(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, identity.Errorf(identity.Gone, "the secret of credential %q was already revealed or the credential is revoked", id)
+	}
+	var sealed []byte
+	if err := t.row(ctx, []any{&sealed}, "SELECT sealed FROM credentials WHERE id = ?", id); err != nil {
+		return nil, err
+	}
+	if _, err := t.c.Exec(ctx, "UPDATE credentials SET sealed = NULL WHERE id = ?", id); err != nil {
+		return nil, err
+	}
+	return sealed, nil
+}
+
+// ---- accounts
+
+func (t *Tx) ListAccounts(ctx context.Context, identityID string) ([]identity.Account, error) {
+	rows, err := t.c.Query(ctx, "SELECT system, status, updated_at FROM accounts WHERE identity_id = ? ORDER BY system", identityID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Account
+	for rows.Next() {
+		a := identity.Account{IdentityID: identityID}
+		var status string
+		var updated int64
+		if err := rows.Scan(&a.System, &status, &updated); err != nil {
+			return nil, err
+		}
+		a.Status, a.UpdatedAt = identity.AccountStatus(status), fromMicros(updated)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) PutAccount(ctx context.Context, a *identity.Account) error {
+	_, err := t.c.Exec(ctx, `INSERT INTO accounts (identity_id, system, status, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (identity_id, system) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at`,
+		a.IdentityID, a.System, string(a.Status), micros(a.UpdatedAt))
+	return err
+}
+
+// ---- cases and steps
+
+const caseCols = "id, event_id, identity_id, type, status, submitted_by, reason, created_at, updated_at, completed_at"
+
+func scanCase(scan func(...any) error) (*store.Case, error) {
+	var c store.Case
+	var typ, status string
+	var created, updated, completed int64
+	if err := scan(&c.ID, &c.EventID, &c.IdentityID, &typ, &status, &c.SubmittedBy, &c.Reason, &created, &updated, &completed); err != nil {
+		return nil, err
+	}
+	c.Type, c.Status = identity.EventType(typ), store.CaseStatus(status)
+	c.CreatedAt, c.UpdatedAt, c.CompletedAt = fromMicros(created), fromMicros(updated), fromMicros(completed)
+	return &c, nil
+}
+
+func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
+	if _, err := t.c.Exec(ctx, "INSERT INTO cases ("+caseCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt)); err != nil {
+		return fmt.Errorf("insert case: %w", err)
+	}
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		s.CaseID = c.ID
+		if _, err := t.c.Exec(ctx, "INSERT INTO steps ("+stepCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			c.ID, s.Seq, c.IdentityID, string(s.Action), s.System, s.Entitlement, s.Rule, s.CredentialID, s.Duration.Milliseconds(), boolInt(s.NeedsApproval),
+			s.Reason, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt)); err != nil {
+			return fmt.Errorf("insert step: %w", err)
+		}
+	}
+	return nil
+}
+
+const stepCols = "case_id, seq, identity_id, action, system, entitlement, rule, credential_id, duration_ms, needs_approval, reason, status, attempts, last_error, result, decided_by, updated_at"
+
+func scanStep(scan func(...any) error) (*store.Step, error) {
+	var s store.Step
+	var identityID, action, status string
+	var durMS, updated int64
+	var needs int
+	if err := scan(&s.CaseID, &s.Seq, &identityID, &action, &s.System, &s.Entitlement, &s.Rule, &s.CredentialID, &durMS, &needs, &s.Reason, &status, &s.Attempts, &s.LastError, &s.Result, &s.DecidedBy, &updated); err != nil {
+		return nil, err
+	}
+	s.Action, s.Status = plan.Action(action), store.StepStatus(status)
+	s.Duration = time.Duration(durMS) * time.Millisecond
+	s.NeedsApproval = needs != 0
+	s.UpdatedAt = fromMicros(updated)
+	return &s, nil
+}
+
+func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Step
+	for rows.Next() {
+		s, err := scanStep(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *s)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE id = ?", id)
+	if err != nil {
+		return nil, err
+	}
+	var c *store.Case
+	if rows.Next() {
+		c, err = scanCase(rows.Scan)
+	} else {
+		err = rows.Err()
+		if err == nil {
+			err = notFound("case", id)
+		}
+	}
+	rows.Close()
+	if err != nil {
+		return nil, err
+	}
+	c.Steps, err = t.steps(ctx, "case_id = ?", id)
+	if c.Steps == nil {
+		c.Steps = []store.Step{}
+	}
+	return c, err
+}
+
+func (t *Tx) UpdateCase(ctx context.Context, c *store.Case) error {
+	n, err := t.c.Exec(ctx, "UPDATE cases SET status = ?, reason = ?, updated_at = ?, completed_at = ? WHERE id = ?",
+		string(c.Status), c.Reason, micros(c.UpdatedAt), micros(c.CompletedAt), c.ID)
+	if err == nil && n == 0 {
+		return notFound("case", c.ID)
+	}
+	return err
+}
+
+func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
+	n, err := t.c.Exec(ctx, "UPDATE steps SET credential_id = ?, status = ?, attempts = ?, last_error = ?, result = ?, decided_by = ?, updated_at = ? WHERE case_id = ? AND seq = ?",
+		s.CredentialID, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt), s.CaseID, s.Seq)
+	if err == nil && n == 0 {
+		return notFound("step", fmt.Sprintf("%s/%d", s.CaseID, s.Seq))
+	}
+	return err
+}
+
+func (t *Tx) ListAwaitingSteps(ctx context.Context, identityID string) ([]store.Step, error) {
+	return t.steps(ctx, "identity_id = ? AND status = ?", identityID, string(store.StepAwaitingApproval))
+}
+
+func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE identity_id = ? ORDER BY created_at DESC, id DESC LIMIT ?", identityID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Case
+	for rows.Next() {
+		c, err := scanCase(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}
+
+// ---- findings
+
+func (t *Tx) InsertFinding(ctx context.Context, f *identity.Finding) (bool, error) {
+	var n int
+	if err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM findings WHERE identity_id = ? AND kind = ? AND resolved_at = 0", f.IdentityID, f.Kind); err != nil {
+		return false, err
+	}
+	if n > 0 {
+		return false, nil
+	}
+	_, err := t.c.Exec(ctx, "INSERT INTO findings (id, kind, identity_id, message, created_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?)",
+		f.ID, f.Kind, f.IdentityID, f.Message, micros(f.CreatedAt), micros(f.ResolvedAt))
+	return err == nil, err
+}
+
+func (t *Tx) ListFindings(ctx context.Context, f store.FindingFilter) ([]identity.Finding, error) {
+	q := "SELECT id, kind, identity_id, message, created_at, resolved_at FROM findings WHERE 1 = 1"
+	var args []any
+	if f.Kind != "" {
+		q += " AND kind = ?"
+		args = append(args, f.Kind)
+	}
+	if f.IdentityID != "" {
+		q += " AND identity_id = ?"
+		args = append(args, f.IdentityID)
+	}
+	if f.OpenOnly {
+		q += " AND resolved_at = 0"
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	q += " ORDER BY created_at, id LIMIT ?"
+	args = append(args, limit)
+	rows, err := t.c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Finding
+	for rows.Next() {
+		var fd identity.Finding
+		var created, resolved int64
+		if err := rows.Scan(&fd.ID, &fd.Kind, &fd.IdentityID, &fd.Message, &created, &resolved); err != nil {
+			return nil, err
+		}
+		fd.CreatedAt, fd.ResolvedAt = fromMicros(created), fromMicros(resolved)
+		out = append(out, fd)
+	}
+	return out, rows.Err()
+}
+
+// ---- audit
+
+func (t *Tx) AppendAudit(ctx context.Context, recs ...audit.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var seq int64
+	var hash string
+	if err := t.row(ctx, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+t.d.ForUpdate); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	for i := range recs {
+		r := &recs[i]
+		r.Chain(seq, hash)
+		if _, err := t.c.Exec(ctx, "INSERT INTO audit_log (seq, at, actor, action, identity_id, case_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data), r.PrevHash, r.Hash); err != nil {
+			return fmt.Errorf("append audit: %w", err)
+		}
+		seq, hash = r.Seq, r.Hash
+	}
+	_, err := t.c.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hash)
+	return err
+}
+
+func (t *Tx) ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error {
+	q := "SELECT seq, at, actor, action, identity_id, case_id, data, prev_hash, hash FROM audit_log"
+	var args []any
+	if identityID != "" {
+		q += " WHERE identity_id = ?"
+		args = append(args, identityID)
+	}
+	rows, err := t.c.Query(ctx, q+" ORDER BY seq", args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r audit.Record
+		var at int64
+		var data string
+		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.IdentityID, &r.CaseID, &data, &r.PrevHash, &r.Hash); err != nil {
+			return err
+		}
+		r.At = time.UnixMicro(at).UTC()
+		if data != "" {
+			r.Data = json.RawMessage(data)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (t *Tx) AuditHead(ctx context.Context) (int64, string, error) {
+	var seq int64
+	var hash string
+	err := t.row(ctx, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1")
+	if errors.Is(err, errNoRows) {
+		return 0, "", &identity.Error{Code: identity.Internal, Message: "audit head row is missing: the audit log was tampered with"}
+	}
+	return seq, hash, err
+}
+
+// ---- tokens
+
+func (t *Tx) InsertToken(ctx context.Context, tk *store.Token) error {
+	_, err := t.c.Exec(ctx, "INSERT INTO api_tokens (id, name, role, identity_id, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		tk.ID, tk.Name, tk.Role, tk.IdentityID, tk.Hash, micros(tk.CreatedAt), micros(tk.RevokedAt))
+	return err
+}
+
+func (t *Tx) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+	var tk store.Token
+	var created, revoked int64
+	err := t.row(ctx, []any{&tk.ID, &tk.Name, &tk.Role, &tk.IdentityID, &tk.Hash, &created, &revoked},
+		"SELECT id, name, role, identity_id, hash, created_at, revoked_at FROM api_tokens WHERE hash = ?", hash)
+	if errors.Is(err, errNoRows) {
+		return nil, notFound("token", "by hash")
+	}
+	if err != nil {
+		return nil, err
+	}
+	tk.CreatedAt, tk.RevokedAt = fromMicros(created), fromMicros(revoked)
+	return &tk, nil
+}
+
+func (t *Tx) CountTokens(ctx context.Context) (int, error) {
+	var n int
+	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM api_tokens WHERE revoked_at = 0")
+	return n, err
+}

@@ -1,0 +1,260 @@
+// Package store defines jml's storage: one interface that the SQLite and
+// PostgreSQL backends implement with the same semantics, proved by one
+// conformance suite (storetest) run against both.
+//
+// The interface is wide on purpose, like River's driver interface: jml's
+// invariants hold only when everything an event changes commits together,
+// so every operation is a method of Tx, run inside Update or View.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+)
+
+// ErrNotFound is wrapped by every method that looks up one thing that does
+// not exist; its identity code is NotFound.
+var ErrNotFound = &identity.Error{Code: identity.NotFound, Message: "not found"}
+
+// IsNotFound reports whether err says a looked-up thing does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// Store opens transactions. Implementations are safe for concurrent use.
+type Store interface {
+	// Update runs fn in a read-write transaction and commits when fn
+	// returns nil; any error rolls everything back. Transactions that
+	// conflict with a concurrent one are retried by the implementation, so
+	// fn may run more than once and must not have effects outside tx.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Jobs is the durable job queue on the same database.
+	Jobs() Jobs
+	// Ping checks the database answers.
+	Ping(ctx context.Context) error
+	// Backend names the implementation ("sqlite", "postgres").
+	Backend() string
+	Close() error
+}
+
+// JobArgs is a durable job's arguments; Kind names its worker. The same
+// shape as River's JobArgs.
+type JobArgs interface{ Kind() string }
+
+// Jobs runs durable jobs (River) on the store's database.
+type Jobs interface {
+	// Start begins working jobs with the workers registered in w, which is
+	// a *river.Workers. It returns once the workers run.
+	Start(ctx context.Context, w any, cfg JobConfig) error
+	// Stop stops working, letting running jobs finish until ctx ends.
+	Stop(ctx context.Context) error
+}
+
+// JobConfig tunes the job workers.
+type JobConfig struct {
+	Workers       int           // concurrent jobs (default 16 on PostgreSQL, 4 on SQLite)
+	FetchCooldown time.Duration // minimum time between fetches (River default 100ms)
+	PollInterval  time.Duration // how often to poll for new jobs (River default 1s)
+	MaxAttempts   int           // attempts before a job is discarded (default 25)
+}
+
+// EventStatus is where an accepted event is.
+type EventStatus string
+
+const (
+	EventApplied   EventStatus = "applied"   // its case was created
+	EventScheduled EventStatus = "scheduled" // waiting for its effective time
+	EventRejected  EventStatus = "rejected"  // at its effective time, it no longer applied
+)
+
+// Event is a stored lifecycle event.
+type Event struct {
+	ID          string         `json:"id"`
+	Event       identity.Event `json:"event"`
+	IdentityID  string         `json:"identityId,omitempty"`
+	Principal   string         `json:"principal"`
+	Status      EventStatus    `json:"status"`
+	CaseID      string         `json:"caseId,omitempty"`
+	Error       string         `json:"error,omitempty"`
+	ReceivedAt  time.Time      `json:"receivedAt"`
+	EffectiveAt time.Time      `json:"effectiveAt"`
+}
+
+// CaseStatus is where a case is.
+type CaseStatus string
+
+const (
+	CaseRunning          CaseStatus = "running"
+	CaseAwaitingApproval CaseStatus = "awaiting_approval"
+	CaseCompleted        CaseStatus = "completed"
+	// CaseFailed needs attention: a step exhausted its attempts.
+	CaseFailed CaseStatus = "failed"
+)
+
+// Case is one event's processing.
+type Case struct {
+	ID          string             `json:"id"`
+	EventID     string             `json:"eventId"`
+	IdentityID  string             `json:"identityId"`
+	Type        identity.EventType `json:"type"`
+	Status      CaseStatus         `json:"status"`
+	SubmittedBy string             `json:"submittedBy"`
+	// Reason says why a case is not done: what it waits on, or what failed.
+	Reason      string    `json:"reason,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	CompletedAt time.Time `json:"completedAt,omitzero"`
+	Steps       []Step    `json:"steps"`
+}
+
+// StepStatus is where a step is.
+type StepStatus string
+
+const (
+	StepPending          StepStatus = "pending"
+	StepAwaitingApproval StepStatus = "awaiting_approval"
+	StepDone             StepStatus = "done"
+	StepFailed           StepStatus = "failed" // gave up after its attempts
+	StepDenied           StepStatus = "denied"
+	// StepSuperseded is a gated step a later event of the same identity
+	// replaced before it was approved.
+	StepSuperseded StepStatus = "superseded"
+)
+
+// Final reports whether a step in status s will not change again.
+func (s StepStatus) Final() bool {
+	return s == StepDone || s == StepFailed || s == StepDenied || s == StepSuperseded
+}
+
+// Step is one plan step as stored with its progress.
+type Step struct {
+	CaseID string `json:"-"`
+	Seq    int    `json:"seq"`
+	plan.Step
+	Status    StepStatus `json:"status"`
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"lastError,omitempty"`
+	Result    string     `json:"result,omitempty"`
+	DecidedBy string     `json:"decidedBy,omitempty"`
+	UpdatedAt time.Time  `json:"updatedAt"`
+}
+
+// Token is an API token for jml itself; only its hash is stored.
+type Token struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	IdentityID string    `json:"identityId,omitempty"`
+	Hash       []byte    `json:"-"`
+	CreatedAt  time.Time `json:"createdAt"`
+	RevokedAt  time.Time `json:"revokedAt,omitzero"`
+}
+
+// IdentityFilter selects identities; every field is optional and matched
+// exactly. After is the keyset cursor: the last ID of the previous page.
+type IdentityFilter struct {
+	Kind   identity.Kind
+	State  identity.State
+	Source string
+	Owner  string
+	After  string
+	Limit  int
+}
+
+// FindingFilter selects findings.
+type FindingFilter struct {
+	Kind       string
+	IdentityID string
+	OpenOnly   bool
+	Limit      int
+}
+
+// StoredCredential is a credential with what the store keeps of its secret.
+type StoredCredential struct {
+	identity.Credential
+	Hash   []byte // SHA-256 of the secret (API keys); empty otherwise
+	Sealed []byte // the secret sealed by the vault until revealed; empty after
+}
+
+// Tx is one transaction. Methods that find one thing return an error
+// wrapping ErrNotFound when it does not exist. Methods are not safe for
+// concurrent use; a Tx must not be used after its function returns.
+type Tx interface {
+	// InsertEvent stores ev unless an event with the same (source, event
+	// ID) exists; then it returns that one and inserted=false.
+	InsertEvent(ctx context.Context, ev *Event) (existing *Event, inserted bool, err error)
+	GetEvent(ctx context.Context, id string) (*Event, error)
+	UpdateEvent(ctx context.Context, ev *Event) error
+
+	InsertIdentity(ctx context.Context, id *identity.Identity) error
+	// UpdateIdentity replaces every mutable field of the identity id.ID.
+	UpdateIdentity(ctx context.Context, id *identity.Identity) error
+	GetIdentity(ctx context.Context, id string) (*identity.Identity, error)
+	GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error)
+	ListIdentities(ctx context.Context, f IdentityFilter) ([]identity.Identity, error)
+
+	ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error)
+	// PutGrant creates or replaces the grant of (IdentityID, Entitlement).
+	PutGrant(ctx context.Context, g *identity.Grant) error
+	// DeleteGrant removes a grant; it reports whether one existed.
+	DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error)
+
+	InsertCredential(ctx context.Context, c *StoredCredential) error
+	GetCredential(ctx context.Context, id string) (*StoredCredential, error)
+	GetCredentialByHash(ctx context.Context, hash []byte) (*StoredCredential, error)
+	// ListCredentials returns an identity's credentials, active ones only
+	// when activeOnly, oldest first.
+	ListCredentials(ctx context.Context, identityID string, activeOnly bool) ([]identity.Credential, error)
+	// RevokeCredential marks one credential revoked and drops any sealed
+	// secret; it reports whether it was active.
+	RevokeCredential(ctx context.Context, id string, at time.Time) (bool, error)
+	// RevokeSystemCredentials revokes every active credential of an
+	// identity in system and returns their IDs.
+	RevokeSystemCredentials(ctx context.Context, identityID, system string, at time.Time) ([]string, error)
+	// TakeSecret returns the sealed secret of an active, unrevealed
+	// credential and marks it revealed, at most once: a second call gets an
+	// error of code Gone.
+	TakeSecret(ctx context.Context, id string) ([]byte, error)
+
+	ListAccounts(ctx context.Context, identityID string) ([]identity.Account, error)
+	PutAccount(ctx context.Context, a *identity.Account) error
+
+	// InsertCase stores c and its Steps.
+	InsertCase(ctx context.Context, c *Case) error
+	// GetCase returns a case with its steps in order.
+	GetCase(ctx context.Context, id string) (*Case, error)
+	UpdateCase(ctx context.Context, c *Case) error
+	UpdateStep(ctx context.Context, s *Step) error
+	// ListAwaitingSteps returns steps awaiting approval in any case of the
+	// identity.
+	ListAwaitingSteps(ctx context.Context, identityID string) ([]Step, error)
+	// ListCases returns an identity's cases, newest first, without steps.
+	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
+
+	// InsertFinding stores f unless an open finding of the same kind for
+	// the same identity exists; it reports whether it stored it.
+	InsertFinding(ctx context.Context, f *identity.Finding) (bool, error)
+	ListFindings(ctx context.Context, f FindingFilter) ([]identity.Finding, error)
+
+	// AppendAudit chains and appends records after the current head.
+	// Appends serialise across transactions.
+	AppendAudit(ctx context.Context, recs ...audit.Record) error
+	// ScanAudit calls fn for every record in sequence order, optionally
+	// only those of one identity.
+	ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error
+	// AuditHead returns the last appended seq and hash.
+	AuditHead(ctx context.Context) (int64, string, error)
+
+	InsertToken(ctx context.Context, t *Token) error
+	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	CountTokens(ctx context.Context) (int, error)
+
+	// Enqueue inserts a durable job in this transaction, to run at or after
+	// runAt (zero: now). It is part of the same commit as everything else.
+	Enqueue(ctx context.Context, args JobArgs, runAt time.Time) error
+}

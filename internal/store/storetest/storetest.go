@@ -1,0 +1,442 @@
+// Package storetest is the conformance suite every store backend passes:
+// the same tests, against a real database, for SQLite and PostgreSQL.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Opener returns a new, empty, migrated store for one test; the backend
+// test cleans it up.
+type Opener func(t *testing.T) store.Store
+
+var t0 = time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, store.Store)
+	}{
+		{"Identities", testIdentities},
+		{"EventDedupe", testEventDedupe},
+		{"Grants", testGrants},
+		{"Credentials", testCredentials},
+		{"CasesAndSteps", testCases},
+		{"Findings", testFindings},
+		{"Audit", testAudit},
+		{"AuditConcurrent", testAuditConcurrent},
+		{"Tokens", testTokens},
+		{"Rollback", testRollback},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+func update(t *testing.T, s store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func view(t *testing.T, s store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := s.View(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func human(id, ext string) *identity.Identity {
+	return &identity.Identity{ID: id, Source: "hr", ExternalID: ext, Kind: identity.Human, State: identity.Active,
+		Attributes: map[string]any{"department": "Engineering", "tools": []any{"a", "b"}}, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func testIdentities(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for i := 0; i < 5; i++ {
+			id := human(fmt.Sprintf("idn_%02d", i), fmt.Sprintf("e%d", i))
+			if i >= 3 {
+				id.Kind, id.OwnerID = identity.Pipeline, "idn_00"
+			}
+			if err := tx.InsertIdentity(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetIdentity(ctx, "idn_01")
+		if err != nil {
+			return err
+		}
+		if got.ExternalID != "e1" || got.Attributes["department"] != "Engineering" || !got.CreatedAt.Equal(t0) {
+			t.Errorf("GetIdentity = %+v", got)
+		}
+		if l, ok := got.Attributes["tools"].([]any); !ok || len(l) != 2 {
+			t.Errorf("tools attribute = %#v", got.Attributes["tools"])
+		}
+		if _, err := tx.GetIdentity(ctx, "nope"); !store.IsNotFound(err) || identity.ErrorCode(err) != identity.NotFound {
+			t.Errorf("GetIdentity(nope) = %v, want not found", err)
+		}
+		byExt, err := tx.GetIdentityByExternalID(ctx, "hr", "e2")
+		if err != nil || byExt.ID != "idn_02" {
+			t.Errorf("GetIdentityByExternalID = %v, %v", byExt, err)
+		}
+		all, err := tx.ListIdentities(ctx, store.IdentityFilter{})
+		if err != nil || len(all) != 5 {
+			t.Errorf("ListIdentities = %d, %v", len(all), err)
+		}
+		page, _ := tx.ListIdentities(ctx, store.IdentityFilter{Limit: 2, After: "idn_01"})
+		if len(page) != 2 || page[0].ID != "idn_02" || page[1].ID != "idn_03" {
+			t.Errorf("page after idn_01 = %v", page)
+		}
+		owned, _ := tx.ListIdentities(ctx, store.IdentityFilter{Owner: "idn_00", Kind: identity.Pipeline})
+		if len(owned) != 2 {
+			t.Errorf("owned pipelines = %d, want 2", len(owned))
+		}
+		// A hostile filter value is a value, never SQL.
+		none, err := tx.ListIdentities(ctx, store.IdentityFilter{Source: "hr' OR '1'='1"})
+		if err != nil || len(none) != 0 {
+			t.Errorf("hostile filter = %d, %v", len(none), err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		id, _ := tx.GetIdentity(ctx, "idn_01")
+		id.State = identity.Departed
+		id.Attributes = map[string]any{}
+		id.UpdatedAt = t0.Add(time.Hour)
+		if err := tx.UpdateIdentity(ctx, id); err != nil {
+			return err
+		}
+		if err := tx.UpdateIdentity(ctx, human("ghost", "g")); !store.IsNotFound(err) {
+			t.Errorf("UpdateIdentity(ghost) = %v, want not found", err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, _ := tx.GetIdentity(ctx, "idn_01")
+		if got.State != identity.Departed || len(got.Attributes) != 0 || !got.UpdatedAt.Equal(t0.Add(time.Hour)) {
+			t.Errorf("after update = %+v", got)
+		}
+		return nil
+	})
+	err := s.Update(ctx, func(tx store.Tx) error { return tx.InsertIdentity(ctx, human("idn_99", "e1")) })
+	if err == nil {
+		t.Error("second identity with the same (source, externalId) was stored")
+	}
+}
+
+func testEventDedupe(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ev := &store.Event{ID: "evt_1", Event: identity.Event{Source: "hr", ID: "42", Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
+		Principal: "tok_1", Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}
+	update(t, s, func(tx store.Tx) error {
+		existing, inserted, err := tx.InsertEvent(ctx, ev)
+		if err != nil || !inserted || existing != nil {
+			t.Errorf("first InsertEvent = %v, %v, %v", existing, inserted, err)
+		}
+		ev.CaseID = "case_1"
+		return tx.UpdateEvent(ctx, ev)
+	})
+	update(t, s, func(tx store.Tx) error {
+		dup := *ev
+		dup.ID = "evt_2"
+		existing, inserted, err := tx.InsertEvent(ctx, &dup)
+		if err != nil || inserted || existing == nil || existing.ID != "evt_1" || existing.CaseID != "case_1" || existing.Event.ExternalID != "a" {
+			t.Errorf("duplicate InsertEvent = %+v, %v, %v", existing, inserted, err)
+		}
+		return nil
+	})
+}
+
+func testGrants(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for _, e := range []string{"b", "a"} {
+			if err := tx.PutGrant(ctx, &identity.Grant{IdentityID: "i1", Entitlement: e, System: "vault", Reason: "birthright:r", CaseID: "c1", GrantedAt: t0}); err != nil {
+				return err
+			}
+		}
+		// Put again replaces.
+		return tx.PutGrant(ctx, &identity.Grant{IdentityID: "i1", Entitlement: "a", System: "vault", Reason: "request", CaseID: "c2", GrantedAt: t0, ExpiresAt: t0.Add(time.Hour), ApprovedBy: "tok_9"})
+	})
+	update(t, s, func(tx store.Tx) error {
+		gs, err := tx.ListGrants(ctx, "i1")
+		if err != nil || len(gs) != 2 || gs[0].Entitlement != "a" || gs[0].Reason != "request" || !gs[0].ExpiresAt.Equal(t0.Add(time.Hour)) || gs[0].ApprovedBy != "tok_9" {
+			t.Errorf("ListGrants = %+v, %v", gs, err)
+		}
+		if !gs[1].ExpiresAt.IsZero() {
+			t.Errorf("grant without expiry has ExpiresAt %v", gs[1].ExpiresAt)
+		}
+		ok, err := tx.DeleteGrant(ctx, "i1", "a")
+		if !ok || err != nil {
+			t.Errorf("DeleteGrant = %v, %v", ok, err)
+		}
+		ok, err = tx.DeleteGrant(ctx, "i1", "a")
+		if ok || err != nil {
+			t.Errorf("second DeleteGrant = %v, %v, want false, nil", ok, err)
+		}
+		return nil
+	})
+}
+
+func cred(id, identityID string, hash, sealed []byte) *store.StoredCredential {
+	return &store.StoredCredential{Credential: identity.Credential{ID: id, IdentityID: identityID, Rule: "r", System: "vault", Type: "api_key",
+		Status: identity.CredentialActive, Prefix: "jml_abcdefgh", Fingerprint: "00ff", IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), CaseID: "c1"},
+		Hash: hash, Sealed: sealed}
+}
+
+func testCredentials(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for _, c := range []*store.StoredCredential{
+			cred("cr1", "i1", []byte{1, 2, 3}, []byte("sealed-1")),
+			cred("cr2", "i1", []byte{4, 5, 6}, []byte("sealed-2")),
+			cred("cr3", "i1", nil, []byte("pw")), // no hash: passwords
+			cred("cr4", "i1", nil, []byte("pw")),
+			cred("cr5", "i2", []byte{7}, nil),
+		} {
+			if err := tx.InsertCredential(ctx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		c, err := tx.GetCredentialByHash(ctx, []byte{4, 5, 6})
+		if err != nil || c.ID != "cr2" || !bytes.Equal(c.Sealed, []byte("sealed-2")) || !c.ExpiresAt.Equal(t0.Add(24*time.Hour)) {
+			t.Errorf("GetCredentialByHash = %+v, %v", c, err)
+		}
+		if _, err := tx.GetCredentialByHash(ctx, []byte{9}); !store.IsNotFound(err) {
+			t.Errorf("unknown hash = %v, want not found", err)
+		}
+		sealed, err := tx.TakeSecret(ctx, "cr1")
+		if err != nil || string(sealed) != "sealed-1" {
+			t.Errorf("TakeSecret = %q, %v", sealed, err)
+		}
+		if _, err := tx.TakeSecret(ctx, "cr1"); identity.ErrorCode(err) != identity.Gone {
+			t.Errorf("second TakeSecret = %v, want gone", err)
+		}
+		if _, err := tx.TakeSecret(ctx, "nope"); !store.IsNotFound(err) {
+			t.Errorf("TakeSecret(nope) = %v, want not found", err)
+		}
+		ids, err := tx.RevokeSystemCredentials(ctx, "i1", "vault", t0.Add(time.Minute))
+		if err != nil || len(ids) != 4 {
+			t.Errorf("RevokeSystemCredentials = %v, %v", ids, err)
+		}
+		ok, err := tx.RevokeCredential(ctx, "cr2", t0)
+		if ok || err != nil {
+			t.Errorf("revoking a revoked credential = %v, %v, want false", ok, err)
+		}
+		if _, err := tx.TakeSecret(ctx, "cr3"); identity.ErrorCode(err) != identity.Gone {
+			t.Errorf("TakeSecret of a revoked credential = %v, want gone", err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		active, _ := tx.ListCredentials(ctx, "i1", true)
+		all, _ := tx.ListCredentials(ctx, "i1", false)
+		if len(active) != 0 || len(all) != 4 {
+			t.Errorf("credentials active %d all %d, want 0 and 4", len(active), len(all))
+		}
+		c, _ := tx.GetCredential(ctx, "cr2")
+		if c.Status != identity.CredentialRevoked || len(c.Sealed) != 0 || !c.RevokedAt.Equal(t0.Add(time.Minute)) {
+			t.Errorf("revoked credential = %+v", c)
+		}
+		c1, _ := tx.GetCredential(ctx, "cr1")
+		if !c1.Revealed {
+			t.Error("revealed flag not set")
+		}
+		return nil
+	})
+}
+
+func testCases(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := &store.Case{ID: "case_1", EventID: "evt_1", IdentityID: "i1", Type: identity.Joiner, Status: store.CaseRunning, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0,
+		Steps: []store.Step{
+			{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a", Reason: "r"}, Status: store.StepPending, UpdatedAt: t0},
+			{Seq: 2, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 2 * time.Hour, NeedsApproval: true}, Status: store.StepAwaitingApproval, UpdatedAt: t0},
+		}}
+	update(t, s, func(tx store.Tx) error { return tx.InsertCase(ctx, c) })
+	update(t, s, func(tx store.Tx) error {
+		got, err := tx.GetCase(ctx, "case_1")
+		if err != nil || len(got.Steps) != 2 || got.Steps[1].Duration != 2*time.Hour || !got.Steps[1].NeedsApproval || got.Steps[0].Entitlement != "a" {
+			t.Errorf("GetCase = %+v, %v", got, err)
+		}
+		aw, _ := tx.ListAwaitingSteps(ctx, "i1")
+		if len(aw) != 1 || aw[0].Seq != 2 {
+			t.Errorf("ListAwaitingSteps = %+v", aw)
+		}
+		st := got.Steps[0]
+		st.Status, st.Attempts, st.Result = store.StepDone, 1, "granted"
+		if err := tx.UpdateStep(ctx, &st); err != nil {
+			return err
+		}
+		got.Status, got.CompletedAt = store.CaseCompleted, t0.Add(time.Second)
+		return tx.UpdateCase(ctx, got)
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, _ := tx.GetCase(ctx, "case_1")
+		if got.Status != store.CaseCompleted || got.Steps[0].Status != store.StepDone || got.Steps[0].Attempts != 1 || !got.CompletedAt.Equal(t0.Add(time.Second)) {
+			t.Errorf("after update = %+v", got)
+		}
+		if _, err := tx.GetCase(ctx, "nope"); !store.IsNotFound(err) {
+			t.Errorf("GetCase(nope) = %v", err)
+		}
+		cs, _ := tx.ListCases(ctx, "i1", 10)
+		if len(cs) != 1 {
+			t.Errorf("ListCases = %d", len(cs))
+		}
+		return nil
+	})
+}
+
+func testFindings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for i, want := range []bool{true, false} {
+			ok, err := tx.InsertFinding(ctx, &identity.Finding{ID: fmt.Sprintf("f%d", i), Kind: identity.FindingOwnerNotActive, IdentityID: "p1", Message: "owner left", CreatedAt: t0})
+			if err != nil || ok != want {
+				t.Errorf("InsertFinding #%d = %v, %v, want %v", i, ok, err, want)
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		fs, err := tx.ListFindings(ctx, store.FindingFilter{OpenOnly: true, Kind: identity.FindingOwnerNotActive})
+		if err != nil || len(fs) != 1 || fs[0].IdentityID != "p1" {
+			t.Errorf("ListFindings = %+v, %v", fs, err)
+		}
+		return nil
+	})
+}
+
+// Verify checks the whole audit log of s.
+func Verify(ctx context.Context, s store.Store) (int64, error) {
+	var v audit.Verifier
+	err := s.View(ctx, func(tx store.Tx) error {
+		if err := tx.ScanAudit(ctx, "", v.Next); err != nil {
+			return err
+		}
+		seq, hash, err := tx.AuditHead(ctx)
+		if err != nil {
+			return err
+		}
+		return v.Finish(seq, hash)
+	})
+	return v.Count(), err
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		update(t, s, func(tx store.Tx) error {
+			return tx.AppendAudit(ctx,
+				audit.New(t0, "tok_1", "event.accepted", "i1", "c1", map[string]any{"n": i}),
+				audit.New(t0, "tok_1", "step.done", "i2", "", nil))
+		})
+	}
+	n, err := Verify(ctx, s)
+	if err != nil || n != 6 {
+		t.Fatalf("Verify = %d, %v", n, err)
+	}
+	var mine []int64
+	view(t, s, func(tx store.Tx) error {
+		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { mine = append(mine, r.Seq); return nil })
+	})
+	if fmt.Sprint(mine) != "[1 3 5]" {
+		t.Fatalf("records of i1 = %v", mine)
+	}
+}
+
+func testAuditConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				if err := s.Update(ctx, func(tx store.Tx) error {
+					return tx.AppendAudit(ctx, audit.New(t0, fmt.Sprint(g), "x", "", "", nil))
+				}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, err := Verify(ctx, s); err != nil || n != 80 {
+		t.Fatalf("Verify after concurrent appends = %d, %v", n, err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		return tx.InsertToken(ctx, &store.Token{ID: "tok_1", Name: "admin", Role: "admin", Hash: []byte{1, 1}, CreatedAt: t0})
+	})
+	view(t, s, func(tx store.Tx) error {
+		tk, err := tx.GetTokenByHash(ctx, []byte{1, 1})
+		if err != nil || tk.ID != "tok_1" || tk.Role != "admin" {
+			t.Errorf("GetTokenByHash = %+v, %v", tk, err)
+		}
+		if _, err := tx.GetTokenByHash(ctx, []byte{2}); !store.IsNotFound(err) {
+			t.Errorf("unknown token = %v", err)
+		}
+		n, _ := tx.CountTokens(ctx)
+		if n != 1 {
+			t.Errorf("CountTokens = %d", n)
+		}
+		return nil
+	})
+}
+
+func testRollback(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertIdentity(ctx, human("idn_rb", "rb")); err != nil {
+			return err
+		}
+		if err := tx.AppendAudit(ctx, audit.New(t0, "a", "b", "", "", nil)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	view(t, s, func(tx store.Tx) error {
+		if _, err := tx.GetIdentity(ctx, "idn_rb"); !store.IsNotFound(err) {
+			t.Errorf("rolled-back identity is visible: %v", err)
+		}
+		seq, _, _ := tx.AuditHead(ctx)
+		if seq != 0 {
+			t.Errorf("audit head = %d after rollback, want 0", seq)
+		}
+		return nil
+	})
+}
