@@ -1,0 +1,93 @@
+// Package connector defines how jml changes access in a target system. A
+// connector drives one system (a PostgreSQL server, an LDAP directory, a
+// Redis, a SCIM app, jml's built-in vault).
+//
+// Every operation is idempotent, because jml runs steps at least once: a
+// retry after a crash or a timeout must converge, never duplicate or fail.
+// "Already done" is success: granting a held entitlement, revoking one that
+// is not held, disabling a disabled or missing account, deleting a missing
+// account. Operations are safe for concurrent use on different accounts.
+//
+// jml records what it did (grants, accounts, credential hashes) in its own
+// store after an operation succeeds; a connector keeps no state of its own.
+package connector
+
+import (
+	"context"
+	"time"
+
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+// Account names an identity's account in one system.
+type Account struct {
+	IdentityID string
+	// Name is the account's name in the system, derived from the identity's
+	// external ID. Connectors validate and quote it for their system; they
+	// never splice it into a command or query unquoted.
+	Name       string
+	Kind       identity.Kind
+	Attributes map[string]any
+}
+
+// Op identifies one step's attempt. IdempotencyKey is the same on every
+// retry of the same step, so systems that deduplicate requests (webhooks,
+// SCIM with ETags) can.
+type Op struct {
+	IdempotencyKey string
+	CaseID         string
+}
+
+// Connector is the operations every connector has.
+type Connector interface {
+	// EnsureAccount creates the account if it is missing and enables it if
+	// it is disabled.
+	EnsureAccount(ctx context.Context, op Op, a Account) error
+	// DisableAccount stops the account from authenticating and ends its
+	// live sessions where the system has them. Missing is success.
+	DisableAccount(ctx context.Context, op Op, a Account) error
+	// DeleteAccount removes the account. Missing is success.
+	DeleteAccount(ctx context.Context, op Op, a Account) error
+	// Grant gives the account an entitlement (a role, a group, a rule set).
+	Grant(ctx context.Context, op Op, a Account, entitlement string) error
+	// Revoke takes an entitlement away. Not held is success.
+	Revoke(ctx context.Context, op Op, a Account, entitlement string) error
+}
+
+// Credential is a secret to install in a system. The secret is made by
+// jml's vault; the connector installs it and forgets it.
+type Credential struct {
+	ID        string
+	Type      string
+	Secret    string
+	ExpiresAt time.Time // zero: no expiry
+}
+
+// CredentialSetter is a connector whose system holds secrets jml issues
+// (a database password, an LDAP userPassword).
+type CredentialSetter interface {
+	// SetCredential installs c, replacing the account's previous secret of
+	// the same kind: setting the same secret twice is success.
+	SetCredential(ctx context.Context, op Op, a Account, c Credential) error
+	// RevokeCredential invalidates the account's secret. None is success.
+	RevokeCredential(ctx context.Context, op Op, a Account, credentialID string) error
+}
+
+// AccountState is an account as the system reports it, for reconciliation.
+type AccountState struct {
+	Name         string
+	Disabled     bool
+	Entitlements []string
+}
+
+// Lister is a connector that can list what the system holds, including
+// accounts jml did not create.
+type Lister interface {
+	ListAccounts(ctx context.Context) ([]AccountState, error)
+}
+
+// Transactional is a connector whose system is jml's own store; the engine
+// applies its steps inside the transaction that records them.
+type Transactional interface {
+	InTransaction() bool
+}

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Decide approves (approve=true) or denies every step of a case that awaits
+// approval. The principal must not be the one that submitted the event,
+// nor the identity the access is for. On approval the access is reviewed
+// afresh: a step whose entitlement the identity's policy no longer grants,
+// or whose identity is no longer active, is superseded instead of applied.
+func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
+	if p.Role != RoleAdmin && p.Role != RoleApprover {
+		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
+	}
+	var out *store.Case
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		c, err := tx.GetCase(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		if c.SubmittedBy == p.ID {
+			return identity.Errorf(identity.Forbidden, "no self-approval: %s submitted the event of case %s and cannot decide on it", p.ID, caseID)
+		}
+		if p.IdentityID != "" && p.IdentityID == c.IdentityID {
+			return identity.Errorf(identity.Forbidden, "no self-approval: the access of case %s is for your own identity", caseID)
+		}
+		var awaiting []int
+		for i, s := range c.Steps {
+			if s.Status == store.StepAwaitingApproval {
+				awaiting = append(awaiting, i)
+			}
+		}
+		if len(awaiting) == 0 {
+			return identity.Errorf(identity.Conflict, "case %s has no step awaiting approval (status %s)", caseID, c.Status)
+		}
+		now := e.now().UTC()
+		id, err := tx.GetIdentity(ctx, c.IdentityID)
+		if err != nil {
+			return err
+		}
+		still := map[string]bool{}
+		if id.State == identity.Active {
+			for _, g := range e.Policy().Desired(id).Grants {
+				still[g.Entitlement] = true
+			}
+		}
+		decided := []string{}
+		pending := 0
+		for _, i := range awaiting {
+			s := &c.Steps[i]
+			s.DecidedBy, s.UpdatedAt = p.ID, now
+			switch {
+			case !approve:
+				s.Status, s.Result = store.StepDenied, "denied by "+p.ID+comment2(comment)
+			case !still[s.Entitlement]:
+				s.Status, s.Result = store.StepSuperseded, fmt.Sprintf("not applied: on review, %s is no longer granted to this %s identity", s.Entitlement, id.State)
+			default:
+				s.Status, s.Result = store.StepPending, "approved by "+p.ID+comment2(comment)
+				pending++
+			}
+			if err := tx.UpdateStep(ctx, s); err != nil {
+				return err
+			}
+			decided = append(decided, fmt.Sprintf("%d %s: %s", s.Seq, s.Step.String(), s.Status))
+		}
+		action := "case.denied"
+		if approve {
+			action = "case.approved"
+		}
+		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, action, c.IdentityID, c.ID, map[string]any{"steps": decided, "comment": comment})); err != nil {
+			return err
+		}
+		if pending > 0 {
+			if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
+				return err
+			}
+		}
+		if err := e.settle(ctx, tx, c.ID, now); err != nil {
+			return err
+		}
+		out, err = tx.GetCase(ctx, c.ID)
+		return err
+	})
+	return out, err
+}
+
+func comment2(c string) string {
+	if c == "" {
+		return ""
+	}
+	return ": " + c
+}
+
+// Allowed reports whether role r may perform action a. This table is the
+// whole authorisation model of the API.
+func Allowed(r Role, a Action) bool {
+	return slices.Contains(permissions[a], r)
+}
+
+// Action is an API operation subject to authorisation.
+type Action string
+
+const (
+	ActSubmit   Action = "submit"
+	ActRead     Action = "read"
+	ActDecide   Action = "decide"
+	ActAudit    Action = "audit"
+	ActReveal   Action = "reveal"
+	ActAdminTok Action = "tokens"
+)
+
+var permissions = map[Action][]Role{
+	ActSubmit:   {RoleAdmin, RoleSource},
+	ActRead:     {RoleAdmin, RoleSource, RoleApprover, RoleAuditor},
+	ActDecide:   {RoleAdmin, RoleApprover},
+	ActAudit:    {RoleAdmin, RoleAuditor},
+	ActReveal:   {RoleAdmin, RoleSource, RoleApprover, RoleAuditor}, // further limited to the owner, see Reveal
+	ActAdminTok: {RoleAdmin},
+}

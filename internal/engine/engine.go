@@ -1,0 +1,592 @@
+// Package engine runs jml's lifecycle: it accepts events in one transaction
+// (event, identity state, case, steps, jobs, audit records, and revocation
+// of jml's own credentials on a leaver), runs the steps as durable River
+// jobs through connectors, gates widening behind approval, and answers
+// credential introspection.
+//
+// It wires the pure core (identity, policy, plan) to I/O (store,
+// connectors); time and randomness are injected.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/connector/builtin"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// Role is what an API principal may do.
+type Role string
+
+const (
+	RoleAdmin    Role = "admin"    // everything
+	RoleSource   Role = "source"   // submit events, read their cases
+	RoleApprover Role = "approver" // approve or deny, read
+	RoleAuditor  Role = "auditor"  // read and export evidence
+)
+
+// Roles lists every role.
+var Roles = []Role{RoleAdmin, RoleSource, RoleApprover, RoleAuditor}
+
+// Principal is who calls the engine: an API token, or jml itself.
+type Principal struct {
+	ID   string // token ID, or "jml" for the engine's own actions
+	Role Role
+	// IdentityID binds the token to an identity (a person using jml), for
+	// owner-only actions such as revealing a secret.
+	IdentityID string
+}
+
+// System is the principal of the engine's own actions (timers, expiry).
+var System = Principal{ID: "jml", Role: RoleAdmin}
+
+// CaseExpiry is the type of cases the engine opens when a grant expires.
+const CaseExpiry identity.EventType = "expiry"
+
+// Config is what New needs.
+type Config struct {
+	Store  store.Store
+	Policy *policy.Policy
+	Sealer *vault.Sealer
+	// Connectors by system name; systems of type builtin get the built-in
+	// vault's connector when absent.
+	Connectors map[string]connector.Connector
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Rand       io.Reader
+	Metrics    *Metrics
+}
+
+// Engine is safe for concurrent use.
+type Engine struct {
+	store   store.Store
+	policy  atomic.Pointer[policy.Policy]
+	sealer  *vault.Sealer
+	conns   map[string]connector.Connector
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	metrics *Metrics
+}
+
+// New returns an engine. Missing Now, Rand and Logger default to the clock,
+// crypto/rand and a discarding logger.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
+		return nil, fmt.Errorf("engine: store, policy and sealer are required")
+	}
+	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, conns: map[string]connector.Connector{}, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.rand == nil {
+		e.rand = rand.Reader
+	}
+	if e.metrics == nil {
+		e.metrics = NewMetrics(nil)
+	}
+	for name, c := range cfg.Connectors {
+		e.conns[name] = c
+	}
+	if err := e.SetPolicy(cfg.Policy); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// SetPolicy replaces the policy for events accepted from now on. Every
+// system must have a connector.
+func (e *Engine) SetPolicy(p *policy.Policy) error {
+	for name, sys := range p.Systems {
+		if _, ok := e.conns[name]; ok {
+			continue
+		}
+		if sys.Type != builtin.Type {
+			return identity.Errorf(identity.Invalid, "system %q: no connector for type %q (this build has: builtin)", name, sys.Type)
+		}
+		e.conns[name] = builtin.Conn{}
+	}
+	e.policy.Store(p)
+	return nil
+}
+
+// Policy returns the current policy.
+func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
+
+// Store returns the engine's store.
+func (e *Engine) Store() store.Store { return e.store }
+
+func (e *Engine) newID(prefix string) string {
+	return prefix + ulid.MustNew(ulid.Timestamp(e.now()), e.rand).String()
+}
+
+// Result is what accepting an event gives back.
+type Result struct {
+	EventID    string            `json:"eventId"`
+	CaseID     string            `json:"caseId,omitempty"`
+	IdentityID string            `json:"identityId"`
+	Status     store.EventStatus `json:"status"`
+	// Duplicate is true when the event was seen before; the IDs are those
+	// of the first submission and nothing ran again.
+	Duplicate bool `json:"duplicate"`
+}
+
+// Submit accepts one event. Everything it changes commits in one
+// transaction or not at all; a bad event changes nothing.
+func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	now := e.now().UTC()
+	var res *Result
+	var counters acceptCounters
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		res, counters = nil, acceptCounters{}
+		rec := &store.Event{ID: e.newID("evt_"), Event: ev, Principal: p.ID, Status: store.EventApplied, ReceivedAt: now, EffectiveAt: now}
+		future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
+		if future {
+			rec.EffectiveAt = ev.EffectiveAt.UTC()
+			rec.Status = store.EventScheduled
+		}
+		existing, inserted, err := tx.InsertEvent(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			res = &Result{EventID: existing.ID, CaseID: existing.CaseID, IdentityID: existing.IdentityID, Status: existing.Status, Duplicate: true}
+			return nil
+		}
+		cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		if store.IsNotFound(err) {
+			cur = nil
+			if ev.Type != identity.Joiner {
+				return &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
+			}
+		}
+		if future {
+			return e.schedule(ctx, tx, p, rec, cur, &counters, &res)
+		}
+		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters)
+		if err != nil {
+			return err
+		}
+		rec.IdentityID, rec.CaseID = id.ID, c.ID
+		if err := tx.UpdateEvent(ctx, rec); err != nil {
+			return err
+		}
+		res = &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !res.Duplicate {
+		e.metrics.eventsAccepted.WithLabelValues(string(ev.Type)).Inc()
+		counters.observe(e.metrics)
+	} else {
+		e.metrics.eventsDuplicate.Inc()
+	}
+	return res, nil
+}
+
+// acceptCounters are metric increments that happen only if the
+// transaction commits.
+type acceptCounters struct {
+	revoked  int
+	findings int
+}
+
+func (c acceptCounters) observe(m *Metrics) {
+	m.credentialsRevoked.Add(float64(c.revoked))
+	m.findings.Add(float64(c.findings))
+}
+
+// schedule records a future-dated event and its timer. A future joiner
+// creates the identity in state pending, without access, so it is visible
+// and a later event can still cancel it.
+func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, res **Result) error {
+	ev := rec.Event
+	now := rec.ReceivedAt
+	from := identity.None
+	if cur != nil {
+		from = cur.State
+	}
+	if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
+		return err
+	}
+	if ev.Type == identity.Joiner {
+		id, err := e.resolve(ctx, tx, ev, cur, now)
+		if err != nil {
+			return err
+		}
+		before := identity.State(identity.None)
+		if cur != nil {
+			before = cur.State
+		}
+		id.State = identity.Pending
+		if cur == nil {
+			err = tx.InsertIdentity(ctx, id)
+		} else {
+			err = tx.UpdateIdentity(ctx, id)
+		}
+		if err != nil {
+			return err
+		}
+		cur = id
+		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
+			return err
+		}
+	}
+	rec.IdentityID = cur.ID
+	if err := tx.UpdateEvent(ctx, rec); err != nil {
+		return err
+	}
+	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
+		return err
+	}
+	if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "event.scheduled", cur.ID, "", map[string]any{
+		"event": rec.ID, "source": ev.Source, "sourceEventId": ev.ID, "type": string(ev.Type), "effectiveAt": rec.EffectiveAt})); err != nil {
+		return err
+	}
+	*res = &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}
+	return nil
+}
+
+// resolve returns the identity as ev leaves it (without its new state),
+// resolving owner and manager references to jml IDs. cur is nil for a new
+// identity.
+func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cur *identity.Identity, now time.Time) (*identity.Identity, error) {
+	var id identity.Identity
+	if cur == nil {
+		id = identity.Identity{ID: e.newID("idn_"), Source: ev.Source, ExternalID: ev.ExternalID, Kind: ev.Kind, CreatedAt: now, Attributes: map[string]any{}}
+	} else {
+		id = cur.Clone()
+		if ev.Kind != "" && ev.Kind != cur.Kind {
+			if ev.Type != identity.Joiner {
+				return nil, identity.FieldError("kind", "cannot change from %s to %s: an identity's kind is fixed; make a new identity", cur.Kind, ev.Kind)
+			}
+			id.Kind = ev.Kind // a rehire may come back as another kind
+		}
+	}
+	id.UpdatedAt = now
+	switch ev.Type {
+	case identity.Joiner:
+		id.Attributes = identity.ApplyAttributes(nil, ev.Attributes)
+		id.DisplayName = ev.DisplayName
+	case identity.Mover:
+		id.Attributes = identity.ApplyAttributes(id.Attributes, ev.Attributes)
+		if ev.DisplayName != "" {
+			id.DisplayName = ev.DisplayName
+		}
+	}
+	if ev.Owner != "" {
+		src := ev.OwnerSource
+		if src == "" {
+			src = ev.Source
+		}
+		owner, err := tx.GetIdentityByExternalID(ctx, src, ev.Owner)
+		if store.IsNotFound(err) {
+			return nil, identity.FieldError("owner", "no identity %q in source %q", ev.Owner, src)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if owner.ID == id.ID {
+			return nil, identity.FieldError("owner", "an identity cannot own itself")
+		}
+		if owner.State == identity.Departed {
+			return nil, identity.FieldError("owner", "%q has departed and cannot own an identity", ev.Owner)
+		}
+		id.OwnerID = owner.ID
+	}
+	if id.Kind.NonHuman() && id.OwnerID == "" {
+		return nil, identity.FieldError("owner", "is required for a %s: every non-human identity has an owner", id.Kind)
+	}
+	if ev.Manager != "" {
+		m, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.Manager)
+		if store.IsNotFound(err) {
+			return nil, identity.FieldError("manager", "no identity %q in source %q", ev.Manager, ev.Source)
+		}
+		if err != nil {
+			return nil, err
+		}
+		id.ManagerID = m.ID
+	}
+	return &id, nil
+}
+
+// apply runs an effective event inside tx: state transition, plan, case,
+// jobs, in-transaction revocations, findings and audit.
+func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters) (*store.Case, *identity.Identity, error) {
+	ev := rec.Event
+	now := e.now().UTC()
+	from := identity.None
+	if cur != nil {
+		from = cur.State
+	}
+	var to identity.State
+	var err error
+	if ev.Type == identity.Joiner && from == identity.Pending {
+		// A scheduled joiner reaching its start date.
+		to, err = identity.Activate(from)
+	} else {
+		to, err = identity.Transition(from, ev.Type, false)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	after, err := e.resolve(ctx, tx, ev, cur, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	after.State = to
+	if cur == nil {
+		err = tx.InsertIdentity(ctx, after)
+	} else {
+		err = tx.UpdateIdentity(ctx, after)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := e.openCase(ctx, tx, p, rec.ID, ev.Type, cur, after, counters)
+	return c, after, err
+}
+
+// openCase plans and stores a case for an identity that moved from before
+// (nil: new) to after, and everything that goes with it.
+func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters) (*store.Case, error) {
+	now := e.now().UTC()
+	pol := e.Policy()
+	var grants []identity.Grant
+	var creds []identity.Credential
+	var accounts []identity.Account
+	if before != nil {
+		var err error
+		if grants, err = tx.ListGrants(ctx, after.ID); err != nil {
+			return nil, err
+		}
+		if creds, err = tx.ListCredentials(ctx, after.ID, true); err != nil {
+			return nil, err
+		}
+		if accounts, err = tx.ListAccounts(ctx, after.ID); err != nil {
+			return nil, err
+		}
+	}
+	planType := typ
+	if typ == CaseExpiry {
+		planType = identity.Mover
+	}
+	steps := plan.Make(plan.Input{Event: planType, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
+		Grants: grants, Credentials: creds, Accounts: accounts})
+
+	c := &store.Case{ID: e.newID("case_"), EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
+		SubmittedBy: p.ID, CreatedAt: now, UpdatedAt: now}
+	var recs []audit.Record
+	stateData := map[string]any{"event": eventID, "type": string(typ), "case": c.ID}
+	if before == nil || before.State != after.State {
+		from := ""
+		if before != nil {
+			from = string(before.State)
+		}
+		stateData["from"], stateData["to"] = from, string(after.State)
+	}
+	recs = append(recs, audit.New(now, p.ID, "event.accepted", after.ID, c.ID, stateData))
+
+	// A newer event replaces gated steps an older one left waiting: the
+	// approval would be for access computed from stale facts.
+	superseded, err := e.supersede(ctx, tx, after.ID, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(superseded) > 0 {
+		recs = append(recs, audit.New(now, p.ID, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
+	}
+
+	// jml's own credentials die with the leaver's transaction: there is no
+	// window in which a departed identity's key still introspects active.
+	revokedHere := map[string]bool{}
+	if after.State == identity.Departed {
+		for name, sys := range pol.Systems {
+			if sys.Type != builtin.Type {
+				continue
+			}
+			ids, err := tx.RevokeSystemCredentials(ctx, after.ID, name, now)
+			if err != nil {
+				return nil, err
+			}
+			for _, id := range ids {
+				revokedHere[id] = true
+			}
+		}
+		if len(revokedHere) > 0 {
+			counters.revoked += len(revokedHere)
+			recs = append(recs, audit.New(now, p.ID, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": sortedSet(revokedHere), "when": "in the leaver's transaction"}))
+		}
+	}
+
+	pending, awaiting := 0, 0
+	for i, s := range steps {
+		st := store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: now}
+		switch {
+		case s.Action == plan.RevokeCredential && revokedHere[s.CredentialID]:
+			st.Status, st.Result, st.Attempts = store.StepDone, "revoked in the transaction that accepted the event", 1
+		case s.NeedsApproval:
+			st.Status = store.StepAwaitingApproval
+			awaiting++
+		default:
+			pending++
+		}
+		c.Steps = append(c.Steps, st)
+	}
+	c.Status, c.Reason = caseStatus(c.Steps)
+	if c.Status == store.CaseCompleted {
+		c.CompletedAt = now
+	}
+	if err := tx.InsertCase(ctx, c); err != nil {
+		return nil, err
+	}
+	if pending > 0 {
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
+			return nil, err
+		}
+	}
+	recs = append(recs, audit.New(now, p.ID, "case.planned", after.ID, c.ID, map[string]any{"steps": planSummary(c.Steps)}))
+
+	if after.State == identity.Departed || after.State == identity.Suspended {
+		n, more, err := e.ownerFindings(ctx, tx, after, now)
+		if err != nil {
+			return nil, err
+		}
+		counters.findings += n
+		recs = append(recs, more...)
+	}
+	if err := tx.AppendAudit(ctx, recs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ownerFindings records "owner not active" for every NHI the identity owns.
+func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity.Identity, now time.Time) (int, []audit.Record, error) {
+	owned, err := tx.ListIdentities(ctx, store.IdentityFilter{Owner: owner.ID})
+	if err != nil {
+		return 0, nil, err
+	}
+	n := 0
+	var recs []audit.Record
+	for _, nhi := range owned {
+		if nhi.State == identity.Departed {
+			continue
+		}
+		f := &identity.Finding{ID: e.newID("fnd_"), Kind: identity.FindingOwnerNotActive, IdentityID: nhi.ID, CreatedAt: now,
+			Message: fmt.Sprintf("owner %s (%s/%s) is %s; %s %s needs a new owner", owner.ID, owner.Source, owner.ExternalID, owner.State, nhi.Kind, nhi.ExternalID)}
+		ok, err := tx.InsertFinding(ctx, f)
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			n++
+			recs = append(recs, audit.New(now, System.ID, "finding.created", nhi.ID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "owner": owner.ID}))
+		}
+	}
+	return n, recs, nil
+}
+
+// supersede marks every step awaiting approval for the identity as
+// superseded and settles the cases it leaves with nothing to wait for.
+func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time) ([]string, error) {
+	steps, err := tx.ListAwaitingSteps(ctx, identityID)
+	if err != nil || len(steps) == 0 {
+		return nil, err
+	}
+	cases := map[string]bool{}
+	for i := range steps {
+		s := &steps[i]
+		s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "a later event replaced this plan", now
+		if err := tx.UpdateStep(ctx, s); err != nil {
+			return nil, err
+		}
+		cases[s.CaseID] = true
+	}
+	for id := range cases {
+		if err := e.settle(ctx, tx, id, now); err != nil {
+			return nil, err
+		}
+	}
+	return sortedSet(cases), nil
+}
+
+// settle recomputes a case's status from its steps and stores it.
+func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) error {
+	c, err := tx.GetCase(ctx, caseID)
+	if err != nil {
+		return err
+	}
+	status, reason := caseStatus(c.Steps)
+	if status == c.Status && reason == c.Reason {
+		return nil
+	}
+	c.Status, c.Reason, c.UpdatedAt = status, reason, now
+	if status == store.CaseCompleted && c.CompletedAt.IsZero() {
+		c.CompletedAt = now
+		e.metrics.casesCompleted.Inc()
+	}
+	return tx.UpdateCase(ctx, c)
+}
+
+// caseStatus derives a case's status from its steps: completed only when
+// every step is final and none failed.
+func caseStatus(steps []store.Step) (store.CaseStatus, string) {
+	var pending, awaiting, failed int
+	var firstFail string
+	for _, s := range steps {
+		switch s.Status {
+		case store.StepPending:
+			pending++
+		case store.StepAwaitingApproval:
+			awaiting++
+		case store.StepFailed:
+			failed++
+			if firstFail == "" {
+				firstFail = fmt.Sprintf("step %d (%s %s) failed: %s", s.Seq, s.Action, s.System, s.LastError)
+			}
+		}
+	}
+	switch {
+	case failed > 0:
+		return store.CaseFailed, firstFail
+	case pending > 0:
+		return store.CaseRunning, ""
+	case awaiting > 0:
+		return store.CaseAwaitingApproval, fmt.Sprintf("%d step(s) await approval", awaiting)
+	}
+	return store.CaseCompleted, ""
+}
+
+func planSummary(steps []store.Step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = fmt.Sprintf("%d %s [%s]", s.Seq, s.Step.String(), s.Status)
+	}
+	return out
+}

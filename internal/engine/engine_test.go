@@ -1,0 +1,420 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/pgtest"
+	"github.com/jml-dev/jml/internal/store/postgres"
+	"github.com/jml-dev/jml/internal/store/sqlite"
+	"github.com/jml-dev/jml/internal/store/storetest"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	e     *Engine
+	s     store.Store
+	clock *clock
+}
+
+var (
+	source   = Principal{ID: "tok_source", Role: RoleSource}
+	approver = Principal{ID: "tok_approver", Role: RoleApprover}
+	admin    = Principal{ID: "tok_admin", Role: RoleAdmin}
+)
+
+func openSQLite(t *testing.T) store.Store {
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func openPostgres(t *testing.T) store.Store {
+	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newFixture(t *testing.T, s store.Store) *fixture {
+	t.Helper()
+	pol, err := policy.LoadFile("../../examples/quickstart/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{e: e, s: s, clock: c}
+}
+
+func (f *fixture) submit(t *testing.T, ev identity.Event) *Result {
+	t.Helper()
+	res, err := f.e.Submit(context.Background(), source, ev)
+	if err != nil {
+		t.Fatalf("Submit %s %s: %v", ev.Type, ev.ExternalID, err)
+	}
+	if res.CaseID != "" {
+		if err := f.e.RunCase(context.Background(), res.CaseID, false); err != nil {
+			t.Fatalf("RunCase: %v", err)
+		}
+	}
+	return res
+}
+
+func (f *fixture) getCase(t *testing.T, id string) *store.Case {
+	t.Helper()
+	var c *store.Case
+	if err := f.s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		c, err = tx.GetCase(context.Background(), id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) grants(t *testing.T, identityID string) []string {
+	t.Helper()
+	var out []string
+	f.s.View(context.Background(), func(tx store.Tx) error {
+		gs, err := tx.ListGrants(context.Background(), identityID)
+		for _, g := range gs {
+			out = append(out, g.Entitlement)
+		}
+		return err
+	})
+	return out
+}
+
+func (f *fixture) activeCreds(t *testing.T, identityID string) []identity.Credential {
+	t.Helper()
+	var out []identity.Credential
+	f.s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListCredentials(context.Background(), identityID, true)
+		return err
+	})
+	return out
+}
+
+func ev(id string, typ identity.EventType, ext string, edit func(*identity.Event)) identity.Event {
+	e := identity.Event{Source: "hr", ID: id, Type: typ, ExternalID: ext}
+	if edit != nil {
+		edit(&e)
+	}
+	return e
+}
+
+func TestLifecycleSQLite(t *testing.T)   { testLifecycle(t, openSQLite(t)) }
+func TestLifecyclePostgres(t *testing.T) { testLifecycle(t, openPostgres(t)) }
+
+// testLifecycle takes the quickstart's three identities through joiner,
+// mover and leaver.
+func testLifecycle(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	ctx := context.Background()
+
+	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) {
+		e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+	}))
+	if c := f.getCase(t, alice.CaseID); c.Status != store.CaseCompleted {
+		t.Fatalf("engineer joiner case = %s (%s), want completed", c.Status, c.Reason)
+	}
+	if got := strings.Join(f.grants(t, alice.IdentityID), ","); got != "git-read,git-write" {
+		t.Fatalf("engineer grants = %s", got)
+	}
+	aliceCreds := f.activeCreds(t, alice.IdentityID)
+	if len(aliceCreds) != 1 {
+		t.Fatalf("engineer credentials = %d, want 1", len(aliceCreds))
+	}
+
+	pipe := f.submit(t, ev("2", identity.Joiner, "deploy-bot", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
+	}))
+	pipeCreds := f.activeCreds(t, pipe.IdentityID)
+	if len(pipeCreds) != 1 || !strings.HasPrefix(pipeCreds[0].Prefix, "jml_") {
+		t.Fatalf("pipeline credentials = %+v", pipeCreds)
+	}
+	// The owner reveals the key once.
+	owner := Principal{ID: "tok_alice", Role: RoleSource, IdentityID: alice.IdentityID}
+	key, _, err := f.e.Reveal(ctx, owner, pipeCreds[0].ID)
+	if err != nil || !strings.HasPrefix(key, pipeCreds[0].Prefix) {
+		t.Fatalf("Reveal = %q, %v", key, err)
+	}
+	if _, _, err := f.e.Reveal(ctx, owner, pipeCreds[0].ID); identity.ErrorCode(err) != identity.Gone {
+		t.Fatalf("second Reveal = %v, want gone", err)
+	}
+	if _, _, err := f.e.Reveal(ctx, approver, pipeCreds[0].ID); identity.ErrorCode(err) != identity.Forbidden {
+		t.Fatalf("Reveal by a stranger = %v, want forbidden", err)
+	}
+	in, err := f.e.Introspect(ctx, key)
+	if err != nil || !in.Active || in.Sub != pipe.IdentityID || !strings.Contains(in.Scope, "ci-deploy-staging") {
+		t.Fatalf("Introspect pipeline key = %+v, %v", in, err)
+	}
+	// Moving cluster rotates the key: the old one stops working.
+	f.submit(t, ev("2b", identity.Mover, "deploy-bot", func(e *identity.Event) { e.Attributes = map[string]any{"cluster": "us-2"} }))
+	if in, _ := f.e.Introspect(ctx, key); in.Active {
+		t.Fatal("pipeline key still active after rotation")
+	}
+	if creds := f.activeCreds(t, pipe.IdentityID); len(creds) != 1 || creds[0].ID == pipeCreds[0].ID {
+		t.Fatalf("after rotation credentials = %+v", creds)
+	}
+
+	agent := f.submit(t, ev("3", identity.Joiner, "triage-agent", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"search-docs"}}
+	}))
+	if got := strings.Join(f.grants(t, agent.IdentityID), ","); got != "tool:search-docs" {
+		t.Fatalf("agent grants = %s", got)
+	}
+	// Widening to a production tool waits for approval.
+	widen := f.submit(t, ev("4", identity.Mover, "triage-agent", func(e *identity.Event) {
+		e.Attributes = map[string]any{"tools": []any{"search-docs", "prod-db-write"}}
+	}))
+	c := f.getCase(t, widen.CaseID)
+	if c.Status != store.CaseAwaitingApproval {
+		t.Fatalf("widening case = %s, want awaiting_approval", c.Status)
+	}
+	if got := strings.Join(f.grants(t, agent.IdentityID), ","); got != "tool:search-docs" {
+		t.Fatalf("agent grants before approval = %s", got)
+	}
+	if _, err := f.e.Decide(ctx, source, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Forbidden {
+		t.Fatalf("approval by a source = %v, want forbidden", err)
+	}
+	selfApprover := Principal{ID: source.ID, Role: RoleApprover}
+	if _, err := f.e.Decide(ctx, selfApprover, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Forbidden || !strings.Contains(err.Error(), "self-approval") {
+		t.Fatalf("self-approval = %v, want forbidden", err)
+	}
+	if _, err := f.e.Decide(ctx, approver, widen.CaseID, true, "ticket OPS-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.RunCase(ctx, widen.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.getCase(t, widen.CaseID); c.Status != store.CaseCompleted {
+		t.Fatalf("approved case = %s (%s)", c.Status, c.Reason)
+	}
+	var prodGrant identity.Grant
+	f.s.View(ctx, func(tx store.Tx) error {
+		gs, _ := tx.ListGrants(ctx, agent.IdentityID)
+		for _, g := range gs {
+			if g.Entitlement == "tool:prod-db-write" {
+				prodGrant = g
+			}
+		}
+		return nil
+	})
+	if prodGrant.ApprovedBy != approver.ID || !prodGrant.ExpiresAt.Equal(f.clock.Now().Add(720*time.Hour)) {
+		t.Fatalf("prod grant = %+v, want approved by %s expiring in 720h", prodGrant, approver.ID)
+	}
+	if _, err := f.e.Decide(ctx, approver, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Conflict {
+		t.Fatalf("approving twice = %v, want conflict", err)
+	}
+	// Narrowing applies at once.
+	f.submit(t, ev("5", identity.Mover, "triage-agent", func(e *identity.Event) { e.Attributes = map[string]any{"tools": []any{"prod-db-write"}} }))
+	if got := strings.Join(f.grants(t, agent.IdentityID), ","); got != "tool:prod-db-write" {
+		t.Fatalf("agent grants after removing a tool = %s", got)
+	}
+
+	// The engineer leaves: credentials die in the accepting transaction.
+	var aliceKey string
+	f.s.View(ctx, func(tx store.Tx) error { return nil })
+	aliceKey, _, err = f.e.Reveal(ctx, admin, aliceCreds[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := f.e.Introspect(ctx, aliceKey); !in.Active {
+		t.Fatal("engineer key inactive before the leaver")
+	}
+	leave, err := f.e.Submit(ctx, source, ev("6", identity.Leaver, "alice", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := f.e.Introspect(ctx, aliceKey); in.Active {
+		t.Fatal("engineer key active after the leaver was accepted")
+	}
+	if err := f.e.RunCase(ctx, leave.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.getCase(t, leave.CaseID); c.Status != store.CaseCompleted || len(f.grants(t, alice.IdentityID)) != 0 {
+		t.Fatalf("leaver case = %s, grants %v", c.Status, f.grants(t, alice.IdentityID))
+	}
+	var findings []identity.Finding
+	f.s.View(ctx, func(tx store.Tx) error {
+		var err error
+		findings, err = tx.ListFindings(ctx, store.FindingFilter{Kind: identity.FindingOwnerNotActive, OpenOnly: true})
+		return err
+	})
+	got := map[string]bool{}
+	for _, fd := range findings {
+		got[fd.IdentityID] = true
+	}
+	if len(findings) != 2 || !got[pipe.IdentityID] || !got[agent.IdentityID] {
+		t.Fatalf("findings = %+v, want owner_not_active for the pipeline and the agent", findings)
+	}
+	if n, err := storetest.Verify(ctx, s); err != nil || n == 0 {
+		t.Fatalf("audit verify = %d, %v", n, err)
+	}
+}
+
+func TestBadEventsChangeNothing(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	head := func() int64 {
+		var seq int64
+		f.s.View(ctx, func(tx store.Tx) error { seq, _, _ = tx.AuditHead(ctx); return nil })
+		return seq
+	}
+	before := head()
+	tests := []struct {
+		name  string
+		ev    identity.Event
+		code  identity.Code
+		field string
+	}{
+		{"unknown identity", ev("2", identity.Mover, "bob", nil), identity.NotFound, "externalId"},
+		{"illegal transition", ev("3", identity.Resume, "alice", nil), identity.Conflict, "type"},
+		{"joiner twice", ev("4", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }), identity.Conflict, "type"},
+		{"unknown owner", ev("5", identity.Joiner, "bot", func(e *identity.Event) { e.Kind, e.Owner = identity.Pipeline, "ghost" }), identity.Invalid, "owner"},
+		{"no owner", ev("6", identity.Joiner, "bot", func(e *identity.Event) { e.Kind = identity.Workload }), identity.Invalid, "owner"},
+		{"kind change", ev("7", identity.Mover, "alice", func(e *identity.Event) { e.Kind = identity.AIAgent }), identity.Invalid, "kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.e.Submit(ctx, source, tt.ev)
+			var ie *identity.Error
+			if err == nil || identity.ErrorCode(err) != tt.code {
+				t.Fatalf("Submit = %v, want code %s", err, tt.code)
+			}
+			if ok := asError(err, &ie); !ok || ie.Field != tt.field {
+				t.Fatalf("error field = %+v, want %q", ie, tt.field)
+			}
+			if got := head(); got != before {
+				t.Fatalf("audit head moved from %d to %d: something was stored", before, got)
+			}
+		})
+	}
+	// The rejected events were not recorded, so a corrected resubmission
+	// with the same event ID is accepted.
+	f.submit(t, ev("6", identity.Joiner, "bot", func(e *identity.Event) { e.Kind, e.Owner = identity.Workload, "alice" }))
+}
+
+func TestDuplicateEventRunsOnce(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	e := ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human })
+	first := f.submit(t, e)
+	second, err := f.e.Submit(context.Background(), source, e)
+	if err != nil || !second.Duplicate || second.CaseID != first.CaseID || second.EventID != first.EventID {
+		t.Fatalf("duplicate = %+v, %v; first %+v", second, err, first)
+	}
+	if n := len(f.activeCreds(t, first.IdentityID)); n != 1 {
+		t.Fatalf("credentials after a duplicate = %d, want 1", n)
+	}
+}
+
+func TestFutureJoiner(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	start := f.clock.Now().Add(48 * time.Hour)
+	res := f.submit(t, ev("1", identity.Joiner, "carol", func(e *identity.Event) {
+		e.Kind, e.EffectiveAt, e.Attributes = identity.Human, &start, map[string]any{"department": "Engineering"}
+	}))
+	if res.Status != store.EventScheduled || res.CaseID != "" {
+		t.Fatalf("future joiner = %+v, want scheduled without a case", res)
+	}
+	var id *identity.Identity
+	f.s.View(ctx, func(tx store.Tx) error { id, _ = tx.GetIdentity(ctx, res.IdentityID); return nil })
+	if id.State != identity.Pending || len(f.grants(t, id.ID)) != 0 {
+		t.Fatalf("before start: state %s grants %v", id.State, f.grants(t, id.ID))
+	}
+	f.clock.Add(48 * time.Hour)
+	if err := f.e.runEffective(ctx, res.EventID); err != nil {
+		t.Fatal(err)
+	}
+	var rec *store.Event
+	f.s.View(ctx, func(tx store.Tx) error { rec, _ = tx.GetEvent(ctx, res.EventID); id, _ = tx.GetIdentity(ctx, res.IdentityID); return nil })
+	if rec.Status != store.EventApplied || id.State != identity.Active {
+		t.Fatalf("after start: event %s identity %s", rec.Status, id.State)
+	}
+	if err := f.e.RunCase(ctx, rec.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.grants(t, id.ID), ","); got != "git-read,git-write" {
+		t.Fatalf("grants after start = %s", got)
+	}
+}
+
+func TestGrantExpiry(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	res := f.submit(t, ev("2", identity.Joiner, "agent", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"prod-db-write"}}
+	}))
+	if _, err := f.e.Decide(ctx, approver, res.CaseID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	f.e.RunCase(ctx, res.CaseID, false)
+	var g identity.Grant
+	f.s.View(ctx, func(tx store.Tx) error { gs, _ := tx.ListGrants(ctx, res.IdentityID); g = gs[0]; return nil })
+	f.clock.Add(721 * time.Hour)
+	if err := f.e.expireGrant(ctx, ExpireGrantArgs{IdentityID: res.IdentityID, Entitlement: g.Entitlement, ExpiresAt: g.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	var cases []store.Case
+	f.s.View(ctx, func(tx store.Tx) error { cases, _ = tx.ListCases(ctx, res.IdentityID, 10); return nil })
+	if cases[0].Type != CaseExpiry {
+		t.Fatalf("newest case = %s, want expiry", cases[0].Type)
+	}
+	f.e.RunCase(ctx, cases[0].ID, false)
+	if got := f.grants(t, res.IdentityID); len(got) != 0 {
+		t.Fatalf("grants after expiry = %v", got)
+	}
+}
+
+func asError(err error, target **identity.Error) bool {
+	for err != nil {
+		if ie, ok := err.(*identity.Error); ok {
+			*target = ie
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}

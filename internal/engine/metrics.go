@@ -1,0 +1,37 @@
+package engine
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the engine's Prometheus metrics.
+type Metrics struct {
+	eventsAccepted     *prometheus.CounterVec
+	eventsDuplicate    prometheus.Counter
+	casesCompleted     prometheus.Counter
+	stepsDone          *prometheus.CounterVec
+	stepsFailed        *prometheus.CounterVec
+	credentialsIssued  prometheus.Counter
+	credentialsRevoked prometheus.Counter
+	findings           prometheus.Counter
+	introspections     *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered, for tests and tools).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		eventsAccepted:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_events_accepted_total", Help: "Lifecycle events accepted, by type."}, []string{"type"}),
+		eventsDuplicate:    prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_events_duplicate_total", Help: "Events answered from an earlier submission with the same source and event ID."}),
+		casesCompleted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_completed_total", Help: "Cases whose every step is final."}),
+		stepsDone:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_steps_done_total", Help: "Steps applied, by system and action."}, []string{"system", "action"}),
+		stepsFailed:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_step_failures_total", Help: "Failed step attempts, by system and action."}, []string{"system", "action"}),
+		credentialsIssued:  prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_issued_total", Help: "Credentials issued or rotated in."}),
+		credentialsRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_revoked_total", Help: "Credentials revoked."}),
+		findings:           prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_findings_total", Help: "Findings recorded."}),
+		introspections:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_introspections_total", Help: "Introspection requests, by answer."}, []string{"active"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.eventsAccepted, m.eventsDuplicate, m.casesCompleted, m.stepsDone, m.stepsFailed,
+			m.credentialsIssued, m.credentialsRevoked, m.findings, m.introspections)
+	}
+	return m
+}

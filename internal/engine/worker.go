@@ -1,0 +1,496 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// ApplyCaseArgs is the job that runs a case's pending steps in order.
+type ApplyCaseArgs struct {
+	CaseID string `json:"caseId"`
+}
+
+func (ApplyCaseArgs) Kind() string { return "jml.apply_case" }
+
+// EffectiveEventArgs is the timer of a future-dated event.
+type EffectiveEventArgs struct {
+	EventID string `json:"eventId"`
+}
+
+func (EffectiveEventArgs) Kind() string { return "jml.effective_event" }
+
+// ExpireGrantArgs is the timer of a time-bound grant.
+type ExpireGrantArgs struct {
+	IdentityID  string    `json:"identityId"`
+	Entitlement string    `json:"entitlement"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+}
+
+func (ExpireGrantArgs) Kind() string { return "jml.expire_grant" }
+
+// Workers returns the River workers of the engine's jobs.
+func (e *Engine) Workers() *river.Workers {
+	w := river.NewWorkers()
+	river.AddWorker(w, &applyCaseWorker{e: e})
+	river.AddWorker(w, &effectiveEventWorker{e: e})
+	river.AddWorker(w, &expireGrantWorker{e: e})
+	return w
+}
+
+type applyCaseWorker struct {
+	river.WorkerDefaults[ApplyCaseArgs]
+	e *Engine
+}
+
+func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs]) error {
+	return w.e.RunCase(ctx, job.Args.CaseID, job.Attempt >= job.MaxAttempts)
+}
+
+// NextRetry backs off exponentially from one second to five minutes, so a
+// system that is down for a while is retried often at first and then
+// steadily, well inside River's default 25 attempts.
+func (w *applyCaseWorker) NextRetry(job *river.Job[ApplyCaseArgs]) time.Time {
+	d := time.Second << min(job.Attempt, 9)
+	return time.Now().Add(min(d, 5*time.Minute))
+}
+
+type effectiveEventWorker struct {
+	river.WorkerDefaults[EffectiveEventArgs]
+	e *Engine
+}
+
+func (w *effectiveEventWorker) Work(ctx context.Context, job *river.Job[EffectiveEventArgs]) error {
+	return w.e.runEffective(ctx, job.Args.EventID)
+}
+
+type expireGrantWorker struct {
+	river.WorkerDefaults[ExpireGrantArgs]
+	e *Engine
+}
+
+func (w *expireGrantWorker) Work(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
+	return w.e.expireGrant(ctx, job.Args)
+}
+
+// RunCase applies a case's pending steps in order until none is left, one
+// fails, or the case waits for approval. Steps of transactional connectors
+// (the built-in vault) are applied in the transaction that records them;
+// others are called first and recorded after, so a crash between the two
+// repeats an idempotent call, never skips one. lastAttempt marks a failing
+// step as failed for good, and the case as needing attention.
+func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) error {
+	for {
+		var c *store.Case
+		var id *identity.Identity
+		err := e.store.View(ctx, func(tx store.Tx) error {
+			var err error
+			if c, err = tx.GetCase(ctx, caseID); err != nil {
+				return err
+			}
+			id, err = tx.GetIdentity(ctx, c.IdentityID)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		next := nextPending(c)
+		if next == nil {
+			return e.store.Update(ctx, func(tx store.Tx) error { return e.settle(ctx, tx, caseID, e.now().UTC()) })
+		}
+		conn := e.conns[next.System]
+		if conn == nil {
+			return e.failStep(ctx, c, next, fmt.Errorf("no connector for system %q", next.System), true)
+		}
+		if tc, ok := conn.(connector.Transactional); ok && tc.InTransaction() {
+			if err := e.applyInTx(ctx, caseID, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := e.applyExternal(ctx, c, id, next, conn); err != nil {
+			return e.failStep(ctx, c, next, err, lastAttempt)
+		}
+	}
+}
+
+func nextPending(c *store.Case) *store.Step {
+	for i := range c.Steps {
+		if c.Steps[i].Status == store.StepPending {
+			return &c.Steps[i]
+		}
+		if c.Steps[i].Status == store.StepFailed {
+			return nil
+		}
+	}
+	return nil
+}
+
+// applyInTx applies, in one transaction, every consecutive pending step of
+// transactional connectors, and settles the case.
+func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Identity) error {
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		c, err := tx.GetCase(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		now := e.now().UTC()
+		var recs []audit.Record
+		for i := range c.Steps {
+			s := &c.Steps[i]
+			if s.Status.Final() || s.Status == store.StepAwaitingApproval {
+				continue
+			}
+			tc, ok := e.conns[s.System].(connector.Transactional)
+			if !ok || !tc.InTransaction() {
+				break
+			}
+			var secret string
+			if s.Action == plan.IssueCredential || s.Action == plan.RotateCredential {
+				if secret, err = e.newSecret(s); err != nil {
+					return err
+				}
+			}
+			result, err := e.record(ctx, tx, c, s, secret, now)
+			if err != nil {
+				return err
+			}
+			s.Status, s.Result, s.Attempts, s.LastError, s.UpdatedAt = store.StepDone, result, s.Attempts+1, "", now
+			if err := tx.UpdateStep(ctx, s); err != nil {
+				return err
+			}
+			e.metrics.stepsDone.WithLabelValues(s.System, string(s.Action)).Inc()
+			recs = append(recs, audit.New(now, System.ID, "step.done", c.IdentityID, c.ID, map[string]any{"seq": s.Seq, "step": s.Step.String(), "result": result}))
+		}
+		if err := tx.AppendAudit(ctx, recs...); err != nil {
+			return err
+		}
+		return e.settle(ctx, tx, caseID, now)
+	})
+}
+
+// applyExternal calls the connector for one step, then records its effect.
+func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) error {
+	op := connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq), CaseID: c.ID}
+	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
+	var secret string
+	var err error
+	switch s.Action {
+	case plan.EnsureAccount, plan.EnableAccount:
+		err = conn.EnsureAccount(ctx, op, acct)
+	case plan.DisableAccount:
+		err = conn.DisableAccount(ctx, op, acct)
+	case plan.Grant:
+		err = conn.Grant(ctx, op, acct, s.Entitlement)
+	case plan.RevokeGrant:
+		err = conn.Revoke(ctx, op, acct, s.Entitlement)
+	case plan.IssueCredential, plan.RotateCredential, plan.RevokeCredential:
+		setter, ok := conn.(connector.CredentialSetter)
+		if !ok {
+			return fmt.Errorf("system %s cannot hold credentials", s.System)
+		}
+		if s.Action == plan.RevokeCredential {
+			err = setter.RevokeCredential(ctx, op, acct, s.CredentialID)
+			break
+		}
+		if secret, err = e.newSecret(s); err != nil {
+			return err
+		}
+		rule := e.Policy().CredentialRule(s.Rule)
+		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: secret}
+		if rule.TTL > 0 {
+			cred.ExpiresAt = e.now().Add(rule.TTL)
+		}
+		err = setter.SetCredential(ctx, op, acct, cred)
+	default:
+		err = fmt.Errorf("unknown action %q", s.Action)
+	}
+	if err != nil {
+		return err
+	}
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		now := e.now().UTC()
+		cur, err := tx.GetCase(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		st := &cur.Steps[s.Seq-1]
+		if st.Status != store.StepPending {
+			return nil // another worker recorded it first
+		}
+		result, err := e.record(ctx, tx, cur, st, secret, now)
+		if err != nil {
+			return err
+		}
+		st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
+		if err := tx.UpdateStep(ctx, st); err != nil {
+			return err
+		}
+		e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
+		if err := tx.AppendAudit(ctx, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result})); err != nil {
+			return err
+		}
+		return e.settle(ctx, tx, c.ID, now)
+	})
+}
+
+// failStep records a failed attempt. The case says what it waits on; on the
+// last attempt the step fails for good and the case needs attention. The
+// error is returned so River retries with backoff.
+func (e *Engine) failStep(ctx context.Context, c *store.Case, s *store.Step, cause error, final bool) error {
+	msg := cause.Error()
+	uerr := e.store.Update(ctx, func(tx store.Tx) error {
+		now := e.now().UTC()
+		cur, err := tx.GetCase(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		st := &cur.Steps[s.Seq-1]
+		if st.Status != store.StepPending {
+			return nil
+		}
+		st.Attempts++
+		st.LastError, st.UpdatedAt = msg, now
+		if final {
+			st.Status = store.StepFailed
+		}
+		if err := tx.UpdateStep(ctx, st); err != nil {
+			return err
+		}
+		cur.Status, cur.Reason = caseStatus(cur.Steps)
+		if !final {
+			cur.Reason = fmt.Sprintf("waiting on %s: %s", st.System, msg)
+		}
+		cur.UpdatedAt = now
+		if err := tx.UpdateCase(ctx, cur); err != nil {
+			return err
+		}
+		action := "step.retrying"
+		if final {
+			action = "step.failed"
+		}
+		return tx.AppendAudit(ctx, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
+	})
+	e.metrics.stepsFailed.WithLabelValues(s.System, string(s.Action)).Inc()
+	if uerr != nil {
+		return errors.Join(cause, uerr)
+	}
+	if final {
+		e.log.Error("step failed for good; case needs attention", "case", c.ID, "seq", s.Seq, "system", s.System, "error", msg)
+		return nil
+	}
+	e.log.Warn("step failed; will retry", "case", c.ID, "seq", s.Seq, "system", s.System, "error", msg)
+	return cause
+}
+
+func credentialID(caseID string, seq int) string {
+	h := sha256.Sum256([]byte(caseID + "/" + strconv.Itoa(seq)))
+	return "cred_" + hex.EncodeToString(h[:13])
+}
+
+func (e *Engine) newSecret(s *store.Step) (string, error) {
+	rule := e.Policy().CredentialRule(s.Rule)
+	if rule == nil {
+		return "", identity.Errorf(identity.Conflict, "credential rule %q is no longer in the policy", s.Rule)
+	}
+	if rule.Type == policy.Password {
+		return vault.NewPassword(e.rand)
+	}
+	return vault.NewSecret(e.rand, vault.APIKeyPrefix)
+}
+
+// record writes a step's effect to jml's own tables and returns the result
+// text for the case. For the built-in vault this is the effect itself.
+func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *store.Step, secret string, now time.Time) (string, error) {
+	switch s.Action {
+	case plan.Grant:
+		g := &identity.Grant{IdentityID: c.IdentityID, Entitlement: s.Entitlement, System: s.System, Reason: s.Reason, CaseID: c.ID, GrantedAt: now, ApprovedBy: s.DecidedBy}
+		if s.Duration > 0 {
+			g.ExpiresAt = now.Add(s.Duration)
+			if err := tx.Enqueue(ctx, ExpireGrantArgs{IdentityID: c.IdentityID, Entitlement: s.Entitlement, ExpiresAt: g.ExpiresAt}, g.ExpiresAt); err != nil {
+				return "", err
+			}
+		}
+		if err := tx.PutGrant(ctx, g); err != nil {
+			return "", err
+		}
+		if !g.ExpiresAt.IsZero() {
+			return "granted until " + g.ExpiresAt.Format(time.RFC3339), nil
+		}
+		return "granted", nil
+	case plan.RevokeGrant:
+		ok, err := tx.DeleteGrant(ctx, c.IdentityID, s.Entitlement)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "was not held", nil
+		}
+		return "revoked", nil
+	case plan.EnsureAccount, plan.EnableAccount:
+		return "account active", tx.PutAccount(ctx, &identity.Account{IdentityID: c.IdentityID, System: s.System, Status: identity.AccountActive, UpdatedAt: now})
+	case plan.DisableAccount:
+		return "account disabled", tx.PutAccount(ctx, &identity.Account{IdentityID: c.IdentityID, System: s.System, Status: identity.AccountDisabled, UpdatedAt: now})
+	case plan.RevokeCredential:
+		ok, err := tx.RevokeCredential(ctx, s.CredentialID, now)
+		if err != nil {
+			return "", err
+		}
+		e.metrics.credentialsRevoked.Add(float64(boolInt(ok)))
+		if !ok {
+			return "was not active", nil
+		}
+		return "revoked", nil
+	case plan.IssueCredential, plan.RotateCredential:
+		rule := e.Policy().CredentialRule(s.Rule)
+		if rule == nil {
+			return "", identity.Errorf(identity.Conflict, "credential rule %q is no longer in the policy", s.Rule)
+		}
+		old := s.CredentialID
+		id := credentialID(c.ID, s.Seq)
+		sealed, err := e.sealer.Seal(e.rand, []byte(secret), []byte(id))
+		if err != nil {
+			return "", err
+		}
+		cred := &store.StoredCredential{Credential: identity.Credential{ID: id, IdentityID: c.IdentityID, Rule: rule.Name, System: s.System, Type: string(rule.Type),
+			Status: identity.CredentialActive, Prefix: vault.Prefix(secret, prefixMarker(rule.Type)), Fingerprint: vault.Fingerprint(secret), IssuedAt: now, CaseID: c.ID}, Sealed: sealed}
+		if rule.Type == policy.APIKey {
+			cred.Hash = vault.Hash(secret)
+		}
+		if rule.TTL > 0 {
+			cred.ExpiresAt = now.Add(rule.TTL)
+		}
+		if err := tx.InsertCredential(ctx, cred); err != nil {
+			return "", err
+		}
+		s.CredentialID = id
+		e.metrics.credentialsIssued.Inc()
+		if s.Action == plan.RotateCredential && old != "" {
+			if _, err := tx.RevokeCredential(ctx, old, now); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("issued %s (%s…), revoked %s", id, cred.Prefix, old), nil
+		}
+		return fmt.Sprintf("issued %s (%s…)", id, cred.Prefix), nil
+	}
+	return "", fmt.Errorf("unknown action %q", s.Action)
+}
+
+func prefixMarker(t policy.CredentialType) string {
+	if t == policy.APIKey {
+		return vault.APIKeyPrefix
+	}
+	return ""
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// runEffective applies a future-dated event when its time comes. If it no
+// longer applies (the identity moved on), the event is rejected, with the
+// reason, and nothing else changes.
+func (e *Engine) runEffective(ctx context.Context, eventID string) error {
+	var rejected error
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		rejected = nil
+		rec, err := tx.GetEvent(ctx, eventID)
+		if err != nil {
+			return err
+		}
+		if rec.Status != store.EventScheduled {
+			return nil
+		}
+		cur, err := tx.GetIdentity(ctx, rec.IdentityID)
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		if store.IsNotFound(err) {
+			cur = nil
+		}
+		p := Principal{ID: rec.Principal}
+		var counters acceptCounters
+		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters)
+		if err != nil {
+			var ie *identity.Error
+			if !errors.As(err, &ie) {
+				return err
+			}
+			rejected = err
+			return nil
+		}
+		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
+		return tx.UpdateEvent(ctx, rec)
+	})
+	if err != nil || rejected == nil {
+		return err
+	}
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		rec, err := tx.GetEvent(ctx, eventID)
+		if err != nil {
+			return err
+		}
+		rec.Status, rec.Error = store.EventRejected, identity.ErrorMessage(rejected)
+		if err := tx.UpdateEvent(ctx, rec); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(e.now(), System.ID, "event.rejected", rec.IdentityID, "", map[string]any{"event": rec.ID, "error": rec.Error}))
+	})
+}
+
+// expireGrant opens a case that revokes a time-bound grant whose time is
+// up, unless it was revoked or renewed since.
+func (e *Engine) expireGrant(ctx context.Context, a ExpireGrantArgs) error {
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		grants, err := tx.ListGrants(ctx, a.IdentityID)
+		if err != nil {
+			return err
+		}
+		var g *identity.Grant
+		for i := range grants {
+			if grants[i].Entitlement == a.Entitlement {
+				g = &grants[i]
+			}
+		}
+		if g == nil || g.ExpiresAt.IsZero() || !g.ExpiresAt.Equal(a.ExpiresAt.UTC()) {
+			return nil
+		}
+		now := e.now().UTC()
+		c := &store.Case{ID: e.newID("case_"), IdentityID: a.IdentityID, Type: CaseExpiry, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
+			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "expired at " + g.ExpiresAt.Format(time.RFC3339)}, Status: store.StepPending, UpdatedAt: now}}}
+		if err := tx.InsertCase(ctx, c); err != nil {
+			return err
+		}
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(now, System.ID, "grant.expired", a.IdentityID, c.ID, map[string]any{"entitlement": g.Entitlement, "expiresAt": g.ExpiresAt}))
+	})
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
