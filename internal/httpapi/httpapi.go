@@ -1,0 +1,575 @@
+// Package httpapi is jml's REST API: lifecycle events in, identities, cases
+// and findings out, approvals, reveal-once secrets, RFC 7662 introspection,
+// health, readiness, Prometheus metrics and the OpenAPI document.
+//
+// Every route but health, readiness, metrics, the OpenAPI document and
+// introspection requires a bearer token whose role the route allows (the
+// table in engine.Allowed). This package alone maps error codes to HTTP
+// status codes.
+package httpapi
+
+import (
+	"context"
+
+	_ "embed"
+	"encoding/json"
+	"errors"
+
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Server serves the API.
+type Server struct {
+	e        *engine.Engine
+	log      *slog.Logger
+	gatherer prometheus.Gatherer
+	mux      *http.ServeMux
+	requests *prometheus.HistogramVec
+}
+
+// route is one API operation. The table drives both the mux and the test
+// that holds the OpenAPI document to the handlers.
+type route struct {
+	method, path string
+	// action is the permission required; "" means no token is needed.
+	action  engine.Action
+	handler func(*Server, http.ResponseWriter, *http.Request, engine.Principal) error
+}
+
+var routes = []route{
+	{"POST", "/v1/events", engine.ActSubmit, (*Server).submitEvent},
+	{"GET", "/v1/identities", engine.ActRead, (*Server).listIdentities},
+	{"GET", "/v1/identities/{id}", engine.ActRead, (*Server).getIdentity},
+	{"GET", "/v1/cases/{id}", engine.ActRead, (*Server).getCase},
+	{"POST", "/v1/cases/{id}/approve", engine.ActDecide, (*Server).approve},
+	{"POST", "/v1/cases/{id}/deny", engine.ActDecide, (*Server).deny},
+	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, (*Server).reveal},
+	{"POST", "/v1/introspect", "", (*Server).introspect},
+	{"GET", "/v1/findings", engine.ActRead, (*Server).listFindings},
+	{"GET", "/v1/audit", engine.ActAudit, (*Server).exportAudit},
+	{"POST", "/v1/tokens", engine.ActAdminTok, (*Server).createToken},
+	{"GET", "/healthz", "", (*Server).healthz},
+	{"GET", "/readyz", "", (*Server).readyz},
+	{"GET", "/openapi.json", "", (*Server).openapi},
+}
+
+// New returns the API server. reg receives the HTTP metrics and gatherer
+// serves /metrics (both may be nil).
+func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer) *Server {
+	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jml_http_request_duration_seconds", Help: "API request latency by route and status.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}, []string{"route", "code"})
+	if reg != nil {
+		reg.MustRegister(s.requests)
+	}
+	for _, r := range routes {
+		s.mux.Handle(r.method+" "+r.path, s.wrap(r))
+	}
+	if gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, identity.Errorf(identity.NotFound, "no route %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.WriteHeader(code) }
+
+func (s *Server) wrap(rt route) http.Handler {
+	name := rt.method + " " + rt.path
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		r.Body = http.MaxBytesReader(sw, r.Body, MaxBody)
+		var p engine.Principal
+		err := func() error {
+			if rt.action != "" {
+				var err error
+				if p, err = s.authenticate(r); err != nil {
+					return err
+				}
+				if !engine.Allowed(p.Role, rt.action) {
+					return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action)
+				}
+			}
+			return rt.handler(s, sw, r, p)
+		}()
+		if err != nil {
+			if identity.ErrorCode(err) == identity.Internal {
+				s.log.Error("request failed", "route", name, "error", err)
+			}
+			writeError(sw, err)
+		}
+		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (engine.Principal, error) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return engine.Principal{}, identity.Errorf(identity.Unauthorized, "missing bearer token: send Authorization: Bearer <token>")
+	}
+	return s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
+}
+
+var statusOf = map[identity.Code]int{
+	identity.Invalid:      http.StatusBadRequest,
+	identity.NotFound:     http.StatusNotFound,
+	identity.Conflict:     http.StatusConflict,
+	identity.Forbidden:    http.StatusForbidden,
+	identity.Unauthorized: http.StatusUnauthorized,
+	identity.Gone:         http.StatusGone,
+	identity.TooLarge:     http.StatusRequestEntityTooLarge,
+	identity.Unavailable:  http.StatusServiceUnavailable,
+	identity.Internal:     http.StatusInternalServerError,
+}
+
+// ErrorBody is the shape of every error response.
+type ErrorBody struct {
+	Error struct {
+		Code    identity.Code `json:"code"`
+		Field   string        `json:"field,omitempty"`
+		Message string        `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var body ErrorBody
+	body.Error.Code = identity.ErrorCode(err)
+	var ie *identity.Error
+	if errors.As(err, &ie) {
+		body.Error.Field, body.Error.Message = ie.Field, ie.Message
+	} else {
+		body.Error.Message = "internal error"
+	}
+	if body.Error.Code == identity.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="jml"`)
+	}
+	writeJSON(w, statusOf[body.Error.Code], body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// decode reads a JSON body strictly: one object, no unknown fields, within
+// MaxBody. Errors name the field or position at fault.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return identity.Errorf(identity.Invalid, "body holds more than one JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return identity.Errorf(identity.Invalid, "body holds more than one JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tim *time.ParseError
+	switch {
+	case errors.As(err, &maxErr):
+		return identity.Errorf(identity.TooLarge, "body is larger than %d bytes", maxErr.Limit)
+	case errors.Is(err, io.EOF):
+		return identity.Errorf(identity.Invalid, "body is empty: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return identity.Errorf(identity.Invalid, "malformed JSON: body ends early")
+	case errors.As(err, &syn):
+		return identity.Errorf(identity.Invalid, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return identity.FieldError(typ.Field, "must be %s, not %s", typ.Type, typ.Value)
+	case errors.As(err, &tim):
+		return identity.FieldError("effectiveAt", "must be an RFC 3339 time such as 2026-01-02T09:00:00Z")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return identity.FieldError(f, "unknown field")
+	}
+	return identity.Errorf(identity.Invalid, "malformed JSON: %v", err)
+}
+
+// ---- handlers
+
+func (s *Server) submitEvent(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	var ev identity.Event
+	if err := decode(r, &ev); err != nil {
+		return err
+	}
+	res, err := s.e.Submit(r.Context(), p, ev)
+	if err != nil {
+		return err
+	}
+	if res.CaseID != "" {
+		w.Header().Set("Location", "/v1/cases/"+res.CaseID)
+	}
+	code := http.StatusAccepted
+	if res.Duplicate {
+		code = http.StatusOK
+	}
+	return writeJSON(w, code, res)
+}
+
+// listQuery reads allow-listed query parameters; any other is an error, so
+// a typo does not silently widen a listing.
+func listQuery(r *http.Request, allowed ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range r.URL.Query() {
+		ok := false
+		for _, a := range allowed {
+			if k == a {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, identity.FieldError(k, "unknown query parameter (allowed: %s)", strings.Join(allowed, ", "))
+		}
+		if len(v) != 1 {
+			return nil, identity.FieldError(k, "give it once")
+		}
+		out[k] = v[0]
+	}
+	return out, nil
+}
+
+func parseLimit(q map[string]string) (int, error) {
+	if q["limit"] == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(q["limit"])
+	if err != nil || n < 1 || n > 1000 {
+		return 0, identity.FieldError("limit", "must be a whole number from 1 to 1000")
+	}
+	return n, nil
+}
+
+// IdentityList is a page of identities.
+type IdentityList struct {
+	Items []identity.Identity `json:"items"`
+	// Next is the cursor for the following page (pass it as after=), empty
+	// on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	q, err := listQuery(r, "kind", "state", "source", "owner", "after", "limit")
+	if err != nil {
+		return err
+	}
+	f := store.IdentityFilter{Kind: identity.Kind(q["kind"]), State: identity.State(q["state"]), Source: q["source"], Owner: q["owner"], After: q["after"]}
+	if f.Kind != "" && !f.Kind.Valid() {
+		return identity.FieldError("kind", "unknown kind %q (want one of %v)", f.Kind, identity.Kinds)
+	}
+	switch f.State {
+	case "", identity.Pending, identity.Active, identity.Suspended, identity.Departed:
+	default:
+		return identity.FieldError("state", "unknown state %q", f.State)
+	}
+	if f.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	out := IdentityList{Items: []identity.Identity{}}
+	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		items, err := tx.ListIdentities(r.Context(), f)
+		if len(items) > 0 {
+			out.Items = items
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(out.Items) == f.Limit {
+		out.Next = out.Items[len(out.Items)-1].ID
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// IdentityView is an identity with its access and history.
+type IdentityView struct {
+	identity.Identity
+	Grants      []identity.Grant      `json:"grants"`
+	Credentials []identity.Credential `json:"credentials"`
+	Accounts    []identity.Account    `json:"accounts"`
+	Findings    []identity.Finding    `json:"findings"`
+	Cases       []store.Case          `json:"cases"`
+	Timeline    []audit.Record        `json:"timeline"`
+}
+
+// LoadIdentityView reads everything about one identity in one transaction.
+func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityView, error) {
+	var v IdentityView
+	err := s.View(ctx, func(tx store.Tx) error {
+		idn, err := tx.GetIdentity(ctx, id)
+		if err != nil {
+			return err
+		}
+		v.Identity = *idn
+		if v.Grants, err = tx.ListGrants(ctx, id); err != nil {
+			return err
+		}
+		if v.Credentials, err = tx.ListCredentials(ctx, id, false); err != nil {
+			return err
+		}
+		if v.Accounts, err = tx.ListAccounts(ctx, id); err != nil {
+			return err
+		}
+		if v.Findings, err = tx.ListFindings(ctx, store.FindingFilter{IdentityID: id}); err != nil {
+			return err
+		}
+		if v.Cases, err = tx.ListCases(ctx, id, 100); err != nil {
+			return err
+		}
+		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range []*[]identity.Grant{&v.Grants} {
+		if *l == nil {
+			*l = []identity.Grant{}
+		}
+	}
+	if v.Credentials == nil {
+		v.Credentials = []identity.Credential{}
+	}
+	if v.Accounts == nil {
+		v.Accounts = []identity.Account{}
+	}
+	if v.Findings == nil {
+		v.Findings = []identity.Finding{}
+	}
+	if v.Cases == nil {
+		v.Cases = []store.Case{}
+	}
+	if v.Timeline == nil {
+		v.Timeline = []audit.Record{}
+	}
+	return &v, nil
+}
+
+func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	v, err := LoadIdentityView(r.Context(), s.e.Store(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) getCase(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	var c *store.Case
+	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		var err error
+		c, err = tx.GetCase(r.Context(), r.PathValue("id"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+// Decision is the optional body of approve and deny.
+type Decision struct {
+	Comment string `json:"comment"`
+}
+
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, p engine.Principal, approve bool) error {
+	var d Decision
+	if r.ContentLength != 0 {
+		if err := decode(r, &d); err != nil {
+			return err
+		}
+	}
+	if len(d.Comment) > 1024 {
+		return identity.FieldError("comment", "is longer than 1024 bytes")
+	}
+	c, err := s.e.Decide(r.Context(), p, r.PathValue("id"), approve, d.Comment)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	return s.decide(w, r, p, true)
+}
+
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	return s.decide(w, r, p, false)
+}
+
+// Revealed is the one-time answer of reveal.
+type Revealed struct {
+	Credential *identity.Credential `json:"credential"`
+	Secret     string               `json:"secret"`
+}
+
+func (s *Server) reveal(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	secret, c, err := s.e.Reveal(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, Revealed{Credential: c, Secret: secret})
+}
+
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	var token string
+	ct := r.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/json") {
+		var body struct {
+			Token         string `json:"token"`
+			TokenTypeHint string `json:"token_type_hint"`
+		}
+		if err := decode(r, &body); err != nil {
+			return err
+		}
+		token = body.Token
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return jsonError(err)
+		}
+		token = r.PostForm.Get("token")
+	}
+	if token == "" {
+		return identity.FieldError("token", "is required (RFC 7662: token=<the credential>)")
+	}
+	res, err := s.e.Introspect(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// FindingList is a list of findings.
+type FindingList struct {
+	Items []identity.Finding `json:"items"`
+}
+
+func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	q, err := listQuery(r, "kind", "identity", "open", "limit")
+	if err != nil {
+		return err
+	}
+	f := store.FindingFilter{Kind: q["kind"], IdentityID: q["identity"], OpenOnly: q["open"] == "true"}
+	if o := q["open"]; o != "" && o != "true" && o != "false" {
+		return identity.FieldError("open", "must be true or false")
+	}
+	if f.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	out := FindingList{Items: []identity.Finding{}}
+	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		items, err := tx.ListFindings(r.Context(), f)
+		if len(items) > 0 {
+			out.Items = items
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// exportAudit streams audit records as JSON lines.
+func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	q, err := listQuery(r, "identity")
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	return s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		return tx.ScanAudit(r.Context(), q["identity"], func(rec *audit.Record) error { return enc.Encode(rec) })
+	})
+}
+
+// TokenRequest creates an API token.
+type TokenRequest struct {
+	Name     string      `json:"name"`
+	Role     engine.Role `json:"role"`
+	Identity string      `json:"identity"`
+}
+
+// TokenCreated is the one-time answer with a new token's secret.
+type TokenCreated struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"`
+	Token  string `json:"token"`
+	Notice string `json:"notice"`
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	var req TokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	secret, tk, err := s.e.IssueToken(r.Context(), p, req.Name, req.Role, req.Identity)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusCreated, TokenCreated{ID: tk.ID, Role: tk.Role, Token: secret, Notice: "shown once; jml keeps only its hash"})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ engine.Principal) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.e.Store().Ping(ctx); err != nil {
+		return &identity.Error{Code: identity.Unavailable, Message: "database is not reachable", Err: err}
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": s.e.Store().Backend()})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, _ *http.Request, _ engine.Principal) error {
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(openAPI)
+	return err
+}
