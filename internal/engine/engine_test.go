@@ -364,7 +364,11 @@ func TestFutureJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rec *store.Event
-	f.s.View(ctx, func(tx store.Tx) error { rec, _ = tx.GetEvent(ctx, res.EventID); id, _ = tx.GetIdentity(ctx, res.IdentityID); return nil })
+	f.s.View(ctx, func(tx store.Tx) error {
+		rec, _ = tx.GetEvent(ctx, res.EventID)
+		id, _ = tx.GetIdentity(ctx, res.IdentityID)
+		return nil
+	})
 	if rec.Status != store.EventApplied || id.State != identity.Active {
 		t.Fatalf("after start: event %s identity %s", rec.Status, id.State)
 	}
