@@ -154,48 +154,13 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
-	now := e.now().UTC()
 	var res *Result
 	var counters acceptCounters
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		res, counters = nil, acceptCounters{}
-		rec := &store.Event{ID: e.newID("evt_"), Event: ev, Principal: p.ID, Status: store.EventApplied, ReceivedAt: now, EffectiveAt: now}
-		future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
-		if future {
-			rec.EffectiveAt = ev.EffectiveAt.UTC()
-			rec.Status = store.EventScheduled
-		}
-		existing, inserted, err := tx.InsertEvent(ctx, rec)
-		if err != nil {
-			return err
-		}
-		if !inserted {
-			res = &Result{EventID: existing.ID, CaseID: existing.CaseID, IdentityID: existing.IdentityID, Status: existing.Status, Duplicate: true}
-			return nil
-		}
-		cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
-		if err != nil && !store.IsNotFound(err) {
-			return err
-		}
-		if store.IsNotFound(err) {
-			cur = nil
-			if ev.Type != identity.Joiner {
-				return &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
-			}
-		}
-		if future {
-			return e.schedule(ctx, tx, p, rec, cur, &counters, &res)
-		}
-		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters)
-		if err != nil {
-			return err
-		}
-		rec.IdentityID, rec.CaseID = id.ID, c.ID
-		if err := tx.UpdateEvent(ctx, rec); err != nil {
-			return err
-		}
-		res = &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}
-		return nil
+		counters = acceptCounters{}
+		var err error
+		res, _, err = e.accept(ctx, tx, p, ev, &counters)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -207,6 +172,48 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 		e.metrics.eventsDuplicate.Inc()
 	}
 	return res, nil
+}
+
+// accept is Submit inside tx.
+func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *store.Case, error) {
+	now := e.now().UTC()
+	rec := &store.Event{ID: e.newID("evt_"), Event: ev, Principal: p.ID, Status: store.EventApplied, ReceivedAt: now, EffectiveAt: now}
+	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
+	if future {
+		rec.EffectiveAt = ev.EffectiveAt.UTC()
+		rec.Status = store.EventScheduled
+	}
+	existing, inserted, err := tx.InsertEvent(ctx, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !inserted {
+		return &Result{EventID: existing.ID, CaseID: existing.CaseID, IdentityID: existing.IdentityID, Status: existing.Status, Duplicate: true}, nil, nil
+	}
+	cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
+	if err != nil && !store.IsNotFound(err) {
+		return nil, nil, err
+	}
+	if store.IsNotFound(err) {
+		cur = nil
+		if ev.Type != identity.Joiner {
+			return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
+		}
+	}
+	if future {
+		var res *Result
+		err := e.schedule(ctx, tx, p, rec, cur, counters, &res)
+		return res, nil, err
+	}
+	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec.IdentityID, rec.CaseID = id.ID, c.ID
+	if err := tx.UpdateEvent(ctx, rec); err != nil {
+		return nil, nil, err
+	}
+	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}, c, nil
 }
 
 // acceptCounters are metric increments that happen only if the

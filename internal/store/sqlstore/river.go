@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 // RiverConfig is the River client configuration both backends use.
 func RiverConfig(logger *slog.Logger, workers *river.Workers, cfg store.JobConfig) *river.Config {
 	rc := &river.Config{
-		Logger:            logger,
+		// River reports routine work at info level every few seconds; jml
+		// passes on only its warnings and errors.
+		Logger:            slog.New(minLevel{logger.Handler(), slog.LevelWarn}),
 		Workers:           workers,
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.PollInterval,
@@ -24,3 +27,18 @@ func RiverConfig(logger *slog.Logger, workers *river.Workers, cfg store.JobConfi
 	}
 	return rc
 }
+
+// minLevel drops records below its level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.level && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.level}
+}
+func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{m.Handler.WithGroup(n), m.level} }

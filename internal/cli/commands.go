@@ -1,0 +1,387 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/httpapi"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// cliPrincipal is who the CLI acts as when it writes to the store directly.
+var cliPrincipal = engine.Principal{ID: "cli", Role: engine.RoleAdmin}
+
+func eventCmd(ev *env) *cobra.Command {
+	var cfgPath, dsn, file, server, token string
+	cmd := &cobra.Command{
+		Use:   "event -f FILE",
+		Short: "Submit a lifecycle event (JSON) to a running server, or directly to the store",
+		Long: "Submit one event. With --server (or JML_URL) it is POSTed to /v1/events with --token (or JML_TOKEN);\n" +
+			"otherwise it is accepted directly in the store given by --db and --config.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := readEvent(ev, file)
+			if err != nil {
+				return err
+			}
+			if server == "" {
+				server = ev.getenv("JML_URL")
+			}
+			if token == "" {
+				token = ev.getenv("JML_TOKEN")
+			}
+			if server != "" {
+				body, _ := json.Marshal(e)
+				var res engine.Result
+				if err := call(cmd.Context(), "POST", server+"/v1/events", token, body, &res); err != nil {
+					return err
+				}
+				return output(ev.stdout, "json", res, nil)
+			}
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			res, err := rt.engine.Submit(cmd.Context(), cliPrincipal, e)
+			if err != nil {
+				return err
+			}
+			return output(ev.stdout, "json", res, nil)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "-", "event JSON file, - for stdin")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
+	dbFlag(cmd, &dsn)
+	cmd.Flags().StringVar(&server, "server", "", "jml server URL (env JML_URL)")
+	cmd.Flags().StringVar(&token, "token", "", "API token (env JML_TOKEN)")
+	return cmd
+}
+
+// call is a minimal API client: it sends body and decodes the answer into
+// out, turning error bodies into errors.
+func call(ctx context.Context, method, url, token string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode >= 300 {
+		var eb httpapi.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+			if eb.Error.Field != "" {
+				return fmt.Errorf("%s (%d %s): %s: %s", url, resp.StatusCode, eb.Error.Code, eb.Error.Field, eb.Error.Message)
+			}
+			return fmt.Errorf("%s (%d %s): %s", url, resp.StatusCode, eb.Error.Code, eb.Error.Message)
+		}
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.Unmarshal(data, out)
+}
+
+func planCmd(ev *env) *cobra.Command {
+	var cfgPath, dsn, file, format string
+	cmd := &cobra.Command{
+		Use:   "plan -f FILE",
+		Short: "Show what an event would do, without doing it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := readEvent(ev, file)
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			res, c, err := rt.engine.Preview(cmd.Context(), cliPrincipal, e)
+			if err != nil {
+				return err
+			}
+			return output(ev.stdout, format, map[string]any{"result": res, "case": c}, func(tw *tabwriter.Writer) {
+				switch {
+				case res.Duplicate:
+					fmt.Fprintf(tw, "duplicate of event %s (case %s): nothing would run\n", res.EventID, res.CaseID)
+				case c == nil:
+					fmt.Fprintf(tw, "scheduled for %v: the plan is made when it takes effect\n", e.EffectiveAt)
+				default:
+					fmt.Fprintln(tw, "SEQ\tACTION\tSYSTEM\tTARGET\tSTATUS\tREASON")
+					for _, s := range c.Steps {
+						target := s.Entitlement + s.Rule
+						if s.CredentialID != "" {
+							target += " " + s.CredentialID
+						}
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Seq, s.Action, s.System, target, s.Status, s.Reason)
+					}
+					if len(c.Steps) == 0 {
+						fmt.Fprintln(tw, "(no steps)")
+					}
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "-", "event JSON file, - for stdin")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	dbFlag(cmd, &dsn)
+	return cmd
+}
+
+func policyCmd(ev *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Work with policy files"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a policy file and compile its CEL rules",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			p, err := policy.LoadFile(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(ev.stdout, "%s: ok: %d systems, %d entitlements, %d roles, %d birthright rules, %d credential rules\n",
+				args[0], len(p.Systems), len(p.Entitlements), len(p.Roles), len(p.Birthrights), len(p.Credentials))
+			return nil
+		},
+	})
+	return cmd
+}
+
+func identityCmd(ev *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "identity", Short: "Read identities"}
+	var dsn, format, kind, state, owner string
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List identities",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if kind != "" && !identity.Kind(kind).Valid() {
+				return identity.FieldError("kind", "unknown kind %q (want one of %v)", kind, identity.Kinds)
+			}
+			var items []identity.Identity
+			err = s.View(cmd.Context(), func(tx store.Tx) error {
+				items, err = tx.ListIdentities(cmd.Context(), store.IdentityFilter{Kind: identity.Kind(kind), State: identity.State(state), Owner: owner, Limit: limit})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if items == nil {
+				items = []identity.Identity{}
+			}
+			return output(ev.stdout, format, items, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "ID\tSOURCE\tEXTERNAL ID\tKIND\tSTATE\tOWNER")
+				for _, i := range items {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Source, i.ExternalID, i.Kind, i.State, i.OwnerID)
+				}
+			})
+		},
+	}
+	dbFlag(list, &dsn)
+	list.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	list.Flags().StringVar(&kind, "kind", "", "only this kind")
+	list.Flags().StringVar(&state, "state", "", "only this state")
+	list.Flags().StringVar(&owner, "owner", "", "only identities owned by this identity ID")
+	list.Flags().IntVar(&limit, "limit", 1000, "at most this many")
+
+	var showDSN, showFormat string
+	show := &cobra.Command{
+		Use:   "show ID|SOURCE/EXTERNAL_ID",
+		Short: "Show an identity with its grants, credentials, cases and timeline",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := OpenStore(cmd.Context(), resolveDB(ev, showDSN, nil), "", nil)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			id := args[0]
+			if src, ext, ok := strings.Cut(id, "/"); ok && !strings.HasPrefix(id, "idn_") {
+				err := s.View(cmd.Context(), func(tx store.Tx) error {
+					i, err := tx.GetIdentityByExternalID(cmd.Context(), src, ext)
+					if err == nil {
+						id = i.ID
+					}
+					return err
+				})
+				if err != nil {
+					return err
+				}
+			}
+			v, err := httpapi.LoadIdentityView(cmd.Context(), s, id)
+			if err != nil {
+				return err
+			}
+			return output(ev.stdout, showFormat, v, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "ID\t%s\nSOURCE\t%s/%s\nKIND\t%s\nSTATE\t%s\nOWNER\t%s\n", v.ID, v.Source, v.ExternalID, v.Kind, v.State, v.OwnerID)
+				fmt.Fprintln(tw, "\nGRANT\tSYSTEM\tREASON\tEXPIRES")
+				for _, g := range v.Grants {
+					exp := "-"
+					if !g.ExpiresAt.IsZero() {
+						exp = g.ExpiresAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Entitlement, g.System, g.Reason, exp)
+				}
+				fmt.Fprintln(tw, "\nCREDENTIAL\tTYPE\tPREFIX\tSTATUS")
+				for _, c := range v.Credentials {
+					fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\n", c.ID, c.Type, c.Prefix, c.Status)
+				}
+				fmt.Fprintln(tw, "\nCASE\tTYPE\tSTATUS")
+				for _, c := range v.Cases {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Type, c.Status)
+				}
+			})
+		},
+	}
+	dbFlag(show, &showDSN)
+	show.Flags().StringVarP(&showFormat, "output", "o", "table", "json or table")
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func caseCmd(ev *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "case", Short: "Read cases"}
+	var dsn, format string
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a case's steps and their status",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var c *store.Case
+			if err := s.View(cmd.Context(), func(tx store.Tx) error { c, err = tx.GetCase(cmd.Context(), args[0]); return err }); err != nil {
+				return err
+			}
+			return output(ev.stdout, format, c, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "CASE\t%s\nTYPE\t%s\nSTATUS\t%s\nREASON\t%s\n\n", c.ID, c.Type, c.Status, c.Reason)
+				fmt.Fprintln(tw, "SEQ\tACTION\tSYSTEM\tTARGET\tSTATUS\tATTEMPTS\tRESULT")
+				for _, s := range c.Steps {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.Action, s.System, s.Entitlement+s.Rule, s.Status, s.Attempts, s.Result+s.LastError)
+				}
+			})
+		},
+	}
+	dbFlag(show, &dsn)
+	show.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	cmd.AddCommand(show)
+	return cmd
+}
+
+func auditCmd(ev *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Verify and export the audit log"}
+	var dsn string
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the hash chain of the whole audit log; exit 1 naming the first bad record",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var v audit.Verifier
+			err = s.View(cmd.Context(), func(tx store.Tx) error {
+				if err := tx.ScanAudit(cmd.Context(), "", v.Next); err != nil {
+					return err
+				}
+				seq, hash, err := tx.AuditHead(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return v.Finish(seq, hash)
+			})
+			if err != nil {
+				return fmt.Errorf("audit log verification failed: %w", err)
+			}
+			fmt.Fprintf(ev.stdout, "ok: %d audit records verified\n", v.Count())
+			return nil
+		},
+	}
+	dbFlag(verify, &dsn)
+	var exportDSN, identityID string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write audit records as JSON lines (all, or one identity's)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := OpenStore(cmd.Context(), resolveDB(ev, exportDSN, nil), "", nil)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			enc := json.NewEncoder(ev.stdout)
+			return s.View(cmd.Context(), func(tx store.Tx) error {
+				return tx.ScanAudit(cmd.Context(), identityID, func(r *audit.Record) error { return enc.Encode(r) })
+			})
+		},
+	}
+	dbFlag(export, &exportDSN)
+	export.Flags().StringVar(&identityID, "identity", "", "only this identity's records")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
+
+func tokenCmd(ev *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var cfgPath, dsn, role, name, identityID string
+	create := &cobra.Command{
+		Use:   "create --role ROLE",
+		Short: "Create an API token (admin, source, approver, auditor); prints it once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			secret, tk, err := rt.engine.IssueToken(cmd.Context(), cliPrincipal, name, engine.Role(role), identityID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(ev.stderr, "created token %s with role %s; it is shown once, jml keeps only its hash\n", tk.ID, tk.Role)
+			fmt.Fprintln(ev.stdout, secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&role, "role", "", "admin, source, approver or auditor")
+	create.Flags().StringVar(&name, "name", "", "a label for the token")
+	create.Flags().StringVar(&identityID, "identity", "", "bind the token to an identity ID (its owner may reveal owned credentials)")
+	create.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
+	dbFlag(create, &dsn)
+	create.MarkFlagRequired("role")
+	cmd.AddCommand(create)
+	return cmd
+}

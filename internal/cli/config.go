@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the server configuration file (jml.yaml). Precedence for each
+// setting: command-line flag, then environment variable, then this file,
+// then the default.
+type Config struct {
+	// Policy is the policy file, relative to the config file.
+	Policy string `yaml:"policy"`
+	// DB is sqlite:PATH or a postgres:// URL (env JML_DB). Relative SQLite
+	// paths are relative to the working directory.
+	DB string `yaml:"db"`
+	// Addr is where the API listens.
+	Addr string `yaml:"addr"`
+	// MasterKeyFile holds the vault's AES-256 key when JML_MASTER_KEY is
+	// not set; on SQLite it is created on first start.
+	MasterKeyFile string `yaml:"masterKeyFile"`
+	Jobs          struct {
+		Workers       int           `yaml:"workers"`
+		FetchCooldown time.Duration `yaml:"fetchCooldown"`
+		PollInterval  time.Duration `yaml:"pollInterval"`
+	} `yaml:"jobs"`
+	SQLite struct {
+		// Synchronous is FULL (default) or NORMAL.
+		Synchronous string `yaml:"synchronous"`
+	} `yaml:"sqlite"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error
+		Format string `yaml:"format"` // text or json
+	} `yaml:"log"`
+
+	dir string // the config file's directory
+}
+
+// DefaultDB is the store used when nothing else is given.
+const DefaultDB = "sqlite:jml.db"
+
+// LoadConfig reads path ("" gives the defaults) and fills defaults.
+func LoadConfig(path string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		c.dir = filepath.Dir(path)
+	}
+	return c, c.defaults()
+}
+
+func (c *Config) defaults() error {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = "jml.key"
+	}
+	if c.Jobs.FetchCooldown == 0 {
+		c.Jobs.FetchCooldown = 5 * time.Millisecond
+	}
+	if c.Jobs.PollInterval == 0 {
+		c.Jobs.PollInterval = 100 * time.Millisecond
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config log.format %q: want text or json", c.Log.Format)
+	}
+	switch strings.ToUpper(c.SQLite.Synchronous) {
+	case "", "FULL", "NORMAL":
+		c.SQLite.Synchronous = strings.ToUpper(c.SQLite.Synchronous)
+	default:
+		return fmt.Errorf("config sqlite.synchronous %q: want FULL or NORMAL", c.SQLite.Synchronous)
+	}
+	return nil
+}
+
+// PolicyPath is the policy file's path as the process sees it.
+func (c *Config) PolicyPath() string {
+	if c.Policy == "" || filepath.IsAbs(c.Policy) {
+		return c.Policy
+	}
+	return filepath.Join(c.dir, c.Policy)
+}

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/httpapi"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// runtime is an opened store with an engine on it.
+type runtime struct {
+	cfg    *Config
+	store  store.Store
+	engine *engine.Engine
+	log    *slog.Logger
+	reg    *prometheus.Registry
+}
+
+func (r *runtime) Close() { r.store.Close() }
+
+// openRuntime loads the config and policy, opens the store and the vault
+// key, and builds the engine.
+func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog.Logger) (*runtime, error) {
+	if cfgPath == "" {
+		cfgPath = ev.getenv("JML_CONFIG")
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PolicyPath() == "" {
+		return nil, usageError{errors.New("no policy: give --config with a jml.yaml that names its policy file (see examples/quickstart/jml.yaml)")}
+	}
+	pol, err := policy.LoadFile(cfg.PolicyPath())
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dsn := resolveDB(ev, dbFlag, cfg)
+	s, err := OpenStore(ctx, dsn, cfg.SQLite.Synchronous, log)
+	if err != nil {
+		return nil, err
+	}
+	// On SQLite a missing key file is created: one file, no setup. With
+	// PostgreSQL several replicas must share one key, so it must be given.
+	create := strings.HasPrefix(dsn, "sqlite:")
+	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, create)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if created {
+		log.Warn("created a new vault master key; keep it safe and back it up apart from the database", "file", cfg.MasterKeyFile)
+	}
+	sealer, err := vault.NewSealer(key)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg)})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &runtime{cfg: cfg, store: s, engine: e, log: log, reg: reg}, nil
+}
+
+func serveCmd(ev *env) *cobra.Command {
+	var cfgPath, dsn, addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API and the workers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				cfgPath = ev.getenv("JML_CONFIG")
+			}
+			cfg, err := LoadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(ev.stderr, cfg.Log.Level, cfg.Log.Format)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			if addr == "" {
+				addr = rt.cfg.Addr
+			}
+			if tok := ev.getenv("JML_BOOTSTRAP_TOKEN"); tok != "" {
+				created, err := rt.engine.Bootstrap(ctx, tok)
+				if err != nil {
+					return err
+				}
+				if created {
+					log.Info("created the first admin token from JML_BOOTSTRAP_TOKEN")
+				}
+			}
+			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
+				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval}); err != nil {
+				return fmt.Errorf("start workers: %w", err)
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{
+				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg),
+				ReadHeaderTimeout: 5 * time.Second,
+				ReadTimeout:       30 * time.Second,
+				WriteTimeout:      30 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+			}
+			log.Info("jml serving", "addr", ln.Addr().String(), "store", rt.store.Backend(), "policy", rt.cfg.PolicyPath())
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			log.Info("shutting down")
+			shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			err = errors.Join(srv.Shutdown(shutdown), rt.store.Jobs().Stop(shutdown))
+			log.Info("stopped")
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
+	dbFlag(cmd, &dsn)
+	cmd.Flags().StringVar(&addr, "addr", "", "listen address (default from config, else 127.0.0.1:8080)")
+	return cmd
+}
