@@ -21,6 +21,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
 	}
 	var out *store.Case
+	completed := false
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		c, err := tx.GetCase(ctx, caseID)
 		if err != nil {
@@ -83,12 +84,15 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 				return err
 			}
 		}
-		if err := e.settle(ctx, tx, c.ID, now); err != nil {
+		if completed, err = e.settle(ctx, tx, c.ID, now); err != nil {
 			return err
 		}
 		out, err = tx.GetCase(ctx, c.ID)
 		return err
 	})
+	if err == nil && completed {
+		e.metrics.casesCompleted.Inc()
+	}
 	return out, err
 }
 

@@ -69,6 +69,10 @@ type Config struct {
 	Now        func() time.Time
 	Rand       io.Reader
 	Metrics    *Metrics
+	// DeferBuiltin runs built-in vault steps in a River job like every
+	// other step, instead of in the accepting transaction. It exists to
+	// measure and test the job path; production leaves it false.
+	DeferBuiltin bool
 }
 
 // Engine is safe for concurrent use.
@@ -81,6 +85,8 @@ type Engine struct {
 	now     func() time.Time
 	rand    io.Reader
 	metrics *Metrics
+	// deferBuiltin: see Config.DeferBuiltin.
+	deferBuiltin bool
 }
 
 // New returns an engine. Missing Now, Rand and Logger default to the clock,
@@ -89,7 +95,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
 		return nil, fmt.Errorf("engine: store, policy and sealer are required")
 	}
-	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, conns: map[string]connector.Connector{}, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics}
+	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, conns: map[string]connector.Connector{}, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -219,13 +225,15 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 // acceptCounters are metric increments that happen only if the
 // transaction commits.
 type acceptCounters struct {
-	revoked  int
-	findings int
+	revoked   int
+	findings  int
+	completed int
 }
 
 func (c acceptCounters) observe(m *Metrics) {
 	m.credentialsRevoked.Add(float64(c.revoked))
 	m.findings.Add(float64(c.findings))
+	m.casesCompleted.Add(float64(c.completed))
 }
 
 // schedule records a future-dated event and its timer. A future joiner
@@ -421,7 +429,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 
 	// A newer event replaces gated steps an older one left waiting: the
 	// approval would be for access computed from stale facts.
-	superseded, err := e.supersede(ctx, tx, after.ID, now)
+	superseded, err := e.supersede(ctx, tx, after.ID, now, counters)
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +459,6 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 		}
 	}
 
-	pending, awaiting := 0, 0
 	for i, s := range steps {
 		st := store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: now}
 		switch {
@@ -459,15 +466,27 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 			st.Status, st.Result, st.Attempts = store.StepDone, "revoked in the transaction that accepted the event", 1
 		case s.NeedsApproval:
 			st.Status = store.StepAwaitingApproval
-			awaiting++
-		default:
-			pending++
 		}
 		c.Steps = append(c.Steps, st)
+	}
+	// Steps of the built-in vault are jml's own writes: they are applied
+	// here, in the accepting transaction, exactly once. Only steps that
+	// call out to other systems wait for a River job.
+	if !e.deferBuiltin {
+		if _, err := e.applyTransactional(ctx, tx, c, now, false); err != nil {
+			return nil, err
+		}
+	}
+	pending := 0
+	for _, s := range c.Steps {
+		if s.Status == store.StepPending {
+			pending++
+		}
 	}
 	c.Status, c.Reason = caseStatus(c.Steps)
 	if c.Status == store.CaseCompleted {
 		c.CompletedAt = now
+		counters.completed++
 	}
 	if err := tx.InsertCase(ctx, c); err != nil {
 		return nil, err
@@ -521,7 +540,7 @@ func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity
 
 // supersede marks every step awaiting approval for the identity as
 // superseded and settles the cases it leaves with nothing to wait for.
-func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time) ([]string, error) {
+func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, error) {
 	steps, err := tx.ListAwaitingSteps(ctx, identityID)
 	if err != nil || len(steps) == 0 {
 		return nil, err
@@ -536,29 +555,33 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 		cases[s.CaseID] = true
 	}
 	for id := range cases {
-		if err := e.settle(ctx, tx, id, now); err != nil {
+		done, err := e.settle(ctx, tx, id, now)
+		if err != nil {
 			return nil, err
 		}
+		counters.completed += boolInt(done)
 	}
 	return sortedSet(cases), nil
 }
 
-// settle recomputes a case's status from its steps and stores it.
-func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) error {
+// settle recomputes a case's status from its steps and stores it. It
+// reports whether the case became completed, for the caller to count once
+// the transaction commits.
+func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) (bool, error) {
 	c, err := tx.GetCase(ctx, caseID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	status, reason := caseStatus(c.Steps)
 	if status == c.Status && reason == c.Reason {
-		return nil
+		return false, nil
 	}
 	c.Status, c.Reason, c.UpdatedAt = status, reason, now
+	completed := false
 	if status == store.CaseCompleted && c.CompletedAt.IsZero() {
-		c.CompletedAt = now
-		e.metrics.casesCompleted.Inc()
+		c.CompletedAt, completed = now, true
 	}
-	return tx.UpdateCase(ctx, c)
+	return completed, tx.UpdateCase(ctx, c)
 }
 
 // caseStatus derives a case's status from its steps: completed only when
@@ -590,10 +613,15 @@ func caseStatus(steps []store.Step) (store.CaseStatus, string) {
 	return store.CaseCompleted, ""
 }
 
+// planSummary is the plan as the audit record keeps it: each step with its
+// status and, for steps applied in the accepting transaction, the result.
 func planSummary(steps []store.Step) []string {
 	out := make([]string, len(steps))
 	for i, s := range steps {
 		out[i] = fmt.Sprintf("%d %s [%s]", s.Seq, s.Step.String(), s.Status)
+		if s.Result != "" {
+			out[i] += " " + s.Result
+		}
 	}
 	return out
 }

@@ -45,7 +45,7 @@ var (
 	admin    = Principal{ID: "tok_admin", Role: RoleAdmin}
 )
 
-func openSQLite(t *testing.T) store.Store {
+func openSQLiteB(t testing.TB) store.Store {
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +53,8 @@ func openSQLite(t *testing.T) store.Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func openSQLite(t *testing.T) store.Store { return openSQLiteB(t) }
 
 func openPostgres(t *testing.T) store.Store {
 	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), nil)
@@ -63,7 +65,15 @@ func openPostgres(t *testing.T) store.Store {
 	return s
 }
 
-func newFixture(t *testing.T, s store.Store) *fixture {
+func newFixture(t *testing.T, s store.Store) *fixture { return newFixtureDeferred(t, s, false) }
+
+func newFixtureDeferred(t *testing.T, s store.Store, deferBuiltin bool) *fixture {
+	return newFixtureTB(t, s, deferBuiltin)
+}
+
+func newFixtureB(b *testing.B, s store.Store) *fixture { return newFixtureTB(b, s, false) }
+
+func newFixtureTB(t testing.TB, s store.Store, deferBuiltin bool) *fixture {
 	t.Helper()
 	pol, err := policy.LoadFile("../../examples/quickstart/policy.yaml")
 	if err != nil {
@@ -71,7 +81,7 @@ func newFixture(t *testing.T, s store.Store) *fixture {
 	}
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
 	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader})
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, DeferBuiltin: deferBuiltin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +147,16 @@ func ev(id string, typ identity.EventType, ext string, edit func(*identity.Event
 	return e
 }
 
-func TestLifecycleSQLite(t *testing.T)   { testLifecycle(t, openSQLite(t)) }
-func TestLifecyclePostgres(t *testing.T) { testLifecycle(t, openPostgres(t)) }
+func TestLifecycleSQLite(t *testing.T)   { testLifecycle(t, openSQLite(t), false) }
+func TestLifecyclePostgres(t *testing.T) { testLifecycle(t, openPostgres(t), false) }
+
+// TestLifecycleDeferred runs built-in steps through the job path.
+func TestLifecycleDeferred(t *testing.T) { testLifecycle(t, openSQLite(t), true) }
 
 // testLifecycle takes the quickstart's three identities through joiner,
 // mover and leaver.
-func testLifecycle(t *testing.T, s store.Store) {
-	f := newFixture(t, s)
+func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
+	f := newFixtureDeferred(t, s, deferBuiltin)
 	ctx := context.Background()
 
 	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) {

@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // Metrics are the engine's Prometheus metrics.
 type Metrics struct {
@@ -34,4 +37,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.credentialsIssued, m.credentialsRevoked, m.findings, m.introspections)
 	}
 	return m
+}
+
+// CasesCompleted is the number of cases completed since start, for
+// benchmarks and tests that wait on progress.
+func (m *Metrics) CasesCompleted() float64 {
+	var d dto.Metric
+	if err := m.casesCompleted.Write(&d); err != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
 }

@@ -111,7 +111,7 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 		}
 		next := nextPending(c)
 		if next == nil {
-			return e.store.Update(ctx, func(tx store.Tx) error { return e.settle(ctx, tx, caseID, e.now().UTC()) })
+			return e.updateAndSettle(ctx, caseID, func(store.Tx) error { return nil })
 		}
 		conn := e.conns[next.System]
 		if conn == nil {
@@ -144,44 +144,81 @@ func nextPending(c *store.Case) *store.Step {
 // applyInTx applies, in one transaction, every consecutive pending step of
 // transactional connectors, and settles the case.
 func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Identity) error {
-	return e.store.Update(ctx, func(tx store.Tx) error {
+	return e.updateAndSettle(ctx, caseID, func(tx store.Tx) error {
 		c, err := tx.GetCase(ctx, caseID)
 		if err != nil {
 			return err
 		}
-		now := e.now().UTC()
-		var recs []audit.Record
-		for i := range c.Steps {
-			s := &c.Steps[i]
-			if s.Status.Final() || s.Status == store.StepAwaitingApproval {
-				continue
-			}
-			tc, ok := e.conns[s.System].(connector.Transactional)
-			if !ok || !tc.InTransaction() {
-				break
-			}
-			var secret string
-			if s.Action == plan.IssueCredential || s.Action == plan.RotateCredential {
-				if secret, err = e.newSecret(s); err != nil {
-					return err
-				}
-			}
-			result, err := e.record(ctx, tx, c, s, secret, now)
-			if err != nil {
-				return err
-			}
-			s.Status, s.Result, s.Attempts, s.LastError, s.UpdatedAt = store.StepDone, result, s.Attempts+1, "", now
-			if err := tx.UpdateStep(ctx, s); err != nil {
-				return err
-			}
-			e.metrics.stepsDone.WithLabelValues(s.System, string(s.Action)).Inc()
-			recs = append(recs, audit.New(now, System.ID, "step.done", c.IdentityID, c.ID, map[string]any{"seq": s.Seq, "step": s.Step.String(), "result": result}))
-		}
-		if err := tx.AppendAudit(ctx, recs...); err != nil {
+		recs, err := e.applyTransactional(ctx, tx, c, e.now().UTC(), true)
+		if err != nil {
 			return err
 		}
-		return e.settle(ctx, tx, caseID, now)
+		return tx.AppendAudit(ctx, recs...)
 	})
+}
+
+// transactional reports whether a system's connector is applied inside
+// jml's own transactions (the built-in vault).
+func (e *Engine) transactional(system string) bool {
+	tc, ok := e.conns[system].(connector.Transactional)
+	return ok && tc.InTransaction()
+}
+
+// applyTransactional applies, in order, the pending steps of c that belong
+// to transactional connectors, stopping at the first pending step of
+// another connector (steps run in plan order: nothing overtakes it). It
+// updates c.Steps in memory; with persist it also stores each step and
+// returns an audit record per step (without, the caller stores the case
+// and its plan record shows the results).
+func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, now time.Time, persist bool) ([]audit.Record, error) {
+	var recs []audit.Record
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		if s.Status.Final() || s.Status == store.StepAwaitingApproval {
+			continue
+		}
+		if !e.transactional(s.System) {
+			break
+		}
+		var secret string
+		var err error
+		if s.Action == plan.IssueCredential || s.Action == plan.RotateCredential {
+			if secret, err = e.newSecret(s); err != nil {
+				return nil, err
+			}
+		}
+		result, err := e.record(ctx, tx, c, s, secret, now)
+		if err != nil {
+			return nil, err
+		}
+		s.Status, s.Result, s.Attempts, s.LastError, s.UpdatedAt = store.StepDone, result, s.Attempts+1, "", now
+		e.metrics.stepsDone.WithLabelValues(s.System, string(s.Action)).Inc()
+		if persist {
+			if err := tx.UpdateStep(ctx, s); err != nil {
+				return nil, err
+			}
+			recs = append(recs, audit.New(now, System.ID, "step.done", c.IdentityID, c.ID, map[string]any{"seq": s.Seq, "step": s.Step.String(), "result": result}))
+		}
+	}
+	return recs, nil
+}
+
+// updateAndSettle runs fn and then settles the case, in one transaction,
+// and counts the case as completed once that commits.
+func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(store.Tx) error) error {
+	completed := false
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		var err error
+		completed, err = e.settle(ctx, tx, caseID, e.now().UTC())
+		return err
+	})
+	if err == nil && completed {
+		e.metrics.casesCompleted.Inc()
+	}
+	return err
 }
 
 // applyExternal calls the connector for one step, then records its effect.
@@ -223,7 +260,7 @@ func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.
 	if err != nil {
 		return err
 	}
-	return e.store.Update(ctx, func(tx store.Tx) error {
+	return e.updateAndSettle(ctx, c.ID, func(tx store.Tx) error {
 		now := e.now().UTC()
 		cur, err := tx.GetCase(ctx, c.ID)
 		if err != nil {
@@ -242,10 +279,7 @@ func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.
 			return err
 		}
 		e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
-		if err := tx.AppendAudit(ctx, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result})); err != nil {
-			return err
-		}
-		return e.settle(ctx, tx, c.ID, now)
+		return tx.AppendAudit(ctx, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result}))
 	})
 }
 
@@ -410,8 +444,9 @@ func boolInt(b bool) int {
 // reason, and nothing else changes.
 func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 	var rejected error
+	var counters acceptCounters
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		rejected = nil
+		rejected, counters = nil, acceptCounters{}
 		rec, err := tx.GetEvent(ctx, eventID)
 		if err != nil {
 			return err
@@ -427,7 +462,6 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			cur = nil
 		}
 		p := Principal{ID: rec.Principal}
-		var counters acceptCounters
 		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters)
 		if err != nil {
 			var ie *identity.Error
@@ -440,8 +474,12 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
 		return tx.UpdateEvent(ctx, rec)
 	})
-	if err != nil || rejected == nil {
+	if err != nil {
 		return err
+	}
+	if rejected == nil {
+		counters.observe(e.metrics)
+		return nil
 	}
 	return e.store.Update(ctx, func(tx store.Tx) error {
 		rec, err := tx.GetEvent(ctx, eventID)

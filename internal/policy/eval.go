@@ -412,3 +412,11 @@ func (e *Entitlement) Expiry(t time.Time) time.Time {
 	}
 	return t.Add(e.MaxDuration)
 }
+
+// Matches evaluates the rule's condition on an activation from Activation,
+// without memoisation or kind indexing; a run-time error does not match.
+// Benchmarks use it as the plain-CEL baseline.
+func (b *BirthrightRule) Matches(act map[string]any) bool {
+	out, _, err := b.when.prog.Eval(act)
+	return err == nil && out == types.True
+}

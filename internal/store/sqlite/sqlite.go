@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -38,6 +39,13 @@ type Store struct {
 	logger *slog.Logger
 	insert *river.Client[*sql.Tx]
 	jobs   *jobs
+
+	writeStmts, readStmts *stmtCache
+	// updates feeds the group committer: concurrent Update calls share one
+	// SQLite transaction (and one fsync), each inside its own savepoint.
+	updates chan *update
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -109,6 +117,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.jobs = &jobs{s: s}
+	s.writeStmts, s.readStmts = newStmtCache(write), newStmtCache(s.read)
+	s.updates, s.stop, s.stopped = make(chan *update), make(chan struct{}), make(chan struct{})
+	go s.commitLoop()
 	return s, nil
 }
 
@@ -121,7 +132,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate river: %w", err)
 	}
 	return sqlstore.Migrate(ctx, dialect, func(ctx context.Context, fn func(sqlstore.Conn) error) error {
-		return s.inTx(ctx, s.write, false, func(tx *sql.Tx) error { return fn(conn{tx}) })
+		return s.inTx(ctx, s.write, false, func(tx *sql.Tx) error { return fn(conn{tx: tx}) })
 	})
 }
 
@@ -137,20 +148,131 @@ func (s *Store) inTx(ctx context.Context, db *sql.DB, readOnly bool, fn func(*sq
 	return tx.Commit()
 }
 
-// Update implements store.Store.
+// Update implements store.Store. Calls made at the same time commit
+// together (group commit): each fn runs in its own savepoint of a shared
+// transaction, so it still commits or rolls back as a whole, and Update
+// returns only after the shared commit is durable.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
-	return s.inTx(ctx, s.write, false, func(tx *sql.Tx) error {
-		return fn(sqlstore.NewTx(conn{tx}, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
-			_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
-			return err
-		}))
-	})
+	u := &update{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.updates <- u:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return errors.New("sqlite store is closed")
+	}
+	return <-u.done
+}
+
+// maxBatch bounds how many updates share one transaction.
+const maxBatch = 64
+
+type update struct {
+	ctx  context.Context
+	fn   func(store.Tx) error
+	done chan error
+}
+
+// commitLoop is the single writer. It takes one update, then whatever else
+// is already waiting, and commits them in one transaction.
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	for {
+		var first *update
+		select {
+		case first = <-s.updates:
+		case <-s.stop:
+			return
+		}
+		batch := []*update{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case u := <-s.updates:
+				batch = append(batch, u)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*update) {
+	errs := make([]error, len(batch))
+	tx, err := s.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, u := range batch {
+			u.done <- err
+		}
+		return
+	}
+	c := conn{tx: tx, stmts: s.writeStmts}
+	committed := 0
+	for i, u := range batch {
+		if err := u.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if len(batch) == 1 {
+			errs[i] = s.runUpdate(u, tx, c)
+		} else {
+			errs[i] = s.runSavepoint(u, tx, c)
+		}
+		if errs[i] == nil {
+			committed++
+		}
+	}
+	if len(batch) == 1 && errs[0] != nil {
+		tx.Rollback()
+		batch[0].done <- errs[0]
+		return
+	}
+	cerr := tx.Commit()
+	for i, u := range batch {
+		if errs[i] == nil {
+			errs[i] = cerr
+		}
+		u.done <- errs[i]
+	}
+}
+
+// runUpdate runs one update's fn, turning a panic into an error so that
+// one bad caller cannot take the writer down.
+func (s *Store) runUpdate(u *update, tx *sql.Tx, c conn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in update: %v", r)
+		}
+	}()
+	return u.fn(sqlstore.NewTx(c, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+		_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
+		return err
+	}))
+}
+
+// runSavepoint runs one update of a batch inside a savepoint, undoing
+// exactly its changes when it fails.
+func (s *Store) runSavepoint(u *update, tx *sql.Tx, c conn) error {
+	if _, err := tx.Exec("SAVEPOINT jml_update"); err != nil {
+		return err
+	}
+	err := s.runUpdate(u, tx, c)
+	if err != nil {
+		if _, rerr := tx.Exec("ROLLBACK TO jml_update"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	if _, rerr := tx.Exec("RELEASE jml_update"); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // View implements store.Store.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	return s.inTx(ctx, s.read, true, func(tx *sql.Tx) error {
-		return fn(sqlstore.NewTx(conn{tx}, dialect, nil))
+		return fn(sqlstore.NewTx(conn{tx: tx, stmts: s.readStmts}, dialect, nil))
 	})
 }
 
@@ -161,8 +283,16 @@ func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx)
 // DB returns the write pool, for benchmarks that measure raw SQLite.
 func (s *Store) DB() *sql.DB { return s.write }
 
-// Close closes both pools. Stop the jobs first.
+// Close stops the writer and closes both pools. Stop the jobs first.
 func (s *Store) Close() error {
+	if s.stop != nil {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+			<-s.stopped
+		}
+	}
 	var errs []error
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
@@ -171,11 +301,21 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// conn adapts *sql.Tx to sqlstore.Conn.
-type conn struct{ tx *sql.Tx }
+// conn adapts *sql.Tx to sqlstore.Conn, running statements prepared once
+// per connection (preparing is a fifth of a write's CPU time otherwise).
+type conn struct {
+	tx    *sql.Tx
+	stmts *stmtCache // nil: prepare every time (migrations)
+}
 
 func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	res, err := c.tx.ExecContext(ctx, q, args...)
+	var res sql.Result
+	var err error
+	if st := c.stmts.get(ctx, q); st != nil {
+		res, err = c.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	} else {
+		res, err = c.tx.ExecContext(ctx, q, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -183,11 +323,68 @@ func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 }
 
 func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
-	rows, err := c.tx.QueryContext(ctx, q, args...)
+	var rows *sql.Rows
+	var err error
+	if st := c.stmts.get(ctx, q); st != nil {
+		rows, err = c.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	} else {
+		rows, err = c.tx.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return sqlRows{rows}, nil
+}
+
+// stmtCache holds one prepared statement per query text. database/sql
+// re-uses a statement on every connection it was prepared on, so with the
+// single write connection each query is prepared once.
+//
+// A miss never prepares inline: the only write connection is held by the
+// transaction asking, so the statement is prepared in the background once
+// a connection is free, and this call runs the query unprepared.
+type stmtCache struct {
+	db       *sql.DB
+	mu       sync.RWMutex
+	stmts    map[string]*sql.Stmt
+	inflight map[string]bool
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, inflight: map[string]bool{}}
+}
+
+// get returns the prepared statement for q, or nil when it is not prepared
+// yet.
+func (c *stmtCache) get(_ context.Context, q string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	st := c.stmts[q]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.inflight[q] {
+		c.inflight[q] = true
+		go c.prepare(q)
+	}
+	return nil
+}
+
+func (c *stmtCache) prepare(q string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := c.db.PrepareContext(ctx, q)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		return // stays in flight: the query is run unprepared from now on
+	}
+	c.stmts[q] = st
 }
 
 type sqlRows struct{ *sql.Rows }

@@ -1,0 +1,451 @@
+// Package bench measures jml on the machine it runs on: time to revoke,
+// joiner throughput against River's own no-op throughput on the same
+// database, and policy evaluation against native Go closures. Every figure
+// has a baseline measured in the same run, because machines are noisy.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/postgres"
+	"github.com/jml-dev/jml/internal/store/sqlite"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// Options choose what runs and how big.
+type Options struct {
+	Dir         string // where SQLite files go
+	PostgresURL string // a database bench may fill; "" skips PostgreSQL
+	Leavers     int    // leavers for time to revoke (≥ 1000 for the quoted figure)
+	Events      int    // joiners for throughput (≥ 20000 for the quoted figure)
+	Submitters  int    // concurrent submitters
+	Jobs        store.JobConfig
+	Out         io.Writer
+	Log         *slog.Logger
+}
+
+// Run runs every benchmark and prints the figures.
+func Run(ctx context.Context, o Options) error {
+	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if err := policyBench(o); err != nil {
+		return err
+	}
+	if err := revokeBench(ctx, o); err != nil {
+		return fmt.Errorf("time to revoke: %w", err)
+	}
+	if err := throughputBench(ctx, o, "sqlite"); err != nil {
+		return fmt.Errorf("throughput sqlite: %w", err)
+	}
+	if o.PostgresURL != "" {
+		if err := throughputBench(ctx, o, "postgres"); err != nil {
+			return fmt.Errorf("throughput postgres: %w", err)
+		}
+	}
+	return nil
+}
+
+func newEngine(s store.Store, policyYAML string, log *slog.Logger) (*engine.Engine, error) {
+	pol, err := policy.Parse("bench.yaml", []byte(policyYAML))
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := vault.NewSealer(bytes.Repeat([]byte{42}, 32))
+	if err != nil {
+		return nil, err
+	}
+	return engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log})
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000) }
+
+var admin = engine.Principal{ID: "bench", Role: engine.RoleAdmin}
+
+// revokeBench: leaver accepted -> every jml-issued credential of that
+// identity rejected by introspection, over Leavers identities holding five
+// API keys each, on SQLite. The baseline is a raw single-row UPDATE commit
+// on the same file with the same durability settings.
+func revokeBench(ctx context.Context, o Options) error {
+	s, err := sqlite.Open(ctx, filepath.Join(o.Dir, "revoke.db"), sqlite.Options{Logger: o.Log})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	e, err := newEngine(s, revokePolicy, o.Log)
+	if err != nil {
+		return err
+	}
+	keys := make([][]string, o.Leavers)
+	for i := range keys {
+		res, err := e.Submit(ctx, admin, identity.Event{Source: "bench", ID: fmt.Sprintf("j%d", i), Type: identity.Joiner,
+			ExternalID: fmt.Sprintf("svc-%d", i), Kind: identity.ServiceAccount, Owner: "owner"})
+		if err != nil && i == 0 {
+			// The owner must exist first.
+			if _, err := e.Submit(ctx, admin, identity.Event{Source: "bench", ID: "owner", Type: identity.Joiner, ExternalID: "owner", Kind: identity.Human}); err != nil {
+				return err
+			}
+			res, err = e.Submit(ctx, admin, identity.Event{Source: "bench", ID: fmt.Sprintf("j%d", i), Type: identity.Joiner,
+				ExternalID: fmt.Sprintf("svc-%d", i), Kind: identity.ServiceAccount, Owner: "owner"})
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.RunCase(ctx, res.CaseID, false); err != nil {
+			return err
+		}
+		var creds []identity.Credential
+		if err := s.View(ctx, func(tx store.Tx) error {
+			creds, err = tx.ListCredentials(ctx, res.IdentityID, true)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, c := range creds {
+			secret, _, err := e.Reveal(ctx, admin, c.ID)
+			if err != nil {
+				return err
+			}
+			keys[i] = append(keys[i], secret)
+		}
+		if len(keys[i]) != 5 {
+			return fmt.Errorf("identity %d holds %d credentials, want 5", i, len(keys[i]))
+		}
+	}
+	lat := make([]time.Duration, 0, o.Leavers)
+	for i := range keys {
+		start := time.Now()
+		if _, err := e.Submit(ctx, admin, identity.Event{Source: "bench", ID: fmt.Sprintf("l%d", i), Type: identity.Leaver, ExternalID: fmt.Sprintf("svc-%d", i)}); err != nil {
+			return err
+		}
+		for _, k := range keys[i] {
+			in, err := e.Introspect(ctx, k)
+			if err != nil {
+				return err
+			}
+			if in.Active {
+				return fmt.Errorf("key of svc-%d still active after its leaver was accepted", i)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	// Baseline: the cheapest durable write SQLite can do on this file.
+	db := s.DB()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, n INTEGER)"); err != nil {
+		return err
+	}
+	db.ExecContext(ctx, "INSERT OR IGNORE INTO bench_baseline VALUES (1, 0)")
+	base := make([]time.Duration, 0, o.Leavers)
+	for i := 0; i < o.Leavers; i++ {
+		start := time.Now()
+		if err := rawCommit(ctx, db); err != nil {
+			return err
+		}
+		base = append(base, time.Since(start))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	sort.Slice(base, func(i, j int) bool { return base[i] < base[j] })
+	fmt.Fprintf(o.Out, "\ntime to revoke (SQLite, %d leavers x 5 API keys; leaver accepted -> all 5 keys introspect inactive)\n", o.Leavers)
+	fmt.Fprintf(o.Out, "  jml:                 p50 %s  p99 %s  (target p99 <= 10 ms)\n", ms(percentile(lat, .5)), ms(percentile(lat, .99)))
+	fmt.Fprintf(o.Out, "  baseline raw commit: p50 %s  p99 %s  (one-row UPDATE transaction, same file)\n", ms(percentile(base, .5)), ms(percentile(base, .99)))
+	fmt.Fprintf(o.Out, "  ratio p50 %.1fx\n", float64(percentile(lat, .5))/float64(percentile(base, .5)))
+	return nil
+}
+
+func rawCommit(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE bench_baseline SET n = n + 1 WHERE id = 1"); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func openBackend(ctx context.Context, o Options, backend, name string) (store.Store, error) {
+	if backend == "postgres" {
+		return postgres.Open(ctx, o.PostgresURL, o.Log)
+	}
+	return sqlite.Open(ctx, filepath.Join(o.Dir, name+".db"), sqlite.Options{Logger: o.Log})
+}
+
+// throughputBench: joiner events fully applied per second (case completed),
+// with Submitters concurrent submitters and River working, then River's own
+// no-op job throughput on a fresh database of the same backend with the
+// same job configuration.
+func throughputBench(ctx context.Context, o Options, backend string) error {
+	s, err := openBackend(ctx, o, backend, "throughput")
+	if err != nil {
+		return err
+	}
+	e, err := newEngine(s, joinerPolicy, o.Log)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	metrics := engine.NewMetrics(nil)
+	e, err = engine.New(engine.Config{Store: s, Policy: e.Policy(), Sealer: mustSealer(), Logger: o.Log, Metrics: metrics})
+	if err != nil {
+		s.Close()
+		return err
+	}
+	if err := s.Jobs().Start(ctx, e.Workers(), o.Jobs); err != nil {
+		s.Close()
+		return err
+	}
+	run := time.Now().UnixNano()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, o.Submitters)
+	for w := 0; w < o.Submitters; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(o.Events) {
+					return
+				}
+				if _, err := e.Submit(ctx, admin, identity.Event{Source: "bench", ID: fmt.Sprintf("%d-%d", run, i), Type: identity.Joiner,
+					ExternalID: fmt.Sprintf("user-%d-%d", run, i), Kind: identity.Human}); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		s.Close()
+		return err
+	}
+	accepted := time.Since(start)
+	deadline := time.Now().Add(10 * time.Minute)
+	for metrics.CasesCompleted() < float64(o.Events) {
+		if time.Now().After(deadline) {
+			s.Close()
+			return fmt.Errorf("only %.0f of %d cases completed in 10 minutes", metrics.CasesCompleted(), o.Events)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	applied := time.Since(start)
+	stop, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.Jobs().Stop(stop)
+	cancel()
+	s.Close()
+
+	noop, err := riverNoop(ctx, o, backend)
+	if err != nil {
+		return fmt.Errorf("river baseline: %w", err)
+	}
+	rate := float64(o.Events) / applied.Seconds()
+	fmt.Fprintf(o.Out, "\nthroughput (%s, %d joiners, 3 steps each, %d submitters, %d workers, fetch cooldown %s, poll %s)\n",
+		backend, o.Events, o.Submitters, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
+	fmt.Fprintf(o.Out, "  jml joiners fully applied: %.0f/s  (accepted in %s, all cases completed in %s)\n", rate, accepted.Round(time.Millisecond), applied.Round(time.Millisecond))
+	fmt.Fprintf(o.Out, "  River no-op jobs:          %.0f/s  (same backend and job settings, %d jobs)\n", noop, o.Events)
+	fmt.Fprintf(o.Out, "  ratio %.2f  (target >= 0.5; SQLite target >= 1500/s)\n", rate/noop)
+	return nil
+}
+
+func mustSealer() *vault.Sealer {
+	s, err := vault.NewSealer(bytes.Repeat([]byte{42}, 32))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+type noopArgs struct{}
+
+func (noopArgs) Kind() string { return "bench.noop" }
+
+type noopWorker struct {
+	river.WorkerDefaults[noopArgs]
+	done *atomic.Int64
+}
+
+func (w *noopWorker) Work(context.Context, *river.Job[noopArgs]) error { w.done.Add(1); return nil }
+
+// riverNoop inserts Events no-op jobs (in transactions of 1000) and times
+// River working them all.
+func riverNoop(ctx context.Context, o Options, backend string) (float64, error) {
+	s, err := openBackend(ctx, o, backend, "river-noop")
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	for i := 0; i < o.Events; i += 1000 {
+		n := min(1000, o.Events-i)
+		if err := s.Update(ctx, func(tx store.Tx) error {
+			for j := 0; j < n; j++ {
+				if err := tx.Enqueue(ctx, noopArgs{}, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	var done atomic.Int64
+	w := river.NewWorkers()
+	river.AddWorker(w, &noopWorker{done: &done})
+	start := time.Now()
+	if err := s.Jobs().Start(ctx, w, o.Jobs); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for done.Load() < int64(o.Events) {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("only %d of %d no-op jobs done in 10 minutes", done.Load(), o.Events)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stop, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s.Jobs().Stop(stop)
+	return float64(o.Events) / elapsed.Seconds(), nil
+}
+
+// policyBench: 50 birthright rules for one identity.
+func policyBench(o Options) error {
+	p, err := policy.Parse("rules50.yaml", []byte(rules50()))
+	if err != nil {
+		return err
+	}
+	id := &identity.Identity{Kind: identity.Human, State: identity.Active, Attributes: map[string]any{
+		"department": "dept-10", "team": "team-3", "env": "prod", "location": "eu-west", "level": 5, "tools": []any{"tool-2"}}}
+	native := nativeRules()
+	results := []struct {
+		name string
+		fn   func()
+	}{
+		{"jml Desired (memoised on the attributes rules read)", func() { p.Desired(id) }},
+		{"jml Explain (every rule, kind-indexed, no memo)", func() { p.Explain(id) }},
+		{"plain loop over 50 compiled cel-go programs", func() { plainLoop(p, id) }},
+		{"baseline: 50 native Go closures", func() { evalNative(native, id) }},
+	}
+	fmt.Fprintf(o.Out, "\npolicy: 50 birthright rules for one identity (median of 5 runs of testing.Benchmark)\n")
+	var nativeNs float64
+	figures := make([]float64, len(results))
+	for i, r := range results {
+		figures[i] = medianNs(r.fn)
+		if i == len(results)-1 {
+			nativeNs = figures[i]
+		}
+	}
+	for i, r := range results {
+		fmt.Fprintf(o.Out, "  %-52s %8.0f ns  (%.1fx native)\n", r.name, figures[i], figures[i]/nativeNs)
+	}
+	fmt.Fprintf(o.Out, "  target <= 5 us for jml Desired\n")
+	return nil
+}
+
+func medianNs(fn func()) float64 {
+	var runs []float64
+	for i := 0; i < 5; i++ {
+		r := testing.Benchmark(func(b *testing.B) {
+			for b.Loop() {
+				fn()
+			}
+		})
+		runs = append(runs, float64(r.NsPerOp()))
+	}
+	sort.Float64s(runs)
+	return runs[len(runs)/2]
+}
+
+func plainLoop(p *policy.Policy, id *identity.Identity) int {
+	act := policy.Activation(id)
+	n := 0
+	for _, b := range p.Birthrights {
+		if b.Matches(act) {
+			n++
+		}
+	}
+	return n
+}
+
+// nativeRules are the 50 rules of rules50 written as Go closures.
+func nativeRules() []func(*identity.Identity) bool {
+	str := func(id *identity.Identity, k string) string { s, _ := id.Attributes[k].(string); return s }
+	var out []func(*identity.Identity) bool
+	for i := 0; i < 50; i++ {
+		dept, team, tool, minLevel := fmt.Sprintf("dept-%d", i), fmt.Sprintf("team-%d", i), fmt.Sprintf("tool-%d", i), i%7
+		var f func(*identity.Identity) bool
+		switch i % 5 {
+		case 0:
+			f = func(id *identity.Identity) bool {
+				return id.Kind == identity.Human && str(id, "department") == dept
+			}
+		case 1:
+			f = func(id *identity.Identity) bool {
+				return id.Kind == identity.Pipeline && str(id, "env") == "prod" && str(id, "team") == team
+			}
+		case 2:
+			f = func(id *identity.Identity) bool {
+				if id.Kind != identity.AIAgent {
+					return false
+				}
+				tools, _ := id.Attributes["tools"].([]any)
+				for _, t := range tools {
+					if t == tool {
+						return true
+					}
+				}
+				return false
+			}
+		case 3:
+			f = func(id *identity.Identity) bool {
+				return str(id, "department") == dept || str(id, "team") == team
+			}
+		case 4:
+			f = func(id *identity.Identity) bool {
+				lvl, _ := id.Attributes["level"].(int)
+				return id.Kind == identity.Human && strings.HasPrefix(str(id, "location"), "eu-") && lvl >= minLevel
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func evalNative(rules []func(*identity.Identity) bool, id *identity.Identity) int {
+	n := 0
+	for _, r := range rules {
+		if r(id) {
+			n++
+		}
+	}
+	return n
+}

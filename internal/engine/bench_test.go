@@ -1,0 +1,25 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+// BenchmarkSubmitJoinerSQLite measures accepting (and, for built-in steps,
+// applying) one human joiner on SQLite.
+func BenchmarkSubmitJoinerSQLite(b *testing.B) {
+	s := openSQLiteB(b)
+	f := newFixtureB(b, s)
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+			Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
