@@ -31,6 +31,13 @@ type Config struct {
 		Workers       int           `yaml:"workers"`
 		FetchCooldown time.Duration `yaml:"fetchCooldown"`
 		PollInterval  time.Duration `yaml:"pollInterval"`
+		Timeout       time.Duration `yaml:"timeout"`
+		// RescueStuckAfter: a job running this long died with its
+		// process and is retried.
+		RescueStuckAfter time.Duration `yaml:"rescueStuckAfter"`
+		// BuiltinAsJobs applies built-in vault steps in River jobs instead
+		// of the accepting transaction (slower; exercises the job path).
+		BuiltinAsJobs bool `yaml:"builtinAsJobs"`
 	} `yaml:"jobs"`
 	SQLite struct {
 		// Synchronous is FULL (default) or NORMAL.
@@ -77,6 +84,15 @@ func (c *Config) defaults() error {
 	}
 	if c.Jobs.PollInterval == 0 {
 		c.Jobs.PollInterval = 100 * time.Millisecond
+	}
+	if c.Jobs.Timeout == 0 {
+		c.Jobs.Timeout = time.Minute
+	}
+	if c.Jobs.RescueStuckAfter == 0 {
+		c.Jobs.RescueStuckAfter = 5 * time.Minute
+	}
+	if c.Jobs.RescueStuckAfter <= c.Jobs.Timeout {
+		return fmt.Errorf("config jobs.rescueStuckAfter (%s) must be longer than jobs.timeout (%s)", c.Jobs.RescueStuckAfter, c.Jobs.Timeout)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

@@ -76,7 +76,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg)})
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -123,7 +123,8 @@ func serveCmd(ev *env) *cobra.Command {
 			}
 			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
-				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval}); err != nil {
+				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
+				Timeout: rt.cfg.Jobs.Timeout, RescueAfter: rt.cfg.Jobs.RescueStuckAfter}); err != nil {
 				return fmt.Errorf("start workers: %w", err)
 			}
 			ln, err := net.Listen("tcp", addr)

@@ -538,16 +538,23 @@ func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity
 	return n, recs, nil
 }
 
-// supersede marks every step awaiting approval for the identity as
-// superseded and settles the cases it leaves with nothing to wait for.
+// supersede retires the steps earlier cases of the identity have not
+// applied yet and that the new plan re-derives from held access: widening
+// steps (pending or awaiting approval). An approval would be for access
+// computed from stale facts, and a grant still queued must not land after
+// a leaver. Pending narrowing steps stay: they are still right, and
+// idempotent if the new plan repeats them.
 func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, error) {
-	steps, err := tx.ListAwaitingSteps(ctx, identityID)
+	steps, err := tx.ListOpenSteps(ctx, identityID)
 	if err != nil || len(steps) == 0 {
 		return nil, err
 	}
 	cases := map[string]bool{}
 	for i := range steps {
 		s := &steps[i]
+		if s.Status == store.StepPending && !widening(s.Action) {
+			continue
+		}
 		s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "a later event replaced this plan", now
 		if err := tx.UpdateStep(ctx, s); err != nil {
 			return nil, err
@@ -562,6 +569,16 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 		counters.completed += boolInt(done)
 	}
 	return sortedSet(cases), nil
+}
+
+// widening reports whether a step gives access (and so must not apply to an
+// identity that is no longer active, nor outlive a newer plan).
+func widening(a plan.Action) bool {
+	switch a {
+	case plan.Grant, plan.IssueCredential, plan.RotateCredential, plan.EnsureAccount, plan.EnableAccount:
+		return true
+	}
+	return false
 }
 
 // settle recomputes a case's status from its steps and stores it. It

@@ -435,3 +435,39 @@ func asError(err error, target **identity.Error) bool {
 	}
 	return false
 }
+
+// TestLeaverOvertakesQueuedJoiner: with the joiner's steps still queued,
+// a leaver arrives; the joiner's job must not grant or issue afterwards.
+func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
+	f := newFixtureDeferred(t, openSQLite(t), true)
+	ctx := context.Background()
+	join, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) {
+		e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave, err := f.e.Submit(ctx, source, ev("2", identity.Leaver, "alice", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{join.CaseID, leave.CaseID} {
+		if err := f.e.RunCase(ctx, id, false); err != nil {
+			t.Fatal(err)
+		}
+		if c := f.getCase(t, id); c.Status != store.CaseCompleted {
+			t.Fatalf("case %s = %s", id, c.Status)
+		}
+	}
+	if g := f.grants(t, join.IdentityID); len(g) != 0 {
+		t.Fatalf("grants after leaver = %v", g)
+	}
+	if c := f.activeCreds(t, join.IdentityID); len(c) != 0 {
+		t.Fatalf("active credentials after leaver = %v", c)
+	}
+	for _, s := range f.getCase(t, join.CaseID).Steps {
+		if s.Status != store.StepSuperseded {
+			t.Fatalf("joiner step %d = %s, want superseded", s.Seq, s.Status)
+		}
+	}
+}

@@ -172,6 +172,10 @@ func (e *Engine) transactional(system string) bool {
 // and its plan record shows the results).
 func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, now time.Time, persist bool) ([]audit.Record, error) {
 	var recs []audit.Record
+	id, err := tx.GetIdentity(ctx, c.IdentityID)
+	if err != nil {
+		return nil, err
+	}
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		if s.Status.Final() || s.Status == store.StepAwaitingApproval {
@@ -179,6 +183,15 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 		}
 		if !e.transactional(s.System) {
 			break
+		}
+		if widening(s.Action) && id.State != identity.Active {
+			s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
+			if persist {
+				if err := tx.UpdateStep(ctx, s); err != nil {
+					return nil, err
+				}
+			}
+			continue
 		}
 		var secret string
 		var err error
@@ -222,7 +235,23 @@ func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(sto
 }
 
 // applyExternal calls the connector for one step, then records its effect.
+// A widening step for an identity that is no longer active is superseded
+// instead of called.
 func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) error {
+	if widening(s.Action) && id.State != identity.Active {
+		return e.updateAndSettle(ctx, c.ID, func(tx store.Tx) error {
+			cur, err := tx.GetCase(ctx, c.ID)
+			if err != nil {
+				return err
+			}
+			st := &cur.Steps[s.Seq-1]
+			if st.Status != store.StepPending {
+				return nil
+			}
+			st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), e.now().UTC()
+			return tx.UpdateStep(ctx, st)
+		})
+	}
 	op := connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq), CaseID: c.ID}
 	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
 	var secret string

@@ -61,6 +61,11 @@ type JobConfig struct {
 	FetchCooldown time.Duration // minimum time between fetches (River default 100ms)
 	PollInterval  time.Duration // how often to poll for new jobs (River default 1s)
 	MaxAttempts   int           // attempts before a job is discarded (default 25)
+	// Timeout bounds one run of a job (default 1m).
+	Timeout time.Duration
+	// RescueAfter is how long a job may stay running before it is retried
+	// (its worker died with it); more than Timeout. Default 5m.
+	RescueAfter time.Duration
 }
 
 // EventStatus is where an accepted event is.
@@ -230,9 +235,9 @@ type Tx interface {
 	GetCase(ctx context.Context, id string) (*Case, error)
 	UpdateCase(ctx context.Context, c *Case) error
 	UpdateStep(ctx context.Context, s *Step) error
-	// ListAwaitingSteps returns steps awaiting approval in any case of the
-	// identity.
-	ListAwaitingSteps(ctx context.Context, identityID string) ([]Step, error)
+	// ListOpenSteps returns the steps of any case of the identity that are
+	// pending or awaiting approval, in case and sequence order.
+	ListOpenSteps(ctx context.Context, identityID string) ([]Step, error)
 	// ListCases returns an identity's cases, newest first, without steps.
 	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
 

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -20,7 +21,11 @@ func RiverConfig(logger *slog.Logger, workers *river.Workers, cfg store.JobConfi
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.PollInterval,
 		MaxAttempts:       cfg.MaxAttempts,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
+		JobTimeout:        cmp.Or(cfg.Timeout, time.Minute),
+		// A job still running after this died with its process (a crash,
+		// a SIGKILL): River's rescuer retries it.
+		RescueStuckJobsAfter: cmp.Or(cfg.RescueAfter, 5*time.Minute),
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		// Jobs are jml's steps; their history is in cases and the audit
 		// log, so River's completed rows need not linger.
 		CompletedJobRetentionPeriod: time.Hour,

@@ -529,8 +529,8 @@ func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
 	return err
 }
 
-func (t *Tx) ListAwaitingSteps(ctx context.Context, identityID string) ([]store.Step, error) {
-	return t.steps(ctx, "identity_id = ? AND status = ?", identityID, string(store.StepAwaitingApproval))
+func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step, error) {
+	return t.steps(ctx, "identity_id = ? AND status IN (?, ?)", identityID, string(store.StepPending), string(store.StepAwaitingApproval))
 }
 
 func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {

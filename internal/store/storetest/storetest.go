@@ -279,9 +279,9 @@ func testCases(t *testing.T, s store.Store) {
 		if err != nil || len(got.Steps) != 2 || got.Steps[1].Duration != 2*time.Hour || !got.Steps[1].NeedsApproval || got.Steps[0].Entitlement != "a" {
 			t.Errorf("GetCase = %+v, %v", got, err)
 		}
-		aw, _ := tx.ListAwaitingSteps(ctx, "i1")
-		if len(aw) != 1 || aw[0].Seq != 2 {
-			t.Errorf("ListAwaitingSteps = %+v", aw)
+		open, _ := tx.ListOpenSteps(ctx, "i1")
+		if len(open) != 2 || open[0].Seq != 1 || open[1].Status != store.StepAwaitingApproval {
+			t.Errorf("ListOpenSteps = %+v", open)
 		}
 		st := got.Steps[0]
 		st.Status, st.Attempts, st.Result = store.StepDone, 1, "granted"
