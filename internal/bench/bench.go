@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/engine"
@@ -33,14 +35,16 @@ import (
 
 // Options choose what runs and how big.
 type Options struct {
-	Dir         string // where SQLite files go
-	PostgresURL string // a database bench may fill; "" skips PostgreSQL
-	Leavers     int    // leavers for time to revoke (≥ 1000 for the quoted figure)
-	Events      int    // joiners for throughput (≥ 20000 for the quoted figure)
-	Submitters  int    // concurrent submitters
-	Jobs        store.JobConfig
-	Out         io.Writer
-	Log         *slog.Logger
+	Dir string // where SQLite files go
+	// PostgresAdminURL is a PostgreSQL server where bench may create (and
+	// then drop) its own databases; "" skips PostgreSQL.
+	PostgresAdminURL string
+	Leavers          int // leavers for time to revoke (≥ 1000 for the quoted figure)
+	Events           int // joiners for throughput (≥ 20000 for the quoted figure)
+	Submitters       int // concurrent submitters
+	Jobs             store.JobConfig
+	Out              io.Writer
+	Log              *slog.Logger
 }
 
 // Run runs every benchmark and prints the figures.
@@ -52,13 +56,18 @@ func Run(ctx context.Context, o Options) error {
 	if err := revokeBench(ctx, o); err != nil {
 		return fmt.Errorf("time to revoke: %w", err)
 	}
-	if err := throughputBench(ctx, o, "sqlite"); err != nil {
+	if err := throughputBench(ctx, o, "sqlite", false); err != nil {
 		return fmt.Errorf("throughput sqlite: %w", err)
 	}
-	if o.PostgresURL != "" {
-		if err := throughputBench(ctx, o, "postgres"); err != nil {
-			return fmt.Errorf("throughput postgres: %w", err)
-		}
+	if err := throughputBench(ctx, o, "sqlite", true); err != nil {
+		return fmt.Errorf("throughput sqlite (steps as jobs): %w", err)
+	}
+	if o.PostgresAdminURL == "" {
+		fmt.Fprintf(o.Out, "\nthroughput (postgres): skipped, no server given\n")
+		return nil
+	}
+	if err := throughputBench(ctx, o, "postgres", false); err != nil {
+		return fmt.Errorf("throughput postgres: %w", err)
 	}
 	return nil
 }
@@ -189,35 +198,65 @@ func rawCommit(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-func openBackend(ctx context.Context, o Options, backend, name string) (store.Store, error) {
-	if backend == "postgres" {
-		return postgres.Open(ctx, o.PostgresURL, o.Log)
+// openBackend opens a fresh store named name: a new SQLite file, or a new
+// PostgreSQL database that the returned cleanup drops.
+func openBackend(ctx context.Context, o Options, backend, name string) (store.Store, func(), error) {
+	if backend != "postgres" {
+		s, err := sqlite.Open(ctx, filepath.Join(o.Dir, fmt.Sprintf("%s-%d.db", name, time.Now().UnixNano())), sqlite.Options{Logger: o.Log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
 	}
-	return sqlite.Open(ctx, filepath.Join(o.Dir, name+".db"), sqlite.Options{Logger: o.Log})
+	admin, err := pgx.Connect(ctx, o.PostgresAdminURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres %s: %w", o.PostgresAdminURL, err)
+	}
+	defer admin.Close(ctx)
+	db := fmt.Sprintf("jml_bench_%s_%d", name, time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		return nil, nil, err
+	}
+	u, err := url.Parse(o.PostgresAdminURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	u.Path = "/" + db
+	drop := func() {
+		c, err := pgx.Connect(context.Background(), o.PostgresAdminURL)
+		if err == nil {
+			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	}
+	s, err := postgres.Open(ctx, u.String(), o.Log)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); drop() }, nil
 }
 
 // throughputBench: joiner events fully applied per second (case completed),
 // with Submitters concurrent submitters and River working, then River's own
 // no-op job throughput on a fresh database of the same backend with the
 // same job configuration.
-func throughputBench(ctx context.Context, o Options, backend string) error {
-	s, err := openBackend(ctx, o, backend, "throughput")
+func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs bool) error {
+	s, cleanup, err := openBackend(ctx, o, backend, "throughput")
 	if err != nil {
 		return err
 	}
-	e, err := newEngine(s, joinerPolicy, o.Log)
+	defer cleanup()
+	pol, err := policy.Parse("joiners.yaml", []byte(joinerPolicy))
 	if err != nil {
-		s.Close()
 		return err
 	}
 	metrics := engine.NewMetrics(nil)
-	e, err = engine.New(engine.Config{Store: s, Policy: e.Policy(), Sealer: mustSealer(), Logger: o.Log, Metrics: metrics})
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: mustSealer(), Logger: o.Log, Metrics: metrics, DeferBuiltin: stepsAsJobs})
 	if err != nil {
-		s.Close()
 		return err
 	}
 	if err := s.Jobs().Start(ctx, e.Workers(), o.Jobs); err != nil {
-		s.Close()
 		return err
 	}
 	run := time.Now().UnixNano()
@@ -245,14 +284,12 @@ func throughputBench(ctx context.Context, o Options, backend string) error {
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		s.Close()
 		return err
 	}
 	accepted := time.Since(start)
 	deadline := time.Now().Add(10 * time.Minute)
 	for metrics.CasesCompleted() < float64(o.Events) {
 		if time.Now().After(deadline) {
-			s.Close()
 			return fmt.Errorf("only %.0f of %d cases completed in 10 minutes", metrics.CasesCompleted(), o.Events)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -261,15 +298,18 @@ func throughputBench(ctx context.Context, o Options, backend string) error {
 	stop, cancel := context.WithTimeout(ctx, 30*time.Second)
 	s.Jobs().Stop(stop)
 	cancel()
-	s.Close()
 
 	noop, err := riverNoop(ctx, o, backend)
 	if err != nil {
 		return fmt.Errorf("river baseline: %w", err)
 	}
 	rate := float64(o.Events) / applied.Seconds()
-	fmt.Fprintf(o.Out, "\nthroughput (%s, %d joiners, 3 steps each, %d submitters, %d workers, fetch cooldown %s, poll %s)\n",
-		backend, o.Events, o.Submitters, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
+	mode := "built-in steps applied in the accepting transaction"
+	if stepsAsJobs {
+		mode = "built-in steps run as River jobs (jobs.builtinAsJobs)"
+	}
+	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d submitters, %d workers, fetch cooldown %s, poll %s)\n",
+		backend, mode, o.Events, o.Submitters, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
 	fmt.Fprintf(o.Out, "  jml joiners fully applied: %.0f/s  (accepted in %s, all cases completed in %s)\n", rate, accepted.Round(time.Millisecond), applied.Round(time.Millisecond))
 	fmt.Fprintf(o.Out, "  River no-op jobs:          %.0f/s  (same backend and job settings, %d jobs)\n", noop, o.Events)
 	fmt.Fprintf(o.Out, "  ratio %.2f  (target >= 0.5; SQLite target >= 1500/s)\n", rate/noop)
@@ -298,11 +338,11 @@ func (w *noopWorker) Work(context.Context, *river.Job[noopArgs]) error { w.done.
 // riverNoop inserts Events no-op jobs (in transactions of 1000) and times
 // River working them all.
 func riverNoop(ctx context.Context, o Options, backend string) (float64, error) {
-	s, err := openBackend(ctx, o, backend, "river-noop")
+	s, cleanup, err := openBackend(ctx, o, backend, "river_noop")
 	if err != nil {
 		return 0, err
 	}
-	defer s.Close()
+	defer cleanup()
 	for i := 0; i < o.Events; i += 1000 {
 		n := min(1000, o.Events-i)
 		if err := s.Update(ctx, func(tx store.Tx) error {

@@ -16,12 +16,13 @@ func benchCmd(ev *env) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure time to revoke, joiner throughput and policy evaluation, each against a same-run baseline",
 		Long: "Runs on this machine and prints medians and percentiles with their baselines.\n" +
-			"SQLite files go to a temporary directory; --postgres (or JML_BENCH_POSTGRES) names an\n" +
-			"empty PostgreSQL database to fill, and without it PostgreSQL is skipped.",
+			"SQLite files go to a temporary directory. On the PostgreSQL server --postgres names\n" +
+			"(or JML_BENCH_POSTGRES), bench creates its own databases and drops them; --postgres \"\"\n" +
+			"skips PostgreSQL.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.PostgresURL == "" {
-				o.PostgresURL = ev.getenv("JML_BENCH_POSTGRES")
+			if v := ev.getenv("JML_BENCH_POSTGRES"); v != "" && !cmd.Flags().Changed("postgres") {
+				o.PostgresAdminURL = v
 			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "jml-bench-")
@@ -37,11 +38,11 @@ func benchCmd(ev *env) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&o.Leavers, "leavers", 1000, "leavers for time to revoke")
 	cmd.Flags().IntVar(&o.Events, "events", 20000, "joiners for throughput")
-	cmd.Flags().IntVar(&o.Submitters, "submitters", 8, "concurrent event submitters")
-	cmd.Flags().IntVar(&o.Jobs.Workers, "workers", 32, "River workers")
+	cmd.Flags().IntVar(&o.Submitters, "submitters", 16, "concurrent event submitters")
+	cmd.Flags().IntVar(&o.Jobs.Workers, "workers", 100, "River workers")
 	cmd.Flags().DurationVar(&o.Jobs.FetchCooldown, "fetch-cooldown", time.Millisecond, "River fetch cooldown")
 	cmd.Flags().DurationVar(&o.Jobs.PollInterval, "poll-interval", 10*time.Millisecond, "River fetch poll interval")
-	cmd.Flags().StringVar(&o.PostgresURL, "postgres", "", "PostgreSQL database URL to benchmark on (env JML_BENCH_POSTGRES)")
+	cmd.Flags().StringVar(&o.PostgresAdminURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to benchmark on (env JML_BENCH_POSTGRES)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for SQLite files (default: a temporary one)")
 	return cmd
 }

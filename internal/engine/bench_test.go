@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -22,4 +23,24 @@ func BenchmarkSubmitJoinerSQLite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSubmitJoinerSQLiteParallel is the throughput shape: 8
+// concurrent submitters sharing group commits.
+func BenchmarkSubmitJoinerSQLiteParallel(b *testing.B) {
+	s := openSQLiteB(b)
+	f := newFixtureB(b, s)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+				Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

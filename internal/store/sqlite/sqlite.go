@@ -65,6 +65,10 @@ func dsn(path string, readOnly bool, sync string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Savepoint journals (one per update in a group commit) stay in memory
+	// instead of temporary files, and the page cache holds the hot indexes.
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "cache_size(-32768)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
