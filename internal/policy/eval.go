@@ -366,7 +366,6 @@ func Activation(id *identity.Identity) map[string]any {
 func (ev *evaluator) evaluate(id *identity.Identity) *Desired {
 	act := Activation(id)
 	d := &Desired{}
-	reasons := map[string][]string{}
 	match := func(name string, r *rule) bool {
 		if r.kind != "" && r.kind != id.Kind {
 			return false
@@ -378,15 +377,24 @@ func (ev *evaluator) evaluate(id *identity.Identity) *Desired {
 		}
 		return out == types.True
 	}
+	// reasons is indexed like ev.p.entNames (sorted), so grants come out
+	// sorted without a map or a sort.
+	var reasons [][]string
 	for _, b := range ev.p.Birthrights {
-		if match(b.Name, b.when) {
-			for _, e := range b.expanded {
-				reasons[e] = append(reasons[e], "birthright:"+b.Name)
-			}
+		if !match(b.Name, b.when) {
+			continue
+		}
+		if reasons == nil {
+			reasons = make([][]string, len(ev.p.entNames))
+		}
+		for _, i := range b.expandedIdx {
+			reasons[i] = append(reasons[i], b.reason)
 		}
 	}
-	for _, e := range sortedKeys(boolKeys(reasons)) {
-		d.Grants = append(d.Grants, DesiredGrant{Entitlement: e, Reasons: reasons[e]})
+	for i, rs := range reasons {
+		if rs != nil {
+			d.Grants = append(d.Grants, DesiredGrant{Entitlement: ev.p.entNames[i], Reasons: rs})
+		}
 	}
 	for _, c := range ev.p.Credentials {
 		if match(c.Name, c.when) {
@@ -394,14 +402,6 @@ func (ev *evaluator) evaluate(id *identity.Identity) *Desired {
 		}
 	}
 	return d
-}
-
-func boolKeys(m map[string][]string) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 // Expiry returns when a grant of e applied at t ends, or the zero time when

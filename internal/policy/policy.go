@@ -96,10 +96,11 @@ type BirthrightRule struct {
 	Name         string
 	Roles        []string
 	Entitlements []string
-	// expanded is Entitlements plus every entitlement of Roles, sorted and
-	// deduplicated, computed at load.
-	expanded []string
-	when     *rule
+	// expandedIdx indexes Policy.entNames: Entitlements plus every
+	// entitlement of Roles, deduplicated, computed at load.
+	expandedIdx []int
+	reason      string // "birthright:NAME"
+	when        *rule
 }
 
 // Policy is a loaded, validated and compiled policy file. It is immutable
@@ -112,6 +113,8 @@ type Policy struct {
 	Birthrights  []*BirthrightRule
 	Credentials  []*CredentialRule
 	eval         *evaluator
+	entNames     []string       // every entitlement name, sorted
+	entIndex     map[string]int // name -> index in entNames
 }
 
 // Entitlement returns the named entitlement or nil.
@@ -244,6 +247,14 @@ func Parse(name string, data []byte) (*Policy, error) {
 		}
 		p.Roles[r.Name] = &Role{Name: r.Name, Entitlements: r.Entitlements}
 	}
+	for name := range p.Entitlements {
+		p.entNames = append(p.entNames, name)
+	}
+	sort.Strings(p.entNames)
+	p.entIndex = make(map[string]int, len(p.entNames))
+	for i, n := range p.entNames {
+		p.entIndex[n] = i
+	}
 	env, err := newEnv()
 	if err != nil {
 		return nil, err
@@ -280,7 +291,11 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if len(set) == 0 {
 			return nil, errf("birthright rule %q grants nothing: give it roles or entitlements", b.Name)
 		}
-		p.Birthrights = append(p.Birthrights, &BirthrightRule{Name: b.Name, Roles: b.Roles, Entitlements: b.Entitlements, expanded: sortedKeys(set), when: r})
+		idx := make([]int, 0, len(set))
+		for _, e := range sortedKeys(set) {
+			idx = append(idx, p.entIndex[e])
+		}
+		p.Birthrights = append(p.Birthrights, &BirthrightRule{Name: b.Name, Roles: b.Roles, Entitlements: b.Entitlements, expandedIdx: idx, reason: "birthright:" + b.Name, when: r})
 	}
 	seen = map[string]bool{}
 	for i, c := range f.Credentials {
