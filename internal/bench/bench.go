@@ -45,22 +45,55 @@ type Options struct {
 	Jobs             store.JobConfig
 	Out              io.Writer
 	Log              *slog.Logger
+	// Only, when not empty, names the parts to run: policy, revoke,
+	// sqlite, jobs, postgres.
+	Only []string
+}
+
+func (o Options) runs(part string) bool {
+	if len(o.Only) == 0 {
+		return true
+	}
+	for _, p := range o.Only {
+		if p == part {
+			return true
+		}
+	}
+	return false
 }
 
 // Run runs every benchmark and prints the figures.
 func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	if err := policyBench(o); err != nil {
-		return err
+	for _, p := range o.Only {
+		switch p {
+		case "policy", "revoke", "sqlite", "jobs", "postgres":
+		default:
+			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs or postgres", p)
+		}
 	}
-	if err := revokeBench(ctx, o); err != nil {
-		return fmt.Errorf("time to revoke: %w", err)
+	if o.runs("policy") {
+		if err := policyBench(o); err != nil {
+			return err
+		}
 	}
-	if err := throughputBench(ctx, o, "sqlite", false); err != nil {
-		return fmt.Errorf("throughput sqlite: %w", err)
+	if o.runs("revoke") {
+		if err := revokeBench(ctx, o); err != nil {
+			return fmt.Errorf("time to revoke: %w", err)
+		}
 	}
-	if err := throughputBench(ctx, o, "sqlite", true); err != nil {
-		return fmt.Errorf("throughput sqlite (steps as jobs): %w", err)
+	if o.runs("sqlite") {
+		if err := throughputBench(ctx, o, "sqlite", false); err != nil {
+			return fmt.Errorf("throughput sqlite: %w", err)
+		}
+	}
+	if o.runs("jobs") {
+		if err := throughputBench(ctx, o, "sqlite", true); err != nil {
+			return fmt.Errorf("throughput sqlite (steps as jobs): %w", err)
+		}
+	}
+	if !o.runs("postgres") {
+		return nil
 	}
 	if o.PostgresAdminURL == "" {
 		fmt.Fprintf(o.Out, "\nthroughput (postgres): skipped, no server given\n")
@@ -383,8 +416,7 @@ func policyBench(o Options) error {
 	if err != nil {
 		return err
 	}
-	id := &identity.Identity{Kind: identity.Human, State: identity.Active, Attributes: map[string]any{
-		"department": "dept-10", "team": "team-3", "env": "prod", "location": "eu-west", "level": 5, "tools": []any{"tool-2"}}}
+	id := benchIdentity()
 	native := nativeRules()
 	results := []struct {
 		name string
@@ -423,6 +455,12 @@ func medianNs(fn func()) float64 {
 	}
 	sort.Float64s(runs)
 	return runs[len(runs)/2]
+}
+
+// benchIdentity is the identity the policy benchmark evaluates.
+func benchIdentity() *identity.Identity {
+	return &identity.Identity{Kind: identity.Human, State: identity.Active, Attributes: map[string]any{
+		"department": "dept-10", "team": "team-3", "env": "prod", "location": "eu-west", "level": 5, "tools": []any{"tool-2"}}}
 }
 
 func plainLoop(p *policy.Policy, id *identity.Identity) int {

@@ -44,5 +44,6 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().DurationVar(&o.Jobs.PollInterval, "poll-interval", 10*time.Millisecond, "River fetch poll interval")
 	cmd.Flags().StringVar(&o.PostgresAdminURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to benchmark on (env JML_BENCH_POSTGRES)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for SQLite files (default: a temporary one)")
+	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, revoke, sqlite, jobs, postgres")
 	return cmd
 }

@@ -312,6 +312,9 @@ func auditCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer s.Close()
+			if err := s.SealAudit(cmd.Context()); err != nil {
+				return err
+			}
 			var v audit.Verifier
 			err = s.View(cmd.Context(), func(tx store.Tx) error {
 				if err := tx.ScanAudit(cmd.Context(), "", v.Next); err != nil {
@@ -342,6 +345,9 @@ func auditCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer s.Close()
+			if err := s.SealAudit(cmd.Context()); err != nil {
+				return err
+			}
 			enc := json.NewEncoder(ev.stdout)
 			return s.View(cmd.Context(), func(tx store.Tx) error {
 				return tx.ScanAudit(cmd.Context(), identityID, func(r *audit.Record) error { return enc.Encode(r) })

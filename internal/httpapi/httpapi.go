@@ -339,6 +339,9 @@ type IdentityView struct {
 // LoadIdentityView reads everything about one identity in one transaction.
 func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityView, error) {
 	var v IdentityView
+	if err := s.SealAudit(ctx); err != nil {
+		return nil, err
+	}
 	err := s.View(ctx, func(tx store.Tx) error {
 		idn, err := tx.GetIdentity(ctx, id)
 		if err != nil {
@@ -518,6 +521,9 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.P
 func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
 	q, err := listQuery(r, "identity")
 	if err != nil {
+		return err
+	}
+	if err := s.e.Store().SealAudit(r.Context()); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")

@@ -35,6 +35,11 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	// Jobs is the durable job queue on the same database.
 	Jobs() Jobs
+	// SealAudit chains every audit record written but not yet chained,
+	// before it returns. Backends that chain inside the writing transaction
+	// have nothing to do; the others also seal on their own within
+	// milliseconds. Verification and export call it first.
+	SealAudit(ctx context.Context) error
 	// Ping checks the database answers.
 	Ping(ctx context.Context) error
 	// Backend names the implementation ("sqlite", "postgres").
@@ -246,11 +251,13 @@ type Tx interface {
 	InsertFinding(ctx context.Context, f *identity.Finding) (bool, error)
 	ListFindings(ctx context.Context, f FindingFilter) ([]identity.Finding, error)
 
-	// AppendAudit chains and appends records after the current head.
-	// Appends serialise across transactions.
+	// AppendAudit writes records in this transaction. SQLite chains them
+	// after the head at once; PostgreSQL chains them after commit (see
+	// Store.SealAudit), so that concurrent transactions do not wait on the
+	// head lock until they commit.
 	AppendAudit(ctx context.Context, recs ...audit.Record) error
-	// ScanAudit calls fn for every record in sequence order, optionally
-	// only those of one identity.
+	// ScanAudit calls fn for every chained record in sequence order,
+	// optionally only those of one identity.
 	ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error
 	// AuditHead returns the last appended seq and hash.
 	AuditHead(ctx context.Context) (int64, string, error)

@@ -24,7 +24,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE"}
+var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true}
 
 // Store is the PostgreSQL store.
 type Store struct {
@@ -32,7 +32,17 @@ type Store struct {
 	logger *slog.Logger
 	insert *river.Client[pgx.Tx]
 	jobs   *jobs
+
+	stopSealer context.CancelFunc
+	sealerDone chan struct{}
 }
+
+// sealInterval is how often pending audit records are chained: the
+// longest a written record stays unchained.
+const sealInterval = 10 * time.Millisecond
+
+// sealLock keeps sealers of several replicas from working at once.
+const sealLock = 7414968
 
 var _ store.Store = (*Store)(nil)
 
@@ -81,7 +91,64 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	s.jobs = &jobs{s: s}
+	sctx, cancel := context.WithCancel(context.Background())
+	s.stopSealer, s.sealerDone = cancel, make(chan struct{})
+	go s.sealLoop(sctx)
 	return s, nil
+}
+
+// sealLoop chains pending audit records every sealInterval.
+func (s *Store) sealLoop(ctx context.Context) {
+	defer close(s.sealerDone)
+	t := time.NewTicker(sealInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.seal(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("sealing audit records", "error", err)
+		}
+	}
+}
+
+// seal chains pending records until none is left. Records are written in
+// their event's transaction and chained here, in a transaction of their
+// own that alone takes the head lock.
+func (s *Store) seal(ctx context.Context) error {
+	for {
+		var n int
+		err := s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var got bool
+			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", sealLock).Scan(&got); err != nil || !got {
+				return err
+			}
+			var err error
+			n, err = sqlstore.SealAudit(ctx, conn{tx}, dialect, 5000)
+			return err
+		})
+		if err != nil || n < 5000 {
+			return err
+		}
+	}
+}
+
+// SealAudit implements store.Store: it chains every pending record now.
+func (s *Store) SealAudit(ctx context.Context) error {
+	for {
+		if err := s.seal(ctx); err != nil {
+			return err
+		}
+		var pending bool
+		if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM audit_pending)").Scan(&pending); err != nil || !pending {
+			return err
+		}
+		// Another replica holds the seal lock, or records committed
+		// meanwhile: go again.
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // retryable reports whether a transaction failed only because of a
@@ -129,7 +196,17 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 func (s *Store) Jobs() store.Jobs               { return s.jobs }
 func (s *Store) Backend() string                { return "postgres" }
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
-func (s *Store) Close() error                   { s.pool.Close(); return nil }
+
+// Close stops the sealer (sealing what is pending) and closes the pool.
+func (s *Store) Close() error {
+	s.stopSealer()
+	<-s.sealerDone
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.SealAudit(ctx)
+	s.pool.Close()
+	return err
+}
 
 // Pool returns the connection pool, for benchmarks that measure raw
 // PostgreSQL.

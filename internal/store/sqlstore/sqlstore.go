@@ -44,6 +44,13 @@ type Dialect struct {
 	// ForUpdate is appended to a SELECT that must lock its rows until the
 	// transaction ends ("" where the whole database is locked anyway).
 	ForUpdate string
+	// Serial is the type of an auto-incrementing integer primary key.
+	Serial string
+	// AsyncAudit makes AppendAudit write to audit_pending, for SealAudit to
+	// chain after commit, instead of chaining under the head lock inside
+	// the writing transaction. Backends with concurrent writers use it so
+	// that the head lock is not held until every commit.
+	AsyncAudit bool
 }
 
 // Enqueuer inserts a durable job inside the current transaction.
@@ -76,7 +83,7 @@ func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn fu
 		if err != nil {
 			return err
 		}
-		sqlText := strings.ReplaceAll(string(body), "{{blob}}", d.Blob)
+		sqlText := strings.NewReplacer("{{blob}}", d.Blob, "{{serial}}", d.Serial).Replace(string(body))
 		err = run(ctx, func(c Conn) error {
 			var n int
 			if err := queryRow(ctx, c, []any{&n}, "SELECT COUNT(*) FROM jml_schema_migrations WHERE version = ?", version); err != nil {

@@ -612,22 +612,94 @@ func (t *Tx) AppendAudit(ctx context.Context, recs ...audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if t.d.AsyncAudit {
+		q := "INSERT INTO audit_pending (at, actor, action, identity_id, case_id, data) VALUES " + placeholders(len(recs), 6)
+		args := make([]any, 0, 6*len(recs))
+		for _, r := range recs {
+			args = append(args, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data))
+		}
+		if _, err := t.c.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("append audit: %w", err)
+		}
+		return nil
+	}
+	return chain(ctx, t.c, t.d, recs)
+}
+
+// chain links recs after the head, inserts them into audit_log and moves
+// the head, holding the head's lock until the transaction ends.
+func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 	var seq int64
 	var hash string
-	if err := t.row(ctx, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+t.d.ForUpdate); err != nil {
+	if err := queryRow(ctx, c, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+d.ForUpdate); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
+	args := make([]any, 0, 9*len(recs))
 	for i := range recs {
 		r := &recs[i]
 		r.Chain(seq, hash)
-		if _, err := t.c.Exec(ctx, "INSERT INTO audit_log (seq, at, actor, action, identity_id, case_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data), r.PrevHash, r.Hash); err != nil {
-			return fmt.Errorf("append audit: %w", err)
-		}
+		args = append(args, r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data), r.PrevHash, r.Hash)
 		seq, hash = r.Seq, r.Hash
 	}
-	_, err := t.c.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hash)
+	// Multi-row inserts in chunks keep the statement under SQLite's limit of
+	// 32766 bound parameters.
+	for start := 0; start < len(recs); start += 500 {
+		n := min(500, len(recs)-start)
+		q := "INSERT INTO audit_log (seq, at, actor, action, identity_id, case_id, data, prev_hash, hash) VALUES " + placeholders(n, 9)
+		if _, err := c.Exec(ctx, q, args[start*9:(start+n)*9]...); err != nil {
+			return fmt.Errorf("append audit: %w", err)
+		}
+	}
+	_, err := c.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hash)
 	return err
+}
+
+// SealAudit chains up to limit pending records (AsyncAudit) in id order and
+// returns how many it sealed. Run it in its own transaction; concurrent
+// sealers serialise on the head lock.
+func SealAudit(ctx context.Context, c Conn, d Dialect, limit int) (int, error) {
+	rows, err := c.Query(ctx, "SELECT id, at, actor, action, identity_id, case_id, data FROM audit_pending ORDER BY id LIMIT ?", limit)
+	if err != nil {
+		return 0, err
+	}
+	var ids []any
+	var recs []audit.Record
+	for rows.Next() {
+		var id, at int64
+		var r audit.Record
+		var data string
+		if err := rows.Scan(&id, &at, &r.Actor, &r.Action, &r.IdentityID, &r.CaseID, &data); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		r.At = time.UnixMicro(at).UTC()
+		if data != "" {
+			r.Data = json.RawMessage(data)
+		}
+		ids = append(ids, id)
+		recs = append(recs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	if err := chain(ctx, c, d, recs); err != nil {
+		return 0, err
+	}
+	for start := 0; start < len(ids); start += 1000 {
+		n := min(1000, len(ids)-start)
+		q := "DELETE FROM audit_pending WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+		if _, err := c.Exec(ctx, q, ids[start:start+n]...); err != nil {
+			return 0, err
+		}
+	}
+	return len(recs), nil
+}
+
+// placeholders returns "(?, ?), (?, ?)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
 }
 
 func (t *Tx) ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error {

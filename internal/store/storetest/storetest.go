@@ -329,6 +329,9 @@ func testFindings(t *testing.T, s store.Store) {
 
 // Verify checks the whole audit log of s.
 func Verify(ctx context.Context, s store.Store) (int64, error) {
+	if err := s.SealAudit(ctx); err != nil {
+		return 0, err
+	}
 	var v audit.Verifier
 	err := s.View(ctx, func(tx store.Tx) error {
 		if err := tx.ScanAudit(ctx, "", v.Next); err != nil {
@@ -357,6 +360,9 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Fatalf("Verify = %d, %v", n, err)
 	}
 	var mine []int64
+	if err := s.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	view(t, s, func(tx store.Tx) error {
 		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { mine = append(mine, r.Seq); return nil })
 	})
@@ -439,4 +445,7 @@ func testRollback(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	if n, err := Verify(ctx, s); err != nil || n != 0 {
+		t.Errorf("after rollback Verify = %d, %v, want 0 records", n, err)
+	}
 }

@@ -1,4 +1,5 @@
--- jml schema, version 1. {{blob}} is BLOB on SQLite and BYTEA on PostgreSQL;
+-- jml schema, version 1. {{blob}} is BLOB on SQLite and BYTEA on PostgreSQL,
+-- {{serial}} an auto-incrementing integer key;
 -- times are microseconds since the Unix epoch (0 = none) so both backends
 -- store and compare them the same way.
 
@@ -133,6 +134,19 @@ CREATE TABLE audit_log (
   hash        TEXT NOT NULL
 );
 CREATE INDEX audit_identity ON audit_log (identity_id, seq);
+
+-- Records written but not yet chained, where the backend chains them after
+-- commit (PostgreSQL: see ARCHITECTURE.md). The sealer moves them into
+-- audit_log in id order and deletes them here.
+CREATE TABLE audit_pending (
+  id          {{serial}} PRIMARY KEY,
+  at          BIGINT NOT NULL,
+  actor       TEXT NOT NULL,
+  action      TEXT NOT NULL,
+  identity_id TEXT NOT NULL DEFAULT '',
+  case_id     TEXT NOT NULL DEFAULT '',
+  data        TEXT NOT NULL DEFAULT ''
+);
 
 -- One row: the last appended record. Appends lock it, which serialises
 -- them on PostgreSQL, and it lets verification detect a truncated tail.
