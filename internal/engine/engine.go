@@ -605,11 +605,14 @@ func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now tim
 // every step is final and none failed.
 func caseStatus(steps []store.Step) (store.CaseStatus, string) {
 	var pending, awaiting, failed int
-	var firstFail string
+	var firstFail, waiting string
 	for _, s := range steps {
 		switch s.Status {
 		case store.StepPending:
 			pending++
+			if s.LastError != "" && waiting == "" {
+				waiting = fmt.Sprintf("waiting on %s: %s (attempt %d)", s.System, s.LastError, s.Attempts)
+			}
 		case store.StepAwaitingApproval:
 			awaiting++
 		case store.StepFailed:
@@ -623,7 +626,7 @@ func caseStatus(steps []store.Step) (store.CaseStatus, string) {
 	case failed > 0:
 		return store.CaseFailed, firstFail
 	case pending > 0:
-		return store.CaseRunning, ""
+		return store.CaseRunning, waiting
 	case awaiting > 0:
 		return store.CaseAwaitingApproval, fmt.Sprintf("%d step(s) await approval", awaiting)
 	}

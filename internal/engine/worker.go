@@ -88,13 +88,19 @@ func (w *expireGrantWorker) Work(ctx context.Context, job *river.Job[ExpireGrant
 	return w.e.expireGrant(ctx, job.Args)
 }
 
-// RunCase applies a case's pending steps in order until none is left, one
-// fails, or the case waits for approval. Steps of transactional connectors
-// (the built-in vault) are applied in the transaction that records them;
-// others are called first and recorded after, so a crash between the two
-// repeats an idempotent call, never skips one. lastAttempt marks a failing
-// step as failed for good, and the case as needing attention.
+// RunCase applies a case's pending steps until none is left that can run.
+// Steps of one system run in plan order (credentials, then grants, then the
+// account); systems are independent, so a system that is down holds up only
+// its own steps and a leaver still revokes everywhere else. Steps of
+// transactional connectors (the built-in vault) are applied in the
+// transaction that records them; others are called first and recorded
+// after, so a crash between the two repeats an idempotent call, never skips
+// one. A failed attempt is recorded and returned, so River retries the job
+// with backoff; on lastAttempt the step fails for good and the case needs
+// attention.
 func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) error {
+	failed := map[string]bool{} // systems that failed during this run
+	var firstErr error
 	for {
 		var c *store.Case
 		var id *identity.Identity
@@ -109,36 +115,66 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 		if err != nil {
 			return err
 		}
-		next := nextPending(c)
-		if next == nil {
-			return e.updateAndSettle(ctx, caseID, func(store.Tx) error { return nil })
-		}
-		conn := e.conns[next.System]
-		if conn == nil {
-			return e.failStep(ctx, c, next, fmt.Errorf("no connector for system %q", next.System), true)
-		}
-		if tc, ok := conn.(connector.Transactional); ok && tc.InTransaction() {
-			if err := e.applyInTx(ctx, caseID, id); err != nil {
+		runnable := runnableSteps(c, failed)
+		if len(runnable) == 0 {
+			if err := e.updateAndSettle(ctx, caseID, func(store.Tx) error { return nil }); err != nil {
 				return err
 			}
-			continue
+			return firstErr
 		}
-		if err := e.applyExternal(ctx, c, id, next, conn); err != nil {
-			return e.failStep(ctx, c, next, err, lastAttempt)
+		progressed := false
+		for _, s := range runnable {
+			conn := e.conns[s.System]
+			if conn == nil {
+				failed[s.System] = true
+				if err := e.failStep(ctx, c, s, fmt.Errorf("no connector for system %q", s.System), true); err != nil && firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			if e.transactional(s.System) {
+				if err := e.applyInTx(ctx, caseID, id); err != nil {
+					return err
+				}
+				progressed = true
+				break // applyInTx took every runnable transactional step; reload
+			}
+			if err := e.applyExternal(ctx, c, id, s, conn); err != nil {
+				failed[s.System] = true
+				if ferr := e.failStep(ctx, c, s, err, lastAttempt); ferr != nil && firstErr == nil {
+					firstErr = ferr
+				}
+				continue
+			}
+			progressed = true
+		}
+		if !progressed && len(failed) == 0 {
+			return firstErr
 		}
 	}
 }
 
-func nextPending(c *store.Case) *store.Step {
+// runnableSteps returns, for each system, its first pending step, unless an
+// earlier step of that system is pending too, failed for good, or the
+// system failed during this run.
+func runnableSteps(c *store.Case, failed map[string]bool) []*store.Step {
+	blocked := map[string]bool{}
+	for k := range failed {
+		blocked[k] = true
+	}
+	var out []*store.Step
 	for i := range c.Steps {
-		if c.Steps[i].Status == store.StepPending {
-			return &c.Steps[i]
-		}
-		if c.Steps[i].Status == store.StepFailed {
-			return nil
+		s := &c.Steps[i]
+		switch {
+		case blocked[s.System]:
+		case s.Status == store.StepFailed:
+			blocked[s.System] = true
+		case s.Status == store.StepPending:
+			out = append(out, s)
+			blocked[s.System] = true
 		}
 	}
-	return nil
+	return out
 }
 
 // applyInTx applies, in one transaction, every consecutive pending step of
@@ -165,8 +201,7 @@ func (e *Engine) transactional(system string) bool {
 }
 
 // applyTransactional applies, in order, the pending steps of c that belong
-// to transactional connectors, stopping at the first pending step of
-// another connector (steps run in plan order: nothing overtakes it). It
+// to transactional connectors (steps of other systems are theirs to run). It
 // updates c.Steps in memory; with persist it also stores each step and
 // returns an audit record per step (without, the caller stores the case
 // and its plan record shows the results).
@@ -176,13 +211,14 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 	if err != nil {
 		return nil, err
 	}
+	failed := map[string]bool{}
 	for i := range c.Steps {
 		s := &c.Steps[i]
-		if s.Status.Final() || s.Status == store.StepAwaitingApproval {
-			continue
+		if s.Status == store.StepFailed {
+			failed[s.System] = true
 		}
-		if !e.transactional(s.System) {
-			break
+		if s.Status.Final() || s.Status == store.StepAwaitingApproval || failed[s.System] || !e.transactional(s.System) {
+			continue
 		}
 		if widening(s.Action) && id.State != identity.Active {
 			s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
@@ -336,9 +372,6 @@ func (e *Engine) failStep(ctx context.Context, c *store.Case, s *store.Step, cau
 			return err
 		}
 		cur.Status, cur.Reason = caseStatus(cur.Steps)
-		if !final {
-			cur.Reason = fmt.Sprintf("waiting on %s: %s", st.System, msg)
-		}
 		cur.UpdatedAt = now
 		if err := tx.UpdateCase(ctx, cur); err != nil {
 			return err

@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// target is an in-memory target system for engine tests: it records what
+// it was asked to do and fails while down is set. (Connectors to real
+// systems are tested against real servers in their own packages.)
+type target struct {
+	mu     sync.Mutex
+	down   error
+	grants map[string]bool
+	calls  int
+}
+
+func (t *target) do(f func()) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	if t.down != nil {
+		return t.down
+	}
+	f()
+	return nil
+}
+
+func (t *target) EnsureAccount(context.Context, connector.Op, connector.Account) error {
+	return t.do(func() {})
+}
+func (t *target) DisableAccount(context.Context, connector.Op, connector.Account) error {
+	return t.do(func() {})
+}
+func (t *target) DeleteAccount(context.Context, connector.Op, connector.Account) error {
+	return t.do(func() {})
+}
+func (t *target) Grant(_ context.Context, _ connector.Op, a connector.Account, e string) error {
+	return t.do(func() { t.grants[a.Name+"/"+e] = true })
+}
+func (t *target) Revoke(_ context.Context, _ connector.Op, a connector.Account, e string) error {
+	return t.do(func() { delete(t.grants, a.Name+"/"+e) })
+}
+
+const targetPolicy = `
+systems: [{name: vault, type: builtin}, {name: crm, type: test}]
+entitlements: [{name: crm-user, system: crm}, {name: wiki, system: vault}]
+birthright:
+  - {name: staff, when: 'identity.kind == "human"', entitlements: [crm-user, wiki]}
+`
+
+func newTargetFixture(t *testing.T) (*fixture, *target) {
+	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{grants: map[string]bool{}}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	s := openSQLite(t)
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, Connectors: map[string]connector.Connector{"crm": tg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{e: e, s: s, clock: c}, tg
+}
+
+// TestTargetDown: a step on a system that is down keeps the case running
+// with the reason, retries, fails for good on the last attempt, and a new
+// case completes once the system is back.
+func TestTargetDown(t *testing.T) {
+	f, tg := newTargetFixture(t)
+	ctx := context.Background()
+	tg.down = errors.New("connection refused")
+	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The built-in step applied at once; the CRM step waits for the job.
+	if err := f.e.RunCase(ctx, res.CaseID, false); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("RunCase with the target down = %v, want its error (River retries)", err)
+	}
+	c := f.getCase(t, res.CaseID)
+	if c.Status != store.CaseRunning || c.Reason != "waiting on crm: connection refused (attempt 1)" {
+		t.Fatalf("case = %s %q, want running and waiting on crm", c.Status, c.Reason)
+	}
+	if got := strings.Join(f.grants(t, res.IdentityID), ","); got != "wiki" {
+		t.Fatalf("grants while crm is down = %q, want only wiki", got)
+	}
+	// The last attempt fails the case for good; it never reports done.
+	if err := f.e.RunCase(ctx, res.CaseID, true); err != nil {
+		t.Fatalf("last attempt = %v, want nil (the failure is recorded)", err)
+	}
+	c = f.getCase(t, res.CaseID)
+	if c.Status != store.CaseFailed || !strings.Contains(c.Reason, "connection refused") {
+		t.Fatalf("case after the last attempt = %s %q", c.Status, c.Reason)
+	}
+	var failed store.Step
+	for _, s := range c.Steps {
+		if s.Status == store.StepFailed {
+			failed = s
+		}
+	}
+	if failed.Attempts != 2 || failed.LastError != "connection refused" {
+		t.Fatalf("failed step = %+v", failed)
+	}
+
+	// Back up: a mover re-plans the missing access and completes.
+	tg.down = nil
+	res2, err := f.e.Submit(ctx, source, ev("2", identity.Mover, "alice", func(e *identity.Event) { e.Attributes = map[string]any{"x": "y"} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.RunCase(ctx, res2.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.getCase(t, res2.CaseID); c.Status != store.CaseCompleted {
+		t.Fatalf("case after recovery = %s %q", c.Status, c.Reason)
+	}
+	if !tg.grants["alice/crm-user"] {
+		t.Fatal("crm grant missing after recovery")
+	}
+	// A retry of a done step calls nothing: RunCase on a completed case is
+	// a no-op.
+	calls := tg.calls
+	if err := f.e.RunCase(ctx, res2.CaseID, false); err != nil || tg.calls != calls {
+		t.Fatalf("rerun of a completed case called the target %d times (err %v)", tg.calls-calls, err)
+	}
+}
+
+func TestSuspendResume(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	res := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	key, _, err := f.e.Reveal(ctx, admin, f.activeCreds(t, res.IdentityID)[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.submit(t, ev("2", identity.Suspend, "alice", nil))
+	if in, _ := f.e.Introspect(ctx, key); in.Active {
+		t.Fatal("key of a suspended identity introspects active")
+	}
+	f.submit(t, ev("3", identity.Resume, "alice", nil))
+	if in, _ := f.e.Introspect(ctx, key); !in.Active {
+		t.Fatal("key inactive after resume")
+	}
+	f.clock.Add(31 * 24 * time.Hour) // past the personal token's 30-day TTL
+	if in, _ := f.e.Introspect(ctx, key); in.Active {
+		t.Fatal("expired key introspects active")
+	}
+}
