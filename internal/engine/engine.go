@@ -189,6 +189,22 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		rec.EffectiveAt = ev.EffectiveAt.UTC()
 		rec.Status = store.EventScheduled
 	}
+	// The identity is looked up first so that the event row is written
+	// once, complete: its identity and (for an immediate event) its case
+	// ID are known or chosen before the insert that also deduplicates.
+	cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
+	if err != nil && !store.IsNotFound(err) {
+		return nil, nil, err
+	}
+	if store.IsNotFound(err) {
+		cur = nil
+		rec.IdentityID = e.newID("idn_")
+	} else {
+		rec.IdentityID = cur.ID
+	}
+	if !future {
+		rec.CaseID = e.newID("case_")
+	}
 	existing, inserted, err := tx.InsertEvent(ctx, rec)
 	if err != nil {
 		return nil, nil, err
@@ -196,15 +212,8 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 	if !inserted {
 		return &Result{EventID: existing.ID, CaseID: existing.CaseID, IdentityID: existing.IdentityID, Status: existing.Status, Duplicate: true}, nil, nil
 	}
-	cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
-	if err != nil && !store.IsNotFound(err) {
-		return nil, nil, err
-	}
-	if store.IsNotFound(err) {
-		cur = nil
-		if ev.Type != identity.Joiner {
-			return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
-		}
+	if cur == nil && ev.Type != identity.Joiner {
+		return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
 	}
 	if future {
 		var res *Result
@@ -213,10 +222,6 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 	}
 	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
 	if err != nil {
-		return nil, nil, err
-	}
-	rec.IdentityID, rec.CaseID = id.ID, c.ID
-	if err := tx.UpdateEvent(ctx, rec); err != nil {
 		return nil, nil, err
 	}
 	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}, c, nil
@@ -250,7 +255,7 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 		return err
 	}
 	if ev.Type == identity.Joiner {
-		id, err := e.resolve(ctx, tx, ev, cur, now)
+		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
 		if err != nil {
 			return err
 		}
@@ -272,10 +277,6 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 			return err
 		}
 	}
-	rec.IdentityID = cur.ID
-	if err := tx.UpdateEvent(ctx, rec); err != nil {
-		return err
-	}
 	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
 		return err
 	}
@@ -289,11 +290,11 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 
 // resolve returns the identity as ev leaves it (without its new state),
 // resolving owner and manager references to jml IDs. cur is nil for a new
-// identity.
-func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cur *identity.Identity, now time.Time) (*identity.Identity, error) {
+// identity, which gets newID.
+func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cur *identity.Identity, newID string, now time.Time) (*identity.Identity, error) {
 	var id identity.Identity
 	if cur == nil {
-		id = identity.Identity{ID: e.newID("idn_"), Source: ev.Source, ExternalID: ev.ExternalID, Kind: ev.Kind, CreatedAt: now, Attributes: map[string]any{}}
+		id = identity.Identity{ID: newID, Source: ev.Source, ExternalID: ev.ExternalID, Kind: ev.Kind, CreatedAt: now, Attributes: map[string]any{}}
 	} else {
 		id = cur.Clone()
 		if ev.Kind != "" && ev.Kind != cur.Kind {
@@ -370,7 +371,7 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 	if err != nil {
 		return nil, nil, err
 	}
-	after, err := e.resolve(ctx, tx, ev, cur, now)
+	after, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -383,13 +384,13 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := e.openCase(ctx, tx, p, rec.ID, ev.Type, cur, after, counters)
+	c, err := e.openCase(ctx, tx, p, rec.CaseID, rec.ID, ev.Type, cur, after, counters)
 	return c, after, err
 }
 
 // openCase plans and stores a case for an identity that moved from before
 // (nil: new) to after, and everything that goes with it.
-func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters) (*store.Case, error) {
+func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters) (*store.Case, error) {
 	now := e.now().UTC()
 	pol := e.Policy()
 	var grants []identity.Grant
@@ -414,7 +415,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 	steps := plan.Make(plan.Input{Event: planType, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
 		Grants: grants, Credentials: creds, Accounts: accounts})
 
-	c := &store.Case{ID: e.newID("case_"), EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
+	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
 		SubmittedBy: p.ID, CreatedAt: now, UpdatedAt: now}
 	var recs []audit.Record
 	stateData := map[string]any{"event": eventID, "type": string(typ), "case": c.ID}
@@ -429,9 +430,12 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 
 	// A newer event replaces gated steps an older one left waiting: the
 	// approval would be for access computed from stale facts.
-	superseded, err := e.supersede(ctx, tx, after.ID, now, counters)
-	if err != nil {
-		return nil, err
+	var superseded []string
+	if before != nil { // a new identity has no earlier cases
+		var err error
+		if superseded, err = e.supersede(ctx, tx, after.ID, now, counters); err != nil {
+			return nil, err
+		}
 	}
 	if len(superseded) > 0 {
 		recs = append(recs, audit.New(now, p.ID, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
@@ -473,7 +477,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, eventID
 	// here, in the accepting transaction, exactly once. Only steps that
 	// call out to other systems wait for a River job.
 	if !e.deferBuiltin {
-		if _, err := e.applyTransactional(ctx, tx, c, now, false); err != nil {
+		if _, err := e.applyTransactional(ctx, tx, c, after, now, false); err != nil {
 			return nil, err
 		}
 	}

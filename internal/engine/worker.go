@@ -185,7 +185,11 @@ func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Iden
 		if err != nil {
 			return err
 		}
-		recs, err := e.applyTransactional(ctx, tx, c, e.now().UTC(), true)
+		id, err := tx.GetIdentity(ctx, c.IdentityID)
+		if err != nil {
+			return err
+		}
+		recs, err := e.applyTransactional(ctx, tx, c, id, e.now().UTC(), true)
 		if err != nil {
 			return err
 		}
@@ -205,12 +209,8 @@ func (e *Engine) transactional(system string) bool {
 // updates c.Steps in memory; with persist it also stores each step and
 // returns an audit record per step (without, the caller stores the case
 // and its plan record shows the results).
-func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, now time.Time, persist bool) ([]audit.Record, error) {
+func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, id *identity.Identity, now time.Time, persist bool) ([]audit.Record, error) {
 	var recs []audit.Record
-	id, err := tx.GetIdentity(ctx, c.IdentityID)
-	if err != nil {
-		return nil, err
-	}
 	failed := map[string]bool{}
 	for i := range c.Steps {
 		s := &c.Steps[i]
@@ -516,6 +516,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		if rec.Status != store.EventScheduled {
 			return nil
 		}
+		rec.CaseID = e.newID("case_")
 		cur, err := tx.GetIdentity(ctx, rec.IdentityID)
 		if err != nil && !store.IsNotFound(err) {
 			return err
@@ -548,7 +549,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		if err != nil {
 			return err
 		}
-		rec.Status, rec.Error = store.EventRejected, identity.ErrorMessage(rejected)
+		rec.Status, rec.Error, rec.CaseID = store.EventRejected, identity.ErrorMessage(rejected), ""
 		if err := tx.UpdateEvent(ctx, rec); err != nil {
 			return err
 		}

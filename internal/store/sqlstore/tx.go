@@ -440,13 +440,20 @@ func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
 		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt)); err != nil {
 		return fmt.Errorf("insert case: %w", err)
 	}
-	for i := range c.Steps {
-		s := &c.Steps[i]
-		s.CaseID = c.ID
-		if _, err := t.c.Exec(ctx, "INSERT INTO steps ("+stepCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			c.ID, s.Seq, c.IdentityID, string(s.Action), s.System, s.Entitlement, s.Rule, s.CredentialID, s.Duration.Milliseconds(), boolInt(s.NeedsApproval),
-			s.Reason, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt)); err != nil {
-			return fmt.Errorf("insert step: %w", err)
+	// Steps go in multi-row inserts (one round trip for a whole plan), in
+	// chunks that stay under SQLite's bound-parameter limit.
+	const chunk = 500
+	for start := 0; start < len(c.Steps); start += chunk {
+		n := min(chunk, len(c.Steps)-start)
+		args := make([]any, 0, n*17)
+		for i := start; i < start+n; i++ {
+			s := &c.Steps[i]
+			s.CaseID = c.ID
+			args = append(args, c.ID, s.Seq, c.IdentityID, string(s.Action), s.System, s.Entitlement, s.Rule, s.CredentialID, s.Duration.Milliseconds(), boolInt(s.NeedsApproval),
+				s.Reason, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt))
+		}
+		if _, err := t.c.Exec(ctx, "INSERT INTO steps ("+stepCols+") VALUES "+placeholders(n, 17), args...); err != nil {
+			return fmt.Errorf("insert steps: %w", err)
 		}
 	}
 	return nil
