@@ -275,16 +275,8 @@ func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(sto
 // instead of called.
 func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) error {
 	if widening(s.Action) && id.State != identity.Active {
-		return e.updateAndSettle(ctx, c.ID, func(tx store.Tx) error {
-			cur, err := tx.GetCase(ctx, c.ID)
-			if err != nil {
-				return err
-			}
-			st := &cur.Steps[s.Seq-1]
-			if st.Status != store.StepPending {
-				return nil
-			}
-			st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), e.now().UTC()
+		return e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, _ *store.Case, st *store.Step, now time.Time) error {
+			st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
 			return tx.UpdateStep(ctx, st)
 		})
 	}
@@ -325,16 +317,7 @@ func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.
 	if err != nil {
 		return err
 	}
-	return e.updateAndSettle(ctx, c.ID, func(tx store.Tx) error {
-		now := e.now().UTC()
-		cur, err := tx.GetCase(ctx, c.ID)
-		if err != nil {
-			return err
-		}
-		st := &cur.Steps[s.Seq-1]
-		if st.Status != store.StepPending {
-			return nil // another worker recorded it first
-		}
+	return e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, cur *store.Case, st *store.Step, now time.Time) error {
 		result, err := e.record(ctx, tx, cur, st, secret, now)
 		if err != nil {
 			return err
@@ -353,32 +336,15 @@ func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.
 // error is returned so River retries with backoff.
 func (e *Engine) failStep(ctx context.Context, c *store.Case, s *store.Step, cause error, final bool) error {
 	msg := cause.Error()
-	uerr := e.store.Update(ctx, func(tx store.Tx) error {
-		now := e.now().UTC()
-		cur, err := tx.GetCase(ctx, c.ID)
-		if err != nil {
-			return err
-		}
-		st := &cur.Steps[s.Seq-1]
-		if st.Status != store.StepPending {
-			return nil
-		}
+	uerr := e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, cur *store.Case, st *store.Step, now time.Time) error {
 		st.Attempts++
 		st.LastError, st.UpdatedAt = msg, now
+		action := "step.retrying"
 		if final {
-			st.Status = store.StepFailed
+			st.Status, action = store.StepFailed, "step.failed"
 		}
 		if err := tx.UpdateStep(ctx, st); err != nil {
 			return err
-		}
-		cur.Status, cur.Reason = caseStatus(cur.Steps)
-		cur.UpdatedAt = now
-		if err := tx.UpdateCase(ctx, cur); err != nil {
-			return err
-		}
-		action := "step.retrying"
-		if final {
-			action = "step.failed"
 		}
 		return tx.AppendAudit(ctx, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
 	})
@@ -392,6 +358,23 @@ func (e *Engine) failStep(ctx context.Context, c *store.Case, s *store.Step, cau
 	}
 	e.log.Warn("step failed; will retry", "case", c.ID, "seq", s.Seq, "system", s.System, "error", msg)
 	return cause
+}
+
+// withPendingStep runs fn on step seq of the case, in a transaction that
+// then settles the case, if the step is still pending; if it is not,
+// another run got there first and nothing happens.
+func (e *Engine) withPendingStep(ctx context.Context, caseID string, seq int, fn func(tx store.Tx, c *store.Case, st *store.Step, now time.Time) error) error {
+	return e.updateAndSettle(ctx, caseID, func(tx store.Tx) error {
+		c, err := tx.GetCase(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		st := &c.Steps[seq-1]
+		if st.Status != store.StepPending {
+			return nil
+		}
+		return fn(tx, c, st, e.now().UTC())
+	})
 }
 
 func credentialID(caseID string, seq int) string {

@@ -31,7 +31,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	insert *river.Client[pgx.Tx]
-	jobs   *jobs
+	jobs   *sqlstore.Jobs[pgx.Tx]
 
 	stopSealer context.CancelFunc
 	sealerDone chan struct{}
@@ -95,7 +95,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
-	s.jobs = &jobs{s: s}
+	s.jobs = &sqlstore.Jobs[pgx.Tx]{Driver: riverpgxv5.New(pool), Logger: logger, DefaultWorkers: 16}
 	sctx, cancel := context.WithCancel(context.Background())
 	s.stopSealer, s.sealerDone = cancel, make(chan struct{})
 	go s.sealLoop(sctx)
@@ -258,36 +258,4 @@ func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, 
 		return nil, err
 	}
 	return rows, nil
-}
-
-// jobs runs River on the pool.
-type jobs struct {
-	s      *Store
-	client *river.Client[pgx.Tx]
-}
-
-func (j *jobs) Start(ctx context.Context, w any, cfg store.JobConfig) error {
-	workers, ok := w.(*river.Workers)
-	if !ok {
-		return fmt.Errorf("jobs: workers must be *river.Workers, got %T", w)
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 16
-	}
-	client, err := river.NewClient(riverpgxv5.New(j.s.pool), sqlstore.RiverConfig(j.s.logger, workers, cfg))
-	if err != nil {
-		return err
-	}
-	if err := client.Start(ctx); err != nil {
-		return err
-	}
-	j.client = client
-	return nil
-}
-
-func (j *jobs) Stop(ctx context.Context) error {
-	if j.client == nil {
-		return nil
-	}
-	return j.client.Stop(ctx)
 }

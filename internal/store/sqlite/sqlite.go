@@ -38,7 +38,7 @@ type Store struct {
 	read   *sql.DB
 	logger *slog.Logger
 	insert *river.Client[*sql.Tx]
-	jobs   *jobs
+	jobs   *sqlstore.Jobs[*sql.Tx]
 
 	writeStmts, readStmts *stmtCache
 	// updates feeds the group committer: concurrent Update calls share one
@@ -120,7 +120,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.jobs = &jobs{s: s}
+	s.jobs = &sqlstore.Jobs[*sql.Tx]{Driver: riversqlite.New(write), Logger: opts.Logger, DefaultWorkers: 4}
 	s.writeStmts, s.readStmts = newStmtCache(write), newStmtCache(s.read)
 	s.updates, s.stop, s.stopped = make(chan *update), make(chan struct{}), make(chan struct{})
 	go s.commitLoop()
@@ -399,35 +399,3 @@ func (c *stmtCache) prepare(q string) {
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() }
-
-// jobs runs River on the write pool.
-type jobs struct {
-	s      *Store
-	client *river.Client[*sql.Tx]
-}
-
-func (j *jobs) Start(ctx context.Context, w any, cfg store.JobConfig) error {
-	workers, ok := w.(*river.Workers)
-	if !ok {
-		return fmt.Errorf("jobs: workers must be *river.Workers, got %T", w)
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 4
-	}
-	client, err := river.NewClient(riversqlite.New(j.s.write), sqlstore.RiverConfig(j.s.logger, workers, cfg))
-	if err != nil {
-		return err
-	}
-	if err := client.Start(ctx); err != nil {
-		return err
-	}
-	j.client = client
-	return nil
-}
-
-func (j *jobs) Stop(ctx context.Context) error {
-	if j.client == nil {
-		return nil
-	}
-	return j.client.Stop(ctx)
-}

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"github.com/riverqueue/river/riverdriver"
 	"log/slog"
 	"time"
 
@@ -47,3 +49,40 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{m.Handler.WithAttrs(a), m.level}
 }
 func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{m.Handler.WithGroup(n), m.level} }
+
+// Jobs runs River on a backend's driver; both backends use it.
+type Jobs[TTx any] struct {
+	Driver riverdriver.Driver[TTx]
+	Logger *slog.Logger
+	// DefaultWorkers applies when JobConfig.Workers is zero.
+	DefaultWorkers int
+	client         *river.Client[TTx]
+}
+
+// Start implements store.Jobs.
+func (j *Jobs[TTx]) Start(ctx context.Context, w any, cfg store.JobConfig) error {
+	workers, ok := w.(*river.Workers)
+	if !ok {
+		return fmt.Errorf("jobs: workers must be *river.Workers, got %T", w)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = j.DefaultWorkers
+	}
+	client, err := river.NewClient(j.Driver, RiverConfig(j.Logger, workers, cfg))
+	if err != nil {
+		return err
+	}
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	j.client = client
+	return nil
+}
+
+// Stop implements store.Jobs.
+func (j *Jobs[TTx]) Stop(ctx context.Context) error {
+	if j.client == nil {
+		return nil
+	}
+	return j.client.Stop(ctx)
+}

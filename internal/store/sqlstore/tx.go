@@ -35,6 +35,23 @@ func (t *Tx) row(ctx context.Context, dest []any, q string, args ...any) error {
 	return queryRow(ctx, t.c, dest, q, args...)
 }
 
+// one runs a query for at most one row and scans it; no row is a NotFound
+// error about the kind of thing named what.
+func one[T any](ctx context.Context, c Conn, kind, what string, scan func(func(...any) error) (*T, error), q string, args ...any) (*T, error) {
+	rows, err := c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, notFound(kind, what)
+	}
+	return scan(rows.Scan)
+}
+
 // Enqueue implements store.Tx.
 func (t *Tx) Enqueue(ctx context.Context, args store.JobArgs, runAt time.Time) error {
 	if t.enqueue == nil {
@@ -75,31 +92,13 @@ func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bo
 	if n == 1 {
 		return nil, true, nil
 	}
-	existing, err := t.eventWhere(ctx, "source = ? AND source_event_id = ?", ev.Event.Source, ev.Event.ID)
+	existing, err := one(ctx, t.c, "event", ev.Event.Source+"/"+ev.Event.ID, scanEvent,
+		"SELECT "+eventCols+" FROM events WHERE source = ? AND source_event_id = ?", ev.Event.Source, ev.Event.ID)
 	return existing, false, err
 }
 
-func (t *Tx) eventWhere(ctx context.Context, where string, args ...any) (*store.Event, error) {
-	rows, err := t.c.Query(ctx, "SELECT "+eventCols+" FROM events WHERE "+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, notFound("event", fmt.Sprint(args...))
-	}
-	return scanEvent(rows.Scan)
-}
-
 func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {
-	ev, err := t.eventWhere(ctx, "id = ?", id)
-	if store.IsNotFound(err) {
-		return nil, notFound("event", id)
-	}
-	return ev, err
+	return one(ctx, t.c, "event", id, scanEvent, "SELECT "+eventCols+" FROM events WHERE id = ?", id)
 }
 
 func (t *Tx) UpdateEvent(ctx context.Context, ev *store.Event) error {
@@ -167,27 +166,13 @@ func (t *Tx) UpdateIdentity(ctx context.Context, id *identity.Identity) error {
 	return err
 }
 
-func (t *Tx) identityWhere(ctx context.Context, what, where string, args ...any) (*identity.Identity, error) {
-	rows, err := t.c.Query(ctx, "SELECT "+identityCols+" FROM identities WHERE "+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, notFound("identity", what)
-	}
-	return scanIdentity(rows.Scan)
-}
-
 func (t *Tx) GetIdentity(ctx context.Context, id string) (*identity.Identity, error) {
-	return t.identityWhere(ctx, id, "id = ?", id)
+	return one(ctx, t.c, "identity", id, scanIdentity, "SELECT "+identityCols+" FROM identities WHERE id = ?", id)
 }
 
 func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
-	return t.identityWhere(ctx, source+"/"+externalID, "source = ? AND external_id = ?", source, externalID)
+	return one(ctx, t.c, "identity", source+"/"+externalID, scanIdentity,
+		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?", source, externalID)
 }
 
 func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]identity.Identity, error) {
@@ -297,27 +282,12 @@ func (t *Tx) InsertCredential(ctx context.Context, c *store.StoredCredential) er
 	return nil
 }
 
-func (t *Tx) credWhere(ctx context.Context, what, where string, args ...any) (*store.StoredCredential, error) {
-	rows, err := t.c.Query(ctx, "SELECT "+credCols+" FROM credentials WHERE "+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, notFound("credential", what)
-	}
-	return scanCred(rows.Scan)
-}
-
 func (t *Tx) GetCredential(ctx context.Context, id string) (*store.StoredCredential, error) {
-	return t.credWhere(ctx, id, "id = ?", id)
+	return one(ctx, t.c, "credential", id, scanCred, "SELECT "+credCols+" FROM credentials WHERE id = ?", id)
 }
 
 func (t *Tx) GetCredentialByHash(ctx context.Context, hash []byte) (*store.StoredCredential, error) {
-	return t.credWhere(ctx, "by hash", "hash = ?", hash)
+	return one(ctx, t.c, "credential", "by hash", scanCred, "SELECT "+credCols+" FROM credentials WHERE hash = ?", hash)
 }
 
 func (t *Tx) ListCredentials(ctx context.Context, identityID string, activeOnly bool) ([]identity.Credential, error) {
@@ -494,20 +464,7 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 }
 
 func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
-	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE id = ?", id)
-	if err != nil {
-		return nil, err
-	}
-	var c *store.Case
-	if rows.Next() {
-		c, err = scanCase(rows.Scan)
-	} else {
-		err = rows.Err()
-		if err == nil {
-			err = notFound("case", id)
-		}
-	}
-	rows.Close()
+	c, err := one(ctx, t.c, "case", id, scanCase, "SELECT "+caseCols+" FROM cases WHERE id = ?", id)
 	if err != nil {
 		return nil, err
 	}
