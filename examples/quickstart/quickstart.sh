@@ -12,8 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 run=$(date +%s)-$RANDOM   # keeps external IDs unique against a long-lived server
 
+passed=0
 say()  { printf '\n== %s\n' "$*"; }
-ok()   { printf '   ok: %s\n' "$*"; }
+ok()   { printf '   ok: %s\n' "$*"; passed=$((passed + 1)); }
 fail() { printf '   FAIL: %s\n' "$*" >&2; exit 1; }
 
 # expect DESCRIPTION ACTUAL WANTED
@@ -140,3 +141,4 @@ if [ -n "$own_server" ]; then
   "$work/jml" audit verify --db "sqlite:$work/jml.db"
 fi
 printf '\nquickstart: all expectations held\n'
+printf 'quickstart: %d passed, 0 failed\n' "$passed"

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -59,16 +58,17 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	// On SQLite a missing key file is created: one file, no setup. With
-	// PostgreSQL several replicas must share one key, so it must be given.
-	create := strings.HasPrefix(dsn, "sqlite:")
-	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, create)
+	// A missing key file is created, so that a first start needs no setup.
+	// The database keeps the key's check value, so a later start or another
+	// replica with a different key is refused instead of sealing secrets
+	// nobody else can open.
+	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, true)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	if created {
-		log.Warn("created a new vault master key; keep it safe and back it up apart from the database", "file", cfg.MasterKeyFile)
+		log.Warn("created a new vault master key; keep it safe, back it up apart from the database, and give every replica the same key", "file", cfg.MasterKeyFile)
 	}
 	sealer, err := vault.NewSealer(key)
 	if err != nil {
@@ -78,6 +78,10 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs})
 	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := e.CheckMasterKey(ctx, key); err != nil {
 		s.Close()
 		return nil, err
 	}

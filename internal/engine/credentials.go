@@ -219,3 +219,23 @@ func validRole(r Role) bool {
 	}
 	return false
 }
+
+// CheckMasterKey records the vault key's check value in a database that has
+// none, and otherwise refuses to run with a key that is not the one the
+// database's secrets were sealed with.
+func (e *Engine) CheckMasterKey(ctx context.Context, key []byte) error {
+	check := vault.KeyCheck(key)
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		stored, err := tx.GetMeta(ctx, "vault_key_check")
+		if err != nil {
+			return err
+		}
+		switch stored {
+		case "":
+			return tx.PutMeta(ctx, "vault_key_check", check)
+		case check:
+			return nil
+		}
+		return identity.Errorf(identity.Invalid, "the vault master key (JML_MASTER_KEY or the key file) is not the key this database was first used with; secrets sealed with the other key could not be revealed. Use the original key")
+	})
+}

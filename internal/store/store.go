@@ -262,6 +262,11 @@ type Tx interface {
 	// AuditHead returns the last appended seq and hash.
 	AuditHead(ctx context.Context) (int64, string, error)
 
+	// GetMeta returns a stored setting, or "" and no error when unset.
+	GetMeta(ctx context.Context, name string) (string, error)
+	// PutMeta stores a setting, replacing any value.
+	PutMeta(ctx context.Context, name, value string) error
+
 	InsertToken(ctx context.Context, t *Token) error
 	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)

@@ -10,6 +10,7 @@ package vault
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -127,6 +128,17 @@ func (s *Sealer) Open(sealed, ad []byte) ([]byte, error) {
 		return nil, errors.New("sealed secret does not open with this master key")
 	}
 	return out, nil
+}
+
+// KeyCheck is a public check value of the master key: HMAC-SHA256 of a
+// fixed label. Stored in the database on first start, it lets every later
+// start (and every replica) prove it holds the same key without revealing
+// it, so a wrong or replaced key fails loudly instead of sealing secrets
+// that no other process can open.
+func KeyCheck(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("jml vault master key check v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // ParseKey decodes a master key given as 64 hex digits or as base64 of 32

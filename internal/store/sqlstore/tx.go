@@ -706,6 +706,22 @@ func (t *Tx) AuditHead(ctx context.Context) (int64, string, error) {
 	return seq, hash, err
 }
 
+// ---- settings
+
+func (t *Tx) GetMeta(ctx context.Context, name string) (string, error) {
+	var v string
+	err := t.row(ctx, []any{&v}, "SELECT value FROM jml_meta WHERE name = ?", name)
+	if errors.Is(err, errNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+func (t *Tx) PutMeta(ctx context.Context, name, value string) error {
+	_, err := t.c.Exec(ctx, "INSERT INTO jml_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
+	return err
+}
+
 // ---- tokens
 
 func (t *Tx) InsertToken(ctx context.Context, tk *store.Token) error {

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Tokens", testTokens},
 		{"Rollback", testRollback},
+		{"Meta", testMeta},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -448,4 +449,22 @@ func testRollback(t *testing.T, s store.Store) {
 	if n, err := Verify(ctx, s); err != nil || n != 0 {
 		t.Errorf("after rollback Verify = %d, %v, want 0 records", n, err)
 	}
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	view(t, s, func(tx store.Tx) error {
+		if v, err := tx.GetMeta(ctx, "k"); v != "" || err != nil {
+			t.Errorf("unset meta = %q, %v", v, err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error { return tx.PutMeta(ctx, "k", "1") })
+	update(t, s, func(tx store.Tx) error { return tx.PutMeta(ctx, "k", "2") })
+	view(t, s, func(tx store.Tx) error {
+		if v, err := tx.GetMeta(ctx, "k"); v != "2" || err != nil {
+			t.Errorf("meta = %q, %v, want 2", v, err)
+		}
+		return nil
+	})
 }

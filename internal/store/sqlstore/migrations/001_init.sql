@@ -157,6 +157,13 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
 
+-- Settings the database must agree on with every process using it, such as
+-- the check value of the vault's master key.
+CREATE TABLE jml_meta (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
 CREATE TABLE api_tokens (
   id          TEXT PRIMARY KEY,
   name        TEXT NOT NULL,
