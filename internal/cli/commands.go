@@ -21,6 +21,21 @@ import (
 	"github.com/jml-dev/jml/internal/store"
 )
 
+// openStore opens the store --db (or JML_DB, or the default) names, for
+// commands that read it without the engine. Audit records still waiting to
+// be chained are chained first, so what the command reads is complete.
+func openStore(ctx context.Context, ev *env, dsn string) (store.Store, error) {
+	s, err := OpenStore(ctx, resolveDB(ev, dsn, nil), "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SealAudit(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // cliPrincipal is who the CLI acts as when it writes to the store directly.
 var cliPrincipal = engine.Principal{ID: "cli", Role: engine.RoleAdmin}
 
@@ -178,7 +193,7 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "List identities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			s, err := openStore(cmd.Context(), ev, dsn)
 			if err != nil {
 				return err
 			}
@@ -218,7 +233,7 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "Show an identity with its grants, credentials, cases and timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := OpenStore(cmd.Context(), resolveDB(ev, showDSN, nil), "", nil)
+			s, err := openStore(cmd.Context(), ev, showDSN)
 			if err != nil {
 				return err
 			}
@@ -275,7 +290,7 @@ func caseCmd(ev *env) *cobra.Command {
 		Short: "Show a case's steps and their status",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			s, err := openStore(cmd.Context(), ev, dsn)
 			if err != nil {
 				return err
 			}
@@ -307,14 +322,11 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Check the hash chain of the whole audit log; exit 1 naming the first bad record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := OpenStore(cmd.Context(), resolveDB(ev, dsn, nil), "", nil)
+			s, err := openStore(cmd.Context(), ev, dsn)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			if err := s.SealAudit(cmd.Context()); err != nil {
-				return err
-			}
 			var v audit.Verifier
 			err = s.View(cmd.Context(), func(tx store.Tx) error {
 				if err := tx.ScanAudit(cmd.Context(), "", v.Next); err != nil {
@@ -340,14 +352,11 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Write audit records as JSON lines (all, or one identity's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := OpenStore(cmd.Context(), resolveDB(ev, exportDSN, nil), "", nil)
+			s, err := openStore(cmd.Context(), ev, exportDSN)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			if err := s.SealAudit(cmd.Context()); err != nil {
-				return err
-			}
 			enc := json.NewEncoder(ev.stdout)
 			return s.View(cmd.Context(), func(tx store.Tx) error {
 				return tx.ScanAudit(cmd.Context(), identityID, func(r *audit.Record) error { return enc.Encode(r) })

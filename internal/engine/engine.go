@@ -216,8 +216,7 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
 	}
 	if future {
-		var res *Result
-		err := e.schedule(ctx, tx, p, rec, cur, counters, &res)
+		res, err := e.schedule(ctx, tx, p, rec, cur)
 		return res, nil, err
 	}
 	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
@@ -244,7 +243,7 @@ func (c acceptCounters) observe(m *Metrics) {
 // schedule records a future-dated event and its timer. A future joiner
 // creates the identity in state pending, without access, so it is visible
 // and a later event can still cancel it.
-func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, res **Result) error {
+func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity) (*Result, error) {
 	ev := rec.Event
 	now := rec.ReceivedAt
 	from := identity.None
@@ -252,12 +251,12 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 		from = cur.State
 	}
 	if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
-		return err
+		return nil, err
 	}
 	if ev.Type == identity.Joiner {
 		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		before := identity.State(identity.None)
 		if cur != nil {
@@ -270,22 +269,21 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 			err = tx.UpdateIdentity(ctx, id)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cur = id
 		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
-		return err
+		return nil, err
 	}
 	if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "event.scheduled", cur.ID, "", map[string]any{
 		"event": rec.ID, "source": ev.Source, "sourceEventId": ev.ID, "type": string(ev.Type), "effectiveAt": rec.EffectiveAt})); err != nil {
-		return err
+		return nil, err
 	}
-	*res = &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}
-	return nil
+	return &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}, nil
 }
 
 // resolve returns the identity as ev leaves it (without its new state),
