@@ -130,7 +130,9 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 			writeError(sw, err)
 		}
-		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+		elapsed := time.Since(start)
+		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(elapsed.Seconds())
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", name, "status", sw.code, "principal", p.ID, "duration", elapsed)
 	})
 }
 

@@ -84,7 +84,11 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7414967)"); err != nil {
 				return err
 			}
-			return fn(conn{tx})
+			c := &conn{tx: tx}
+			if err := fn(c); err != nil {
+				return err
+			}
+			return c.flush(ctx)
 		})
 	}); err != nil {
 		pool.Close()
@@ -131,8 +135,12 @@ func (s *Store) seal(ctx context.Context) error {
 				return err
 			}
 			var err error
-			n, err = sqlstore.SealAudit(ctx, conn{tx}, dialect, 5000)
-			return err
+			c := &conn{tx: tx}
+			n, err = sqlstore.SealAudit(ctx, c, dialect, 5000)
+			if err != nil {
+				return err
+			}
+			return c.flush(ctx)
 		})
 		if err != nil || n < 5000 {
 			return err
@@ -184,17 +192,21 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) err
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return fn(sqlstore.NewTx(conn{tx}, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+		c := &conn{tx: tx}
+		if err := fn(sqlstore.NewTx(c, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
 			_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
 			return err
-		}))
+		})); err != nil {
+			return err
+		}
+		return c.flush(ctx)
 	})
 }
 
 // View implements store.Store.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		return fn(sqlstore.NewTx(conn{tx}, dialect, nil))
+		return fn(sqlstore.NewTx(&conn{tx: tx}, dialect, nil))
 	})
 }
 
@@ -217,8 +229,39 @@ func (s *Store) Close() error {
 // PostgreSQL.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// conn adapts pgx.Tx to sqlstore.Conn, rewriting ? placeholders to $n.
-type conn struct{ tx pgx.Tx }
+// conn adapts pgx.Tx to sqlstore.Conn, rewriting ? placeholders to $n. It
+// is a Deferrer: statements whose results are not read wait in a batch
+// that goes out, in one round trip, before the next statement or commit.
+type conn struct {
+	tx    pgx.Tx
+	batch *pgx.Batch
+}
+
+var _ sqlstore.Deferrer = (*conn)(nil)
+
+func (c *conn) ExecLater(q string, args ...any) {
+	if c.batch == nil {
+		c.batch = &pgx.Batch{}
+	}
+	c.batch.Queue(rebind(q), args...)
+}
+
+// flush sends the deferred statements and reports the first error.
+func (c *conn) flush(ctx context.Context) error {
+	if c.batch == nil || c.batch.Len() == 0 {
+		return nil
+	}
+	b := c.batch
+	c.batch = nil
+	br := c.tx.SendBatch(ctx, b)
+	for i := 0; i < b.Len(); i++ {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
 
 var rewritten sync.Map // query with ? -> query with $n
 
@@ -244,7 +287,10 @@ func rebind(q string) string {
 	return out
 }
 
-func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+func (c *conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if err := c.flush(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := c.tx.Exec(ctx, rebind(q), args...)
 	if err != nil {
 		return 0, err
@@ -252,7 +298,10 @@ func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+func (c *conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	if err := c.flush(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := c.tx.Query(ctx, rebind(q), args...)
 	if err != nil {
 		return nil, err

@@ -302,6 +302,10 @@ func (s *Store) Close() error {
 			<-s.stopped
 		}
 	}
+	if s.writeStmts != nil {
+		s.writeStmts.close()
+		s.readStmts.close()
+	}
 	var errs []error
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
@@ -357,6 +361,17 @@ type stmtCache struct {
 	mu       sync.RWMutex
 	stmts    map[string]*sql.Stmt
 	inflight map[string]bool
+	closed   bool
+	wg       sync.WaitGroup // background prepares
+}
+
+// close stops new background prepares and waits for running ones, so that
+// none touches the database after it is closed.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
@@ -377,14 +392,16 @@ func (c *stmtCache) get(_ context.Context, q string) *sql.Stmt {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.inflight[q] {
+	if !c.inflight[q] && !c.closed {
 		c.inflight[q] = true
+		c.wg.Add(1)
 		go c.prepare(q)
 	}
 	return nil
 }
 
 func (c *stmtCache) prepare(q string) {
+	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := c.db.PrepareContext(ctx, q)

@@ -28,6 +28,13 @@ type Conn interface {
 	Query(ctx context.Context, query string, args ...any) (Rows, error)
 }
 
+// Deferrer is a Conn that can hold statements whose results are not read
+// and send them together with the next statement or before commit. Errors
+// of deferred statements surface there, and fail the transaction.
+type Deferrer interface {
+	ExecLater(query string, args ...any)
+}
+
 // Rows is the part of a result set the shared SQL reads.
 type Rows interface {
 	Next() bool

@@ -31,6 +31,18 @@ func notFound(what, id string) error {
 	return &identity.Error{Code: identity.NotFound, Message: fmt.Sprintf("%s %q not found", what, id), Err: store.ErrNotFound}
 }
 
+// write runs a statement whose result nobody reads. Where the connection
+// can defer statements (Deferrer), it is queued and sent with the next
+// statement that needs an answer, or at commit, saving a round trip.
+func (t *Tx) write(ctx context.Context, q string, args ...any) error {
+	if d, ok := t.c.(Deferrer); ok {
+		d.ExecLater(q, args...)
+		return nil
+	}
+	_, err := t.c.Exec(ctx, q, args...)
+	return err
+}
+
 func (t *Tx) row(ctx context.Context, dest []any, q string, args ...any) error {
 	return queryRow(ctx, t.c, dest, q, args...)
 }
@@ -145,7 +157,7 @@ func (t *Tx) InsertIdentity(ctx context.Context, id *identity.Identity) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.c.Exec(ctx, "INSERT INTO identities ("+identityCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	err = t.write(ctx, "INSERT INTO identities ("+identityCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		id.ID, id.Source, id.ExternalID, string(id.Kind), string(id.State), id.DisplayName, id.OwnerID, id.ManagerID, attrs, micros(id.CreatedAt), micros(id.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("insert identity: %w", err)
@@ -241,7 +253,7 @@ func (t *Tx) ListGrants(ctx context.Context, identityID string) ([]identity.Gran
 }
 
 func (t *Tx) PutGrant(ctx context.Context, g *identity.Grant) error {
-	_, err := t.c.Exec(ctx, `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)
+	err := t.write(ctx, `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (identity_id, entitlement) DO UPDATE SET system = excluded.system, reason = excluded.reason, case_id = excluded.case_id,
   granted_at = excluded.granted_at, expires_at = excluded.expires_at, approved_by = excluded.approved_by`,
@@ -273,7 +285,7 @@ func scanCred(scan func(...any) error) (*store.StoredCredential, error) {
 }
 
 func (t *Tx) InsertCredential(ctx context.Context, c *store.StoredCredential) error {
-	_, err := t.c.Exec(ctx, "INSERT INTO credentials ("+credCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	err := t.write(ctx, "INSERT INTO credentials ("+credCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.IdentityID, c.Rule, c.System, c.Type, string(c.Status), c.Prefix, c.Fingerprint, nullBytes(c.Hash), nullBytes(c.Sealed),
 		boolInt(c.Revealed), micros(c.IssuedAt), micros(c.ExpiresAt), micros(c.RevokedAt), c.CaseID)
 	if err != nil {
@@ -383,7 +395,7 @@ func (t *Tx) ListAccounts(ctx context.Context, identityID string) ([]identity.Ac
 }
 
 func (t *Tx) PutAccount(ctx context.Context, a *identity.Account) error {
-	_, err := t.c.Exec(ctx, `INSERT INTO accounts (identity_id, system, status, updated_at) VALUES (?, ?, ?, ?)
+	err := t.write(ctx, `INSERT INTO accounts (identity_id, system, status, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (identity_id, system) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at`,
 		a.IdentityID, a.System, string(a.Status), micros(a.UpdatedAt))
 	return err
@@ -406,7 +418,7 @@ func scanCase(scan func(...any) error) (*store.Case, error) {
 }
 
 func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
-	if _, err := t.c.Exec(ctx, "INSERT INTO cases ("+caseCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	if err := t.write(ctx, "INSERT INTO cases ("+caseCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt)); err != nil {
 		return fmt.Errorf("insert case: %w", err)
 	}
@@ -422,7 +434,7 @@ func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
 			args = append(args, c.ID, s.Seq, c.IdentityID, string(s.Action), s.System, s.Entitlement, s.Rule, s.CredentialID, s.Duration.Milliseconds(), boolInt(s.NeedsApproval),
 				s.Reason, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt))
 		}
-		if _, err := t.c.Exec(ctx, "INSERT INTO steps ("+stepCols+") VALUES "+placeholders(n, 17), args...); err != nil {
+		if err := t.write(ctx, "INSERT INTO steps ("+stepCols+") VALUES "+placeholders(n, 17), args...); err != nil {
 			return fmt.Errorf("insert steps: %w", err)
 		}
 	}
@@ -582,7 +594,7 @@ func (t *Tx) AppendAudit(ctx context.Context, recs ...audit.Record) error {
 		for _, r := range recs {
 			args = append(args, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data))
 		}
-		if _, err := t.c.Exec(ctx, q, args...); err != nil {
+		if err := t.write(ctx, q, args...); err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
 		return nil
@@ -725,7 +737,7 @@ func (t *Tx) PutMeta(ctx context.Context, name, value string) error {
 // ---- tokens
 
 func (t *Tx) InsertToken(ctx context.Context, tk *store.Token) error {
-	_, err := t.c.Exec(ctx, "INSERT INTO api_tokens (id, name, role, identity_id, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	err := t.write(ctx, "INSERT INTO api_tokens (id, name, role, identity_id, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		tk.ID, tk.Name, tk.Role, tk.IdentityID, tk.Hash, micros(tk.CreatedAt), micros(tk.RevokedAt))
 	return err
 }
