@@ -29,7 +29,9 @@ type Store interface {
 	// Update runs fn in a read-write transaction and commits when fn
 	// returns nil; any error rolls everything back. Transactions that
 	// conflict with a concurrent one are retried by the implementation, so
-	// fn may run more than once and must not have effects outside tx.
+	// fn may run more than once and must not have effects outside tx. fn
+	// must not call Update itself: SQLite runs every fn on its one writer,
+	// and a nested call would wait for itself.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(Tx) error) error
