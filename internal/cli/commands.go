@@ -310,7 +310,29 @@ func caseCmd(ev *env) *cobra.Command {
 	}
 	dbFlag(show, &dsn)
 	show.Flags().StringVarP(&format, "output", "o", "table", "json or table")
-	cmd.AddCommand(show)
+
+	var retryCfg, retryDSN string
+	retry := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Run the failed steps of a failed case again (the server's workers pick it up)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := openRuntime(cmd.Context(), ev, retryCfg, retryDSN, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			c, err := rt.engine.Retry(cmd.Context(), cliPrincipal, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(ev.stdout, "case %s is %s\n", c.ID, c.Status)
+			return nil
+		},
+	}
+	retry.Flags().StringVar(&retryCfg, "config", "", "config file (env JML_CONFIG)")
+	dbFlag(retry, &retryDSN)
+	cmd.AddCommand(show, retry)
 	return cmd
 }
 
@@ -397,6 +419,58 @@ func tokenCmd(ev *env) *cobra.Command {
 	create.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
 	dbFlag(create, &dsn)
 	create.MarkFlagRequired("role")
-	cmd.AddCommand(create)
+
+	var listCfg, listDSN, format string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List API tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			items, err := rt.engine.ListTokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output(ev.stdout, format, items, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "ID\tNAME\tROLE\tIDENTITY\tCREATED\tREVOKED")
+				for _, t := range items {
+					revoked := "-"
+					if !t.RevokedAt.IsZero() {
+						revoked = t.RevokedAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.IdentityID, t.CreatedAt.Format(time.RFC3339), revoked)
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&listCfg, "config", "", "config file (env JML_CONFIG)")
+	list.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	dbFlag(list, &listDSN)
+
+	var revokeCfg, revokeDSN string
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API token at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := openRuntime(cmd.Context(), ev, revokeCfg, revokeDSN, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			if err := rt.engine.RevokeToken(cmd.Context(), cliPrincipal, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(ev.stdout, "revoked %s\n", args[0])
+			return nil
+		},
+	}
+	revoke.Flags().StringVar(&revokeCfg, "config", "", "config file (env JML_CONFIG)")
+	dbFlag(revoke, &revokeDSN)
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

@@ -96,6 +96,46 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 	return out, err
 }
 
+// Retry puts the failed steps of a case back to pending and runs the case
+// again: for when an operator has fixed what made a step give up. Only a
+// failed case can be retried.
+func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.Case, error) {
+	var out *store.Case
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		c, err := tx.GetCase(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		if c.Status != store.CaseFailed {
+			return identity.Errorf(identity.Conflict, "case %s is %s; only a failed case can be retried", caseID, c.Status)
+		}
+		now := e.now().UTC()
+		var retried []int
+		for i := range c.Steps {
+			s := &c.Steps[i]
+			if s.Status == store.StepFailed {
+				s.Status, s.UpdatedAt = store.StepPending, now
+				if err := tx.UpdateStep(ctx, s); err != nil {
+					return err
+				}
+				retried = append(retried, s.Seq)
+			}
+		}
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
+			return err
+		}
+		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "case.retried", c.IdentityID, c.ID, map[string]any{"steps": retried})); err != nil {
+			return err
+		}
+		if _, err := e.settle(ctx, tx, c.ID, now); err != nil {
+			return err
+		}
+		out, err = tx.GetCase(ctx, c.ID)
+		return err
+	})
+	return out, err
+}
+
 func comment2(c string) string {
 	if c == "" {
 		return ""
@@ -119,6 +159,7 @@ const (
 	ActAudit    Action = "audit"
 	ActReveal   Action = "reveal"
 	ActAdminTok Action = "tokens"
+	ActOperate  Action = "operate"
 )
 
 var permissions = map[Action][]Role{
@@ -128,4 +169,5 @@ var permissions = map[Action][]Role{
 	ActAudit:    {RoleAdmin, RoleAuditor},
 	ActReveal:   {RoleAdmin, RoleSource, RoleApprover, RoleAuditor}, // further limited to the owner, see Reveal
 	ActAdminTok: {RoleAdmin},
+	ActOperate:  {RoleAdmin},
 }

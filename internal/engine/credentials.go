@@ -239,3 +239,32 @@ func (e *Engine) CheckMasterKey(ctx context.Context, key []byte) error {
 		return identity.Errorf(identity.Invalid, "the vault master key (JML_MASTER_KEY or the key file) is not the key this database was first used with; secrets sealed with the other key could not be revealed. Use the original key")
 	})
 }
+
+// RevokeToken revokes an API token at once; the next request with it is
+// refused. Revoking a revoked token is not an error.
+func (e *Engine) RevokeToken(ctx context.Context, p Principal, id string) error {
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		ok, err := tx.RevokeToken(ctx, id, e.now().UTC())
+		if err != nil || !ok {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(e.now(), p.ID, "token.revoked", "", "", map[string]any{"token": id}))
+	})
+}
+
+// ListTokens returns every API token, without hashes.
+func (e *Engine) ListTokens(ctx context.Context) ([]store.Token, error) {
+	var out []store.Token
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListTokens(ctx)
+		return err
+	})
+	for i := range out {
+		out[i].Hash = nil
+	}
+	if out == nil {
+		out = []store.Token{}
+	}
+	return out, err
+}

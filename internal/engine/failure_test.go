@@ -161,3 +161,38 @@ func TestSuspendResume(t *testing.T) {
 		t.Fatal("expired key introspects active")
 	}
 }
+
+// TestRetryFailedCase: an operator retries a case that gave up, once the
+// target is back.
+func TestRetryFailedCase(t *testing.T) {
+	f, tg := newTargetFixture(t)
+	ctx := context.Background()
+	tg.down = errors.New("timeout")
+	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.RunCase(ctx, res.CaseID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Retry(ctx, admin, res.IdentityID); identity.ErrorCode(err) != identity.NotFound {
+		t.Fatalf("Retry of an unknown case = %v", err)
+	}
+	tg.down = nil
+	c, err := f.e.Retry(ctx, admin, res.CaseID)
+	if err != nil || c.Status != store.CaseRunning {
+		t.Fatalf("Retry = %+v, %v", c, err)
+	}
+	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.getCase(t, res.CaseID); c.Status != store.CaseCompleted {
+		t.Fatalf("retried case = %s %q", c.Status, c.Reason)
+	}
+	if !tg.grants["alice/crm-user"] {
+		t.Fatal("crm grant missing after retry")
+	}
+	if _, err := f.e.Retry(ctx, admin, res.CaseID); identity.ErrorCode(err) != identity.Conflict {
+		t.Fatalf("Retry of a completed case = %v, want conflict", err)
+	}
+}

@@ -62,11 +62,14 @@ var routes = []route{
 	{"GET", "/v1/cases/{id}", engine.ActRead, (*Server).getCase},
 	{"POST", "/v1/cases/{id}/approve", engine.ActDecide, (*Server).approve},
 	{"POST", "/v1/cases/{id}/deny", engine.ActDecide, (*Server).deny},
+	{"POST", "/v1/cases/{id}/retry", engine.ActOperate, (*Server).retry},
 	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, (*Server).reveal},
 	{"POST", "/v1/introspect", "", (*Server).introspect},
 	{"GET", "/v1/findings", engine.ActRead, (*Server).listFindings},
 	{"GET", "/v1/audit", engine.ActAudit, (*Server).exportAudit},
 	{"POST", "/v1/tokens", engine.ActAdminTok, (*Server).createToken},
+	{"GET", "/v1/tokens", engine.ActAdminTok, (*Server).listTokens},
+	{"DELETE", "/v1/tokens/{id}", engine.ActAdminTok, (*Server).revokeToken},
 	{"GET", "/healthz", "", (*Server).healthz},
 	{"GET", "/readyz", "", (*Server).readyz},
 	{"GET", "/openapi.json", "", (*Server).openapi},
@@ -561,6 +564,35 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p engine.Pr
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusCreated, TokenCreated{ID: tk.ID, Role: tk.Role, Token: secret, Notice: "shown once; jml keeps only its hash"})
+}
+
+func (s *Server) retry(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	c, err := s.e.Retry(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+// TokenList is every API token (never a secret or hash).
+type TokenList struct {
+	Items []store.Token `json:"items"`
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	items, err := s.e.ListTokens(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, TokenList{Items: items})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	if err := s.e.RevokeToken(r.Context(), p, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ engine.Principal) error {

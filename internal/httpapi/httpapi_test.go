@@ -313,6 +313,24 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("tokens", func(t *testing.T) {
+		var tc TokenCreated
+		a.do("POST", "/v1/tokens", "admin", map[string]any{"role": "auditor", "name": "temp"}, 201, &tc)
+		a.tokens["temp"] = tc.Token
+		a.do("GET", "/v1/identities", "temp", nil, 200, nil)
+		body := a.do("GET", "/v1/tokens", "admin", nil, 200, nil)
+		if !bytes.Contains(body, []byte(tc.ID)) || bytes.Contains(body, []byte(tc.Token)) || bytes.Contains(body, []byte(`"hash"`)) {
+			t.Fatalf("token list = %s", body)
+		}
+		a.do("DELETE", "/v1/tokens/"+tc.ID, "auditor", nil, 403, nil)
+		a.do("DELETE", "/v1/tokens/"+tc.ID, "admin", nil, 204, nil)
+		a.do("DELETE", "/v1/tokens/"+tc.ID, "admin", nil, 204, nil)
+		a.do("DELETE", "/v1/tokens/tok_nope", "admin", nil, 404, nil)
+		a.do("GET", "/v1/identities", "temp", nil, 401, nil)
+		a.do("POST", "/v1/cases/case_nope/retry", "admin", nil, 404, nil)
+		a.do("POST", "/v1/cases/case_nope/retry", "approver", nil, 403, nil)
+	})
+
 	t.Run("metrics", func(t *testing.T) {
 		body := a.do("GET", "/metrics", "", nil, 200, nil)
 		for _, m := range []string{"jml_events_accepted_total", "jml_introspections_total", "jml_http_request_duration_seconds"} {

@@ -272,6 +272,11 @@ type Tx interface {
 	InsertToken(ctx context.Context, t *Token) error
 	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)
+	// ListTokens returns every token, oldest first (hashes included).
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken marks a token revoked at at; it reports whether it was
+	// active. An unknown ID is NotFound.
+	RevokeToken(ctx context.Context, id string, at time.Time) (bool, error)
 
 	// Enqueue inserts a durable job in this transaction, to run at or after
 	// runAt (zero: now). It is part of the same commit as everything else.

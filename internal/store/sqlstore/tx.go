@@ -762,3 +762,37 @@ func (t *Tx) CountTokens(ctx context.Context) (int, error) {
 	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM api_tokens WHERE revoked_at = 0")
 	return n, err
 }
+
+func (t *Tx) ListTokens(ctx context.Context) ([]store.Token, error) {
+	rows, err := t.c.Query(ctx, "SELECT id, name, role, identity_id, hash, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Token
+	for rows.Next() {
+		var tk store.Token
+		var created, revoked int64
+		if err := rows.Scan(&tk.ID, &tk.Name, &tk.Role, &tk.IdentityID, &tk.Hash, &created, &revoked); err != nil {
+			return nil, err
+		}
+		tk.CreatedAt, tk.RevokedAt = fromMicros(created), fromMicros(revoked)
+		out = append(out, tk)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) RevokeToken(ctx context.Context, id string, at time.Time) (bool, error) {
+	n, err := t.c.Exec(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0", micros(at), id)
+	if err != nil || n > 0 {
+		return n > 0, err
+	}
+	var exists int
+	if err := t.row(ctx, []any{&exists}, "SELECT COUNT(*) FROM api_tokens WHERE id = ?", id); err != nil {
+		return false, err
+	}
+	if exists == 0 {
+		return false, notFound("token", id)
+	}
+	return false, nil
+}

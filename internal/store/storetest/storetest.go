@@ -419,6 +419,28 @@ func testTokens(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	update(t, s, func(tx store.Tx) error {
+		if ok, err := tx.RevokeToken(ctx, "tok_1", t0); !ok || err != nil {
+			t.Errorf("RevokeToken = %v, %v", ok, err)
+		}
+		if ok, err := tx.RevokeToken(ctx, "tok_1", t0); ok || err != nil {
+			t.Errorf("second RevokeToken = %v, %v, want false, nil", ok, err)
+		}
+		if _, err := tx.RevokeToken(ctx, "tok_nope", t0); !store.IsNotFound(err) {
+			t.Errorf("RevokeToken(unknown) = %v, want not found", err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		tks, err := tx.ListTokens(ctx)
+		if err != nil || len(tks) != 1 || !tks[0].RevokedAt.Equal(t0) {
+			t.Errorf("ListTokens = %+v, %v", tks, err)
+		}
+		if n, _ := tx.CountTokens(ctx); n != 0 {
+			t.Errorf("CountTokens after revoke = %d", n)
+		}
+		return nil
+	})
 }
 
 func testRollback(t *testing.T, s store.Store) {
