@@ -138,3 +138,28 @@ func TestRuleErrorsDoNotMatch(t *testing.T) {
 		t.Fatalf("Desired = %+v, want no grants and one error for rule r", d)
 	}
 }
+
+// TestDocumentedShapes keeps the examples in docs/policy.md working.
+func TestDocumentedShapes(t *testing.T) {
+	src := `
+systems: [{name: v, type: builtin}]
+entitlements: [{name: a, system: v}, {name: b, system: v}, {name: c, system: v}]
+birthright:
+  - {name: tools, when: '"prod-db-write" in identity.attributes.tools', entitlements: [a]}
+  - {name: env, when: 'has(identity.attributes.env) && identity.attributes.env == "prod"', entitlements: [b]}
+  - {name: loc, when: 'identity.attributes.location.startsWith("eu-")', entitlements: [c]}
+`
+	p, err := Parse("doc.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Explain(&identity.Identity{Kind: identity.AIAgent, State: identity.Active,
+		Attributes: map[string]any{"tools": []any{"prod-db-write"}, "location": "eu-west"}})
+	var got []string
+	for _, g := range d.Grants {
+		got = append(got, g.Entitlement)
+	}
+	if strings.Join(got, ",") != "a,c" || len(d.Errors) != 0 {
+		t.Fatalf("grants %v errors %v, want a,c and no errors (has() guards the missing env)", got, d.Errors)
+	}
+}
