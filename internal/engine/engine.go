@@ -87,6 +87,8 @@ type Engine struct {
 	metrics *Metrics
 	// deferBuiltin: see Config.DeferBuiltin.
 	deferBuiltin bool
+	// coalescer batches concurrent submissions where the store can.
+	coalescer *coalescer
 }
 
 // New returns an engine. Missing Now, Rand and Logger default to the clock,
@@ -110,6 +112,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	for name, c := range cfg.Connectors {
 		e.conns[name] = c
+	}
+	if b, ok := cfg.Store.(store.Batcher); ok {
+		e.coalescer = &coalescer{store: b}
 	}
 	if err := e.SetPolicy(cfg.Policy); err != nil {
 		return nil, err
@@ -160,6 +165,14 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
+	if e.coalescer != nil {
+		return e.submitCoalesced(ctx, p, ev)
+	}
+	return e.submitOne(ctx, p, ev)
+}
+
+// submitOne accepts one event in a transaction of its own.
+func (e *Engine) submitOne(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
 	var res *Result
 	var counters acceptCounters
 	err := e.store.Update(ctx, func(tx store.Tx) error {
@@ -171,13 +184,18 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err != nil {
 		return nil, err
 	}
-	if !res.Duplicate {
-		e.metrics.eventsAccepted.WithLabelValues(string(ev.Type)).Inc()
-		counters.observe(e.metrics)
-	} else {
-		e.metrics.eventsDuplicate.Inc()
-	}
+	e.observeAccepted(ev, res, counters)
 	return res, nil
+}
+
+// observeAccepted counts a committed submission in the metrics.
+func (e *Engine) observeAccepted(ev identity.Event, res *Result, counters acceptCounters) {
+	if res.Duplicate {
+		e.metrics.eventsDuplicate.Inc()
+		return
+	}
+	e.metrics.eventsAccepted.WithLabelValues(string(ev.Type)).Inc()
+	counters.observe(e.metrics)
 }
 
 // accept is Submit inside tx.

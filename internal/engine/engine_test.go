@@ -56,7 +56,9 @@ func openSQLiteB(t testing.TB) store.Store {
 
 func openSQLite(t *testing.T) store.Store { return openSQLiteB(t) }
 
-func openPostgres(t *testing.T) store.Store {
+func openPostgres(t *testing.T) store.Store { return openPostgresB(t) }
+
+func openPostgresB(t testing.TB) store.Store {
 	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), nil)
 	if err != nil {
 		t.Fatal(err)

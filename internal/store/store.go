@@ -49,6 +49,17 @@ type Store interface {
 	Close() error
 }
 
+// Batcher is a Store that can run several independent updates in one
+// transaction, to amortise per-transaction and per-statement costs.
+// UpdateBatch runs the fns in order in one transaction; if any fn or the
+// commit fails, nothing is committed and the error is returned, and the
+// caller runs them one by one instead. The caller guarantees that no fn
+// reads rows another fn of the batch inserts: inserts may be held back and
+// sent together, as multi-row statements, at the end of the batch.
+type Batcher interface {
+	UpdateBatch(ctx context.Context, fns []func(Tx) error) error
+}
+
 // JobArgs is a durable job's arguments; Kind names its worker. The same
 // shape as River's JobArgs.
 type JobArgs interface{ Kind() string }

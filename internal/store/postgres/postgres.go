@@ -203,6 +203,26 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	})
 }
 
+var _ store.Batcher = (*Store)(nil)
+
+// UpdateBatch implements store.Batcher: the fns share one transaction and
+// their deferred inserts go out merged, table by table, just before
+// commit.
+func (s *Store) UpdateBatch(ctx context.Context, fns []func(store.Tx) error) error {
+	return s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		c := &conn{tx: tx, holdWrites: true}
+		for _, fn := range fns {
+			if err := fn(sqlstore.NewTx(c, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+				_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
+				return err
+			})); err != nil {
+				return err
+			}
+		}
+		return c.flush(ctx)
+	})
+}
+
 // View implements store.Store.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -233,26 +253,33 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // is a Deferrer: statements whose results are not read wait in a batch
 // that goes out, in one round trip, before the next statement or commit.
 type conn struct {
-	tx    pgx.Tx
-	batch *pgx.Batch
+	tx      pgx.Tx
+	pending []sqlstore.Statement
+	// holdWrites keeps deferred statements until flush even when a read
+	// comes first (UpdateBatch, whose caller guarantees reads do not need
+	// them).
+	holdWrites bool
 }
 
 var _ sqlstore.Deferrer = (*conn)(nil)
 
 func (c *conn) ExecLater(q string, args ...any) {
-	if c.batch == nil {
-		c.batch = &pgx.Batch{}
-	}
-	c.batch.Queue(rebind(q), args...)
+	c.pending = append(c.pending, sqlstore.Statement{Query: q, Args: args})
 }
 
-// flush sends the deferred statements and reports the first error.
+// flush sends the deferred statements, inserts into the same table merged
+// into multi-row statements, in one round trip, and reports the first
+// error.
 func (c *conn) flush(ctx context.Context) error {
-	if c.batch == nil || c.batch.Len() == 0 {
+	if len(c.pending) == 0 {
 		return nil
 	}
-	b := c.batch
-	c.batch = nil
+	stmts := sqlstore.MergeInserts(c.pending, 65535)
+	c.pending = nil
+	b := &pgx.Batch{}
+	for _, st := range stmts {
+		b.Queue(rebind(st.Query), st.Args...)
+	}
 	br := c.tx.SendBatch(ctx, b)
 	for i := 0; i < b.Len(); i++ {
 		if _, err := br.Exec(); err != nil {
@@ -288,8 +315,10 @@ func rebind(q string) string {
 }
 
 func (c *conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	if err := c.flush(ctx); err != nil {
-		return 0, err
+	if !c.holdWrites {
+		if err := c.flush(ctx); err != nil {
+			return 0, err
+		}
 	}
 	tag, err := c.tx.Exec(ctx, rebind(q), args...)
 	if err != nil {
@@ -299,8 +328,10 @@ func (c *conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 }
 
 func (c *conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
-	if err := c.flush(ctx); err != nil {
-		return nil, err
+	if !c.holdWrites {
+		if err := c.flush(ctx); err != nil {
+			return nil, err
+		}
 	}
 	rows, err := c.tx.Query(ctx, rebind(q), args...)
 	if err != nil {

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"Tokens", testTokens},
 		{"Rollback", testRollback},
 		{"Meta", testMeta},
+		{"Batch", testBatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -489,4 +490,58 @@ func testMeta(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testBatch checks Batcher (where a backend has it): independent updates
+// commit together, and one failure commits none of them.
+func testBatch(t *testing.T, s store.Store) {
+	b, ok := s.(store.Batcher)
+	if !ok {
+		t.Skipf("%s runs updates one by one (group commit inside Update); it has no UpdateBatch", s.Backend())
+	}
+	ctx := context.Background()
+	fns := func(prefix string, failAt int) []func(store.Tx) error {
+		var out []func(store.Tx) error
+		for i := 0; i < 3; i++ {
+			out = append(out, func(tx store.Tx) error {
+				if err := tx.InsertIdentity(ctx, human(fmt.Sprintf("%s%d", prefix, i), fmt.Sprintf("%s-ext%d", prefix, i))); err != nil {
+					return err
+				}
+				if err := tx.PutGrant(ctx, &identity.Grant{IdentityID: fmt.Sprintf("%s%d", prefix, i), Entitlement: "e", System: "vault", GrantedAt: t0}); err != nil {
+					return err
+				}
+				if err := tx.AppendAudit(ctx, audit.New(t0, "a", "batch", fmt.Sprintf("%s%d", prefix, i), "", nil)); err != nil {
+					return err
+				}
+				if i == failAt {
+					return errors.New("boom")
+				}
+				return nil
+			})
+		}
+		return out
+	}
+	if err := b.UpdateBatch(ctx, fns("ok", -1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UpdateBatch(ctx, fns("bad", 1)); err == nil || err.Error() != "boom" {
+		t.Fatalf("failing batch = %v, want boom", err)
+	}
+	view(t, s, func(tx store.Tx) error {
+		for i := 0; i < 3; i++ {
+			if _, err := tx.GetIdentity(ctx, fmt.Sprintf("ok%d", i)); err != nil {
+				t.Errorf("identity ok%d: %v", i, err)
+			}
+			if gs, _ := tx.ListGrants(ctx, fmt.Sprintf("ok%d", i)); len(gs) != 1 {
+				t.Errorf("grants of ok%d = %d", i, len(gs))
+			}
+			if _, err := tx.GetIdentity(ctx, fmt.Sprintf("bad%d", i)); !store.IsNotFound(err) {
+				t.Errorf("identity bad%d of the failed batch: %v, want not found", i, err)
+			}
+		}
+		return nil
+	})
+	if n, err := Verify(ctx, s); err != nil || n != 3 {
+		t.Fatalf("Verify = %d, %v, want the 3 records of the committed batch", n, err)
+	}
 }

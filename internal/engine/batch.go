@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Coalescing: on a store that can run several updates in one transaction
+// (store.Batcher, PostgreSQL), concurrent Submit calls are accepted
+// together. There is no background goroutine: a caller that finds fewer
+// than maxLeaders batches running leads, taking every waiting submission it
+// can into batches until none is left; the others wait for their result.
+// A lone submission is a batch of one and runs at once.
+//
+// Batched submissions must be independent: no two touch the same identity,
+// directly or as owner or manager, so that none reads what another writes
+// (the store may hold inserts back until the end of the batch). When a
+// batch fails as a whole (one bad event fails the transaction), each of its
+// submissions is run again on its own, so a bad event gets its own error
+// and the others are accepted.
+const (
+	maxBatch   = 32
+	maxLeaders = 2
+)
+
+type submission struct {
+	ctx      context.Context
+	p        Principal
+	ev       identity.Event
+	res      *Result
+	err      error
+	counters acceptCounters
+	done     chan struct{}
+}
+
+type coalescer struct {
+	store   store.Batcher
+	mu      sync.Mutex
+	pending []*submission
+	leaders int
+	// multi counts batches of more than one submission; fallbacks, those
+	// that failed as a whole and were run one by one.
+	multi, fallbacks atomic.Int64
+}
+
+func (e *Engine) submitCoalesced(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
+	s := &submission{ctx: ctx, p: p, ev: ev, done: make(chan struct{})}
+	c := e.coalescer
+	c.mu.Lock()
+	c.pending = append(c.pending, s)
+	lead := c.leaders < maxLeaders
+	if lead {
+		c.leaders++
+	}
+	c.mu.Unlock()
+	if lead {
+		e.lead()
+	}
+	<-s.done
+	return s.res, s.err
+}
+
+// lead runs batches until no submission waits.
+func (e *Engine) lead() {
+	c := e.coalescer
+	for {
+		c.mu.Lock()
+		if len(c.pending) == 0 {
+			c.leaders--
+			c.mu.Unlock()
+			return
+		}
+		var batch []*submission
+		batch, c.pending = independent(c.pending, maxBatch)
+		c.mu.Unlock()
+		e.runBatch(batch)
+	}
+}
+
+// independent takes, in arrival order, up to max submissions that touch
+// no identity another taken one touches, and returns them and the rest.
+func independent(pending []*submission, max int) (taken, rest []*submission) {
+	touched := map[string]bool{}
+	for _, s := range pending {
+		keys := identityKeys(s.ev)
+		free := len(taken) < max
+		for _, k := range keys {
+			if touched[k] {
+				free = false
+			}
+		}
+		if !free {
+			rest = append(rest, s)
+			continue
+		}
+		for _, k := range keys {
+			touched[k] = true
+		}
+		taken = append(taken, s)
+	}
+	return taken, rest
+}
+
+// identityKeys names the identities an event reads or writes by source and
+// external ID: its own, its owner's and its manager's. (The leaver's owned
+// NHIs are covered: an event about one of them names it or its owner.)
+func identityKeys(ev identity.Event) []string {
+	keys := []string{ev.Source + "\x00" + ev.ExternalID}
+	if ev.Owner != "" {
+		src := ev.OwnerSource
+		if src == "" {
+			src = ev.Source
+		}
+		keys = append(keys, src+"\x00"+ev.Owner)
+	}
+	if ev.Manager != "" {
+		keys = append(keys, ev.Source+"\x00"+ev.Manager)
+	}
+	return keys
+}
+
+func (e *Engine) runBatch(batch []*submission) {
+	defer func() {
+		for _, s := range batch {
+			close(s.done)
+		}
+	}()
+	if len(batch) == 1 {
+		s := batch[0]
+		s.res, s.err = e.submitOne(s.ctx, s.p, s.ev)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fns := make([]func(store.Tx) error, len(batch))
+	for i, s := range batch {
+		fns[i] = func(tx store.Tx) error {
+			s.counters = acceptCounters{}
+			var err error
+			s.res, _, err = e.accept(ctx, tx, s.p, s.ev, &s.counters)
+			return err
+		}
+	}
+	e.coalescer.multi.Add(1)
+	if err := e.coalescer.store.UpdateBatch(ctx, fns); err != nil {
+		e.coalescer.fallbacks.Add(1)
+		for _, s := range batch {
+			s.res, s.err = e.submitOne(s.ctx, s.p, s.ev)
+		}
+		return
+	}
+	for _, s := range batch {
+		e.observeAccepted(s.ev, s.res, s.counters)
+	}
+}

@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/storetest"
+)
+
+// TestCoalescedSubmissions sends many events at once to an engine on
+// PostgreSQL, where concurrent submissions are accepted in batches: people,
+// NHIs owned by them (which must not share a batch with their owner's
+// event), duplicates, and bad events that fail their batch. Every
+// submission must get the answer it would get alone.
+func TestCoalescedSubmissions(t *testing.T) {
+	s := openPostgres(t)
+	f := newFixture(t, s)
+	if f.e.coalescer == nil {
+		t.Fatal("the PostgreSQL store should be a store.Batcher")
+	}
+	ctx := context.Background()
+	const people = 40
+	type outcome struct {
+		res *Result
+		err error
+	}
+	run := func(evs []identity.Event) []outcome {
+		out := make([]outcome, len(evs))
+		var wg sync.WaitGroup
+		for i, e := range evs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := f.e.Submit(ctx, source, e)
+				out[i] = outcome{res, err}
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	var evs []identity.Event
+	for i := 0; i < people; i++ {
+		evs = append(evs, ev(fmt.Sprint("j", i), identity.Joiner, fmt.Sprint("p", i), func(e *identity.Event) {
+			e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+		}))
+	}
+	first := run(evs)
+	for i, o := range first {
+		if o.err != nil {
+			t.Fatalf("joiner %d: %v", i, o.err)
+		}
+	}
+
+	// Second wave: NHIs owned by the people, movers of the same people in
+	// the same wave, duplicates of first-wave events, and bad events.
+	evs = nil
+	for i := 0; i < people; i++ {
+		evs = append(evs, ev(fmt.Sprint("bot", i), identity.Joiner, fmt.Sprint("bot", i), func(e *identity.Event) {
+			e.Kind, e.Owner, e.Attributes = identity.Pipeline, fmt.Sprint("p", i), map[string]any{"cluster": "eu-1"}
+		}))
+		evs = append(evs, ev(fmt.Sprint("m", i), identity.Mover, fmt.Sprint("p", i), func(e *identity.Event) {
+			e.Attributes = map[string]any{"department": "Sales"}
+		}))
+	}
+	dupAt := len(evs)
+	for i := 0; i < 5; i++ {
+		evs = append(evs, ev(fmt.Sprint("j", i), identity.Joiner, fmt.Sprint("p", i), func(e *identity.Event) { e.Kind = identity.Human }))
+	}
+	badAt := len(evs)
+	evs = append(evs,
+		ev("x1", identity.Mover, "nobody", nil),
+		ev("x2", identity.Joiner, "orphan", func(e *identity.Event) { e.Kind, e.Owner = identity.AIAgent, "ghost" }),
+		ev("x3", identity.Resume, "p7", nil),
+	)
+	second := run(evs)
+	for i, o := range second[:dupAt] {
+		if o.err != nil {
+			t.Fatalf("event %d (%s %s): %v", i, evs[i].Type, evs[i].ExternalID, o.err)
+		}
+	}
+	for i, o := range second[dupAt:badAt] {
+		if o.err != nil || !o.res.Duplicate || o.res.CaseID != first[i].res.CaseID {
+			t.Fatalf("duplicate %d = %+v, %v; first case %s", i, o.res, o.err, first[i].res.CaseID)
+		}
+	}
+	wantCodes := []identity.Code{identity.NotFound, identity.Invalid, identity.Conflict}
+	for i, o := range second[badAt:] {
+		if identity.ErrorCode(o.err) != wantCodes[i] {
+			t.Fatalf("bad event %d = %v, want %s", i, o.err, wantCodes[i])
+		}
+	}
+
+	// The state is what sequential processing gives.
+	err := s.View(ctx, func(tx store.Tx) error {
+		for i := 0; i < people; i++ {
+			p, err := tx.GetIdentityByExternalID(ctx, "hr", fmt.Sprint("p", i))
+			if err != nil {
+				return err
+			}
+			if p.Attributes["department"] != "Sales" {
+				t.Errorf("p%d department = %v", i, p.Attributes["department"])
+			}
+			if gs, _ := tx.ListGrants(ctx, p.ID); len(gs) != 0 {
+				t.Errorf("p%d moved to Sales still holds %d grants", i, len(gs))
+			}
+			bot, err := tx.GetIdentityByExternalID(ctx, "hr", fmt.Sprint("bot", i))
+			if err != nil {
+				return err
+			}
+			if bot.OwnerID != p.ID {
+				t.Errorf("bot%d owner = %s, want %s", i, bot.OwnerID, p.ID)
+			}
+			if creds, _ := tx.ListCredentials(ctx, bot.ID, true); len(creds) != 1 {
+				t.Errorf("bot%d holds %d credentials, want 1", i, len(creds))
+			}
+		}
+		if _, err := tx.GetIdentityByExternalID(ctx, "hr", "orphan"); !store.IsNotFound(err) {
+			t.Errorf("the rejected orphan was stored: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := storetest.Verify(ctx, s); err != nil || n == 0 {
+		t.Fatalf("audit verify = %d, %v", n, err)
+	}
+	multi, fallbacks := f.e.coalescer.multi.Load(), f.e.coalescer.fallbacks.Load()
+	t.Logf("%d multi-event batches, %d fell back to one by one", multi, fallbacks)
+	if multi == 0 {
+		t.Fatal("no multi-event batch: the test did not exercise batching")
+	}
+}
+
+// TestBatchFallback: a batch with a bad event fails as a whole and is run
+// one by one; the good events are accepted, the bad one gets its error.
+func TestBatchFallback(t *testing.T) {
+	f := newFixture(t, openPostgres(t))
+	mk := func(e identity.Event) *submission {
+		return &submission{ctx: context.Background(), p: source, ev: e, done: make(chan struct{})}
+	}
+	batch := []*submission{
+		mk(ev("1", identity.Joiner, "a", func(e *identity.Event) { e.Kind = identity.Human })),
+		mk(ev("2", identity.Mover, "nobody", nil)),
+		mk(ev("3", identity.Joiner, "b", func(e *identity.Event) { e.Kind = identity.Human })),
+	}
+	f.e.runBatch(batch)
+	if f.e.coalescer.fallbacks.Load() != 1 {
+		t.Fatalf("fallbacks = %d, want 1", f.e.coalescer.fallbacks.Load())
+	}
+	if batch[0].err != nil || batch[2].err != nil || batch[0].res.CaseID == "" || batch[2].res.CaseID == "" {
+		t.Fatalf("good events: %+v %v / %+v %v", batch[0].res, batch[0].err, batch[2].res, batch[2].err)
+	}
+	if identity.ErrorCode(batch[1].err) != identity.NotFound {
+		t.Fatalf("bad event = %v, want not found", batch[1].err)
+	}
+	for _, s := range batch {
+		select {
+		case <-s.done:
+		default:
+			t.Fatal("a submission was not released")
+		}
+	}
+}
+
+func TestIndependent(t *testing.T) {
+	a := &submission{ev: identity.Event{Source: "hr", ExternalID: "alice"}}
+	bot := &submission{ev: identity.Event{Source: "hr", ExternalID: "bot", Owner: "alice"}}
+	bob := &submission{ev: identity.Event{Source: "hr", ExternalID: "bob", Manager: "carol"}}
+	carol := &submission{ev: identity.Event{Source: "hr", ExternalID: "carol"}}
+	other := &submission{ev: identity.Event{Source: "ci", ExternalID: "alice"}}
+	taken, rest := independent([]*submission{a, bot, bob, carol, other}, 10)
+	if len(taken) != 3 || taken[0] != a || taken[1] != bob || taken[2] != other {
+		t.Fatalf("taken = %v", taken)
+	}
+	if len(rest) != 2 || rest[0] != bot || rest[1] != carol {
+		t.Fatalf("rest = %v", rest)
+	}
+	taken, rest = independent([]*submission{a, bob, carol}, 1)
+	if len(taken) != 1 || len(rest) != 2 {
+		t.Fatalf("max 1: taken %d rest %d", len(taken), len(rest))
+	}
+}
