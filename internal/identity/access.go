@@ -75,5 +75,4 @@ type Finding struct {
 // Finding kinds.
 const (
 	FindingOwnerNotActive = "owner_not_active"
-	FindingExpiredGrant   = "expired_grant"
 )
