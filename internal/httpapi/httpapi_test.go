@@ -21,6 +21,8 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/pgtest"
+	"github.com/jml-dev/jml/internal/store/postgres"
 	"github.com/jml-dev/jml/internal/store/sqlite"
 	"github.com/jml-dev/jml/internal/vault"
 )
@@ -34,10 +36,16 @@ type api struct {
 	seen   map[string]bool // "METHOD /pattern code" observed
 }
 
-func newAPI(t *testing.T) *api {
+func newAPI(t *testing.T, backend string) *api {
 	t.Helper()
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	var s store.Store
+	var err error
+	if backend == "postgres" {
+		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), nil)
+	} else {
+		s, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +177,13 @@ func (a *api) waitCase(id string, status store.CaseStatus) map[string]any {
 }
 
 func TestAPI(t *testing.T) {
-	a := newAPI(t)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { testAPI(t, backend) })
+	}
+}
+
+func testAPI(t *testing.T, backend string) {
+	a := newAPI(t, backend)
 
 	t.Run("auth", func(t *testing.T) {
 		a.do("GET", "/v1/identities", "", nil, 401, nil)
