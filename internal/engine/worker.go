@@ -67,7 +67,7 @@ func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs
 // steadily, well inside River's default 25 attempts.
 func (w *applyCaseWorker) NextRetry(job *river.Job[ApplyCaseArgs]) time.Time {
 	d := time.Second << min(job.Attempt, 9)
-	return time.Now().Add(min(d, 5*time.Minute))
+	return w.e.now().Add(min(d, 5*time.Minute))
 }
 
 type effectiveEventWorker struct {
