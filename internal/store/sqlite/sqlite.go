@@ -33,7 +33,6 @@ var dialect = sqlstore.Dialect{Name: "sqlite", Blob: "BLOB", ForUpdate: "", Seri
 
 // Store is the SQLite store.
 type Store struct {
-	path   string
 	write  *sql.DB
 	read   *sql.DB
 	logger *slog.Logger
@@ -104,7 +103,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s := &Store{path: path, write: write, logger: opts.Logger}
+	s := &Store{write: write, logger: opts.Logger}
 	if err := s.migrate(ctx); err != nil {
 		write.Close()
 		return nil, err
@@ -212,7 +211,6 @@ func (s *Store) commitBatch(batch []*update) {
 		return
 	}
 	c := conn{tx: tx, stmts: s.writeStmts}
-	committed := 0
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			errs[i] = err
@@ -222,9 +220,6 @@ func (s *Store) commitBatch(batch []*update) {
 			errs[i] = s.runUpdate(u, tx, c)
 		} else {
 			errs[i] = s.runSavepoint(u, tx, c)
-		}
-		if errs[i] == nil {
-			committed++
 		}
 	}
 	if len(batch) == 1 && errs[0] != nil {
