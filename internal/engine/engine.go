@@ -424,11 +424,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 	}
-	planType := typ
-	if typ == CaseExpiry {
-		planType = identity.Mover
-	}
-	steps := plan.Make(plan.Input{Event: planType, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
+	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
 		Grants: grants, Credentials: creds, Accounts: accounts})
 
 	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
@@ -444,8 +440,8 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	}
 	recs = append(recs, audit.New(now, p.ID, "event.accepted", after.ID, c.ID, stateData))
 
-	// A newer event replaces gated steps an older one left waiting: the
-	// approval would be for access computed from stale facts.
+	// A newer event replaces the widening earlier cases have not applied
+	// yet (see supersede).
 	var superseded []string
 	if before != nil { // a new identity has no earlier cases
 		var err error
