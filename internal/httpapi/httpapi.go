@@ -373,27 +373,17 @@ func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityV
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range []*[]identity.Grant{&v.Grants} {
-		if *l == nil {
-			*l = []identity.Grant{}
-		}
-	}
-	if v.Credentials == nil {
-		v.Credentials = []identity.Credential{}
-	}
-	if v.Accounts == nil {
-		v.Accounts = []identity.Account{}
-	}
-	if v.Findings == nil {
-		v.Findings = []identity.Finding{}
-	}
-	if v.Cases == nil {
-		v.Cases = []store.Case{}
-	}
-	if v.Timeline == nil {
-		v.Timeline = []audit.Record{}
-	}
+	// Empty lists are [] in JSON, never null.
+	v.Grants, v.Credentials, v.Accounts = nonNil(v.Grants), nonNil(v.Credentials), nonNil(v.Accounts)
+	v.Findings, v.Cases, v.Timeline = nonNil(v.Findings), nonNil(v.Cases), nonNil(v.Timeline)
 	return &v, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
