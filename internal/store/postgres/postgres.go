@@ -191,16 +191,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) err
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		c := &conn{tx: tx}
-		if err := fn(sqlstore.NewTx(c, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
-			_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
-			return err
-		})); err != nil {
-			return err
-		}
-		return c.flush(ctx)
-	})
+	return s.update(ctx, false, fn)
 }
 
 var _ store.Batcher = (*Store)(nil)
@@ -209,13 +200,20 @@ var _ store.Batcher = (*Store)(nil)
 // their deferred inserts go out merged, table by table, just before
 // commit.
 func (s *Store) UpdateBatch(ctx context.Context, fns []func(store.Tx) error) error {
+	return s.update(ctx, true, fns...)
+}
+
+// update runs fns in one read-write transaction; holdWrites keeps deferred
+// inserts until the end even when a read comes first.
+func (s *Store) update(ctx context.Context, holdWrites bool, fns ...func(store.Tx) error) error {
 	return s.run(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		c := &conn{tx: tx, holdWrites: true}
+		c := &conn{tx: tx, holdWrites: holdWrites}
+		enqueue := func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+			_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
+			return err
+		}
 		for _, fn := range fns {
-			if err := fn(sqlstore.NewTx(c, dialect, func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
-				_, err := s.insert.InsertTx(ctx, tx, args, &river.InsertOpts{ScheduledAt: runAt})
-				return err
-			})); err != nil {
+			if err := fn(sqlstore.NewTx(c, dialect, enqueue)); err != nil {
 				return err
 			}
 		}
