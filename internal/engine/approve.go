@@ -21,7 +21,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
 	}
 	var out *store.Case
-	completed := false
+	var moved store.CaseStatus
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		c, err := tx.GetCase(ctx, caseID)
 		if err != nil {
@@ -84,14 +84,14 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 				return err
 			}
 		}
-		if completed, err = e.settle(ctx, tx, c.ID, now); err != nil {
+		if moved, err = e.settle(ctx, tx, c.ID, now); err != nil {
 			return err
 		}
 		out, err = tx.GetCase(ctx, c.ID)
 		return err
 	})
-	if err == nil && completed {
-		e.metrics.casesCompleted.Inc()
+	if err == nil {
+		e.metrics.countSettled(moved)
 	}
 	return out, err
 }

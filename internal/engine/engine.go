@@ -578,11 +578,11 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 		cases[s.CaseID] = true
 	}
 	for id := range cases {
-		done, err := e.settle(ctx, tx, id, now)
+		moved, err := e.settle(ctx, tx, id, now)
 		if err != nil {
 			return nil, err
 		}
-		counters.completed += boolInt(done)
+		counters.completed += boolInt(moved == store.CaseCompleted)
 	}
 	return sortedSet(cases), nil
 }
@@ -598,23 +598,36 @@ func widening(a plan.Action) bool {
 }
 
 // settle recomputes a case's status from its steps and stores it. It
-// reports whether the case became completed, for the caller to count once
-// the transaction commits.
-func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) (bool, error) {
+// returns the status the case moved to, or "" when its status did not
+// change, for the caller to count once the transaction commits.
+func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) (store.CaseStatus, error) {
 	c, err := tx.GetCase(ctx, caseID)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	status, reason := caseStatus(c.Steps)
 	if status == c.Status && reason == c.Reason {
-		return false, nil
+		return "", nil
+	}
+	moved := store.CaseStatus("")
+	if status != c.Status {
+		moved = status
 	}
 	c.Status, c.Reason, c.UpdatedAt = status, reason, now
-	completed := false
-	if status == store.CaseCompleted && c.CompletedAt.IsZero() {
-		c.CompletedAt, completed = now, true
+	if status == store.CaseCompleted {
+		c.CompletedAt = now
 	}
-	return completed, tx.UpdateCase(ctx, c)
+	return moved, tx.UpdateCase(ctx, c)
+}
+
+// countSettled counts a committed change of a case's status.
+func (m *Metrics) countSettled(moved store.CaseStatus) {
+	switch moved {
+	case store.CaseCompleted:
+		m.casesCompleted.Inc()
+	case store.CaseFailed:
+		m.casesFailed.Inc()
+	}
 }
 
 // caseStatus derives a case's status from its steps: completed only when

@@ -107,6 +107,9 @@ func TestTargetDown(t *testing.T) {
 	if c.Status != store.CaseFailed || !strings.Contains(c.Reason, "connection refused") {
 		t.Fatalf("case after the last attempt = %s %q", c.Status, c.Reason)
 	}
+	if n := f.e.metrics.CasesFailed(); n != 1 {
+		t.Fatalf("jml_cases_failed_total = %v, want 1", n)
+	}
 	var failed store.Step
 	for _, s := range c.Steps {
 		if s.Status == store.StepFailed {

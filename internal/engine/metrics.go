@@ -10,6 +10,7 @@ type Metrics struct {
 	eventsAccepted     *prometheus.CounterVec
 	eventsDuplicate    prometheus.Counter
 	casesCompleted     prometheus.Counter
+	casesFailed        prometheus.Counter
 	stepsDone          *prometheus.CounterVec
 	stepsFailed        *prometheus.CounterVec
 	credentialsIssued  prometheus.Counter
@@ -25,6 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		eventsAccepted:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_events_accepted_total", Help: "Lifecycle events accepted, by type."}, []string{"type"}),
 		eventsDuplicate:    prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_events_duplicate_total", Help: "Events answered from an earlier submission with the same source and event ID."}),
 		casesCompleted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_completed_total", Help: "Cases whose every step is final."}),
+		casesFailed:        prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_failed_total", Help: "Cases that gave up on a step and need attention (alert on its rate)."}),
 		stepsDone:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_steps_done_total", Help: "Steps applied, by system and action."}, []string{"system", "action"}),
 		stepsFailed:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_step_failures_total", Help: "Failed step attempts, by system and action."}, []string{"system", "action"}),
 		credentialsIssued:  prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_issued_total", Help: "Credentials issued or rotated in."}),
@@ -33,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		introspections:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_introspections_total", Help: "Introspection requests, by answer."}, []string{"active"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.eventsAccepted, m.eventsDuplicate, m.casesCompleted, m.stepsDone, m.stepsFailed,
+		reg.MustRegister(m.eventsAccepted, m.eventsDuplicate, m.casesCompleted, m.casesFailed, m.stepsDone, m.stepsFailed,
 			m.credentialsIssued, m.credentialsRevoked, m.findings, m.introspections)
 	}
 	return m
@@ -41,9 +43,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // CasesCompleted is the number of cases completed since start, for
 // benchmarks and tests that wait on progress.
-func (m *Metrics) CasesCompleted() float64 {
+func (m *Metrics) CasesCompleted() float64 { return counterValue(m.casesCompleted) }
+
+// CasesFailed is the number of times a case gave up since start.
+func (m *Metrics) CasesFailed() float64 { return counterValue(m.casesFailed) }
+
+func counterValue(c prometheus.Counter) float64 {
 	var d dto.Metric
-	if err := m.casesCompleted.Write(&d); err != nil {
+	if err := c.Write(&d); err != nil {
 		return 0
 	}
 	return d.GetCounter().GetValue()

@@ -253,19 +253,19 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 }
 
 // updateAndSettle runs fn and then settles the case, in one transaction,
-// and counts the case as completed once that commits.
+// and counts the case's new status once that commits.
 func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(store.Tx) error) error {
-	completed := false
+	var moved store.CaseStatus
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		var err error
-		completed, err = e.settle(ctx, tx, caseID, e.now().UTC())
+		moved, err = e.settle(ctx, tx, caseID, e.now().UTC())
 		return err
 	})
-	if err == nil && completed {
-		e.metrics.casesCompleted.Inc()
+	if err == nil {
+		e.metrics.countSettled(moved)
 	}
 	return err
 }
