@@ -438,7 +438,10 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 		stateData["from"], stateData["to"] = from, string(after.State)
 	}
-	recs = append(recs, audit.New(now, p.ID, "event.accepted", after.ID, c.ID, stateData))
+	// The acceptance record (state change and plan) is appended once the
+	// plan's inline steps have run, so it carries their results too.
+	accepted := len(recs)
+	recs = append(recs, audit.Record{})
 
 	// A newer event replaces the widening earlier cases have not applied
 	// yet (see supersede).
@@ -512,7 +515,8 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 	}
-	recs = append(recs, audit.New(now, p.ID, "case.planned", after.ID, c.ID, map[string]any{"steps": planSummary(c.Steps)}))
+	stateData["steps"] = planSummary(c.Steps)
+	recs[accepted] = audit.New(now, p.ID, "event.accepted", after.ID, c.ID, stateData)
 
 	if after.State == identity.Departed || after.State == identity.Suspended {
 		n, more, err := e.ownerFindings(ctx, tx, after, now)
