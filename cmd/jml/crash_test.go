@@ -26,7 +26,26 @@ import (
 type server struct {
 	cmd *exec.Cmd
 	url string
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer the server process's output can be written
+// to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func startServer(t *testing.T, bin, dir, token string) *server {
@@ -37,7 +56,7 @@ func startServer(t *testing.T, bin, dir, token string) *server {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s := &server{url: "http://" + addr, log: &bytes.Buffer{}}
+	s := &server{url: "http://" + addr, log: &syncBuffer{}}
 	s.cmd = exec.Command(bin, "serve", "--config", "jml.yaml", "--addr", addr)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), "JML_BOOTSTRAP_TOKEN="+token, "JML_MASTER_KEY="+strings.Repeat("cd", 32))

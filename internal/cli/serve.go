@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -88,6 +89,21 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	return &runtime{cfg: cfg, store: s, engine: e, log: log, reg: reg}, nil
 }
 
+// reloadPolicy compiles the policy file again and, if it is valid and
+// every system has a connector, switches the engine to it for events
+// accepted from then on.
+func reloadPolicy(rt *runtime, log *slog.Logger) {
+	pol, err := policy.LoadFile(rt.cfg.PolicyPath())
+	if err == nil {
+		err = rt.engine.SetPolicy(pol)
+	}
+	if err != nil {
+		log.Error("policy reload failed; the running policy stays", "policy", rt.cfg.PolicyPath(), "error", err)
+		return
+	}
+	log.Info("policy reloaded", "policy", rt.cfg.PolicyPath(), "entitlements", len(pol.Entitlements), "birthright_rules", len(pol.Birthrights))
+}
+
 func serveCmd(ev *env) *cobra.Command {
 	var cfgPath, dsn, addr string
 	cmd := &cobra.Command{
@@ -145,10 +161,22 @@ func serveCmd(ev *env) *cobra.Command {
 			log.Info("jml serving", "addr", ln.Addr().String(), "store", rt.store.Backend(), "policy", rt.cfg.PolicyPath())
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
+			// SIGHUP reloads the policy file: a policy kept in git is
+			// deployed without a restart. A file that does not compile is
+			// logged and the running policy stays.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		serving:
+			for {
+				select {
+				case err := <-errc:
+					return err
+				case <-hup:
+					reloadPolicy(rt, log)
+				case <-ctx.Done():
+					break serving
+				}
 			}
 			log.Info("shutting down")
 			shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)

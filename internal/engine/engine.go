@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,14 +78,18 @@ type Config struct {
 
 // Engine is safe for concurrent use.
 type Engine struct {
-	store   store.Store
-	policy  atomic.Pointer[policy.Policy]
-	sealer  *vault.Sealer
-	conns   map[string]connector.Connector
-	log     *slog.Logger
-	now     func() time.Time
-	rand    io.Reader
-	metrics *Metrics
+	store  store.Store
+	policy atomic.Pointer[policy.Policy]
+	sealer *vault.Sealer
+	// conns maps system names to connectors. SetPolicy replaces the map
+	// (never mutates it), so readers need no lock.
+	conns atomic.Pointer[map[string]connector.Connector]
+	// setPolicy serialises SetPolicy calls.
+	setPolicy sync.Mutex
+	log       *slog.Logger
+	now       func() time.Time
+	rand      io.Reader
+	metrics   *Metrics
 	// deferBuiltin: see Config.DeferBuiltin.
 	deferBuiltin bool
 	// coalescer batches concurrent submissions where the store can.
@@ -97,7 +102,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
 		return nil, fmt.Errorf("engine: store, policy and sealer are required")
 	}
-	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, conns: map[string]connector.Connector{}, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin}
+	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -110,9 +115,11 @@ func New(cfg Config) (*Engine, error) {
 	if e.metrics == nil {
 		e.metrics = NewMetrics(nil)
 	}
+	conns := make(map[string]connector.Connector, len(cfg.Connectors))
 	for name, c := range cfg.Connectors {
-		e.conns[name] = c
+		conns[name] = c
 	}
+	e.conns.Store(&conns)
 	if b, ok := cfg.Store.(store.Batcher); ok {
 		e.coalescer = &coalescer{store: b}
 	}
@@ -123,20 +130,32 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // SetPolicy replaces the policy for events accepted from now on. Every
-// system must have a connector.
+// system must have a connector. It is safe to call while the engine runs
+// (jml serve calls it on SIGHUP); cases already planned keep their steps.
 func (e *Engine) SetPolicy(p *policy.Policy) error {
+	e.setPolicy.Lock()
+	defer e.setPolicy.Unlock()
+	old := *e.conns.Load()
+	conns := make(map[string]connector.Connector, len(old)+len(p.Systems))
+	for name, c := range old {
+		conns[name] = c
+	}
 	for name, sys := range p.Systems {
-		if _, ok := e.conns[name]; ok {
+		if _, ok := conns[name]; ok {
 			continue
 		}
 		if sys.Type != builtin.Type {
 			return identity.Errorf(identity.Invalid, "system %q: no connector for type %q (this build has: builtin)", name, sys.Type)
 		}
-		e.conns[name] = builtin.Conn{}
+		conns[name] = builtin.Conn{}
 	}
+	e.conns.Store(&conns)
 	e.policy.Store(p)
 	return nil
 }
+
+// conn returns the connector of a system, or nil.
+func (e *Engine) conn(system string) connector.Connector { return (*e.conns.Load())[system] }
 
 // Policy returns the current policy.
 func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }

@@ -124,7 +124,7 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 		}
 		progressed := false
 		for _, s := range runnable {
-			conn := e.conns[s.System]
+			conn := e.conn(s.System)
 			if conn == nil {
 				failed[s.System] = true
 				if err := e.failStep(ctx, c, s, fmt.Errorf("no connector for system %q", s.System), true); err != nil && firstErr == nil {
@@ -200,7 +200,7 @@ func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Iden
 // transactional reports whether a system's connector is applied inside
 // jml's own transactions (the built-in vault).
 func (e *Engine) transactional(system string) bool {
-	tc, ok := e.conns[system].(connector.Transactional)
+	tc, ok := e.conn(system).(connector.Transactional)
 	return ok && tc.InTransaction()
 }
 
