@@ -210,7 +210,20 @@ func (s *Store) commitBatch(batch []*update) {
 		}
 		return
 	}
-	c := conn{tx: tx, stmts: s.writeStmts}
+	fail := func(err error) {
+		tx.Rollback()
+		for _, u := range batch {
+			u.done <- err
+		}
+	}
+	// The audit head is read once per transaction and kept in memory
+	// across its updates (the write lock is held: no other process can
+	// move it meanwhile), then written once before commit.
+	c := &writeConn{conn: conn{tx: tx, stmts: s.writeStmts}}
+	if err := c.readHead(); err != nil {
+		fail(fmt.Errorf("audit head: %w", err))
+		return
+	}
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			errs[i] = err
@@ -227,6 +240,12 @@ func (s *Store) commitBatch(batch []*update) {
 		batch[0].done <- errs[0]
 		return
 	}
+	if c.head.dirty {
+		if _, err := c.Exec(context.Background(), "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", c.head.seq, c.head.hash); err != nil {
+			fail(fmt.Errorf("audit head: %w", err))
+			return
+		}
+	}
 	cerr := tx.Commit()
 	for i, u := range batch {
 		if errs[i] == nil {
@@ -236,9 +255,44 @@ func (s *Store) commitBatch(batch []*update) {
 	}
 }
 
+// writeConn is the writer's connection: a conn that keeps the audit head
+// for the transaction (sqlstore.HeadKeeper).
+type writeConn struct {
+	conn
+	head struct {
+		seq   int64
+		hash  string
+		dirty bool
+	}
+}
+
+var _ sqlstore.HeadKeeper = (*writeConn)(nil)
+
+// readHead loads the head row, through the prepared-statement cache.
+func (c *writeConn) readHead() error {
+	rows, err := c.Query(context.Background(), "SELECT seq, hash FROM audit_head WHERE id = 1")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return errors.New("the audit head row is missing: the audit log was tampered with")
+	}
+	return rows.Scan(&c.head.seq, &c.head.hash)
+}
+
+func (c *writeConn) AuditHead() (int64, string, bool) { return c.head.seq, c.head.hash, true }
+
+func (c *writeConn) SetAuditHead(seq int64, hash string) {
+	c.head.seq, c.head.hash, c.head.dirty = seq, hash, true
+}
+
 // runUpdate runs one update's fn, turning a panic into an error so that
 // one bad caller cannot take the writer down.
-func (s *Store) runUpdate(u *update, tx *sql.Tx, c conn) (err error) {
+func (s *Store) runUpdate(u *update, tx *sql.Tx, c *writeConn) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic in update: %v", r)
@@ -251,13 +305,15 @@ func (s *Store) runUpdate(u *update, tx *sql.Tx, c conn) (err error) {
 }
 
 // runSavepoint runs one update of a batch inside a savepoint, undoing
-// exactly its changes when it fails.
-func (s *Store) runSavepoint(u *update, tx *sql.Tx, c conn) error {
+// exactly its changes, the audit head it moved included, when it fails.
+func (s *Store) runSavepoint(u *update, tx *sql.Tx, c *writeConn) error {
 	if _, err := tx.Exec("SAVEPOINT jml_update"); err != nil {
 		return err
 	}
+	head := c.head
 	err := s.runUpdate(u, tx, c)
 	if err != nil {
+		c.head = head
 		if _, rerr := tx.Exec("ROLLBACK TO jml_update"); rerr != nil {
 			return errors.Join(err, rerr)
 		}

@@ -35,6 +35,15 @@ type Deferrer interface {
 	ExecLater(query string, args ...any)
 }
 
+// HeadKeeper is a Conn whose backend has a single writer and so can keep
+// the audit head (last seq and hash) in memory across the updates of a
+// transaction. AuditHead reports it when known; after SetAuditHead the
+// keeper must write the head row before its transaction commits.
+type HeadKeeper interface {
+	AuditHead() (seq int64, hash string, ok bool)
+	SetAuditHead(seq int64, hash string)
+}
+
 // Rows is the part of a result set the shared SQL reads.
 type Rows interface {
 	Next() bool

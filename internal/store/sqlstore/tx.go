@@ -607,8 +607,16 @@ func (t *Tx) AppendAudit(ctx context.Context, recs ...audit.Record) error {
 func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 	var seq int64
 	var hash string
-	if err := queryRow(ctx, c, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+d.ForUpdate); err != nil {
-		return fmt.Errorf("audit head: %w", err)
+	hk, cached := c.(HeadKeeper)
+	if cached {
+		var ok bool
+		seq, hash, ok = hk.AuditHead()
+		cached = ok
+	}
+	if !cached {
+		if err := queryRow(ctx, c, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+d.ForUpdate); err != nil {
+			return fmt.Errorf("audit head: %w", err)
+		}
 	}
 	args := make([]any, 0, 9*len(recs))
 	for i := range recs {
@@ -625,6 +633,11 @@ func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 		if _, err := c.Exec(ctx, q, args[start*9:(start+n)*9]...); err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
+	}
+	if hk != nil {
+		// The keeper writes the head row itself, once per transaction.
+		hk.SetAuditHead(seq, hash)
+		return nil
 	}
 	_, err := c.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hash)
 	return err
