@@ -64,20 +64,33 @@ func startServer(t *testing.T, bin, dir, token string) *server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, 30*time.Second, func() (bool, string) {
 		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
+		if err != nil {
+			return false, "jml serve not ready: " + err.Error() + "\n" + s.log.String()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, "jml serve not ready: " + resp.Status + "\n" + s.log.String()
+	})
+	return s
+}
+
+// waitFor polls cond every 10 ms until it holds, and fails the test with
+// cond's message when it still does not after timeout.
+func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, msg := cond()
+		if ok {
+			return
 		}
 		if time.Now().After(deadline) {
-			s.cmd.Process.Kill()
-			t.Fatalf("jml serve not ready: %v\n%s", err, s.log)
+			t.Fatal(msg)
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -135,6 +148,9 @@ func TestCrashRecovery(t *testing.T) {
 	srv := startServer(t, bin, dir, token)
 	var mu sync.Mutex
 	acked := map[int]string{} // event index -> case ID
+	// reached closes once a good part of the leavers is in: the moment to
+	// kill the server, mid-flight.
+	reached, reachedOnce := make(chan struct{}), sync.Once{}
 	// submit sends events in order (a leaver only after its joiner was
 	// acknowledged, as a source would), from 4 goroutines, until the
 	// server dies.
@@ -159,6 +175,9 @@ func TestCrashRecovery(t *testing.T) {
 						}
 						mu.Lock()
 						acked[i] = r.CaseID
+						if len(acked) >= people+people/3 {
+							reachedOnce.Do(func() { close(reached) })
+						}
 						mu.Unlock()
 					}
 				}()
@@ -172,18 +191,9 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	killed := make(chan struct{})
 	go func() {
-		// Kill once a good part of the leavers is in, mid-flight.
-		for {
-			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= people+people/3 {
-				srv.cmd.Process.Signal(syscall.SIGKILL)
-				close(killed)
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
+		<-reached
+		srv.cmd.Process.Signal(syscall.SIGKILL)
+		close(killed)
 	}()
 	submit(srv.url)
 	<-killed
@@ -213,26 +223,19 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// Every case completes.
-	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < 2*people; i++ {
-		for {
+		waitFor(t, 60*time.Second, func() (bool, string) {
 			req, _ := http.NewRequest("GET", srv.url+"/v1/cases/"+acked[i], nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				t.Fatal(err)
+				return false, err.Error()
 			}
 			var c store.Case
 			json.NewDecoder(resp.Body).Decode(&c)
 			resp.Body.Close()
-			if c.Status == store.CaseCompleted {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("case %s of event %d is %s (%s)\n%s", c.ID, i, c.Status, c.Reason, srv.log)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return c.Status == store.CaseCompleted, fmt.Sprintf("case %s of event %d is %s (%s)\n%s", c.ID, i, c.Status, c.Reason, srv.log)
+		})
 	}
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()

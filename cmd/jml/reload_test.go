@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,13 +64,10 @@ birthright:
 		return strings.Join(out, ",")
 	}
 	waitLog := func(want string) {
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(srv.log.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the server log:\n%s", want, srv.log)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, 10*time.Second, func() (bool, string) {
+			log := srv.log.String()
+			return strings.Contains(log, want), fmt.Sprintf("no %q in the server log:\n%s", want, log)
+		})
 	}
 
 	if got := grants("a"); got != "wiki" {
