@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -493,7 +495,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 		if len(revokedHere) > 0 {
 			counters.revoked += len(revokedHere)
-			recs = append(recs, audit.New(now, p.ID, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": sortedSet(revokedHere), "when": "in the leaver's transaction"}))
+			recs = append(recs, audit.New(now, p.ID, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revokedHere)), "when": "in the leaver's transaction"}))
 		}
 	}
 
@@ -607,7 +609,7 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 		}
 		counters.completed += boolInt(moved == store.CaseCompleted)
 	}
-	return sortedSet(cases), nil
+	return slices.Sorted(maps.Keys(cases)), nil
 }
 
 // widening reports whether a step gives access (and so must not apply to an

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -568,13 +567,4 @@ func (e *Engine) expireGrant(ctx context.Context, a ExpireGrantArgs) error {
 		}
 		return tx.AppendAudit(ctx, audit.New(now, System.ID, "grant.expired", a.IdentityID, c.ID, map[string]any{"entitlement": g.Entitlement, "expiresAt": g.ExpiresAt}))
 	})
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -313,14 +313,13 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, _ engine
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err
 	}
-	out := IdentityList{Items: []identity.Identity{}}
+	var out IdentityList
 	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		items, err := tx.ListIdentities(r.Context(), f)
-		if len(items) > 0 {
-			out.Items = items
-		}
+		var err error
+		out.Items, err = tx.ListIdentities(r.Context(), f)
 		return err
 	})
+	out.Items = nonNil(out.Items)
 	if err != nil {
 		return err
 	}
@@ -498,14 +497,13 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.P
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err
 	}
-	out := FindingList{Items: []identity.Finding{}}
+	var out FindingList
 	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		items, err := tx.ListFindings(r.Context(), f)
-		if len(items) > 0 {
-			out.Items = items
-		}
+		var err error
+		out.Items, err = tx.ListFindings(r.Context(), f)
 		return err
 	})
+	out.Items = nonNil(out.Items)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +114,7 @@ type Policy struct {
 	Birthrights  []*BirthrightRule
 	Credentials  []*CredentialRule
 	eval         *evaluator
+	credByName   map[string]*CredentialRule
 	entNames     []string       // every entitlement name, sorted
 	entIndex     map[string]int // name -> index in entNames
 }
@@ -121,14 +123,7 @@ type Policy struct {
 func (p *Policy) Entitlement(name string) *Entitlement { return p.Entitlements[name] }
 
 // CredentialRule returns the named credential rule or nil.
-func (p *Policy) CredentialRule(name string) *CredentialRule {
-	for _, c := range p.Credentials {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
+func (p *Policy) CredentialRule(name string) *CredentialRule { return p.credByName[name] }
 
 // file is the YAML shape; it is decoded strictly (unknown fields are errors).
 type file struct {
@@ -247,10 +242,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		}
 		p.Roles[r.Name] = &Role{Name: r.Name, Entitlements: r.Entitlements}
 	}
-	for name := range p.Entitlements {
-		p.entNames = append(p.entNames, name)
-	}
-	sort.Strings(p.entNames)
+	p.entNames = slices.Sorted(maps.Keys(p.Entitlements))
 	p.entIndex = make(map[string]int, len(p.entNames))
 	for i, n := range p.entNames {
 		p.entIndex[n] = i
@@ -292,20 +284,19 @@ func Parse(name string, data []byte) (*Policy, error) {
 			return nil, errf("birthright rule %q grants nothing: give it roles or entitlements", b.Name)
 		}
 		idx := make([]int, 0, len(set))
-		for _, e := range sortedKeys(set) {
+		for _, e := range slices.Sorted(maps.Keys(set)) {
 			idx = append(idx, p.entIndex[e])
 		}
 		p.Birthrights = append(p.Birthrights, &BirthrightRule{Name: b.Name, Roles: b.Roles, Entitlements: b.Entitlements, expandedIdx: idx, reason: "birthright:" + b.Name, when: r})
 	}
-	seen = map[string]bool{}
+	p.credByName = map[string]*CredentialRule{}
 	for i, c := range f.Credentials {
 		if !namePattern.MatchString(c.Name) {
 			return nil, errf("credentials[%d]: name %q must match %s", i, c.Name, namePattern)
 		}
-		if seen[c.Name] {
+		if p.credByName[c.Name] != nil {
 			return nil, errf("credential rule %q is defined twice", c.Name)
 		}
-		seen[c.Name] = true
 		if p.Systems[c.System] == nil {
 			return nil, errf("credential rule %q: unknown system %q", c.Name, c.System)
 		}
@@ -321,7 +312,9 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if err != nil {
 			return nil, errf("credential rule %q: when: %v", c.Name, err)
 		}
-		p.Credentials = append(p.Credentials, &CredentialRule{Name: c.Name, System: c.System, Type: typ, TTL: ttl, RotateOnMove: c.RotateOnMove, RotateOn: c.RotateOn, when: r})
+		cr := &CredentialRule{Name: c.Name, System: c.System, Type: typ, TTL: ttl, RotateOnMove: c.RotateOnMove, RotateOn: c.RotateOn, when: r}
+		p.Credentials = append(p.Credentials, cr)
+		p.credByName[c.Name] = cr
 	}
 	p.eval = newEvaluator(p)
 	return p, nil
@@ -349,15 +342,6 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q is negative", s)
 	}
 	return d, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // newEnv declares the CEL environment rules are checked against: one

@@ -24,7 +24,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true}
+var dialect = sqlstore.Dialect{Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true}
 
 // Store is the PostgreSQL store.
 type Store struct {
@@ -242,10 +242,6 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return err
 }
-
-// Pool returns the connection pool, for benchmarks that measure raw
-// PostgreSQL.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // conn adapts pgx.Tx to sqlstore.Conn, rewriting ? placeholders to $n. It
 // is a Deferrer: statements whose results are not read wait in a batch

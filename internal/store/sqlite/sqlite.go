@@ -29,7 +29,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "sqlite", Blob: "BLOB", ForUpdate: "", Serial: "INTEGER"}
+var dialect = sqlstore.Dialect{Blob: "BLOB", ForUpdate: "", Serial: "INTEGER"}
 
 // Store is the SQLite store.
 type Store struct {
@@ -270,18 +270,11 @@ var _ sqlstore.HeadKeeper = (*writeConn)(nil)
 
 // readHead loads the head row, through the prepared-statement cache.
 func (c *writeConn) readHead() error {
-	rows, err := c.Query(context.Background(), "SELECT seq, hash FROM audit_head WHERE id = 1")
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
+	err := sqlstore.QueryRow(context.Background(), c, []any{&c.head.seq, &c.head.hash}, "SELECT seq, hash FROM audit_head WHERE id = 1")
+	if errors.Is(err, sqlstore.ErrNoRows) {
 		return errors.New("the audit head row is missing: the audit log was tampered with")
 	}
-	return rows.Scan(&c.head.seq, &c.head.hash)
+	return err
 }
 
 func (c *writeConn) AuditHead() (int64, string, bool) { return c.head.seq, c.head.hash, true }

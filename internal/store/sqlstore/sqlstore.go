@@ -54,7 +54,6 @@ type Rows interface {
 
 // Dialect is what differs between the backends' SQL.
 type Dialect struct {
-	Name string
 	// Blob is the type of binary columns.
 	Blob string
 	// ForUpdate is appended to a SELECT that must lock its rows until the
@@ -102,7 +101,7 @@ func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn fu
 		sqlText := strings.NewReplacer("{{blob}}", d.Blob, "{{serial}}", d.Serial).Replace(string(body))
 		err = run(ctx, func(c Conn) error {
 			var n int
-			if err := queryRow(ctx, c, []any{&n}, "SELECT COUNT(*) FROM jml_schema_migrations WHERE version = ?", version); err != nil {
+			if err := QueryRow(ctx, c, []any{&n}, "SELECT COUNT(*) FROM jml_schema_migrations WHERE version = ?", version); err != nil {
 				return err
 			}
 			if n > 0 {
@@ -146,10 +145,11 @@ func splitStatements(s string) []string {
 	return out
 }
 
-var errNoRows = errors.New("no rows")
+// ErrNoRows is what QueryRow returns for a query without rows.
+var ErrNoRows = errors.New("no rows")
 
-// queryRow scans the first row of a query into dest, or returns errNoRows.
-func queryRow(ctx context.Context, c Conn, dest []any, query string, args ...any) error {
+// QueryRow scans the first row of a query into dest, or returns ErrNoRows.
+func QueryRow(ctx context.Context, c Conn, dest []any, query string, args ...any) error {
 	rows, err := c.Query(ctx, query, args...)
 	if err != nil {
 		return err
@@ -159,7 +159,7 @@ func queryRow(ctx context.Context, c Conn, dest []any, query string, args ...any
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		return errNoRows
+		return ErrNoRows
 	}
 	if err := rows.Scan(dest...); err != nil {
 		return err

@@ -44,7 +44,7 @@ func (t *Tx) write(ctx context.Context, q string, args ...any) error {
 }
 
 func (t *Tx) row(ctx context.Context, dest []any, q string, args ...any) error {
-	return queryRow(ctx, t.c, dest, q, args...)
+	return QueryRow(ctx, t.c, dest, q, args...)
 }
 
 // one runs a query for at most one row and scans it; no row is a NotFound
@@ -614,7 +614,7 @@ func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 		cached = ok
 	}
 	if !cached {
-		if err := queryRow(ctx, c, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+d.ForUpdate); err != nil {
+		if err := QueryRow(ctx, c, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1"+d.ForUpdate); err != nil {
 			return fmt.Errorf("audit head: %w", err)
 		}
 	}
@@ -725,7 +725,7 @@ func (t *Tx) AuditHead(ctx context.Context) (int64, string, error) {
 	var seq int64
 	var hash string
 	err := t.row(ctx, []any{&seq, &hash}, "SELECT seq, hash FROM audit_head WHERE id = 1")
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, ErrNoRows) {
 		return 0, "", &identity.Error{Code: identity.Internal, Message: "audit head row is missing: the audit log was tampered with"}
 	}
 	return seq, hash, err
@@ -736,7 +736,7 @@ func (t *Tx) AuditHead(ctx context.Context) (int64, string, error) {
 func (t *Tx) GetMeta(ctx context.Context, name string) (string, error) {
 	var v string
 	err := t.row(ctx, []any{&v}, "SELECT value FROM jml_meta WHERE name = ?", name)
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, ErrNoRows) {
 		return "", nil
 	}
 	return v, err
@@ -760,7 +760,7 @@ func (t *Tx) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, err
 	var created, revoked int64
 	err := t.row(ctx, []any{&tk.ID, &tk.Name, &tk.Role, &tk.IdentityID, &tk.Hash, &created, &revoked},
 		"SELECT id, name, role, identity_id, hash, created_at, revoked_at FROM api_tokens WHERE hash = ?", hash)
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, ErrNoRows) {
 		return nil, notFound("token", "by hash")
 	}
 	if err != nil {
