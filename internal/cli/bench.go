@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,7 +13,7 @@ import (
 
 func benchCmd(ev *env) *cobra.Command {
 	o := bench.Options{}
-	var dir string
+	var dir, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure time to revoke, joiner throughput and policy evaluation, each against a same-run baseline",
@@ -32,6 +34,17 @@ func benchCmd(ev *env) *cobra.Command {
 				defer os.RemoveAll(d)
 				dir = d
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			o.Dir, o.Out = dir, ev.stdout
 			return bench.Run(cmd.Context(), o)
 		},
@@ -44,6 +57,7 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().DurationVar(&o.Jobs.PollInterval, "poll-interval", 10*time.Millisecond, "River fetch poll interval")
 	cmd.Flags().StringVar(&o.PostgresAdminURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to benchmark on (env JML_BENCH_POSTGRES)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for SQLite files (default: a temporary one)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
 	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, revoke, sqlite, jobs, postgres")
 	return cmd
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +112,9 @@ func independent(pending []*submission, max int) (taken, rest []*submission) {
 // external ID: its own, its owner's and its manager's. (The leaver's owned
 // NHIs are covered: an event about one of them names it or its owner.)
 func identityKeys(ev identity.Event) []string {
-	keys := []string{ev.Source + "\x00" + ev.ExternalID}
+	// The event's own (source, ID) is a key too: two submissions of one
+	// event must not share a batch, where neither would see the other.
+	keys := []string{ev.Source + "\x00" + ev.ExternalID, "event\x00" + ev.Source + "\x00" + ev.ID}
 	if ev.Owner != "" {
 		src := ev.OwnerSource
 		if src == "" {
@@ -137,14 +141,19 @@ func (e *Engine) runBatch(batch []*submission) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	fns := make([]func(store.Tx) error, len(batch))
-	for i, s := range batch {
-		fns[i] = func(tx store.Tx) error {
+	// The batch's identities and events are read in two queries up front,
+	// and every write is held to the end: a batch costs a few round trips
+	// however many events it holds.
+	pre := &prefetched{}
+	fns := make([]func(store.Tx) error, 0, len(batch)+1)
+	fns = append(fns, func(tx store.Tx) error { return pre.load(ctx, tx, batch) })
+	for _, s := range batch {
+		fns = append(fns, func(tx store.Tx) error {
 			s.counters = acceptCounters{}
 			var err error
-			s.res, _, err = e.accept(ctx, tx, s.p, s.ev, &s.counters)
+			s.res, _, err = e.accept(ctx, &batchTx{Tx: tx, pre: pre}, s.p, s.ev, &s.counters)
 			return err
-		}
+		})
 	}
 	e.coalescer.multi.Add(1)
 	if err := e.coalescer.store.UpdateBatch(ctx, fns); err != nil {
@@ -157,4 +166,77 @@ func (e *Engine) runBatch(batch []*submission) {
 	for _, s := range batch {
 		e.observeAccepted(s.ev, s.res, s.counters)
 	}
+}
+
+// prefetched is what a batch read before its events ran: every identity
+// the batch's events name (their own, owners, managers) and every event
+// already stored under their (source, event ID). A ref that was looked up
+// and is missing from the map does not exist.
+type prefetched struct {
+	asked  map[store.ExternalRef]bool
+	idents map[store.ExternalRef]*identity.Identity
+	events map[store.EventRef]*store.Event
+}
+
+func (p *prefetched) load(ctx context.Context, tx store.Tx, batch []*submission) error {
+	p.asked = map[store.ExternalRef]bool{}
+	var irefs []store.ExternalRef
+	erefs := make([]store.EventRef, 0, len(batch))
+	ask := func(r store.ExternalRef) {
+		if !p.asked[r] {
+			p.asked[r] = true
+			irefs = append(irefs, r)
+		}
+	}
+	for _, s := range batch {
+		ev := s.ev
+		erefs = append(erefs, store.EventRef{Source: ev.Source, ID: ev.ID})
+		ask(store.ExternalRef{Source: ev.Source, ExternalID: ev.ExternalID})
+		if ev.Owner != "" {
+			src := ev.OwnerSource
+			if src == "" {
+				src = ev.Source
+			}
+			ask(store.ExternalRef{Source: src, ExternalID: ev.Owner})
+		}
+		if ev.Manager != "" {
+			ask(store.ExternalRef{Source: ev.Source, ExternalID: ev.Manager})
+		}
+	}
+	var err error
+	if p.idents, err = tx.GetIdentitiesByExternalID(ctx, irefs); err != nil {
+		return err
+	}
+	p.events, err = tx.GetEventsBySourceID(ctx, erefs)
+	return err
+}
+
+// batchTx answers an event's lookups from the batch's prefetch. That is
+// exact because batched events are independent (no event writes what
+// another reads) and each event reads its identity, owner and manager only
+// before writing them.
+type batchTx struct {
+	store.Tx
+	pre *prefetched
+}
+
+func (b *batchTx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
+	ref := store.ExternalRef{Source: source, ExternalID: externalID}
+	if !b.pre.asked[ref] {
+		return b.Tx.GetIdentityByExternalID(ctx, source, externalID)
+	}
+	id, ok := b.pre.idents[ref]
+	if !ok {
+		return nil, &identity.Error{Code: identity.NotFound, Message: fmt.Sprintf("identity %q not found", source+"/"+externalID), Err: store.ErrNotFound}
+	}
+	c := *id
+	c.Attributes = maps.Clone(id.Attributes)
+	return &c, nil
+}
+
+func (b *batchTx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
+	if existing, ok := b.pre.events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}]; ok {
+		return existing, false, nil
+	}
+	return nil, true, b.Tx.InsertNewEvent(ctx, ev)
 }

@@ -168,16 +168,18 @@ func TestBatchFallback(t *testing.T) {
 }
 
 func TestIndependent(t *testing.T) {
-	a := &submission{ev: identity.Event{Source: "hr", ExternalID: "alice"}}
-	bot := &submission{ev: identity.Event{Source: "hr", ExternalID: "bot", Owner: "alice"}}
-	bob := &submission{ev: identity.Event{Source: "hr", ExternalID: "bob", Manager: "carol"}}
-	carol := &submission{ev: identity.Event{Source: "hr", ExternalID: "carol"}}
-	other := &submission{ev: identity.Event{Source: "ci", ExternalID: "alice"}}
-	taken, rest := independent([]*submission{a, bot, bob, carol, other}, 10)
+	a := &submission{ev: identity.Event{Source: "hr", ID: "1", ExternalID: "alice"}}
+	bot := &submission{ev: identity.Event{Source: "hr", ID: "2", ExternalID: "bot", Owner: "alice"}}
+	bob := &submission{ev: identity.Event{Source: "hr", ID: "3", ExternalID: "bob", Manager: "carol"}}
+	carol := &submission{ev: identity.Event{Source: "hr", ID: "4", ExternalID: "carol"}}
+	other := &submission{ev: identity.Event{Source: "ci", ID: "5", ExternalID: "alice"}}
+	// The same event ID again, about someone else: never in one batch.
+	again := &submission{ev: identity.Event{Source: "hr", ID: "1", ExternalID: "dave"}}
+	taken, rest := independent([]*submission{a, bot, bob, carol, other, again}, 10)
 	if len(taken) != 3 || taken[0] != a || taken[1] != bob || taken[2] != other {
 		t.Fatalf("taken = %v", taken)
 	}
-	if len(rest) != 2 || rest[0] != bot || rest[1] != carol {
+	if len(rest) != 3 || rest[0] != bot || rest[1] != carol || rest[2] != again {
 		t.Fatalf("rest = %v", rest)
 	}
 	taken, rest = independent([]*submission{a, bob, carol}, 1)

@@ -204,6 +204,12 @@ type StoredCredential struct {
 	Sealed []byte // the secret sealed by the vault until revealed; empty after
 }
 
+// ExternalRef names an identity by its source and its ID there.
+type ExternalRef struct{ Source, ExternalID string }
+
+// EventRef names an event by its source and the source's event ID.
+type EventRef struct{ Source, ID string }
+
 // Tx is one transaction. Methods that find one thing return an error
 // wrapping ErrNotFound when it does not exist. Methods are not safe for
 // concurrent use; a Tx must not be used after its function returns.
@@ -211,6 +217,14 @@ type Tx interface {
 	// InsertEvent stores ev unless an event with the same (source, event
 	// ID) exists; then it returns that one and inserted=false.
 	InsertEvent(ctx context.Context, ev *Event) (existing *Event, inserted bool, err error)
+	// InsertNewEvent stores an event the caller found absent in this
+	// transaction (GetEventsBySourceID). It may be written only at commit;
+	// an event with the same (source, event ID) committed meanwhile fails
+	// the transaction with a conflict that the store's retry turns into a
+	// fresh run, where the lookup finds it.
+	InsertNewEvent(ctx context.Context, ev *Event) error
+	// GetEventsBySourceID returns the events of refs that exist.
+	GetEventsBySourceID(ctx context.Context, refs []EventRef) (map[EventRef]*Event, error)
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error
 
@@ -219,6 +233,8 @@ type Tx interface {
 	UpdateIdentity(ctx context.Context, id *identity.Identity) error
 	GetIdentity(ctx context.Context, id string) (*identity.Identity, error)
 	GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error)
+	// GetIdentitiesByExternalID returns the identities of refs that exist.
+	GetIdentitiesByExternalID(ctx context.Context, refs []ExternalRef) (map[ExternalRef]*identity.Identity, error)
 	ListIdentities(ctx context.Context, f IdentityFilter) ([]identity.Identity, error)
 
 	ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error)

@@ -14,7 +14,10 @@ func TestMergeInserts(t *testing.T) {
 		{"INSERT INTO b (x) VALUES (?) ON CONFLICT (x) DO NOTHING", []any{"r"}},
 		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{5, 6}},
 		{"INSERT INTO a (x, y) VALUES (?, ?)", []any{7, 8}},
+		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{6, 1}},
 		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{5, 7}},
+		{"DELETE FROM a WHERE x = ?", []any{6}},
+		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{6, 2}},
 	}
 	got := MergeInserts(in, 4)
 	// Groups keep the place of their first statement; a group over the
@@ -24,8 +27,11 @@ func TestMergeInserts(t *testing.T) {
 		{"INSERT INTO a (x, y) VALUES (?, ?)", []any{7, 8}},
 		{"INSERT INTO b (x) VALUES (?), (?), (?) ON CONFLICT (x) DO NOTHING", []any{"p", "q", "r"}},
 		{"UPDATE c SET x = ? WHERE id = ?", []any{9, 8}},
-		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{5, 6}},
-		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{5, 7}},
+		// Upserts merge keeping the last row per conflict key, and a
+		// statement that passes through ends their group.
+		{"INSERT INTO a (x, y)\nVALUES (?, ?), (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{6, 1, 5, 7}},
+		{"DELETE FROM a WHERE x = ?", []any{6}},
+		{"INSERT INTO a (x, y)\nVALUES (?, ?)\nON CONFLICT (x) DO UPDATE SET y = excluded.y", []any{6, 2}},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("MergeInserts =\n%v\nwant\n%v", got, want)

@@ -109,6 +109,76 @@ func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bo
 	return existing, false, err
 }
 
+func (t *Tx) InsertNewEvent(ctx context.Context, ev *store.Event) error {
+	payload, err := json.Marshal(ev.Event)
+	if err != nil {
+		return err
+	}
+	return t.write(ctx, "INSERT INTO events ("+eventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error, micros(ev.ReceivedAt), micros(ev.EffectiveAt))
+}
+
+// pairChunk bounds the pairs one lookup query binds (SQLite allows 500
+// arms in a compound SELECT).
+const pairChunk = 256
+
+// pairsIn looks up rows of table by the pairs (a, b) in chunks and hands
+// each row to scan. Each pair is its own arm of a UNION ALL, an equality
+// on both columns of a unique index: a form every planner answers with one
+// index probe per pair, even before the table has statistics (a row-value
+// IN list was planned as a scan of the first column's index on a new
+// PostgreSQL table, which grew linearly with the table).
+func pairsIn(ctx context.Context, c Conn, cols, table, a, b string, pairs [][2]string, scan func(func(...any) error) error) error {
+	arm := "SELECT " + cols + " FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
+	for start := 0; start < len(pairs); start += pairChunk {
+		chunk := pairs[start:min(start+pairChunk, len(pairs))]
+		// The list is padded to a power of two with its last pair, so that
+		// a handful of query texts cover every size and prepared
+		// statements are reused.
+		n := 1
+		for n < len(chunk) {
+			n *= 2
+		}
+		args := make([]any, 0, 2*n)
+		for i := 0; i < n; i++ {
+			p := chunk[min(i, len(chunk)-1)]
+			args = append(args, p[0], p[1])
+		}
+		q := strings.TrimSuffix(strings.Repeat(arm+" UNION ALL ", n), " UNION ALL ")
+		rows, err := c.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows.Scan); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tx) GetEventsBySourceID(ctx context.Context, refs []store.EventRef) (map[store.EventRef]*store.Event, error) {
+	pairs := make([][2]string, len(refs))
+	for i, r := range refs {
+		pairs[i] = [2]string{r.Source, r.ID}
+	}
+	out := map[store.EventRef]*store.Event{}
+	err := pairsIn(ctx, t.c, eventCols, "events", "source", "source_event_id", pairs, func(scan func(...any) error) error {
+		ev, err := scanEvent(scan)
+		if err == nil {
+			out[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
+		}
+		return err
+	})
+	return out, err
+}
+
 func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {
 	return one(ctx, t.c, "event", id, scanEvent, "SELECT "+eventCols+" FROM events WHERE id = ?", id)
 }
@@ -185,6 +255,22 @@ func (t *Tx) GetIdentity(ctx context.Context, id string) (*identity.Identity, er
 func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
 	return one(ctx, t.c, "identity", source+"/"+externalID, scanIdentity,
 		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?", source, externalID)
+}
+
+func (t *Tx) GetIdentitiesByExternalID(ctx context.Context, refs []store.ExternalRef) (map[store.ExternalRef]*identity.Identity, error) {
+	pairs := make([][2]string, len(refs))
+	for i, r := range refs {
+		pairs[i] = [2]string{r.Source, r.ExternalID}
+	}
+	out := map[store.ExternalRef]*identity.Identity{}
+	err := pairsIn(ctx, t.c, identityCols, "identities", "source", "external_id", pairs, func(scan func(...any) error) error {
+		id, err := scanIdentity(scan)
+		if err == nil {
+			out[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
+		}
+		return err
+	})
+	return out, err
 }
 
 func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]identity.Identity, error) {

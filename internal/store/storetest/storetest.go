@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"Identities", testIdentities},
 		{"EventDedupe", testEventDedupe},
+		{"LookupMany", testLookupMany},
 		{"Grants", testGrants},
 		{"Credentials", testCredentials},
 		{"CasesAndSteps", testCases},
@@ -161,6 +162,52 @@ func testEventDedupe(t *testing.T, s store.Store) {
 		existing, inserted, err := tx.InsertEvent(ctx, &dup)
 		if err != nil || inserted || existing == nil || existing.ID != "evt_1" || existing.CaseID != "case_1" || existing.Event.ExternalID != "a" {
 			t.Errorf("duplicate InsertEvent = %+v, %v, %v", existing, inserted, err)
+		}
+		return nil
+	})
+}
+
+// testLookupMany covers the batch lookups and the insert of an event
+// known to be new.
+func testLookupMany(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for i, ext := range []string{"a", "b", "c"} {
+			if err := tx.InsertIdentity(ctx, human(fmt.Sprintf("idn_%d", i), ext)); err != nil {
+				return err
+			}
+		}
+		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_1", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
+			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0})
+	})
+	view(t, s, func(tx store.Tx) error {
+		// More refs than one query binds, most of them absent.
+		refs := []store.ExternalRef{{Source: "hr", ExternalID: "c"}, {Source: "other", ExternalID: "a"}, {Source: "hr", ExternalID: "a"}}
+		for i := 0; i < 1200; i++ {
+			refs = append(refs, store.ExternalRef{Source: "hr", ExternalID: fmt.Sprintf("x%d", i)})
+		}
+		got, err := tx.GetIdentitiesByExternalID(ctx, refs)
+		if err != nil || len(got) != 2 || got[store.ExternalRef{Source: "hr", ExternalID: "a"}].ID != "idn_0" ||
+			got[store.ExternalRef{Source: "hr", ExternalID: "c"}].Attributes["department"] != "Engineering" {
+			t.Errorf("GetIdentitiesByExternalID = %v, %v", got, err)
+		}
+		evs, err := tx.GetEventsBySourceID(ctx, []store.EventRef{{Source: "hr", ID: "e1"}, {Source: "hr", ID: "e2"}, {Source: "sap", ID: "e1"}})
+		if err != nil || len(evs) != 1 || evs[store.EventRef{Source: "hr", ID: "e1"}].ID != "evt_1" {
+			t.Errorf("GetEventsBySourceID = %v, %v", evs, err)
+		}
+		return nil
+	})
+	// A second insert of the same (source, event ID) fails the transaction.
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_2", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "b", Kind: identity.Human},
+			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0})
+	})
+	if err == nil {
+		t.Error("InsertNewEvent of an existing (source, event ID) succeeded")
+	}
+	view(t, s, func(tx store.Tx) error {
+		if _, err := tx.GetEvent(ctx, "evt_2"); !store.IsNotFound(err) {
+			t.Errorf("GetEvent(evt_2) after the failed insert = %v, want not found", err)
 		}
 		return nil
 	})
