@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
 	"github.com/jml-dev/jml/internal/identity"
@@ -175,6 +176,9 @@ func policyCmd(ev *env) *cobra.Command {
 			p, err := policy.LoadFile(args[0])
 			if err != nil {
 				return err
+			}
+			if err := connectors.Check(p); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			fmt.Fprintf(ev.stdout, "%s: ok: %d systems, %d entitlements, %d roles, %d birthright rules, %d credential rules\n",
 				args[0], len(p.Systems), len(p.Entitlements), len(p.Roles), len(p.Birthrights), len(p.Credentials))

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
 	"github.com/jml-dev/jml/internal/policy"
@@ -32,7 +33,10 @@ type runtime struct {
 	reg    *prometheus.Registry
 }
 
-func (r *runtime) Close() { r.store.Close() }
+func (r *runtime) Close() {
+	r.engine.Close()
+	r.store.Close()
+}
 
 // openRuntime loads the config and policy, opens the store and the vault
 // key, and builds the engine.
@@ -77,12 +81,14 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs})
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
+		Open: connectors.Open, Getenv: ev.getenv})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	if err := e.CheckMasterKey(ctx, key); err != nil {
+		e.Close()
 		s.Close()
 		return nil, err
 	}

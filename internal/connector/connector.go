@@ -75,9 +75,15 @@ type CredentialSetter interface {
 
 // AccountState is an account as the system reports it, for reconciliation.
 type AccountState struct {
-	Name         string
-	Disabled     bool
+	Name     string
+	Disabled bool
+	// Entitlements are the policy's entitlements of this system the
+	// account holds, sorted.
 	Entitlements []string
+	// Other is what the account holds in the system that no entitlement
+	// targets, in the system's own names, sorted: access granted outside
+	// jml.
+	Other []string
 }
 
 // Lister is a connector that can list what the system holds, including

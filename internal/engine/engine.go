@@ -11,10 +11,12 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,13 +67,18 @@ type Config struct {
 	Store  store.Store
 	Policy *policy.Policy
 	Sealer *vault.Sealer
-	// Connectors by system name; systems of type builtin get the built-in
-	// vault's connector when absent.
+	// Connectors by system name, fixed for the engine's life (tests);
+	// systems of type builtin get the built-in vault's connector, and every
+	// other system is opened with Open from its policy block.
 	Connectors map[string]connector.Connector
-	Logger     *slog.Logger
-	Now        func() time.Time
-	Rand       io.Reader
-	Metrics    *Metrics
+	Open       connector.Opener
+	// Getenv resolves the env: references of connector settings; nil means
+	// os.Getenv.
+	Getenv  func(string) string
+	Logger  *slog.Logger
+	Now     func() time.Time
+	Rand    io.Reader
+	Metrics *Metrics
 	// DeferBuiltin runs built-in vault steps in a River job like every
 	// other step, instead of in the accepting transaction. It exists to
 	// measure and test the job path; production leaves it false.
@@ -86,12 +93,18 @@ type Engine struct {
 	// conns maps system names to connectors. SetPolicy replaces the map
 	// (never mutates it), so readers need no lock.
 	conns atomic.Pointer[map[string]connector.Connector]
-	// setPolicy serialises SetPolicy calls.
+	// setPolicy serialises SetPolicy calls and guards opened.
 	setPolicy sync.Mutex
-	log       *slog.Logger
-	now       func() time.Time
-	rand      io.Reader
-	metrics   *Metrics
+	fixed     map[string]bool // systems whose connector came in Config
+	open      connector.Opener
+	getenv    func(string) string
+	// opened are the connectors SetPolicy opened, with the configuration
+	// each was opened with, so that a reload reopens only what changed.
+	opened  map[string]openedConn
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	metrics *Metrics
 	// deferBuiltin: see Config.DeferBuiltin.
 	deferBuiltin bool
 	// coalescer batches concurrent submissions where the store can.
@@ -104,7 +117,8 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
 		return nil, fmt.Errorf("engine: store, policy and sealer are required")
 	}
-	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin}
+	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin,
+		fixed: map[string]bool{}, open: cfg.Open, getenv: cfg.Getenv, opened: map[string]openedConn{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +134,7 @@ func New(cfg Config) (*Engine, error) {
 	conns := make(map[string]connector.Connector, len(cfg.Connectors))
 	for name, c := range cfg.Connectors {
 		conns[name] = c
+		e.fixed[name] = true
 	}
 	e.conns.Store(&conns)
 	if b, ok := cfg.Store.(store.Batcher); ok {
@@ -132,28 +147,94 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // SetPolicy replaces the policy for events accepted from now on. Every
-// system must have a connector. It is safe to call while the engine runs
-// (jml serve calls it on SIGHUP); cases already planned keep their steps.
+// system must have a connector: built-in systems get the vault's, others
+// are opened with Config.Open; a system whose type, settings and targets
+// are unchanged keeps its open connector. It is safe to call while the
+// engine runs (jml serve calls it on SIGHUP); cases already planned keep
+// their steps. If any system fails to open, nothing changes.
 func (e *Engine) SetPolicy(p *policy.Policy) error {
 	e.setPolicy.Lock()
 	defer e.setPolicy.Unlock()
 	old := *e.conns.Load()
-	conns := make(map[string]connector.Connector, len(old)+len(p.Systems))
-	for name, c := range old {
-		conns[name] = c
-	}
-	for name, sys := range p.Systems {
-		if _, ok := conns[name]; ok {
-			continue
+	conns := make(map[string]connector.Connector, len(p.Systems))
+	opened := map[string]openedConn{}
+	var fresh []connector.Connector
+	closeAll := func(cs []connector.Connector) {
+		for _, c := range cs {
+			if cl, ok := c.(io.Closer); ok {
+				cl.Close()
+			}
 		}
-		if sys.Type != builtin.Type {
-			return identity.Errorf(identity.Invalid, "system %q: no connector for type %q (this build has: builtin)", name, sys.Type)
-		}
-		conns[name] = builtin.Conn{}
 	}
+	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
+		sys := p.Systems[name]
+		switch {
+		case e.fixed[name]:
+			conns[name] = old[name]
+		case sys.Type == builtin.Type:
+			conns[name] = builtin.Conn{}
+		default:
+			cfg := connector.ConfigFor(p, name)
+			cfg.Getenv, cfg.Logger = e.getenv, e.log.With("system", name)
+			if prev, ok := e.opened[name]; ok && prev.sameAs(cfg) {
+				conns[name], opened[name] = prev.conn, prev
+				continue
+			}
+			if e.open == nil {
+				closeAll(fresh)
+				return identity.Errorf(identity.Invalid, "system %q: no connector for type %q (this build has: builtin)", name, sys.Type)
+			}
+			c, err := e.open(context.Background(), cfg)
+			if err != nil {
+				closeAll(fresh)
+				return identity.Errorf(identity.Invalid, "%v", err)
+			}
+			fresh = append(fresh, c)
+			conns[name], opened[name] = c, openedConn{cfg: cfg, conn: c}
+		}
+	}
+	// Connectors the new policy dropped or replaced may still be running a
+	// step; they are closed once a step has had time to finish.
+	var retired []connector.Connector
+	for name, prev := range e.opened {
+		if cur, ok := opened[name]; !ok || cur.conn != prev.conn {
+			retired = append(retired, prev.conn)
+		}
+	}
+	if len(retired) > 0 {
+		time.AfterFunc(retireAfter, func() { closeAll(retired) })
+	}
+	e.opened = opened
 	e.conns.Store(&conns)
 	e.policy.Store(p)
 	return nil
+}
+
+// retireAfter is how long a replaced connector stays open for steps that
+// were already calling it.
+const retireAfter = 2 * time.Minute
+
+// Close closes every connector the engine opened.
+func (e *Engine) Close() error {
+	e.setPolicy.Lock()
+	defer e.setPolicy.Unlock()
+	var errs []error
+	for _, o := range e.opened {
+		if cl, ok := o.conn.(io.Closer); ok {
+			errs = append(errs, cl.Close())
+		}
+	}
+	e.opened = map[string]openedConn{}
+	return errors.Join(errs...)
+}
+
+type openedConn struct {
+	cfg  connector.Config
+	conn connector.Connector
+}
+
+func (o openedConn) sameAs(cfg connector.Config) bool {
+	return o.cfg.Type == cfg.Type && reflect.DeepEqual(o.cfg.Settings, cfg.Settings) && reflect.DeepEqual(o.cfg.Targets, cfg.Targets)
 }
 
 // conn returns the connector of a system, or nil.

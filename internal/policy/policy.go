@@ -63,6 +63,10 @@ type Entitlement struct {
 	MaxDuration time.Duration
 	// RequiresApproval gates every new grant of it behind an approval.
 	RequiresApproval bool
+	// Target says what the entitlement is in its system (a database role, a
+	// directory group, a Redis rule set), in the shape the system's
+	// connector type defines; the connector validates it when it opens.
+	Target map[string]any
 }
 
 // Role is a named bundle of entitlements.
@@ -133,12 +137,13 @@ type file struct {
 		Config map[string]any `yaml:"config"`
 	} `yaml:"systems"`
 	Entitlements []struct {
-		Name             string `yaml:"name"`
-		System           string `yaml:"system"`
-		Description      string `yaml:"description"`
-		Risk             string `yaml:"risk"`
-		MaxDuration      string `yaml:"maxDuration"`
-		RequiresApproval *bool  `yaml:"requiresApproval"`
+		Name             string         `yaml:"name"`
+		System           string         `yaml:"system"`
+		Description      string         `yaml:"description"`
+		Risk             string         `yaml:"risk"`
+		MaxDuration      string         `yaml:"maxDuration"`
+		RequiresApproval *bool          `yaml:"requiresApproval"`
+		Target           map[string]any `yaml:"target"`
 	} `yaml:"entitlements"`
 	Roles []struct {
 		Name         string   `yaml:"name"`
@@ -226,7 +231,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if e.RequiresApproval != nil {
 			approval = *e.RequiresApproval
 		}
-		p.Entitlements[e.Name] = &Entitlement{Name: e.Name, System: e.System, Description: e.Description, Risk: risk, MaxDuration: maxDur, RequiresApproval: approval}
+		p.Entitlements[e.Name] = &Entitlement{Name: e.Name, System: e.System, Description: e.Description, Risk: risk, MaxDuration: maxDur, RequiresApproval: approval, Target: e.Target}
 	}
 	for i, r := range f.Roles {
 		if !namePattern.MatchString(r.Name) {

@@ -1,0 +1,337 @@
+// Package connectortest is the conformance suite every connector passes
+// against its real server: idempotent operations, disable that cuts live
+// sessions, rotation, listing what the system really holds, and names
+// from sources that try to break out of their quoting.
+package connectortest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/connector"
+)
+
+// Harness is one connector and what the suite needs to check it against
+// its server with a plain client of that server.
+type Harness struct {
+	// Conn is the connector under test; it must implement
+	// connector.CredentialSetter and connector.Lister.
+	Conn connector.Connector
+	// Entitlements are two entitlement names Conn is configured with.
+	Entitlements [2]string
+	// Prefix starts every account name the suite makes, so that runs
+	// sharing a server do not meet.
+	Prefix string
+	// Login authenticates to the system as the account with secret, with
+	// a plain client, and returns the live session.
+	Login func(ctx context.Context, name, secret string) (Session, error)
+	// CreateForeign makes an account directly in the system, as an
+	// administrator would without jml, holding Entitlements[0].
+	CreateForeign func(ctx context.Context, name string) error
+	// Hostile are names the system must either store verbatim or refuse
+	// with an error; nil means DefaultHostile.
+	Hostile []string
+}
+
+// Session is a live authenticated connection to the system.
+type Session interface {
+	// Check runs a trivial command; it fails once the session was cut.
+	Check(ctx context.Context) error
+	Close()
+}
+
+// DefaultHostile are names that break naive quoting in SQL, LDAP DNs and
+// filters, and command protocols.
+var DefaultHostile = []string{
+	`o'brien`,
+	`x"; DROP ROLE victim; --`,
+	`a,b=c+d`,
+	`star*`,
+	`(cn=*)`,
+	`semi;colon`,
+	`back\slash`,
+	"line\nbreak",
+	`Jürgen-Ωmega`,
+	` lead`,
+	strings.Repeat("l", 300),
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	setter, ok := h.Conn.(connector.CredentialSetter)
+	if !ok {
+		t.Fatal("connector does not implement CredentialSetter")
+	}
+	lister, ok := h.Conn.(connector.Lister)
+	if !ok {
+		t.Fatal("connector does not implement Lister")
+	}
+	s := &suite{h: h, set: setter, list: lister}
+	t.Cleanup(s.cleanup)
+	t.Run("EnsureTwice", s.ensureTwice)
+	t.Run("GrantTwice", s.grantTwice)
+	t.Run("AlreadyDone", s.alreadyDone)
+	t.Run("DisableCutsSessions", s.disableCutsSessions)
+	t.Run("Rotate", s.rotate)
+	t.Run("ListIsExact", s.listIsExact)
+	t.Run("HostileNames", s.hostileNames)
+}
+
+type suite struct {
+	h       Harness
+	set     connector.CredentialSetter
+	list    connector.Lister
+	created []string
+}
+
+var op = connector.Op{IdempotencyKey: "case_test/1", CaseID: "case_test"}
+
+func (s *suite) account(name string) connector.Account {
+	full := s.h.Prefix + name
+	if !slices.Contains(s.created, full) {
+		s.created = append(s.created, full)
+	}
+	return connector.Account{IdentityID: "idn_" + name, Name: full}
+}
+
+func (s *suite) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range s.created {
+		s.h.Conn.DeleteAccount(ctx, op, connector.Account{Name: name})
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// state returns the listed state of the account named name.
+func (s *suite) state(t *testing.T, ctx context.Context, name string) (connector.AccountState, int) {
+	t.Helper()
+	all, err := s.list.ListAccounts(ctx)
+	if err != nil {
+		t.Fatalf("ListAccounts: %v", err)
+	}
+	var found connector.AccountState
+	n := 0
+	for _, a := range all {
+		if a.Name == name {
+			found = a
+			n++
+		}
+	}
+	return found, n
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (s *suite) ensureTwice(t *testing.T) {
+	ctx := ctxT(t)
+	a := s.account("ensure")
+	must(t, "first EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	must(t, "second EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	st, n := s.state(t, ctx, a.Name)
+	if n != 1 || st.Disabled {
+		t.Fatalf("after ensuring twice: %d accounts named %q, state %+v; want one, enabled", n, a.Name, st)
+	}
+}
+
+func (s *suite) grantTwice(t *testing.T) {
+	ctx := ctxT(t)
+	a := s.account("grant")
+	e0 := s.h.Entitlements[0]
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	must(t, "first Grant", s.h.Conn.Grant(ctx, op, a, e0))
+	must(t, "second Grant", s.h.Conn.Grant(ctx, op, a, e0))
+	if st, _ := s.state(t, ctx, a.Name); !slices.Equal(st.Entitlements, []string{e0}) {
+		t.Fatalf("after granting %s twice the account holds %v", e0, st.Entitlements)
+	}
+	must(t, "Revoke", s.h.Conn.Revoke(ctx, op, a, e0))
+	if st, _ := s.state(t, ctx, a.Name); len(st.Entitlements) != 0 {
+		t.Fatalf("after revoking %s the account holds %v", e0, st.Entitlements)
+	}
+}
+
+func (s *suite) alreadyDone(t *testing.T) {
+	ctx := ctxT(t)
+	a := s.account("done")
+	missing := s.account("never-created")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	must(t, "Revoke of an entitlement never granted", s.h.Conn.Revoke(ctx, op, a, s.h.Entitlements[1]))
+	must(t, "Revoke on a missing account", s.h.Conn.Revoke(ctx, op, missing, s.h.Entitlements[1]))
+	must(t, "DisableAccount of a missing account", s.h.Conn.DisableAccount(ctx, op, missing))
+	must(t, "DeleteAccount of a missing account", s.h.Conn.DeleteAccount(ctx, op, missing))
+	must(t, "RevokeCredential of a missing account", s.set.RevokeCredential(ctx, op, missing, "cred_x"))
+	must(t, "DeleteAccount", s.h.Conn.DeleteAccount(ctx, op, a))
+	must(t, "DeleteAccount again", s.h.Conn.DeleteAccount(ctx, op, a))
+	if _, n := s.state(t, ctx, a.Name); n != 0 {
+		t.Fatalf("deleted account %q is still listed", a.Name)
+	}
+}
+
+func (s *suite) login(t *testing.T, ctx context.Context, name, secret string) Session {
+	t.Helper()
+	sess, err := s.h.Login(ctx, name, secret)
+	if err != nil {
+		t.Fatalf("login as %q: %v", name, err)
+	}
+	if err := sess.Check(ctx); err != nil {
+		sess.Close()
+		t.Fatalf("session of %q: %v", name, err)
+	}
+	return sess
+}
+
+func (s *suite) refused(t *testing.T, ctx context.Context, name, secret, when string) {
+	t.Helper()
+	sess, err := s.h.Login(ctx, name, secret)
+	if err == nil {
+		err = sess.Check(ctx)
+		sess.Close()
+	}
+	if err == nil {
+		t.Fatalf("%s: login as %q still works", when, name)
+	}
+}
+
+func (s *suite) disableCutsSessions(t *testing.T) {
+	ctx := ctxT(t)
+	a := s.account("disable")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	must(t, "Grant", s.h.Conn.Grant(ctx, op, a, s.h.Entitlements[0]))
+	secret := "Pw-" + strings.Repeat("d1", 16)
+	must(t, "SetCredential", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_d", Type: "password", Secret: secret, ExpiresAt: time.Now().Add(time.Hour)}))
+	sess := s.login(t, ctx, a.Name, secret)
+	defer sess.Close()
+	must(t, "DisableAccount", s.h.Conn.DisableAccount(ctx, op, a))
+	// The session must be cut by the disable itself; a short grace covers
+	// the server delivering it.
+	deadline := time.Now().Add(3 * time.Second)
+	for sess.Check(ctx) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the live session still works after DisableAccount")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.refused(t, ctx, a.Name, secret, "after DisableAccount")
+	st, n := s.state(t, ctx, a.Name)
+	if n != 1 || !st.Disabled {
+		t.Fatalf("after DisableAccount: %d listed, state %+v; want one, disabled", n, st)
+	}
+	must(t, "DisableAccount again", s.h.Conn.DisableAccount(ctx, op, a))
+	// Enabling again takes a new credential (a disable may have
+	// invalidated the old one).
+	must(t, "EnsureAccount after disable", s.h.Conn.EnsureAccount(ctx, op, a))
+	secret2 := "Pw-" + strings.Repeat("d2", 16)
+	must(t, "SetCredential", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_d2", Type: "password", Secret: secret2}))
+	s.login(t, ctx, a.Name, secret2).Close()
+	if st, _ := s.state(t, ctx, a.Name); st.Disabled {
+		t.Fatalf("after EnsureAccount the account is still disabled: %+v", st)
+	}
+}
+
+func (s *suite) rotate(t *testing.T) {
+	ctx := ctxT(t)
+	a := s.account("rotate")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	old, cur := "Pw-"+strings.Repeat("r1", 16), "Pw-"+strings.Repeat("r2", 16)
+	must(t, "SetCredential", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_1", Type: "password", Secret: old}))
+	s.login(t, ctx, a.Name, old).Close()
+	must(t, "SetCredential (rotate)", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_2", Type: "password", Secret: cur}))
+	must(t, "SetCredential (rotate, retried)", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_2", Type: "password", Secret: cur}))
+	s.refused(t, ctx, a.Name, old, "after rotation, the old secret")
+	s.login(t, ctx, a.Name, cur).Close()
+	must(t, "RevokeCredential", s.set.RevokeCredential(ctx, op, a, "cred_2"))
+	s.refused(t, ctx, a.Name, cur, "after RevokeCredential")
+	must(t, "RevokeCredential again", s.set.RevokeCredential(ctx, op, a, "cred_2"))
+}
+
+func (s *suite) listIsExact(t *testing.T) {
+	ctx := ctxT(t)
+	e0, e1 := s.h.Entitlements[0], s.h.Entitlements[1]
+	foreign := s.h.Prefix + "foreign"
+	s.created = append(s.created, foreign)
+	must(t, "CreateForeign", s.h.CreateForeign(ctx, foreign))
+	a := s.account("listed")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	must(t, "Grant", s.h.Conn.Grant(ctx, op, a, e0))
+	must(t, "Grant", s.h.Conn.Grant(ctx, op, a, e1))
+	want := []string{e0, e1}
+	slices.Sort(want)
+	all, err := s.list.ListAccounts(ctx)
+	must(t, "ListAccounts", err)
+	got := map[string]connector.AccountState{}
+	for _, st := range all {
+		if _, dup := got[st.Name]; dup {
+			t.Errorf("account %q listed twice", st.Name)
+		}
+		got[st.Name] = st
+	}
+	if st, ok := got[foreign]; !ok || st.Disabled || !slices.Equal(st.Entitlements, []string{e0}) {
+		t.Errorf("account made outside jml: listed %v, state %+v; want enabled holding [%s]", ok, st, e0)
+	}
+	if st, ok := got[a.Name]; !ok || !slices.Equal(st.Entitlements, want) {
+		t.Errorf("account %q: listed %v, state %+v; want %v", a.Name, ok, st, want)
+	}
+	for name, st := range got {
+		if !slices.IsSorted(st.Entitlements) || !slices.IsSorted(st.Other) {
+			t.Errorf("account %q: entitlements %v / other %v not sorted", name, st.Entitlements, st.Other)
+		}
+	}
+}
+
+func (s *suite) hostileNames(t *testing.T) {
+	hostile := s.h.Hostile
+	if hostile == nil {
+		hostile = DefaultHostile
+	}
+	for i, name := range hostile {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			ctx := ctxT(t)
+			a := s.account(name)
+			if err := s.h.Conn.EnsureAccount(ctx, op, a); err != nil {
+				t.Logf("refused %q: %v", a.Name, err)
+				// Refused names must stay refused for every operation, and
+				// the operations that accept missing accounts still do.
+				if err := s.h.Conn.Grant(ctx, op, a, s.h.Entitlements[0]); err == nil {
+					t.Errorf("EnsureAccount refused %q but Grant accepted it", a.Name)
+				}
+				return
+			}
+			st, n := s.state(t, ctx, a.Name)
+			if n != 1 {
+				t.Fatalf("%q accepted but listed %d times (stored under another name?)", a.Name, n)
+			}
+			must(t, "Grant", s.h.Conn.Grant(ctx, op, a, s.h.Entitlements[0]))
+			secret := "Pw-" + strings.Repeat("h3", 16)
+			must(t, "SetCredential", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_h", Type: "password", Secret: secret}))
+			s.login(t, ctx, a.Name, secret).Close()
+			must(t, "DisableAccount", s.h.Conn.DisableAccount(ctx, op, a))
+			if st, _ = s.state(t, ctx, a.Name); !st.Disabled {
+				t.Fatalf("%q not disabled: %+v", a.Name, st)
+			}
+			must(t, "DeleteAccount", s.h.Conn.DeleteAccount(ctx, op, a))
+			if _, n := s.state(t, ctx, a.Name); n != 0 {
+				t.Fatalf("%q still listed after DeleteAccount", a.Name)
+			}
+		})
+	}
+	// Nothing the hostile names tried reached anyone else: the account made
+	// outside jml is intact.
+	ctx := ctxT(t)
+	if st, n := s.state(t, ctx, s.h.Prefix+"foreign"); n != 1 || st.Disabled {
+		t.Fatalf("after the hostile names, the foreign account is %d listed, %+v", n, st)
+	}
+}
