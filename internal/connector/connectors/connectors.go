@@ -12,11 +12,13 @@ import (
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/builtin"
 	"github.com/jml-dev/jml/internal/connector/postgres"
+	"github.com/jml-dev/jml/internal/connector/redis"
 	"github.com/jml-dev/jml/internal/policy"
 )
 
 var openers = map[string]connector.Opener{
 	postgres.Type: postgres.Open,
+	redis.Type:    redis.Open,
 }
 
 // Types returns every connector type name, builtin included, sorted.
