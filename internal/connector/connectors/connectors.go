@@ -11,12 +11,14 @@ import (
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/builtin"
+	"github.com/jml-dev/jml/internal/connector/mysql"
 	"github.com/jml-dev/jml/internal/connector/postgres"
 	"github.com/jml-dev/jml/internal/connector/redis"
 	"github.com/jml-dev/jml/internal/policy"
 )
 
 var openers = map[string]connector.Opener{
+	mysql.Type:    mysql.Open,
 	postgres.Type: postgres.Open,
 	redis.Type:    redis.Open,
 }
