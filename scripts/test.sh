@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Runs every test jml has. Needs Go and a PostgreSQL server the tests can
-# create databases on: 127.0.0.1:5432 as user postgres, or the URL in
-# JML_TEST_POSTGRES. A missing PostgreSQL fails the run; nothing is skipped.
+# Runs every test jml has. Needs Go and the servers the connector tests
+# talk to: PostgreSQL the tests can create databases on (127.0.0.1:5432 as
+# user postgres, or JML_TEST_POSTGRES; its server binaries also start a
+# private instance that checks passwords), MariaDB (root@127.0.0.1:3306 or
+# JML_TEST_MYSQL) and Redis (127.0.0.1:6379 or JML_TEST_REDIS). OpenLDAP's
+# slapd is installed here from Debian's packages if missing; the tests
+# start it on their own port. A missing server fails the run; nothing is
+# skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt-get install, once more after refreshing the package lists if the
+# first try fails (a fresh machine may have none).
+install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null 2>&1 ||
+    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; }
+}
 for tool in curl jq; do
-  command -v "$tool" >/dev/null || { echo "the quickstart needs $tool; installing it"; apt-get install -y "$tool" >/dev/null; }
+  command -v "$tool" >/dev/null || { echo "the quickstart needs $tool; installing it"; install "$tool"; }
 done
+
+if [ ! -x /usr/sbin/slapd ]; then
+  echo "the LDAP connector tests need slapd; installing it"
+  install slapd ldap-utils
+fi
 
 echo "== go vet"
 go vet ./...

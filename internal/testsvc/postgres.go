@@ -42,6 +42,7 @@ func StartPostgres() (*Server, error) {
 	pwb := make([]byte, 16)
 	rand.Read(pwb)
 	password := hex.EncodeToString(pwb)
+	s.Password = password
 	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte(password+"\n"), 0o600); err != nil {
 		return fail(err)
 	}

@@ -26,6 +26,8 @@ type Server struct {
 	URL string
 	// Addr is host:port.
 	Addr string
+	// Password is the administrator's password.
+	Password string
 	dir  string
 	cmd  *exec.Cmd
 	done chan error

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/builtin"
+	"github.com/jml-dev/jml/internal/connector/ldap"
 	"github.com/jml-dev/jml/internal/connector/mysql"
 	"github.com/jml-dev/jml/internal/connector/postgres"
 	"github.com/jml-dev/jml/internal/connector/redis"
@@ -18,6 +19,7 @@ import (
 )
 
 var openers = map[string]connector.Opener{
+	ldap.Type:     ldap.Open,
 	mysql.Type:    mysql.Open,
 	postgres.Type: postgres.Open,
 	redis.Type:    redis.Open,
