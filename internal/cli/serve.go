@@ -87,6 +87,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		s.Close()
 		return nil, err
 	}
+	reg.MustRegister(e.Collector())
 	if err := e.CheckMasterKey(ctx, key); err != nil {
 		e.Close()
 		s.Close()

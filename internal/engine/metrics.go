@@ -1,8 +1,14 @@
 package engine
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/store"
 )
 
 // Metrics are the engine's Prometheus metrics.
@@ -54,4 +60,60 @@ func counterValue(c prometheus.Counter) float64 {
 		return 0
 	}
 	return d.GetCounter().GetValue()
+}
+
+// pendingCollector reports, at each scrape, the steps waiting to run, read
+// from the store: what a target that is down holds back.
+type pendingCollector struct {
+	e           *Engine
+	revocations *prometheus.Desc
+	steps       *prometheus.Desc
+	up          *prometheus.Desc
+}
+
+// Collector returns a Prometheus collector of the engine's pending work:
+// jml_pending_revocations{system} (revoke and disable steps not yet
+// applied: access that should be gone and may not be) and
+// jml_pending_steps{system,action}.
+func (e *Engine) Collector() prometheus.Collector {
+	return &pendingCollector{e: e,
+		revocations: prometheus.NewDesc("jml_pending_revocations", "Revocation steps (revoke credential, revoke grant, disable account) waiting to run, by system.", []string{"system"}, nil),
+		steps:       prometheus.NewDesc("jml_pending_steps", "Steps waiting to run, by system and action.", []string{"system", "action"}, nil),
+		up:          prometheus.NewDesc("jml_pending_scrape_ok", "1 if the pending-work metrics could be read from the store.", nil, nil),
+	}
+}
+
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.revocations
+	ch <- c.steps
+	ch <- c.up
+}
+
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var counts []store.StepCount
+	err := c.e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		counts, err = tx.CountPendingSteps(ctx)
+		return err
+	})
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	revoking := map[string]int{}
+	for sys := range c.e.Policy().Systems {
+		revoking[sys] = 0 // every system reports, zero included
+	}
+	for _, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.steps, prometheus.GaugeValue, float64(n.Count), n.System, n.Action)
+		if plan.Action(n.Action).Narrowing() {
+			revoking[n.System] += n.Count
+		}
+	}
+	for sys, n := range revoking {
+		ch <- prometheus.MustNewConstMetric(c.revocations, prometheus.GaugeValue, float64(n), sys)
+	}
 }

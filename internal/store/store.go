@@ -108,6 +108,13 @@ type Event struct {
 	EffectiveAt time.Time      `json:"effectiveAt"`
 }
 
+// StepCount is a number of steps of one system and action.
+type StepCount struct {
+	System string
+	Action string
+	Count  int
+}
+
 // CaseStatus is where a case is.
 type CaseStatus string
 
@@ -272,6 +279,9 @@ type Tx interface {
 	// ListOpenSteps returns the steps of any case of the identity that are
 	// pending or awaiting approval, in case and sequence order.
 	ListOpenSteps(ctx context.Context, identityID string) ([]Step, error)
+	// CountPendingSteps counts the steps waiting to run (pending, not
+	// awaiting approval) by system and action.
+	CountPendingSteps(ctx context.Context) ([]StepCount, error)
 	// ListCases returns an identity's cases, newest first, without steps.
 	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
 

@@ -28,10 +28,10 @@ type Server struct {
 	Addr string
 	// Password is the administrator's password.
 	Password string
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	dir      string
+	cmd      *exec.Cmd
+	done     chan error
+	log      string
 }
 
 // Stop shuts the server down and removes its data.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"strings"
 	"testing"
@@ -27,6 +29,8 @@ func dsn() string {
 var admin *sql.DB
 
 func TestMain(m *testing.M) {
+	// The driver logs the connections the tests kill on purpose.
+	driver.SetLogger(log.New(io.Discard, "", 0))
 	db, err := sql.Open("mysql", dsn())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -63,7 +63,7 @@ func (s session) Check(ctx context.Context) error {
 	}
 	return err
 }
-func (s session) Close()                          { s.c.Close() }
+func (s session) Close() { s.c.Close() }
 
 // login opens one connection, without retries, so that a connection the
 // server closed shows as an error instead of being replaced.

@@ -595,6 +595,23 @@ func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step
 	return t.steps(ctx, "identity_id = ? AND status IN (?, ?)", identityID, string(store.StepPending), string(store.StepAwaitingApproval))
 }
 
+func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
+	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE status = ? GROUP BY system, action ORDER BY system, action", string(store.StepPending))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.StepCount
+	for rows.Next() {
+		var c store.StepCount
+		if err := rows.Scan(&c.System, &c.Action, &c.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
 func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000

@@ -332,6 +332,11 @@ func testCases(t *testing.T, s store.Store) {
 		if len(open) != 2 || open[0].Seq != 1 || open[1].Status != store.StepAwaitingApproval {
 			t.Errorf("ListOpenSteps = %+v", open)
 		}
+		// Only the pending step counts; the one awaiting approval does not.
+		counts, err := tx.CountPendingSteps(ctx)
+		if err != nil || len(counts) != 1 || counts[0] != (store.StepCount{System: "vault", Action: "grant", Count: 1}) {
+			t.Errorf("CountPendingSteps = %+v, %v", counts, err)
+		}
 		st := got.Steps[0]
 		st.Status, st.Attempts, st.Result = store.StepDone, 1, "granted"
 		if err := tx.UpdateStep(ctx, &st); err != nil {

@@ -1,0 +1,495 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/jml-dev/jml/internal/connector/connectors"
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/sqlite"
+	"github.com/jml-dev/jml/internal/testsvc"
+	"github.com/jml-dev/jml/internal/vault"
+)
+
+// The servers: a private PostgreSQL and slapd (they check passwords and
+// lock accounts as configured here), and the machine's Redis and MariaDB.
+var (
+	pg, dir    *testsvc.Server
+	redisAddr  = envOr("JML_TEST_REDIS", "127.0.0.1:6379")
+	mysqlDSN   = envOr("JML_TEST_MYSQL", "root@tcp(127.0.0.1:3306)/")
+	devsGroup  = "cn=e2e-devs," + testsvc.SlapdGroups
+	mysqlAdmin *sql.DB
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	// The driver logs the connections the tests kill on purpose.
+	driver.SetLogger(log.New(io.Discard, "", 0))
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	var err error
+	if pg, err = testsvc.StartPostgres(); err != nil {
+		return 0, err
+	}
+	defer pg.Stop()
+	if dir, err = testsvc.StartSlapd(); err != nil {
+		return 0, err
+	}
+	defer dir.Stop()
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := pc.Exec(ctx, "CREATE ROLE e2e_app_read NOLOGIN"); err != nil {
+		return 0, err
+	}
+	pc.Close(ctx)
+	l, err := ldap.DialURL(dir.URL)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.Bind(testsvc.SlapdAdminDN, dir.Password); err != nil {
+		return 0, err
+	}
+	req := ldap.NewAddRequest(devsGroup, nil)
+	req.Attribute("objectClass", []string{"groupOfNames"})
+	req.Attribute("member", []string{"cn=placeholder," + testsvc.SlapdSuffix})
+	if err := l.Add(req); err != nil {
+		return 0, err
+	}
+	l.Close()
+	rc := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+	if err := rc.Ping(ctx).Err(); err != nil {
+		return 0, fmt.Errorf("Redis at %s: %w", redisAddr, err)
+	}
+	rc.Close()
+	if mysqlAdmin, err = sql.Open("mysql", mysqlDSN); err != nil {
+		return 0, err
+	}
+	defer mysqlAdmin.Close()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS e2e_app", "CREATE TABLE IF NOT EXISTS e2e_app.t (id INT)"} {
+		if _, err := mysqlAdmin.ExecContext(ctx, q); err != nil {
+			return 0, fmt.Errorf("MariaDB at %s: %w", mysqlDSN, err)
+		}
+	}
+	defer mysqlAdmin.Exec("DROP DATABASE IF EXISTS e2e_app")
+	return m.Run(), nil
+}
+
+const policyYAML = `
+systems:
+  - {name: vault, type: builtin}
+  - {name: appdb, type: postgres, config: {url: env:E2E_PG_URL}}
+  - name: dir
+    type: ldap
+    config: {url: "{{ldap}}", bindDN: "{{ldapAdmin}}", bindPassword: env:E2E_LDAP_PW, baseDN: "{{people}}"}
+  - {name: cache, type: redis, config: {addr: "{{redis}}"}}
+  - {name: maria, type: mysql, config: {dsn: env:E2E_MYSQL_DSN}}
+entitlements:
+  - {name: api, system: vault}
+  - {name: app-read, system: appdb, target: {role: e2e_app_read}}
+  - {name: devs, system: dir, target: {group: "{{devs}}"}}
+  - {name: cache-read, system: cache, target: {rules: ["+@read", "+ping", "~e2e:*"]}}
+  - {name: maria-read, system: maria, target: {database: e2e_app, privileges: [SELECT]}}
+birthright:
+  - name: engineering
+    when: identity.attributes.department == "Engineering"
+    entitlements: [api, app-read, devs, cache-read, maria-read]
+credentials:
+  - {name: api-key, when: 'identity.kind == "human"', system: vault, type: api_key, ttl: 90d}
+  - {name: pg-pw, when: 'identity.kind == "human"', system: appdb, type: password, ttl: 30d}
+  - {name: dir-pw, when: 'identity.kind == "human"', system: dir, type: password}
+  - {name: cache-pw, when: 'identity.kind == "human"', system: cache, type: password}
+  - {name: maria-pw, when: 'identity.kind == "human"', system: maria, type: password}
+`
+
+type fixture struct {
+	e       *engine.Engine
+	s       store.Store
+	proxy   *testsvc.Proxy // in front of Redis
+	reg     *prometheus.Registry
+	account string
+}
+
+var admin = engine.Principal{ID: "tok_e2e_admin", Role: engine.RoleAdmin}
+
+func setup(t *testing.T, account string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	proxy, err := testsvc.StartProxy(redisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	text := strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
+		"{{devs}}", devsGroup, "{{redis}}", proxy.Addr).Replace(policyYAML)
+	pol, err := policy.Parse("e2e.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	key := make([]byte, 32)
+	sealer, err := vault.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"E2E_PG_URL": pg.URL, "E2E_LDAP_PW": dir.Password, "E2E_MYSQL_DSN": mysqlDSN}
+	reg := prometheus.NewRegistry()
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Open: connectors.Open,
+		Getenv: func(k string) string { return env[k] }, Metrics: engine.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(e.Collector())
+	t.Cleanup(func() { e.Close() })
+	jctx, cancel := context.WithCancel(ctx)
+	if err := s.Jobs().Start(jctx, e.Workers(), store.JobConfig{Workers: 8, FetchCooldown: time.Millisecond, PollInterval: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		s.Jobs().Stop(stop)
+		cancel()
+	})
+	f := &fixture{e: e, s: s, proxy: proxy, reg: reg, account: account}
+	f.cleanupAccounts()
+	t.Cleanup(f.cleanupAccounts)
+	return f
+}
+
+// cleanupAccounts removes the test's accounts from the shared servers.
+func (f *fixture) cleanupAccounts() {
+	rc := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+	rc.Do(context.Background(), "ACL", "DELUSER", f.account)
+	rc.Close()
+	mysqlAdmin.Exec("DROP USER IF EXISTS `" + f.account + "`@'%'")
+}
+
+// submit submits an event and waits until its case is final.
+func (f *fixture) submit(t *testing.T, ev identity.Event) *store.Case {
+	t.Helper()
+	res, err := f.e.Submit(context.Background(), admin, ev)
+	if err != nil {
+		t.Fatalf("submit %s: %v", ev.Type, err)
+	}
+	return f.waitCase(t, res.CaseID, 60*time.Second, func(c *store.Case) bool {
+		return c.Status == store.CaseCompleted || c.Status == store.CaseFailed
+	})
+}
+
+func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done func(*store.Case) bool) *store.Case {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var c *store.Case
+		err := f.s.View(context.Background(), func(tx store.Tx) error {
+			var err error
+			c, err = tx.GetCase(context.Background(), id)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("case %s after %s: %s (%s)\n%s", id, timeout, c.Status, c.Reason, steps(c))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func steps(c *store.Case) string {
+	var b strings.Builder
+	for _, s := range c.Steps {
+		fmt.Fprintf(&b, "  %d %s %s %s: %s %s %s\n", s.Seq, s.Action, s.System, s.Entitlement, s.Status, s.Result, s.LastError)
+	}
+	return b.String()
+}
+
+// secrets reveals the identity's credentials, by system.
+func (f *fixture) secrets(t *testing.T, identityID string) map[string]string {
+	t.Helper()
+	var creds []identity.Credential
+	f.s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		creds, err = tx.ListCredentials(context.Background(), identityID, true)
+		return err
+	})
+	out := map[string]string{}
+	for _, c := range creds {
+		secret, _, err := f.e.Reveal(context.Background(), admin, c.ID)
+		if err != nil {
+			t.Fatalf("reveal %s (%s): %v", c.ID, c.System, err)
+		}
+		out[c.System] = secret
+	}
+	if len(out) != 5 {
+		t.Fatalf("credentials by system: %v, want 5", len(out))
+	}
+	return out
+}
+
+// session is a live login to one system.
+type session struct {
+	check func() error
+	close func()
+}
+
+// login opens a session on every system as the account, directly (not
+// through the proxy), and fails the test if any login fails.
+func login(t *testing.T, account string, secrets map[string]string) map[string]session {
+	t.Helper()
+	out := map[string]session{}
+	for sys, secret := range secrets {
+		if sys == "vault" {
+			continue
+		}
+		s, err := loginTo(sys, account, secret)
+		if err != nil {
+			t.Fatalf("login to %s as %s: %v", sys, account, err)
+		}
+		if err := s.check(); err != nil {
+			t.Fatalf("session on %s: %v", sys, err)
+		}
+		out[sys] = s
+	}
+	return out
+}
+
+func loginTo(sys, account, secret string) (session, error) {
+	ctx := context.Background()
+	switch sys {
+	case "appdb":
+		cfg, err := pgx.ParseConfig(pg.URL)
+		if err != nil {
+			return session{}, err
+		}
+		cfg.User, cfg.Password = account, secret
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return session{}, err
+		}
+		return session{check: func() error { return c.Ping(ctx) }, close: func() { c.Close(ctx) }}, nil
+	case "dir":
+		l, err := ldap.DialURL(dir.URL)
+		if err != nil {
+			return session{}, err
+		}
+		dn := "uid=" + ldap.EscapeDN(account) + "," + testsvc.SlapdPeople
+		if err := l.Bind(dn, secret); err != nil {
+			l.Close()
+			return session{}, err
+		}
+		return session{check: func() error {
+			res, err := l.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"cn"}, nil))
+			if err == nil && len(res.Entries) == 0 {
+				err = errors.New("own entry unreadable")
+			}
+			return err
+		}, close: func() { l.Close() }}, nil
+	case "cache":
+		c := goredis.NewClient(&goredis.Options{Addr: redisAddr, Username: account, Password: secret, PoolSize: 1, MaxRetries: -1, Protocol: 2, DisableIdentity: true})
+		if err := c.Ping(ctx).Err(); err != nil {
+			c.Close()
+			return session{}, err
+		}
+		return session{check: func() error { return c.Ping(ctx).Err() }, close: func() { c.Close() }}, nil
+	case "maria":
+		base, err := driver.ParseDSN(mysqlDSN)
+		if err != nil {
+			return session{}, err
+		}
+		cfg := driver.NewConfig()
+		cfg.Net, cfg.Addr, cfg.User, cfg.Passwd, cfg.Timeout = base.Net, base.Addr, account, secret, 5*time.Second
+		conn, err := driver.NewConnector(cfg)
+		if err != nil {
+			return session{}, err
+		}
+		db := sql.OpenDB(conn)
+		c, err := db.Conn(ctx)
+		if err != nil {
+			db.Close()
+			return session{}, err
+		}
+		return session{check: func() error { var n int; return c.QueryRowContext(ctx, "SELECT COUNT(*) FROM e2e_app.t").Scan(&n) },
+			close: func() { c.Close(); db.Close() }}, nil
+	}
+	return session{}, fmt.Errorf("unknown system %s", sys)
+}
+
+// assertLockedOut checks every live session is cut and no login works.
+func assertLockedOut(t *testing.T, account string, secrets map[string]string, live map[string]session) {
+	t.Helper()
+	for sys, s := range live {
+		if err := s.check(); err == nil {
+			t.Errorf("%s: the session opened before the leaver still works", sys)
+		}
+		s.close()
+		if s2, err := loginTo(sys, account, secrets[sys]); err == nil {
+			if s2.check() == nil {
+				t.Errorf("%s: a new login as %s works after the leaver", sys, account)
+			}
+			s2.close()
+		}
+	}
+}
+
+func joiner(account string) identity.Event {
+	return identity.Event{Source: "hr", ID: "join-" + account, Type: identity.Joiner, ExternalID: account, Kind: identity.Human,
+		Attributes: map[string]any{"department": "Engineering"}}
+}
+
+func leaver(account string) identity.Event {
+	return identity.Event{Source: "hr", ID: "leave-" + account, Type: identity.Leaver, ExternalID: account}
+}
+
+// TestLeaverOnRealSystems: a joiner gets accounts, entitlements and
+// passwords in PostgreSQL, LDAP, Redis and MariaDB, and jml's own API key;
+// the leaver cuts every live session, every login and the key.
+func TestLeaverOnRealSystems(t *testing.T) {
+	const account = "e2e.alice"
+	f := setup(t, account)
+	c := f.submit(t, joiner(account))
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	secrets := f.secrets(t, c.IdentityID)
+	live := login(t, account, secrets)
+	if in, err := f.e.Introspect(context.Background(), secrets["vault"]); err != nil || !in.Active {
+		t.Fatalf("API key before the leaver: %+v, %v", in, err)
+	}
+
+	c = f.submit(t, leaver(account))
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("leaver: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	disabled := map[string]bool{}
+	for _, s := range c.Steps {
+		if s.Status != store.StepDone || s.Result == "" {
+			t.Errorf("leaver step %d %s %s: %s %q", s.Seq, s.Action, s.System, s.Status, s.Result)
+		}
+		if s.Action == "disable_account" {
+			disabled[s.System] = true
+		}
+	}
+	for _, sys := range []string{"appdb", "dir", "cache", "maria"} {
+		if !disabled[sys] {
+			t.Errorf("the leaver's case has no disable_account step for %s:\n%s", sys, steps(c))
+		}
+	}
+	t.Logf("leaver case:\n%s", steps(c))
+	assertLockedOut(t, account, secrets, live)
+	if in, err := f.e.Introspect(context.Background(), secrets["vault"]); err != nil || in.Active {
+		t.Fatalf("API key after the leaver: %+v, %v", in, err)
+	}
+}
+
+// TestLeaverWhileTargetDown: Redis is unreachable when the leaver comes;
+// the other systems complete, the case says what it waits on, the
+// pending-revocations metric counts Redis's steps, and when Redis is back
+// the case completes and nothing is left enabled.
+func TestLeaverWhileTargetDown(t *testing.T) {
+	const account = "e2e.bob"
+	f := setup(t, account)
+	c := f.submit(t, joiner(account))
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	secrets := f.secrets(t, c.IdentityID)
+	live := login(t, account, secrets)
+
+	f.proxy.Down()
+	res, err := f.e.Submit(context.Background(), admin, leaver(account))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *store.Case) bool {
+		for _, s := range c.Steps {
+			if s.System != "cache" && s.Status != store.StepDone {
+				return false
+			}
+		}
+		return strings.HasPrefix(c.Reason, "waiting on cache: ")
+	})
+	if c.Status != store.CaseRunning {
+		t.Fatalf("with Redis down the case is %s, want running", c.Status)
+	}
+	if n := gauge(t, f.reg, "jml_pending_revocations", "cache"); n < 1 {
+		t.Fatalf("jml_pending_revocations{system=cache} = %v with Redis down", n)
+	}
+	if n := gauge(t, f.reg, "jml_pending_revocations", "appdb"); n != 0 {
+		t.Fatalf("jml_pending_revocations{system=appdb} = %v, want 0", n)
+	}
+	t.Logf("while down: %s", c.Reason)
+
+	f.proxy.Up()
+	c = f.waitCase(t, res.CaseID, 60*time.Second, func(c *store.Case) bool { return c.Status != store.CaseRunning })
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("after Redis came back: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	if n := gauge(t, f.reg, "jml_pending_revocations", "cache"); n != 0 {
+		t.Fatalf("jml_pending_revocations{system=cache} = %v after completion", n)
+	}
+	assertLockedOut(t, account, secrets, live)
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name, system string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "system" && l.GetValue() == system {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("%s{system=%q} not exported", name, system)
+	return 0
+}
