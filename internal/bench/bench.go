@@ -43,8 +43,13 @@ type Options struct {
 	Events           int // joiners for throughput (≥ 20000 for the quoted figure)
 	Submitters       int // concurrent submitters
 	Jobs             store.JobConfig
-	Out              io.Writer
-	Log              *slog.Logger
+	// RealLeavers, RedisAddr and MySQLDSN are for time to revoke across
+	// real systems (part "systems").
+	RealLeavers int
+	RedisAddr   string
+	MySQLDSN    string
+	Out         io.Writer
+	Log         *slog.Logger
 	// Only, when not empty, names the parts to run: policy, revoke,
 	// sqlite, jobs, postgres.
 	Only []string
@@ -67,9 +72,9 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	for _, p := range o.Only {
 		switch p {
-		case "policy", "revoke", "sqlite", "jobs", "postgres":
+		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist":
 		default:
-			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs or postgres", p)
+			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs, postgres, systems or pglist", p)
 		}
 	}
 	if o.runs("policy") {
@@ -92,15 +97,24 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("throughput sqlite (steps as jobs): %w", err)
 		}
 	}
-	if !o.runs("postgres") {
-		return nil
-	}
 	if o.PostgresAdminURL == "" {
-		fmt.Fprintf(o.Out, "\nthroughput (postgres): skipped, no server given\n")
+		fmt.Fprintf(o.Out, "\nPostgreSQL parts (throughput, systems, pglist): skipped, no server given\n")
 		return nil
 	}
-	if err := throughputBench(ctx, o, "postgres", false); err != nil {
-		return fmt.Errorf("throughput postgres: %w", err)
+	if o.runs("postgres") {
+		if err := throughputBench(ctx, o, "postgres", false); err != nil {
+			return fmt.Errorf("throughput postgres: %w", err)
+		}
+	}
+	if o.runs("systems") {
+		if err := systemsBench(ctx, o); err != nil {
+			return fmt.Errorf("time to revoke across real systems: %w", err)
+		}
+	}
+	if o.runs("pglist") {
+		if err := pgListBench(ctx, o); err != nil {
+			return fmt.Errorf("postgres listing: %w", err)
+		}
 	}
 	return nil
 }

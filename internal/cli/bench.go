@@ -20,7 +20,8 @@ func benchCmd(ev *env) *cobra.Command {
 		Long: "Runs on this machine and prints medians and percentiles with their baselines.\n" +
 			"SQLite files go to a temporary directory. On the PostgreSQL server --postgres names\n" +
 			"(or JML_BENCH_POSTGRES), bench creates its own databases and drops them; --postgres \"\"\n" +
-			"skips PostgreSQL.",
+			"skips PostgreSQL. The systems part also starts a private slapd and makes (and\n" +
+			"removes) users named jmlbench* in PostgreSQL, Redis and MariaDB.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if v := ev.getenv("JML_BENCH_POSTGRES"); v != "" && !cmd.Flags().Changed("postgres") {
@@ -58,6 +59,9 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().StringVar(&o.PostgresAdminURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to benchmark on (env JML_BENCH_POSTGRES)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for SQLite files (default: a temporary one)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
-	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, revoke, sqlite, jobs, postgres")
+	cmd.Flags().IntVar(&o.RealLeavers, "real-leavers", 200, "leavers for time to revoke across real systems")
+	cmd.Flags().StringVar(&o.RedisAddr, "redis", "127.0.0.1:6379", "Redis for the systems part (users jmlbench* are made and removed)")
+	cmd.Flags().StringVar(&o.MySQLDSN, "mysql", "root@tcp(127.0.0.1:3306)/", "MariaDB/MySQL DSN for the systems part")
+	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, revoke, sqlite, jobs, postgres, systems, pglist")
 	return cmd
 }

@@ -172,7 +172,10 @@ func setup(t *testing.T, account string) *fixture {
 	env := map[string]string{"E2E_PG_URL": pg.URL, "E2E_LDAP_PW": dir.Password, "E2E_MYSQL_DSN": mysqlDSN}
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Open: connectors.Open,
-		Getenv: func(k string) string { return env[k] }, Metrics: engine.NewMetrics(reg)})
+		Getenv: func(k string) string { return env[k] }, Metrics: engine.NewMetrics(reg),
+		// A failed fast-path attempt is retried by the case's job; a short
+		// grace keeps the target-down test short.
+		FastPathGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

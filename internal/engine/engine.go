@@ -80,9 +80,15 @@ type Config struct {
 	Rand    io.Reader
 	Metrics *Metrics
 	// DeferBuiltin runs built-in vault steps in a River job like every
-	// other step, instead of in the accepting transaction. It exists to
-	// measure and test the job path; production leaves it false.
+	// other step, instead of in the accepting transaction, and turns the
+	// fast path off. It exists to measure and test the job path;
+	// production leaves it false.
 	DeferBuiltin bool
+	// FastPathGrace is how long after an event is accepted its case's job
+	// is due. Meanwhile the accepting process runs the case at once; the
+	// job takes over if that process dies or a step fails. Zero means
+	// 10s; negative turns the fast path off (the job is due at once).
+	FastPathGrace time.Duration
 }
 
 // Engine is safe for concurrent use.
@@ -109,6 +115,12 @@ type Engine struct {
 	deferBuiltin bool
 	// coalescer batches concurrent submissions where the store can.
 	coalescer *coalescer
+	// fastPathGrace: see Config.FastPathGrace; 0 here means off.
+	fastPathGrace time.Duration
+	// caseLocks keeps two runs of one case in this process apart (the fast
+	// path and the case's job); fastRuns tracks fast-path goroutines.
+	caseLocks caseLocks
+	fastRuns  sync.WaitGroup
 }
 
 // New returns an engine. Missing Now, Rand and Logger default to the clock,
@@ -131,6 +143,14 @@ func New(cfg Config) (*Engine, error) {
 	if e.metrics == nil {
 		e.metrics = NewMetrics(nil)
 	}
+	switch {
+	case cfg.DeferBuiltin || cfg.FastPathGrace < 0:
+	case cfg.FastPathGrace == 0:
+		e.fastPathGrace = 10 * time.Second
+	default:
+		e.fastPathGrace = cfg.FastPathGrace
+	}
+	e.caseLocks.m = map[string]*caseLock{}
 	conns := make(map[string]connector.Connector, len(cfg.Connectors))
 	for name, c := range cfg.Connectors {
 		conns[name] = c
@@ -214,8 +234,10 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 // were already calling it.
 const retireAfter = 2 * time.Minute
 
-// Close closes every connector the engine opened.
+// Close waits for cases started on the fast path, then closes every
+// connector the engine opened.
 func (e *Engine) Close() error {
+	e.fastRuns.Wait()
 	e.setPolicy.Lock()
 	defer e.setPolicy.Unlock()
 	var errs []error
@@ -298,6 +320,7 @@ func (e *Engine) observeAccepted(ev identity.Event, res *Result, counters accept
 	}
 	e.metrics.eventsAccepted.WithLabelValues(string(ev.Type)).Inc()
 	counters.observe(e.metrics)
+	e.startCases(counters.runNow)
 }
 
 // accept is Submit inside tx.
@@ -346,12 +369,13 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}, c, nil
 }
 
-// acceptCounters are metric increments that happen only if the
-// transaction commits.
+// acceptCounters are what happens only if the transaction commits: metric
+// increments, and cases to start running at once.
 type acceptCounters struct {
 	revoked   int
 	findings  int
 	completed int
+	runNow    []string
 }
 
 func (c acceptCounters) observe(m *Metrics) {
@@ -613,7 +637,15 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		return nil, err
 	}
 	if pending > 0 {
-		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
+		// The case starts running as soon as this commits (startCases);
+		// its job, due a little later, is the durable fallback if this
+		// process dies first, and the retry schedule if a step fails.
+		runAt := time.Time{}
+		if e.fastPathGrace > 0 {
+			runAt = now.Add(e.fastPathGrace)
+			counters.runNow = append(counters.runNow, c.ID)
+		}
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, runAt); err != nil {
 			return nil, err
 		}
 	}

@@ -61,7 +61,13 @@ birthright:
   - {name: staff, when: 'identity.kind == "human"', entitlements: [crm-user, wiki]}
 `
 
+// newTargetFixture drives cases by calling RunCase itself, so the fast
+// path is off; TestFastPath covers it.
 func newTargetFixture(t *testing.T) (*fixture, *target) {
+	return newTargetFixtureGrace(t, -1)
+}
+
+func newTargetFixtureGrace(t *testing.T, grace time.Duration) (*fixture, *target) {
 	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +76,7 @@ func newTargetFixture(t *testing.T) (*fixture, *target) {
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
 	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
 	s := openSQLite(t)
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, Connectors: map[string]connector.Connector{"crm": tg}})
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, Connectors: map[string]connector.Connector{"crm": tg}, FastPathGrace: grace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,5 +203,36 @@ func TestRetryFailedCase(t *testing.T) {
 	}
 	if _, err := f.e.Retry(ctx, admin, res.CaseID); identity.ErrorCode(err) != identity.Conflict {
 		t.Fatalf("Retry of a completed case = %v, want conflict", err)
+	}
+}
+
+// TestFastPath: a case with steps in another system runs as soon as the
+// event is accepted, with no job worker running; its job is due only after
+// the grace, and running it then finds nothing left to do.
+func TestFastPath(t *testing.T) {
+	f, tg := newTargetFixtureGrace(t, time.Hour)
+	ctx := context.Background()
+	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.fastRuns.Wait()
+	c := f.getCase(t, res.CaseID)
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("after the fast path the case is %s %q", c.Status, c.Reason)
+	}
+	tg.mu.Lock()
+	calls := tg.calls
+	held := tg.grants["alice/crm-user"]
+	tg.mu.Unlock()
+	if !held || calls != 2 { // ensure_account, grant
+		t.Fatalf("crm: grant held %v after %d calls, want true after 2", held, calls)
+	}
+	// The job, when it runs, changes nothing and calls nobody.
+	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if tg.calls != calls {
+		t.Fatalf("the job called the target again (%d calls)", tg.calls)
 	}
 }

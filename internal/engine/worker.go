@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -58,7 +59,63 @@ type applyCaseWorker struct {
 }
 
 func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs]) error {
+	unlock := w.e.caseLocks.lock(job.Args.CaseID)
+	defer unlock()
 	return w.e.RunCase(ctx, job.Args.CaseID, job.Attempt >= job.MaxAttempts)
+}
+
+// fastRunTimeout bounds a fast-path run, as River's job timeout bounds a
+// job's.
+const fastRunTimeout = time.Minute
+
+// startCases runs just-committed cases now, each in its own goroutine, so
+// that a leaver's revocations start without waiting for a job fetch.
+// Failures are left to the case's job, which is already scheduled.
+func (e *Engine) startCases(ids []string) {
+	for _, id := range ids {
+		e.fastRuns.Add(1)
+		go func() {
+			defer e.fastRuns.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), fastRunTimeout)
+			defer cancel()
+			unlock := e.caseLocks.lock(id)
+			defer unlock()
+			if err := e.RunCase(ctx, id, false); err != nil {
+				e.log.Debug("fast path: case left to its job", "case", id, "error", err)
+			}
+		}()
+	}
+}
+
+// caseLocks are per-case mutexes, dropped when nobody holds or waits.
+type caseLocks struct {
+	mu sync.Mutex
+	m  map[string]*caseLock
+}
+
+type caseLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (l *caseLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	cl := l.m[id]
+	if cl == nil {
+		cl = &caseLock{}
+		l.m[id] = cl
+	}
+	cl.refs++
+	l.mu.Unlock()
+	cl.Lock()
+	return func() {
+		cl.Unlock()
+		l.mu.Lock()
+		if cl.refs--; cl.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // NextRetry backs off exponentially from one second to five minutes, so a
@@ -98,8 +155,21 @@ func (w *expireGrantWorker) Work(ctx context.Context, job *river.Job[ExpireGrant
 // with backoff; on lastAttempt the step fails for good and the case needs
 // attention.
 func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) error {
-	failed := map[string]bool{} // systems that failed during this run
-	var firstErr error
+	var (
+		mu       sync.Mutex
+		failed   = map[string]bool{} // systems that failed during this run
+		firstErr error
+	)
+	// fail marks a system failed for this run; err (nil when the failure
+	// was final and recorded) is what River sees.
+	fail := func(system string, err error) {
+		mu.Lock()
+		failed[system] = true
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
 	for {
 		var c *store.Case
 		var id *identity.Identity
@@ -114,42 +184,96 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 		if err != nil {
 			return err
 		}
+		mu.Lock()
 		runnable := runnableSteps(c, failed)
+		mu.Unlock()
 		if len(runnable) == 0 {
 			if err := e.updateAndSettle(ctx, caseID, func(store.Tx) error { return nil }); err != nil {
 				return err
 			}
 			return firstErr
 		}
-		progressed := false
+		// Transactional steps (the built-in vault) go first, all in one
+		// transaction; then the case is read again.
+		transactional := false
 		for _, s := range runnable {
-			conn := e.conn(s.System)
-			if conn == nil {
-				failed[s.System] = true
-				if err := e.failStep(ctx, c, s, fmt.Errorf("no connector for system %q", s.System), true); err != nil && firstErr == nil {
-					firstErr = err
-				}
-				continue
+			if e.conn(s.System) != nil && e.transactional(s.System) {
+				transactional = true
 			}
-			if e.transactional(s.System) {
-				if err := e.applyInTx(ctx, caseID, id); err != nil {
-					return err
-				}
-				progressed = true
-				break // applyInTx took every runnable transactional step; reload
-			}
-			if err := e.applyExternal(ctx, c, id, s, conn); err != nil {
-				failed[s.System] = true
-				if ferr := e.failStep(ctx, c, s, err, lastAttempt); ferr != nil && firstErr == nil {
-					firstErr = ferr
-				}
-				continue
-			}
-			progressed = true
 		}
-		if !progressed && len(failed) == 0 {
-			return firstErr
+		if transactional {
+			if err := e.applyInTx(ctx, caseID, id); err != nil {
+				return err
+			}
+			continue
 		}
+		// Every other system runs its pending steps in order, all systems
+		// at once: a leaver's time to revoke is the slowest system's, not
+		// the sum of them, and a system that is down delays no other.
+		var wg sync.WaitGroup
+		for _, first := range runnable {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.runSystem(ctx, c, id, first.System, lastAttempt, fail)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// runSystem applies, in plan order, the pending steps of one system in c,
+// stopping at the first that fails, and then records what happened in one
+// transaction: one commit per system and run, not one per step. A crash
+// before that commit repeats the calls, which are idempotent. Each step is
+// recorded only if still pending, so a concurrent run of the same case
+// cannot record one twice.
+func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool, fail func(string, error)) {
+	conn := e.conn(system)
+	var outcomes []outcome
+	var failure *outcome
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		if s.System != system {
+			continue
+		}
+		if s.Status == store.StepFailed {
+			break
+		}
+		if s.Status != store.StepPending {
+			continue
+		}
+		if conn == nil {
+			failure = &outcome{seq: s.Seq, err: fmt.Errorf("no connector for system %q", system), final: true}
+			break
+		}
+		o := e.callExternal(ctx, c, id, s, conn)
+		if o.err != nil {
+			o.final = lastAttempt
+			failure = &o
+			break
+		}
+		outcomes = append(outcomes, o)
+	}
+	if failure != nil {
+		outcomes = append(outcomes, *failure)
+	}
+	if len(outcomes) == 0 {
+		return
+	}
+	err := e.recordOutcomes(ctx, c.ID, outcomes)
+	switch {
+	case err != nil:
+		fail(system, err)
+	case failure != nil:
+		e.metrics.stepsFailed.WithLabelValues(system, string(c.Steps[failure.seq-1].Action)).Inc()
+		if failure.final {
+			e.log.Error("step failed for good; case needs attention", "case", c.ID, "seq", failure.seq, "system", system, "error", failure.err)
+			fail(system, nil)
+			return
+		}
+		e.log.Warn("step failed; will retry", "case", c.ID, "seq", failure.seq, "system", system, "error", failure.err)
+		fail(system, failure.err)
 	}
 }
 
@@ -269,110 +393,101 @@ func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(sto
 	return err
 }
 
-// applyExternal calls the connector for one step, then records its effect.
-// A widening step for an identity that is no longer active is superseded
-// instead of called.
-func (e *Engine) applyExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) error {
+// outcome is what calling one step's connector did.
+type outcome struct {
+	seq        int
+	superseded string // not called: why
+	secret     string // the credential installed, for the record
+	err        error  // the call failed
+	final      bool   // ... for good
+}
+
+// callExternal calls the connector for one step. A widening step for an
+// identity that is no longer active is superseded instead of called.
+func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) outcome {
+	o := outcome{seq: s.Seq}
 	if widening(s.Action) && id.State != identity.Active {
-		return e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, _ *store.Case, st *store.Step, now time.Time) error {
-			st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
-			return tx.UpdateStep(ctx, st)
-		})
+		o.superseded = "not applied: the identity is " + string(id.State)
+		return o
 	}
 	op := connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq), CaseID: c.ID}
 	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
-	var secret string
-	var err error
 	switch s.Action {
 	case plan.EnsureAccount, plan.EnableAccount:
-		err = conn.EnsureAccount(ctx, op, acct)
+		o.err = conn.EnsureAccount(ctx, op, acct)
 	case plan.DisableAccount:
-		err = conn.DisableAccount(ctx, op, acct)
+		o.err = conn.DisableAccount(ctx, op, acct)
 	case plan.Grant:
-		err = conn.Grant(ctx, op, acct, s.Entitlement)
+		o.err = conn.Grant(ctx, op, acct, s.Entitlement)
 	case plan.RevokeGrant:
-		err = conn.Revoke(ctx, op, acct, s.Entitlement)
+		o.err = conn.Revoke(ctx, op, acct, s.Entitlement)
 	case plan.IssueCredential, plan.RotateCredential, plan.RevokeCredential:
 		setter, ok := conn.(connector.CredentialSetter)
 		if !ok {
-			return fmt.Errorf("system %s cannot hold credentials", s.System)
-		}
-		if s.Action == plan.RevokeCredential {
-			err = setter.RevokeCredential(ctx, op, acct, s.CredentialID)
+			o.err = fmt.Errorf("system %s cannot hold credentials", s.System)
 			break
 		}
-		if secret, err = e.newSecret(s); err != nil {
-			return err
+		if s.Action == plan.RevokeCredential {
+			o.err = setter.RevokeCredential(ctx, op, acct, s.CredentialID)
+			break
+		}
+		if o.secret, o.err = e.newSecret(s); o.err != nil {
+			break
 		}
 		rule := e.Policy().CredentialRule(s.Rule)
-		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: secret}
+		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: o.secret}
 		if rule.TTL > 0 {
 			cred.ExpiresAt = e.now().Add(rule.TTL)
 		}
-		err = setter.SetCredential(ctx, op, acct, cred)
+		o.err = setter.SetCredential(ctx, op, acct, cred)
 	default:
-		err = fmt.Errorf("unknown action %q", s.Action)
+		o.err = fmt.Errorf("unknown action %q", s.Action)
 	}
-	if err != nil {
-		return err
-	}
-	return e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, cur *store.Case, st *store.Step, now time.Time) error {
-		result, err := e.record(ctx, tx, cur, st, secret, now)
-		if err != nil {
-			return err
-		}
-		st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
-		if err := tx.UpdateStep(ctx, st); err != nil {
-			return err
-		}
-		e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
-		return tx.AppendAudit(ctx, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result}))
-	})
+	return o
 }
 
-// failStep records a failed attempt. The case says what it waits on; on the
-// last attempt the step fails for good and the case needs attention. The
-// error is returned so River retries with backoff.
-func (e *Engine) failStep(ctx context.Context, c *store.Case, s *store.Step, cause error, final bool) error {
-	msg := cause.Error()
-	uerr := e.withPendingStep(ctx, c.ID, s.Seq, func(tx store.Tx, cur *store.Case, st *store.Step, now time.Time) error {
-		st.Attempts++
-		st.LastError, st.UpdatedAt = msg, now
-		action := "step.retrying"
-		if final {
-			st.Status, action = store.StepFailed, "step.failed"
-		}
-		if err := tx.UpdateStep(ctx, st); err != nil {
-			return err
-		}
-		return tx.AppendAudit(ctx, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
-	})
-	e.metrics.stepsFailed.WithLabelValues(s.System, string(s.Action)).Inc()
-	if uerr != nil {
-		return errors.Join(cause, uerr)
-	}
-	if final {
-		e.log.Error("step failed for good; case needs attention", "case", c.ID, "seq", s.Seq, "system", s.System, "error", msg)
-		return nil
-	}
-	e.log.Warn("step failed; will retry", "case", c.ID, "seq", s.Seq, "system", s.System, "error", msg)
-	return cause
-}
-
-// withPendingStep runs fn on step seq of the case, in a transaction that
-// then settles the case, if the step is still pending; if it is not,
-// another run got there first and nothing happens.
-func (e *Engine) withPendingStep(ctx context.Context, caseID string, seq int, fn func(tx store.Tx, c *store.Case, st *store.Step, now time.Time) error) error {
+// recordOutcomes records, in one transaction that then settles the case,
+// each outcome whose step is still pending: its effect in jml's tables and
+// an audit record.
+func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []outcome) error {
 	return e.updateAndSettle(ctx, caseID, func(tx store.Tx) error {
-		c, err := tx.GetCase(ctx, caseID)
+		cur, err := tx.GetCase(ctx, caseID)
 		if err != nil {
 			return err
 		}
-		st := &c.Steps[seq-1]
-		if st.Status != store.StepPending {
-			return nil
+		now := e.now().UTC()
+		var recs []audit.Record
+		for _, o := range outcomes {
+			st := &cur.Steps[o.seq-1]
+			if st.Status != store.StepPending {
+				continue // another run got there first
+			}
+			switch {
+			case o.superseded != "":
+				st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, o.superseded, now
+			case o.err != nil:
+				msg := o.err.Error()
+				st.Attempts++
+				st.LastError, st.UpdatedAt = msg, now
+				action := "step.retrying"
+				if o.final {
+					st.Status, action = store.StepFailed, "step.failed"
+				}
+				recs = append(recs, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
+			default:
+				result, err := e.record(ctx, tx, cur, st, o.secret, now)
+				if err != nil {
+					return err
+				}
+				st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
+				e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
+				recs = append(recs, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result}))
+			}
+			if err := tx.UpdateStep(ctx, st); err != nil {
+				return err
+			}
 		}
-		return fn(tx, c, st, e.now().UTC())
+		return tx.AppendAudit(ctx, recs...)
 	})
 }
 
@@ -524,6 +639,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 	}
 	if rejected == nil {
 		counters.observe(e.metrics)
+		e.startCases(counters.runNow)
 		return nil
 	}
 	return e.store.Update(ctx, func(tx store.Tx) error {

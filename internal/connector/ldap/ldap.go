@@ -80,10 +80,11 @@ const permanentLock = "000001010000Z"
 // adDisabled is userAccountControl's ACCOUNTDISABLE bit.
 const adDisabled = 0x2
 
-// Conn is an LDAP connector. It dials per operation: directory servers
-// close idle connections, and steps are rare enough that a pool would
-// mostly hold dead ones.
+// Conn is an LDAP connector. It keeps a few bound connections for reuse;
+// one that the server closed meanwhile is replaced by a fresh one and the
+// operation tried once more (every operation here is idempotent).
 type Conn struct {
+	idle    chan *ldap.Conn
 	st      settings
 	groups  map[string]string // entitlement -> group DN
 	tls     *tls.Config
@@ -142,7 +143,7 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	default:
 		return nil, cfg.Errorf("lockMode: %q is not one of ppolicy, ad, none", st.LockMode)
 	}
-	c := &Conn{st: st, groups: map[string]string{}, timeout: 10 * time.Second}
+	c := &Conn{st: st, groups: map[string]string{}, timeout: 10 * time.Second, idle: make(chan *ldap.Conn, 4)}
 	for name, raw := range cfg.Targets {
 		var tg target
 		if err := connector.Decode(raw, &tg); err != nil {
@@ -216,12 +217,52 @@ func (c *Conn) dial(_ context.Context) (*ldap.Conn, error) {
 }
 
 func (c *Conn) with(ctx context.Context, fn func(*ldap.Conn) error) error {
-	l, err := c.dial(ctx)
-	if err != nil {
+	var l *ldap.Conn
+	select {
+	case l = <-c.idle:
+		if l.IsClosing() {
+			l.Close()
+			l = nil
+		}
+	default:
+	}
+	reused := l != nil
+	if !reused {
+		var err error
+		if l, err = c.dial(ctx); err != nil {
+			return err
+		}
+	}
+	err := fn(l)
+	if err != nil && reused && is(err, ldap.ErrorNetwork) {
+		l.Close()
+		if l, err = c.dial(ctx); err != nil {
+			return err
+		}
+		err = fn(l)
+	}
+	if err != nil && is(err, ldap.ErrorNetwork) {
+		l.Close()
 		return err
 	}
-	defer l.Close()
-	return fn(l)
+	select {
+	case c.idle <- l:
+	default:
+		l.Close()
+	}
+	return err
+}
+
+// Close closes the idle connections.
+func (c *Conn) Close() error {
+	for {
+		select {
+		case l := <-c.idle:
+			l.Close()
+		default:
+			return nil
+		}
+	}
 }
 
 // dn returns the account's DN, its RDN value escaped.
