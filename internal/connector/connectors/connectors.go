@@ -15,6 +15,7 @@ import (
 	"github.com/jml-dev/jml/internal/connector/mysql"
 	"github.com/jml-dev/jml/internal/connector/postgres"
 	"github.com/jml-dev/jml/internal/connector/redis"
+	"github.com/jml-dev/jml/internal/connector/webhook"
 	"github.com/jml-dev/jml/internal/policy"
 )
 
@@ -23,6 +24,7 @@ var openers = map[string]connector.Opener{
 	mysql.Type:    mysql.Open,
 	postgres.Type: postgres.Open,
 	redis.Type:    redis.Open,
+	webhook.Type:  webhook.Open,
 }
 
 // Types returns every connector type name, builtin included, sorted.
