@@ -15,6 +15,7 @@ import (
 	"github.com/jml-dev/jml/internal/connector/mysql"
 	"github.com/jml-dev/jml/internal/connector/postgres"
 	"github.com/jml-dev/jml/internal/connector/redis"
+	"github.com/jml-dev/jml/internal/connector/scim"
 	"github.com/jml-dev/jml/internal/connector/webhook"
 	"github.com/jml-dev/jml/internal/policy"
 )
@@ -24,6 +25,7 @@ var openers = map[string]connector.Opener{
 	mysql.Type:    mysql.Open,
 	postgres.Type: postgres.Open,
 	redis.Type:    redis.Open,
+	scim.Type:     scim.Open,
 	webhook.Type:  webhook.Open,
 }
 
