@@ -73,6 +73,22 @@ type CredentialSetter interface {
 	RevokeCredential(ctx context.Context, op Op, a Account, credentialID string) error
 }
 
+// OverlapRotator is a CredentialSetter whose system can hold two secrets
+// of an account at once, so that a rotation keeps the previous secret
+// working for a while: clients holding it have time to pick up the new one.
+type OverlapRotator interface {
+	// RotationOverlap is how long a rotated-out secret keeps working; zero
+	// means rotations replace at once (SetCredential).
+	RotationOverlap() time.Duration
+	// AddCredential installs c next to the account's current secrets.
+	AddCredential(ctx context.Context, op Op, a Account, c Credential) error
+	// RetireCredentials removes every secret of the account except the one
+	// whose fingerprint (vault.Fingerprint: the first 8 bytes of its
+	// SHA-256, in hex) is keep; keep "" removes them all. Missing account
+	// is success.
+	RetireCredentials(ctx context.Context, op Op, a Account, keep string) error
+}
+
 // AccountState is an account as the system reports it, for reconciliation.
 type AccountState struct {
 	Name     string

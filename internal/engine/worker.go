@@ -44,12 +44,24 @@ type ExpireGrantArgs struct {
 
 func (ExpireGrantArgs) Kind() string { return "jml.expire_grant" }
 
+// RetireCredentialsArgs ends a rotation overlap: every secret of the
+// identity's account in System but its current credential of Rule is
+// removed.
+type RetireCredentialsArgs struct {
+	IdentityID string `json:"identityId"`
+	System     string `json:"system"`
+	Rule       string `json:"rule"`
+}
+
+func (RetireCredentialsArgs) Kind() string { return "jml.retire_credentials" }
+
 // Workers returns the River workers of the engine's jobs.
 func (e *Engine) Workers() *river.Workers {
 	w := river.NewWorkers()
 	river.AddWorker(w, &applyCaseWorker{e: e})
 	river.AddWorker(w, &effectiveEventWorker{e: e})
 	river.AddWorker(w, &expireGrantWorker{e: e})
+	river.AddWorker(w, &retireCredentialsWorker{e: e})
 	return w
 }
 
@@ -142,6 +154,54 @@ type expireGrantWorker struct {
 
 func (w *expireGrantWorker) Work(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
 	return w.e.expireGrant(ctx, job.Args)
+}
+
+type retireCredentialsWorker struct {
+	river.WorkerDefaults[RetireCredentialsArgs]
+	e *Engine
+}
+
+func (w *retireCredentialsWorker) Work(ctx context.Context, job *river.Job[RetireCredentialsArgs]) error {
+	return w.e.RetireCredentials(ctx, job.Args)
+}
+
+// RetireCredentials ends a rotation overlap (the jml.retire_credentials
+// job): it keeps the identity's active credential of the rule (by
+// fingerprint) and removes every other secret of the account. If none is
+// active any more (revoked meanwhile), it removes them all.
+func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs) error {
+	var id *identity.Identity
+	var keep string
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if id, err = tx.GetIdentity(ctx, a.IdentityID); err != nil {
+			return err
+		}
+		creds, err := tx.ListCredentials(ctx, a.IdentityID, true)
+		if err != nil {
+			return err
+		}
+		for _, c := range creds {
+			if c.System == a.System && c.Rule == a.Rule {
+				keep = c.Fingerprint // the newest active one wins
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ov, ok := e.conn(a.System).(connector.OverlapRotator)
+	if !ok {
+		return fmt.Errorf("system %s no longer rotates with overlap", a.System)
+	}
+	op := connector.Op{IdempotencyKey: "retire/" + a.IdentityID + "/" + a.System + "/" + a.Rule}
+	if err := ov.RetireCredentials(ctx, op, connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}, keep); err != nil {
+		return err
+	}
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		return tx.AppendAudit(ctx, audit.New(e.now().UTC(), System.ID, "credentials.retired", id.ID, "", map[string]any{"system": a.System, "rule": a.Rule, "kept": keep}))
+	})
 }
 
 // RunCase applies a case's pending steps until none is left that can run.
@@ -396,10 +456,11 @@ func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(sto
 // outcome is what calling one step's connector did.
 type outcome struct {
 	seq        int
-	superseded string // not called: why
-	secret     string // the credential installed, for the record
-	err        error  // the call failed
-	final      bool   // ... for good
+	superseded string    // not called: why
+	secret     string    // the credential installed, for the record
+	err        error     // the call failed
+	final      bool      // ... for good
+	retireAt   time.Time // rotated with overlap: retire the old secret then
 }
 
 // callExternal calls the connector for one step. A widening step for an
@@ -438,6 +499,14 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: o.secret}
 		if rule.TTL > 0 {
 			cred.ExpiresAt = e.now().Add(rule.TTL)
+		}
+		// A rotation on a system that keeps the previous secret for an
+		// overlap adds the new one; a job retires the old one when the
+		// overlap ends.
+		if ov, ok := conn.(connector.OverlapRotator); ok && s.Action == plan.RotateCredential && ov.RotationOverlap() > 0 {
+			o.err = ov.AddCredential(ctx, op, acct, cred)
+			o.retireAt = e.now().Add(ov.RotationOverlap())
+			break
 		}
 		o.err = setter.SetCredential(ctx, op, acct, cred)
 	default:
@@ -478,6 +547,12 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 				result, err := e.record(ctx, tx, cur, st, o.secret, now)
 				if err != nil {
 					return err
+				}
+				if !o.retireAt.IsZero() {
+					if err := tx.Enqueue(ctx, RetireCredentialsArgs{IdentityID: cur.IdentityID, System: st.System, Rule: st.Rule}, o.retireAt); err != nil {
+						return err
+					}
+					result += "; the previous secret works until " + o.retireAt.UTC().Format(time.RFC3339)
 				}
 				st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
 				e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/vault"
 )
 
 // Harness is one connector and what the suite needs to check it against
@@ -77,6 +78,11 @@ func Run(t *testing.T, h Harness) {
 	t.Run("AlreadyDone", s.alreadyDone)
 	t.Run("DisableCutsSessions", s.disableCutsSessions)
 	t.Run("Rotate", s.rotate)
+	if ov, ok := h.Conn.(connector.OverlapRotator); ok && ov.RotationOverlap() > 0 {
+		t.Run("RotateWithOverlap", func(t *testing.T) { s.rotateWithOverlap(t, ov) })
+	} else {
+		t.Log("RotateWithOverlap: not applicable, the connector replaces secrets at once")
+	}
 	t.Run("ListIsExact", s.listIsExact)
 	t.Run("HostileNames", s.hostileNames)
 }
@@ -256,6 +262,23 @@ func (s *suite) rotate(t *testing.T) {
 	must(t, "RevokeCredential", s.set.RevokeCredential(ctx, op, a, "cred_2"))
 	s.refused(t, ctx, a.Name, cur, "after RevokeCredential")
 	must(t, "RevokeCredential again", s.set.RevokeCredential(ctx, op, a, "cred_2"))
+}
+
+// rotateWithOverlap: during the overlap both secrets work; retiring keeps
+// only the new one.
+func (s *suite) rotateWithOverlap(t *testing.T, ov connector.OverlapRotator) {
+	ctx := ctxT(t)
+	a := s.account("overlap")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, op, a))
+	old, cur := "Pw-"+strings.Repeat("o1", 16), "Pw-"+strings.Repeat("o2", 16)
+	must(t, "SetCredential", s.set.SetCredential(ctx, op, a, connector.Credential{ID: "cred_1", Type: "password", Secret: old}))
+	must(t, "AddCredential", ov.AddCredential(ctx, op, a, connector.Credential{ID: "cred_2", Type: "password", Secret: cur}))
+	s.login(t, ctx, a.Name, old).Close()
+	s.login(t, ctx, a.Name, cur).Close()
+	must(t, "RetireCredentials", ov.RetireCredentials(ctx, op, a, vault.Fingerprint(cur)))
+	must(t, "RetireCredentials again", ov.RetireCredentials(ctx, op, a, vault.Fingerprint(cur)))
+	s.refused(t, ctx, a.Name, old, "after the overlap, the old secret")
+	s.login(t, ctx, a.Name, cur).Close()
 }
 
 func (s *suite) listIsExact(t *testing.T) {

@@ -51,6 +51,9 @@ type settings struct {
 	// Protected are users jml must never manage (default: the connecting
 	// user and "default").
 	Protected []string `yaml:"protected"`
+	// RotationOverlap keeps a rotated-out password working this long
+	// (e.g. 10m) so clients can pick up the new one; default none.
+	RotationOverlap string `yaml:"rotationOverlap"`
 }
 
 type target struct {
@@ -71,6 +74,8 @@ type Conn struct {
 	rules     map[string][]string // entitlement -> rules
 	protected map[string]bool
 
+	overlap   time.Duration
+
 	mu    sync.Mutex
 	canon map[string]selector // entitlement -> Redis's canonical selector
 }
@@ -90,6 +95,13 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 	c := &Conn{rules: map[string][]string{}, protected: map[string]bool{st.Username: true, "default": true}, canon: map[string]selector{}}
 	for _, p := range st.Protected {
 		c.protected[p] = true
+	}
+	if st.RotationOverlap != "" {
+		d, err := time.ParseDuration(st.RotationOverlap)
+		if err != nil || d < 0 {
+			return nil, cfg.Errorf("rotationOverlap: %q is not a duration", st.RotationOverlap)
+		}
+		c.overlap = d
 	}
 	for name, raw := range cfg.Targets {
 		var tg target
@@ -161,6 +173,7 @@ type selector struct{ commands, keys, channels string }
 // user is what ACL GETUSER reports, nil when the user does not exist.
 type user struct {
 	on        bool
+	passwords []string // SHA-256 hex
 	root      selector
 	selectors []selector
 }
@@ -192,6 +205,13 @@ func parseUser(res any) (*user, error) {
 			for _, f := range flags {
 				if f == "on" {
 					u.on = true
+				}
+			}
+		case "passwords":
+			pws, _ := list[i+1].([]any)
+			for _, p := range pws {
+				if h, ok := p.(string); ok {
+					u.passwords = append(u.passwords, h)
 				}
 			}
 		case "commands":
@@ -401,6 +421,50 @@ func (c *Conn) SetCredential(ctx context.Context, _ connector.Op, a connector.Ac
 	return nil
 }
 
+// RotationOverlap implements connector.OverlapRotator.
+func (c *Conn) RotationOverlap() time.Duration { return c.overlap }
+
+// AddCredential adds a password next to the user's others (a rotation
+// with overlap).
+func (c *Conn) AddCredential(ctx context.Context, _ connector.Op, a connector.Account, cred connector.Credential) error {
+	name, err := c.name(a)
+	if err != nil {
+		return err
+	}
+	u, err := c.getUser(ctx, name)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return fmt.Errorf("add password: account %q does not exist", name)
+	}
+	sum := sha256.Sum256([]byte(cred.Secret))
+	return c.client.Do(ctx, "ACL", "SETUSER", name, "#"+hex.EncodeToString(sum[:])).Err()
+}
+
+// RetireCredentials removes, by hash, every password of the user but the
+// one whose SHA-256 starts with keep.
+func (c *Conn) RetireCredentials(ctx context.Context, _ connector.Op, a connector.Account, keep string) error {
+	name, err := c.name(a)
+	if err != nil {
+		return err
+	}
+	u, err := c.getUser(ctx, name)
+	if err != nil || u == nil {
+		return err
+	}
+	args := []any{"ACL", "SETUSER", name}
+	for _, h := range u.passwords {
+		if keep == "" || !strings.HasPrefix(h, keep) {
+			args = append(args, "!"+h)
+		}
+	}
+	if len(args) == 3 {
+		return nil
+	}
+	return c.client.Do(ctx, args...).Err()
+}
+
 func (c *Conn) RevokeCredential(ctx context.Context, _ connector.Op, a connector.Account, _ string) error {
 	name, err := c.name(a)
 	if err != nil {
@@ -484,5 +548,6 @@ func (c *Conn) ListAccounts(ctx context.Context) ([]connector.AccountState, erro
 
 var (
 	_ connector.CredentialSetter = (*Conn)(nil)
+	_ connector.OverlapRotator   = (*Conn)(nil)
 	_ connector.Lister           = (*Conn)(nil)
 )

@@ -44,7 +44,7 @@ var testTargets = map[string]map[string]any{
 func open(t testing.TB) *Conn {
 	t.Helper()
 	c, err := Open(context.Background(), connector.Config{System: "cache", Type: Type,
-		Settings: map[string]any{"addr": addr()}, Targets: testTargets})
+		Settings: map[string]any{"addr": addr(), "rotationOverlap": "10m"}, Targets: testTargets})
 	if err != nil {
 		t.Fatal(err)
 	}
