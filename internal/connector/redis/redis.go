@@ -74,7 +74,7 @@ type Conn struct {
 	rules     map[string][]string // entitlement -> rules
 	protected map[string]bool
 
-	overlap   time.Duration
+	overlap time.Duration
 
 	mu    sync.Mutex
 	canon map[string]selector // entitlement -> Redis's canonical selector

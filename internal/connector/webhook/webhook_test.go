@@ -104,7 +104,10 @@ func TestLifecycleOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	a := connector.Account{Name: "alice", IdentityID: "idn_1"}
 	n := 0
-	op := func() connector.Op { n++; return connector.Op{IdempotencyKey: "case_1/" + strconv.Itoa(n), CaseID: "case_1"} }
+	op := func() connector.Op {
+		n++
+		return connector.Op{IdempotencyKey: "case_1/" + strconv.Itoa(n), CaseID: "case_1"}
+	}
 	steps := []func() error{
 		func() error { return c.EnsureAccount(ctx, op(), a) },
 		func() error { return c.Grant(ctx, op(), a, "agents") },
