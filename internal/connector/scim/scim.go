@@ -360,19 +360,30 @@ func (c *Conn) findUser(ctx context.Context, name string) (*user, error) {
 	if err != nil {
 		return nil, err
 	}
-	filter := ""
-	if spc.Filter.Supported {
-		filter = "userName eq " + quote(name)
+	if !spc.Filter.Supported {
+		return c.scanUsers(ctx, "", name)
 	}
+	found, err := c.scanUsers(ctx, "userName eq "+quote(name), name)
+	// Some providers do not unescape quotes and backslashes in filter
+	// strings (the elimity-com/scim server does not); for such names a
+	// filtered lookup that finds nothing is checked by paging.
+	if err == nil && found == nil && strings.ContainsAny(name, `"\`) {
+		return c.scanUsers(ctx, "", name)
+	}
+	return found, err
+}
+
+// scanUsers pages through the users filter selects and returns the one
+// whose userName is name (case-insensitively, RFC 7643 §4.1.1; a filter
+// the provider ignored is caught here too), or nil.
+func (c *Conn) scanUsers(ctx context.Context, filter, name string) (*user, error) {
 	var found *user
 	var decodeErr error
-	err = c.each(ctx, "/Users", filter, func(raw json.RawMessage) bool {
+	err := c.each(ctx, "/Users", filter, func(raw json.RawMessage) bool {
 		var u user
 		if decodeErr = json.Unmarshal(raw, &u); decodeErr != nil {
 			return false
 		}
-		// userName is case-insensitive (RFC 7643 §4.1.1); a filter the
-		// provider ignored is caught here too.
 		if strings.EqualFold(u.UserName, name) {
 			found = &u
 			return false

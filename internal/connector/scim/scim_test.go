@@ -19,6 +19,7 @@ import (
 	filterparser "github.com/scim2/filter-parser/v2"
 
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/connector/connectortest"
 )
 
 // The provider is a SCIM server built with github.com/elimity-com/scim, a
@@ -378,4 +379,29 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("Open(%v) = %v, want %q", tc.settings, err, tc.want)
 		}
 	}
+}
+
+// TestConformance runs the connector conformance suite against the
+// elimity-com/scim server. Its users log in through the application's own
+// sign-on, not with a secret jml sets, so the suite checks disable by the
+// listed state.
+func TestConformance(t *testing.T) {
+	tg := newProvider(t, 4)
+	c := tg.open(t, 4)
+	connectortest.Run(t, connectortest.Harness{
+		Conn:         c,
+		Entitlements: [2]string{"support", "billing"},
+		Prefix:       "ct-",
+		CreateForeign: func(_ context.Context, name string) error {
+			u, err := tg.users.Create(nil, scimserver.ResourceAttributes{"userName": name, "active": true})
+			if err != nil {
+				return err
+			}
+			tg.groups.mu.Lock()
+			defer tg.groups.mu.Unlock()
+			members, _ := tg.groups.items["1"]["members"].([]any) // support
+			tg.groups.items["1"]["members"] = append(members, map[string]any{"value": u.ID})
+			return nil
+		},
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/connector/connectortest"
 )
 
 const secret = "0123456789abcdef-webhook-secret"
@@ -215,4 +217,36 @@ func TestConfigErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "at least 16 bytes") {
 		t.Errorf("short secret: %v", err)
 	}
+}
+
+// TestConformance runs the connector conformance suite against the
+// receiver above, read through its own state.
+func TestConformance(t *testing.T) {
+	c, r := setup(t)
+	c.targets["tools"] = map[string]any{"group": "tools"}
+	connectortest.Run(t, connectortest.Harness{
+		Conn:         c,
+		Entitlements: [2]string{"agents", "tools"},
+		Prefix:       "ct-",
+		List: func(context.Context) ([]connector.AccountState, error) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			var out []connector.AccountState
+			for name, ents := range r.accounts {
+				st := connector.AccountState{Name: name, Disabled: r.disabled[name]}
+				for e := range ents {
+					st.Entitlements = append(st.Entitlements, e)
+				}
+				slices.Sort(st.Entitlements)
+				out = append(out, st)
+			}
+			return out, nil
+		},
+		CreateForeign: func(_ context.Context, name string) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.accounts[name] = map[string]bool{"agents": true}
+			return nil
+		},
+	})
 }
