@@ -72,14 +72,19 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	for _, p := range o.Only {
 		switch p {
-		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist":
+		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist", "hrdiff":
 		default:
-			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs, postgres, systems or pglist", p)
+			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs, postgres, systems, pglist or hrdiff", p)
 		}
 	}
 	if o.runs("policy") {
 		if err := policyBench(o); err != nil {
 			return err
+		}
+	}
+	if o.runs("hrdiff") {
+		if err := hrDiffBench(o); err != nil {
+			return fmt.Errorf("hr diff: %w", err)
 		}
 	}
 	if o.runs("revoke") {

@@ -62,6 +62,6 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().IntVar(&o.RealLeavers, "real-leavers", 200, "leavers for time to revoke across real systems")
 	cmd.Flags().StringVar(&o.RedisAddr, "redis", "127.0.0.1:6379", "Redis for the systems part (users jmlbench* are made and removed)")
 	cmd.Flags().StringVar(&o.MySQLDSN, "mysql", "root@tcp(127.0.0.1:3306)/", "MariaDB/MySQL DSN for the systems part")
-	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, revoke, sqlite, jobs, postgres, systems, pglist")
+	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, hrdiff, revoke, sqlite, jobs, postgres, systems, pglist")
 	return cmd
 }

@@ -108,6 +108,30 @@ type Event struct {
 	EffectiveAt time.Time      `json:"effectiveAt"`
 }
 
+// HoldStatus is where a held batch is.
+type HoldStatus string
+
+const (
+	HoldHeld      HoldStatus = "held"
+	HoldReleased  HoldStatus = "released"
+	HoldDiscarded HoldStatus = "discarded"
+)
+
+// Hold is a batch of a source's events that the mass-change guard held
+// before anything was applied.
+type Hold struct {
+	ID        string           `json:"id"`
+	Source    string           `json:"source"`
+	Reason    string           `json:"reason"`
+	Events    []identity.Event `json:"events"`
+	Snapshot  []byte           `json:"-"` // the source's snapshot to store on release
+	Status    HoldStatus       `json:"status"`
+	CreatedBy string           `json:"createdBy"`
+	CreatedAt time.Time        `json:"createdAt"`
+	DecidedBy string           `json:"decidedBy,omitempty"`
+	DecidedAt time.Time        `json:"decidedAt,omitzero"`
+}
+
 // StepCount is a number of steps of one system and action.
 type StepCount struct {
 	System string
@@ -279,6 +303,18 @@ type Tx interface {
 	// ListOpenSteps returns the steps of any case of the identity that are
 	// pending or awaiting approval, in case and sequence order.
 	ListOpenSteps(ctx context.Context, identityID string) ([]Step, error)
+	// GetSnapshot returns the last snapshot stored for a source (NotFound
+	// if none); PutSnapshot replaces it.
+	GetSnapshot(ctx context.Context, source string) ([]byte, error)
+	PutSnapshot(ctx context.Context, source string, data []byte, at time.Time) error
+	InsertHold(ctx context.Context, h *Hold) error
+	GetHold(ctx context.Context, id string) (*Hold, error)
+	// ListHolds returns holds of a status ("" for all), newest first.
+	ListHolds(ctx context.Context, status HoldStatus) ([]Hold, error)
+	// DecideHold sets a held batch's status, if it is still held; it
+	// reports whether it was.
+	DecideHold(ctx context.Context, id string, status HoldStatus, by string, at time.Time) (bool, error)
+
 	// CountPendingSteps counts the steps waiting to run (pending, not
 	// awaiting approval) by system and action.
 	CountPendingSteps(ctx context.Context) ([]StepCount, error)

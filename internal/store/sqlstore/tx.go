@@ -912,3 +912,77 @@ func (t *Tx) RevokeToken(ctx context.Context, id string, at time.Time) (bool, er
 	}
 	return false, nil
 }
+
+// ---- source snapshots and holds
+
+func (t *Tx) GetSnapshot(ctx context.Context, source string) ([]byte, error) {
+	var data []byte
+	err := t.row(ctx, []any{&data}, "SELECT data FROM source_snapshots WHERE source = ?", source)
+	if errors.Is(err, ErrNoRows) {
+		return nil, notFound("snapshot of source", source)
+	}
+	return data, err
+}
+
+func (t *Tx) PutSnapshot(ctx context.Context, source string, data []byte, at time.Time) error {
+	_, err := t.c.Exec(ctx, "INSERT INTO source_snapshots (source, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+		source, data, micros(at))
+	return err
+}
+
+const holdCols = "id, source, reason, events, snapshot, status, created_by, created_at, decided_by, decided_at"
+
+func (t *Tx) InsertHold(ctx context.Context, h *store.Hold) error {
+	evs, err := json.Marshal(h.Events)
+	if err != nil {
+		return err
+	}
+	_, err = t.c.Exec(ctx, "INSERT INTO holds ("+holdCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		h.ID, h.Source, h.Reason, string(evs), h.Snapshot, string(h.Status), h.CreatedBy, micros(h.CreatedAt), h.DecidedBy, micros(h.DecidedAt))
+	return err
+}
+
+func scanHold(scan func(...any) error) (*store.Hold, error) {
+	var h store.Hold
+	var evs, status string
+	var created, decided int64
+	if err := scan(&h.ID, &h.Source, &h.Reason, &evs, &h.Snapshot, &status, &h.CreatedBy, &created, &h.DecidedBy, &decided); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(evs), &h.Events); err != nil {
+		return nil, fmt.Errorf("hold %s events: %w", h.ID, err)
+	}
+	h.Status, h.CreatedAt, h.DecidedAt = store.HoldStatus(status), fromMicros(created), fromMicros(decided)
+	return &h, nil
+}
+
+func (t *Tx) GetHold(ctx context.Context, id string) (*store.Hold, error) {
+	return one(ctx, t.c, "hold", id, scanHold, "SELECT "+holdCols+" FROM holds WHERE id = ?", id)
+}
+
+func (t *Tx) ListHolds(ctx context.Context, status store.HoldStatus) ([]store.Hold, error) {
+	q, args := "SELECT "+holdCols+" FROM holds", []any{}
+	if status != "" {
+		q, args = q+" WHERE status = ?", append(args, string(status))
+	}
+	rows, err := t.c.Query(ctx, q+" ORDER BY created_at DESC, id DESC LIMIT 1000", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Hold
+	for rows.Next() {
+		h, err := scanHold(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *h)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) DecideHold(ctx context.Context, id string, status store.HoldStatus, by string, at time.Time) (bool, error) {
+	n, err := t.c.Exec(ctx, "UPDATE holds SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?",
+		string(status), by, micros(at), id, string(store.HoldHeld))
+	return n == 1, err
+}

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"Identities", testIdentities},
 		{"EventDedupe", testEventDedupe},
 		{"LookupMany", testLookupMany},
+		{"SnapshotsAndHolds", testSnapshotsAndHolds},
 		{"Grants", testGrants},
 		{"Credentials", testCredentials},
 		{"CasesAndSteps", testCases},
@@ -208,6 +209,49 @@ func testLookupMany(t *testing.T, s store.Store) {
 	view(t, s, func(tx store.Tx) error {
 		if _, err := tx.GetEvent(ctx, "evt_2"); !store.IsNotFound(err) {
 			t.Errorf("GetEvent(evt_2) after the failed insert = %v, want not found", err)
+		}
+		return nil
+	})
+}
+
+func testSnapshotsAndHolds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	view(t, s, func(tx store.Tx) error {
+		if _, err := tx.GetSnapshot(ctx, "hr"); !store.IsNotFound(err) {
+			t.Errorf("GetSnapshot before any = %v, want not found", err)
+		}
+		return nil
+	})
+	for _, data := range []string{"first", "second"} {
+		update(t, s, func(tx store.Tx) error { return tx.PutSnapshot(ctx, "hr", []byte(data), t0) })
+	}
+	h := &store.Hold{ID: "hold_1", Source: "hr", Reason: "40 leavers", Status: store.HoldHeld, CreatedBy: "tok_1", CreatedAt: t0, Snapshot: []byte("snap"),
+		Events: []identity.Event{{Source: "hr", ID: "e1", Type: identity.Leaver, ExternalID: "a"}}}
+	update(t, s, func(tx store.Tx) error { return tx.InsertHold(ctx, h) })
+	update(t, s, func(tx store.Tx) error {
+		data, err := tx.GetSnapshot(ctx, "hr")
+		if err != nil || string(data) != "second" {
+			t.Errorf("GetSnapshot = %q, %v", data, err)
+		}
+		ok, err := tx.DecideHold(ctx, "hold_1", store.HoldReleased, "tok_2", t0.Add(time.Hour))
+		if err != nil || !ok {
+			t.Errorf("DecideHold = %v, %v", ok, err)
+		}
+		ok, err = tx.DecideHold(ctx, "hold_1", store.HoldDiscarded, "tok_3", t0)
+		if err != nil || ok {
+			t.Errorf("second DecideHold = %v, %v; want refused", ok, err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetHold(ctx, "hold_1")
+		if err != nil || got.Status != store.HoldReleased || got.DecidedBy != "tok_2" || len(got.Events) != 1 || got.Events[0].ExternalID != "a" || string(got.Snapshot) != "snap" {
+			t.Errorf("GetHold = %+v, %v", got, err)
+		}
+		held, _ := tx.ListHolds(ctx, store.HoldHeld)
+		all, _ := tx.ListHolds(ctx, "")
+		if len(held) != 0 || len(all) != 1 {
+			t.Errorf("ListHolds held %d, all %d", len(held), len(all))
 		}
 		return nil
 	})

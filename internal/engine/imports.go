@@ -1,0 +1,178 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Import is the events one snapshot of a file-fed source derives, and the
+// snapshot to store once they are accepted.
+type Import struct {
+	Source   string
+	Events   []identity.Event
+	Snapshot []byte
+	// HoldReason, when not empty, is why the mass-change guard holds the
+	// import: nothing is applied, the batch waits for an administrator.
+	HoldReason string
+}
+
+// ImportResult is what an import did.
+type ImportResult struct {
+	Hold       *store.Hold // set when held
+	Accepted   int
+	Duplicates int
+	// Failed are the events refused, with why; the snapshot is stored
+	// only when none was.
+	Failed []ImportFailure
+}
+
+// ImportFailure is one refused event.
+type ImportFailure struct {
+	Event identity.Event
+	Err   error
+}
+
+// Import applies a source's snapshot: its events, then the snapshot; or,
+// when the guard holds it, a hold and nothing else.
+func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportResult, error) {
+	if !Allowed(p.Role, ActSubmit) {
+		return nil, identity.Errorf(identity.Forbidden, "role %s may not submit events", p.Role)
+	}
+	for i := range imp.Events {
+		if imp.Events[i].Source != imp.Source {
+			return nil, identity.Errorf(identity.Invalid, "event %s: source %q is not the import's %q", imp.Events[i].ID, imp.Events[i].Source, imp.Source)
+		}
+	}
+	if imp.HoldReason != "" {
+		now := e.now().UTC()
+		h := &store.Hold{ID: e.newID("hold_"), Source: imp.Source, Reason: imp.HoldReason, Events: imp.Events, Snapshot: imp.Snapshot,
+			Status: store.HoldHeld, CreatedBy: p.ID, CreatedAt: now}
+		err := e.store.Update(ctx, func(tx store.Tx) error {
+			if err := tx.InsertHold(ctx, h); err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason, "events": len(h.Events)}))
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.log.Warn("mass-change guard held an import", "hold", h.ID, "source", h.Source, "reason", h.Reason, "events", len(h.Events))
+		return &ImportResult{Hold: h}, nil
+	}
+	return e.applyImport(ctx, p, imp)
+}
+
+// applyImport submits the events and stores the snapshot if all were
+// accepted. Events go in passes: one that names a manager (or owner) not
+// accepted yet is tried again after the others, so a file's order does
+// not matter.
+func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*ImportResult, error) {
+	res := &ImportResult{}
+	todo := imp.Events
+	for len(todo) > 0 {
+		var mu sync.Mutex
+		var retry []identity.Event
+		var failed []ImportFailure
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
+		for _, ev := range todo {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				r, err := e.Submit(ctx, p, ev)
+				mu.Lock()
+				defer mu.Unlock()
+				var ie *identity.Error
+				switch {
+				case err == nil && r.Duplicate:
+					res.Duplicates++
+				case err == nil:
+					res.Accepted++
+				case errors.As(err, &ie) && (ie.Field == "manager" || ie.Field == "owner" || (ie.Field == "externalId" && ie.Code == identity.NotFound)):
+					retry = append(retry, ev)
+					failed = append(failed, ImportFailure{Event: ev, Err: err})
+				default:
+					res.Failed = append(res.Failed, ImportFailure{Event: ev, Err: err})
+				}
+			}()
+		}
+		wg.Wait()
+		if len(retry) == len(todo) { // no progress: these fail for good
+			res.Failed = append(res.Failed, failed...)
+			break
+		}
+		todo = retry
+	}
+	if len(res.Failed) > 0 {
+		return res, nil
+	}
+	now := e.now().UTC()
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutSnapshot(ctx, imp.Source, imp.Snapshot, now); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.applied", "", "", map[string]any{"source": imp.Source, "accepted": res.Accepted, "duplicates": res.Duplicates}))
+	})
+	return res, err
+}
+
+// Holds lists held batches (status "" for all).
+func (e *Engine) Holds(ctx context.Context, p Principal, status store.HoldStatus) ([]store.Hold, error) {
+	if !Allowed(p.Role, ActRead) {
+		return nil, identity.Errorf(identity.Forbidden, "role %s may not read holds", p.Role)
+	}
+	var out []store.Hold
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListHolds(ctx, status)
+		return err
+	})
+	return out, err
+}
+
+// DecideHold releases a held batch (its events are submitted and its
+// snapshot stored) or discards it. Only an administrator may, and only
+// once; the decision is audited.
+func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release bool) (*store.Hold, *ImportResult, error) {
+	if !Allowed(p.Role, ActOperate) {
+		return nil, nil, identity.Errorf(identity.Forbidden, "only an admin may release or discard a held batch")
+	}
+	status, action := store.HoldDiscarded, "hold.discarded"
+	if release {
+		status, action = store.HoldReleased, "hold.released"
+	}
+	var h *store.Hold
+	now := e.now().UTC()
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if h, err = tx.GetHold(ctx, id); err != nil {
+			return err
+		}
+		ok, err := tx.DecideHold(ctx, id, status, p.ID, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return identity.Errorf(identity.Conflict, "hold %s is already %s", id, h.Status)
+		}
+		h.Status, h.DecidedBy, h.DecidedAt = status, p.ID, now
+		return tx.AppendAudit(ctx, audit.New(now, p.ID, action, "", "", map[string]any{"hold": id, "source": h.Source, "events": len(h.Events)}))
+	})
+	if err != nil || !release {
+		return h, nil, err
+	}
+	res, err := e.applyImport(ctx, p, Import{Source: h.Source, Events: h.Events, Snapshot: h.Snapshot})
+	if err == nil && len(res.Failed) > 0 {
+		err = fmt.Errorf("hold %s released; %d of its events were refused (the first: %v)", id, len(res.Failed), res.Failed[0].Err)
+	}
+	return h, res, err
+}
+

@@ -1,0 +1,335 @@
+// Package hrfeed turns HR snapshots (CSV or JSON files, one row per
+// person) into lifecycle events by comparing each snapshot with the
+// previous one of the same source: new rows are joiners (future-dated to
+// their start date), changed mapped columns are movers, rows that are gone,
+// terminated or past their end date are leavers (future-dated to an end
+// date still to come), and a departed person who reappears is a rehire.
+// It is pure: no I/O beyond the reader it is given, time passed in.
+//
+// Event IDs derive from the row's content, so importing the same file
+// twice submits nothing new: the engine deduplicates on (source, event ID).
+package hrfeed
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+// Mapping says how a source's file maps to identities. It is YAML kept
+// in git next to the policy.
+type Mapping struct {
+	Source string `yaml:"source"` // the events' source
+	Format string `yaml:"format"` // csv or json; default: the file's extension
+	Key    string `yaml:"key"`    // the column holding the person's ID there
+	Kind   string `yaml:"kind"`   // identity kind, default human
+	// DisplayName, Manager, StartDate and EndDate name columns (optional).
+	DisplayName string `yaml:"displayName"`
+	Manager     string `yaml:"manager"`
+	StartDate   string `yaml:"startDate"`
+	EndDate     string `yaml:"endDate"`
+	// Attributes maps identity attribute names to columns.
+	Attributes map[string]string `yaml:"attributes"`
+	Status     struct {
+		Column     string   `yaml:"column"`
+		Terminated []string `yaml:"terminated"` // values meaning the person left
+	} `yaml:"status"`
+	DateFormat string `yaml:"dateFormat"` // Go layout, default 2006-01-02
+	Guard      Guard  `yaml:"guard"`
+}
+
+// Guard are the mass-change thresholds of a source: an import whose
+// immediate leavers exceed them is held for an administrator instead of
+// applied.
+type Guard struct {
+	// MaxLeavers: more leavers than this hold the import (default 50).
+	MaxLeavers int `yaml:"maxLeavers"`
+	// MaxLeaverPercent: more than this share of the previous snapshot's
+	// active people leaving holds the import (default 5), once at least
+	// MinLeaversForPercent leave (default 10, so that a small company's
+	// single leaver is not held).
+	MaxLeaverPercent     float64 `yaml:"maxLeaverPercent"`
+	MinLeaversForPercent int     `yaml:"minLeaversForPercent"`
+}
+
+// LoadMapping reads and validates a mapping file.
+func LoadMapping(path string) (*Mapping, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, identity.Errorf(identity.Invalid, "read mapping: %v", err)
+	}
+	return ParseMapping(path, data)
+}
+
+// ParseMapping decodes a mapping strictly; errors name the file and the
+// field.
+func ParseMapping(name string, data []byte) (*Mapping, error) {
+	var m Mapping
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+		return nil, identity.Errorf(identity.Invalid, "%s: %v", name, err)
+	}
+	errf := func(format string, args ...any) error {
+		return identity.Errorf(identity.Invalid, "%s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if err := identity.ValidateName("source", m.Source); err != nil {
+		return nil, errf("%v", err)
+	}
+	if m.Key == "" {
+		return nil, errf("key: the column holding each person's ID is required")
+	}
+	if m.Kind == "" {
+		m.Kind = string(identity.Human)
+	}
+	if !identity.Kind(m.Kind).Valid() {
+		return nil, errf("kind: %q is not an identity kind", m.Kind)
+	}
+	if identity.Kind(m.Kind).NonHuman() {
+		return nil, errf("kind: %s needs an owner, which HR files do not carry; import people", m.Kind)
+	}
+	switch m.Format {
+	case "", "csv", "json":
+	default:
+		return nil, errf("format: %q is not csv or json", m.Format)
+	}
+	if m.DateFormat == "" {
+		m.DateFormat = "2006-01-02"
+	}
+	if m.Status.Column != "" && len(m.Status.Terminated) == 0 {
+		return nil, errf("status: terminated: the values that mean the person left are required")
+	}
+	if m.Guard.MaxLeavers == 0 {
+		m.Guard.MaxLeavers = 50
+	}
+	if m.Guard.MaxLeaverPercent == 0 {
+		m.Guard.MaxLeaverPercent = 5
+	}
+	if m.Guard.MinLeaversForPercent == 0 {
+		m.Guard.MinLeaversForPercent = 10
+	}
+	if m.Guard.MaxLeavers < 0 || m.Guard.MaxLeaverPercent < 0 || m.Guard.MinLeaversForPercent < 0 {
+		return nil, errf("guard: thresholds must not be negative")
+	}
+	return &m, nil
+}
+
+// columns returns every column the mapping reads, key first.
+func (m *Mapping) columns() []string {
+	cols := []string{m.Key}
+	for _, c := range []string{m.DisplayName, m.Manager, m.StartDate, m.EndDate, m.Status.Column} {
+		if c != "" {
+			cols = append(cols, c)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(m.Attributes)) {
+		cols = append(cols, m.Attributes[a])
+	}
+	return slices.Compact(cols)
+}
+
+// Record is one person as of one snapshot, in the mapping's terms.
+type Record struct {
+	Key         string            `json:"key"`
+	DisplayName string            `json:"displayName,omitempty"`
+	Manager     string            `json:"manager,omitempty"`
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	Start       string            `json:"start,omitempty"` // YYYY-MM-DD
+	End         string            `json:"end,omitempty"`   // YYYY-MM-DD
+	Terminated  bool              `json:"terminated,omitempty"`
+	// Departed is set in a stored snapshot for people jml has sent (or
+	// scheduled) a leaver for.
+	Departed bool `json:"departed,omitempty"`
+}
+
+// record builds a Record from one row (column -> value); line numbers
+// errors.
+func (m *Mapping) record(row map[string]string, line int) (Record, error) {
+	r := Record{Key: strings.TrimSpace(row[m.Key]), DisplayName: strings.TrimSpace(row[m.DisplayName]), Manager: strings.TrimSpace(row[m.Manager])}
+	if r.Key == "" {
+		return r, fmt.Errorf("line %d: %s is empty", line, m.Key)
+	}
+	if len(m.Attributes) > 0 {
+		r.Attributes = make(map[string]string, len(m.Attributes))
+		for attr, col := range m.Attributes {
+			if v := strings.TrimSpace(row[col]); v != "" {
+				r.Attributes[attr] = v
+			}
+		}
+	}
+	for _, d := range []struct {
+		col string
+		dst *string
+	}{{m.StartDate, &r.Start}, {m.EndDate, &r.End}} {
+		v := strings.TrimSpace(row[d.col])
+		if d.col == "" || v == "" {
+			continue
+		}
+		t, err := time.Parse(m.DateFormat, v)
+		if err != nil {
+			return r, fmt.Errorf("line %d: %s: %q is not a date in the form %s", line, d.col, v, m.DateFormat)
+		}
+		*d.dst = t.Format("2006-01-02")
+	}
+	if m.Status.Column != "" {
+		r.Terminated = slices.ContainsFunc(m.Status.Terminated, func(s string) bool { return strings.EqualFold(s, strings.TrimSpace(row[m.Status.Column])) })
+	}
+	return r, nil
+}
+
+// hash is a short content hash of the fields an event carries.
+func (r Record) hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00", r.Key, r.DisplayName, r.Manager, r.Start, r.End)
+	for _, k := range slices.Sorted(maps.Keys(r.Attributes)) {
+		fmt.Fprintf(h, "%s=%s\x00", k, r.Attributes[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+func (r Record) sameAccess(o Record) bool {
+	return r.DisplayName == o.DisplayName && r.Manager == o.Manager && maps.Equal(r.Attributes, o.Attributes)
+}
+
+// Diff is what a snapshot changes.
+type Diff struct {
+	Events []identity.Event
+	// Next is the snapshot to store once the events are accepted.
+	Next map[string]Record
+	// PreviousActive is how many people the previous snapshot held who
+	// had not departed: the base of the guard's percentage.
+	PreviousActive int
+	// Leavers counts the leavers effective now (not future-dated).
+	Leavers int
+}
+
+// Compare derives the events that take prev to rows, as of now.
+func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) *Diff {
+	today := now.UTC().Format("2006-01-02")
+	d := &Diff{Next: make(map[string]Record, len(rows))}
+	for _, p := range prev {
+		if !p.Departed {
+			d.PreviousActive++
+		}
+	}
+	date := func(s string) *time.Time {
+		t, _ := time.Parse("2006-01-02", s)
+		return &t
+	}
+	add := func(ev identity.Event) {
+		ev.Source = m.Source
+		if ev.EffectiveAt == nil {
+			d.Leavers += boolInt(ev.Type == identity.Leaver)
+		}
+		d.Events = append(d.Events, ev)
+	}
+	leaver := func(r Record, why string) {
+		ev := identity.Event{ID: r.Key + ":leaver:" + why, Type: identity.Leaver, ExternalID: r.Key}
+		if r.End > today && why == "end-"+r.End {
+			ev.EffectiveAt = date(r.End)
+		}
+		add(ev)
+	}
+	seen := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		seen[r.Key] = true
+		p, existed := prev[r.Key]
+		ended := r.Terminated || (r.End != "" && r.End <= today)
+		next := r
+		switch {
+		case !existed || p.Departed:
+			if ended {
+				next.Departed = true // never joined, or still gone
+				break
+			}
+			ev := identity.Event{ID: r.Key + ":joiner:" + r.hash(), Type: identity.Joiner, ExternalID: r.Key, Kind: identity.Kind(m.Kind),
+				DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, nil)}
+			if r.Start > today {
+				ev.EffectiveAt = date(r.Start)
+			}
+			add(ev)
+			if r.End != "" {
+				leaver(r, "end-"+r.End)
+			}
+		case ended:
+			why := "terminated"
+			if !r.Terminated {
+				why = "end-" + r.End
+			}
+			leaver(r, why)
+			next.Departed = true
+		default:
+			if !r.sameAccess(p) {
+				add(identity.Event{ID: r.Key + ":mover:" + r.hash(), Type: identity.Mover, ExternalID: r.Key,
+					DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, p.Attributes)})
+			}
+			if r.End != "" && r.End != p.End {
+				leaver(r, "end-"+r.End)
+			}
+		}
+		d.Next[r.Key] = next
+	}
+	for _, key := range slices.Sorted(maps.Keys(prev)) {
+		p := prev[key]
+		if seen[key] {
+			continue
+		}
+		if !p.Departed {
+			leaver(p, "gone-"+p.hash())
+			p.Departed = true
+		}
+		d.Next[key] = p
+	}
+	return d
+}
+
+// attributes is the merge patch from old to cur: every current value,
+// and null for a value that is gone.
+func attributes(cur, old map[string]string) map[string]any {
+	if len(cur) == 0 && len(old) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(cur))
+	for k, v := range cur {
+		out[k] = v
+	}
+	for k := range old {
+		if _, ok := cur[k]; !ok {
+			out[k] = nil
+		}
+	}
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Held reports whether the guard holds the diff, and why.
+func (g Guard) Held(d *Diff) (bool, string) {
+	if d.Leavers > g.MaxLeavers {
+		return true, fmt.Sprintf("%d leavers, more than the %d the guard allows at once", d.Leavers, g.MaxLeavers)
+	}
+	if d.PreviousActive > 0 && d.Leavers >= g.MinLeaversForPercent {
+		pct := 100 * float64(d.Leavers) / float64(d.PreviousActive)
+		if pct > g.MaxLeaverPercent {
+			return true, fmt.Sprintf("%d leavers, %.1f%% of %d people, more than the %g%% the guard allows at once", d.Leavers, pct, d.PreviousActive, g.MaxLeaverPercent)
+		}
+	}
+	return false, ""
+}

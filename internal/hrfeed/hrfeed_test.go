@@ -1,0 +1,222 @@
+package hrfeed
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+const mappingYAML = `
+source: workday
+key: employee_id
+displayName: name
+manager: manager_id
+startDate: start
+endDate: end
+attributes: {department: dept, title: title}
+status: {column: status, terminated: [terminated]}
+`
+
+var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func mapping(t testing.TB) *Mapping {
+	t.Helper()
+	m, err := ParseMapping("m.yaml", []byte(mappingYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func read(t testing.TB, m *Mapping, csv string) []Record {
+	t.Helper()
+	recs, err := m.Read(strings.NewReader(csv), "csv", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+const header = "employee_id,name,manager_id,start,end,dept,title,status\n"
+
+// summary renders events as "type key [at date] attrs" lines.
+func summary(evs []identity.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "%s %s", e.Type, e.ExternalID)
+		if e.EffectiveAt != nil {
+			fmt.Fprintf(&b, " at %s", e.EffectiveAt.Format("2006-01-02"))
+		}
+		if e.Attributes != nil {
+			fmt.Fprintf(&b, " %v", e.Attributes)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestCompare(t *testing.T) {
+	m := mapping(t)
+	day1 := read(t, m, header+
+		"E1,Ada,,2020-01-01,,Engineering,Engineer,active\n"+
+		"E2,Bob,E1,2026-07-01,,Sales,Rep,active\n"+ // starts next month
+		"E3,Cy,E1,2019-01-01,2026-05-01,Sales,Rep,active\n") // already gone: never joins
+	d := m.Compare(nil, day1, now)
+	want := "joiner E1 map[department:Engineering title:Engineer]\n" +
+		"joiner E2 at 2026-07-01 map[department:Sales title:Rep]\n"
+	if got := summary(d.Events); got != want {
+		t.Fatalf("first import:\n%s\nwant\n%s", got, want)
+	}
+	if !d.Next["E3"].Departed || d.Leavers != 0 {
+		t.Fatalf("E3 = %+v, leavers %d", d.Next["E3"], d.Leavers)
+	}
+	// The same file again: nothing.
+	if again := m.Compare(d.Next, day1, now); len(again.Events) != 0 {
+		t.Fatalf("same file again:\n%s", summary(again.Events))
+	}
+
+	day2 := read(t, m, header+
+		"E1,Ada,,2020-01-01,2026-09-30,Engineering,Staff Engineer,active\n"+ // promoted; leaves in September
+		"E2,Bob,E1,2026-07-01,,,Rep,terminated\n"+ // terminated before starting
+		"E3,Cy,E1,2019-01-01,,Sales,Rep,active\n"+ // rehired: end date cleared
+		"E4,Di,E1,2026-01-01,,Support,Agent,active\n") // new
+	d2 := m.Compare(d.Next, day2, now)
+	want = "mover E1 map[department:Engineering title:Staff Engineer]\n" +
+		"leaver E1 at 2026-09-30\n" +
+		"leaver E2\n" +
+		"joiner E3 map[department:Sales title:Rep]\n" +
+		"joiner E4 map[department:Support title:Agent]\n"
+	if got := summary(d2.Events); got != want {
+		t.Fatalf("second import:\n%s\nwant\n%s", got, want)
+	}
+	if d2.Leavers != 1 || d2.PreviousActive != 2 {
+		t.Fatalf("leavers %d of %d", d2.Leavers, d2.PreviousActive)
+	}
+
+	// Rows gone are leavers; a removed attribute is sent as null.
+	day3 := read(t, m, header+"E1,Ada,,2020-01-01,2026-09-30,,Staff Engineer,active\n")
+	d3 := m.Compare(d2.Next, day3, now)
+	want = "mover E1 map[department:<nil> title:Staff Engineer]\n" +
+		"leaver E3\n" +
+		"leaver E4\n"
+	if got := summary(d3.Events); got != want {
+		t.Fatalf("third import:\n%s\nwant\n%s", got, want)
+	}
+	// Event IDs are stable and distinct.
+	ids := map[string]bool{}
+	for _, e := range append(append(d.Events, d2.Events...), d3.Events...) {
+		if ids[e.ID] {
+			t.Fatalf("event ID %s twice", e.ID)
+		}
+		ids[e.ID] = true
+		e.Source = m.Source
+		if err := e.Validate(); err != nil {
+			t.Fatalf("event %s: %v", e.ID, err)
+		}
+	}
+}
+
+func TestGuard(t *testing.T) {
+	m := mapping(t)
+	var full, partial strings.Builder
+	full.WriteString(header)
+	partial.WriteString(header)
+	for i := 0; i < 100; i++ {
+		row := fmt.Sprintf("E%d,P%d,,2020-01-01,,Eng,Eng,active\n", i, i)
+		full.WriteString(row)
+		if i%5 >= 2 { // 40% missing
+			partial.WriteString(row)
+		}
+	}
+	prev := m.Compare(nil, read(t, m, full.String()), now).Next
+	d := m.Compare(prev, read(t, m, partial.String()), now)
+	held, why := m.Guard.Held(d)
+	if !held || d.Leavers != 40 || !strings.Contains(why, "40 leavers, 40.0% of 100 people") {
+		t.Fatalf("40%% missing: held %v (%s), %d leavers", held, why, d.Leavers)
+	}
+	// Three leavers of a hundred pass.
+	var few strings.Builder
+	few.WriteString(header)
+	for i := 3; i < 100; i++ {
+		fmt.Fprintf(&few, "E%d,P%d,,2020-01-01,,Eng,Eng,active\n", i, i)
+	}
+	if held, why := m.Guard.Held(m.Compare(prev, read(t, m, few.String()), now)); held {
+		t.Fatalf("3 leavers held: %s", why)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	m := mapping(t)
+	for _, tc := range []struct{ csv, want string }{
+		{"employee_id,name\nE1,Ada\n", "missing column(s) manager_id, start, end, status, dept, title"},
+		{header + ",Ada,,,,Eng,Eng,active\n", "line 2: employee_id is empty"},
+		{header + "E1,Ada,,01/02/2026,,Eng,Eng,active\n", `line 2: start: "01/02/2026" is not a date in the form 2006-01-02`},
+		{header + "E1,Ada,,,,Eng,Eng,active\nE1,Ada,,,,Eng,Eng,active\n", `record 2: employee_id "E1" is also record 1`},
+		{header + "E 1,Ada,,,,Eng,Eng,active\n", `record 1: employee_id:`},
+		{header + "E1,\"Ada\n", "extraneous or missing"},
+		{"", "the file is empty"},
+	} {
+		_, err := m.Read(strings.NewReader(tc.csv), "csv", nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Read(%q) = %v, want %q", tc.csv, err, tc.want)
+		}
+	}
+	// JSON rows: numbers are text; objects are not.
+	recs, err := m.Read(strings.NewReader(`[{"employee_id": 42, "dept": "Eng"}]`), "json", nil)
+	if err != nil || recs[0].Key != "42" || recs[0].Attributes["department"] != "Eng" {
+		t.Fatalf("JSON = %+v, %v", recs, err)
+	}
+	if _, err := m.Read(strings.NewReader(`[{"employee_id": "E1", "dept": {"x": 1}}]`), "json", nil); err == nil || !strings.Contains(err.Error(), "record 1: dept: want a string") {
+		t.Fatalf("JSON object value: %v", err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"source: hr\n", "key: the column"},
+		{"source: hr\nkey: id\nkind: pipeline\n", "needs an owner"},
+		{"source: hr\nkey: id\nbogus: 1\n", "field bogus not found"},
+		{"key: id\n", "source"},
+		{"source: hr\nkey: id\nstatus: {column: s}\n", "terminated"},
+	} {
+		if _, err := ParseMapping("m.yaml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseMapping(%q) = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// FuzzReadCSV: any input is an error or records with valid, unique keys;
+// never a panic.
+func FuzzReadCSV(f *testing.F) {
+	f.Add(header + "E1,Ada,,2020-01-01,,Eng,Eng,active\n")
+	f.Add(header + "E1,\"A,da\",,,,Eng,Eng,terminated\n")
+	f.Add("employee_id\n")
+	m, err := ParseMapping("m.yaml", []byte(mappingYAML))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		recs, err := m.Read(strings.NewReader(in), "csv", nil)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if r.Key == "" || seen[r.Key] || identity.ValidateName("k", r.Key) != nil {
+				t.Fatalf("bad record %+v", r)
+			}
+			seen[r.Key] = true
+		}
+		m.Compare(nil, recs, now)
+	})
+}
+
+// BenchmarkCompare100k: diffing 100,000 people with 5% changed.
+func BenchmarkCompare100k(b *testing.B) {
+	m := mapping(b)
+	prev, cur := Snapshot100k(m, now)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.Compare(prev, cur, now)
+	}
+}
