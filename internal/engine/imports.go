@@ -175,4 +175,3 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 	}
 	return h, res, err
 }
-
