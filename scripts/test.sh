@@ -31,6 +31,9 @@ go vet ./...
 echo "== go test"
 go test -count=1 -timeout 20m ./...
 
+echo "== fuzz targets, briefly"
+go test -run '^$' -fuzz '^FuzzReadCSV$' -fuzztime 10s ./internal/hrfeed
+
 echo "== go test -race (the concurrent parts)"
 go test -race -count=1 -timeout 20m ./internal/engine/... ./internal/store/... ./internal/httpapi/...
 

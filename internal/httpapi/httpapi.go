@@ -66,6 +66,9 @@ var routes = []route{
 	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, (*Server).reveal},
 	{"POST", "/v1/introspect", "", (*Server).introspect},
 	{"GET", "/v1/findings", engine.ActRead, (*Server).listFindings},
+	{"GET", "/v1/holds", engine.ActRead, (*Server).listHolds},
+	{"POST", "/v1/holds/{id}/release", engine.ActOperate, (*Server).releaseHold},
+	{"POST", "/v1/holds/{id}/discard", engine.ActOperate, (*Server).discardHold},
 	{"GET", "/v1/audit", engine.ActAudit, (*Server).exportAudit},
 	{"POST", "/v1/tokens", engine.ActAdminTok, (*Server).createToken},
 	{"GET", "/v1/tokens", engine.ActAdminTok, (*Server).listTokens},
@@ -560,6 +563,53 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, p engine.Principa
 		return err
 	}
 	return writeJSON(w, http.StatusOK, c)
+}
+
+// HoldList is held batches, newest first.
+type HoldList struct {
+	Items []store.Hold `json:"items"`
+}
+
+func (s *Server) listHolds(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	q, err := listQuery(r, "status")
+	if err != nil {
+		return err
+	}
+	status := store.HoldStatus(q["status"])
+	switch status {
+	case "", store.HoldHeld, store.HoldReleased, store.HoldDiscarded:
+	default:
+		return identity.FieldError("status", "must be held, released or discarded")
+	}
+	items, err := s.e.Holds(r.Context(), p, status)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, HoldList{Items: nonNil(items)})
+}
+
+// HoldDecision is a hold after release or discard, and for a release what
+// applying its events did.
+type HoldDecision struct {
+	Hold       *store.Hold `json:"hold"`
+	Accepted   int         `json:"accepted"`
+	Duplicates int         `json:"duplicates"`
+}
+
+func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	h, res, err := s.e.DecideHold(r.Context(), p, r.PathValue("id"), true)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, HoldDecision{Hold: h, Accepted: res.Accepted, Duplicates: res.Duplicates})
+}
+
+func (s *Server) discardHold(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	h, _, err := s.e.DecideHold(r.Context(), p, r.PathValue("id"), false)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, HoldDecision{Hold: h})
 }
 
 // TokenList is every API token (never a secret or hash).

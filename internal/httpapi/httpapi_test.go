@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
@@ -32,6 +33,7 @@ type api struct {
 	t      *testing.T
 	url    string
 	tokens map[string]string // role -> secret
+	e      *engine.Engine
 	mu     sync.Mutex
 	seen   map[string]bool // "METHOD /pattern code" observed
 }
@@ -70,7 +72,7 @@ func newAPI(t *testing.T, backend string) *api {
 		s.Jobs().Stop(stop)
 		s.Close()
 	})
-	a := &api{t: t, url: srv.URL, tokens: map[string]string{}, seen: map[string]bool{}}
+	a := &api{t: t, url: srv.URL, tokens: map[string]string{}, seen: map[string]bool{}, e: e}
 	if _, err := e.Bootstrap(ctx, "bootstrap-admin-token-123456"); err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +345,36 @@ func testAPI(t *testing.T, backend string) {
 		a.do("GET", "/v1/identities", "temp", nil, 401, nil)
 		a.do("POST", "/v1/cases/case_nope/retry", "admin", nil, 404, nil)
 		a.do("POST", "/v1/cases/case_nope/retry", "approver", nil, 403, nil)
+	})
+
+	t.Run("holds", func(t *testing.T) {
+		evs := []identity.Event{
+			{Source: "workday", ID: "w1", Type: identity.Joiner, ExternalID: "w1", Kind: identity.Human},
+			{Source: "workday", ID: "w2", Type: identity.Joiner, ExternalID: "w2", Kind: identity.Human},
+		}
+		res, err := a.e.Import(context.Background(), engine.Principal{ID: "tok_hr", Role: engine.RoleSource},
+			engine.Import{Source: "workday", Events: evs, Snapshot: []byte("{}"), HoldReason: "test: held"})
+		if err != nil || res.Hold == nil {
+			t.Fatalf("Import = %+v, %v", res, err)
+		}
+		var list HoldList
+		a.do("GET", "/v1/holds", "auditor", nil, 200, &list)
+		if len(list.Items) != 1 || list.Items[0].Reason != "test: held" || len(list.Items[0].Events) != 2 {
+			t.Fatalf("holds = %+v", list)
+		}
+		a.do("GET", "/v1/holds?status=bogus", "auditor", nil, 400, nil)
+		a.do("GET", "/v1/holds", "", nil, 401, nil)
+		a.do("POST", "/v1/holds/"+res.Hold.ID+"/release", "approver", nil, 403, nil)
+		a.do("POST", "/v1/holds/hold_nope/release", "admin", nil, 404, nil)
+		var dec HoldDecision
+		a.do("POST", "/v1/holds/"+res.Hold.ID+"/release", "admin", nil, 200, &dec)
+		if dec.Accepted != 2 || dec.Hold.Status != store.HoldReleased {
+			t.Fatalf("release = %+v", dec)
+		}
+		a.do("POST", "/v1/holds/"+res.Hold.ID+"/release", "admin", nil, 409, nil)
+		a.do("POST", "/v1/holds/"+res.Hold.ID+"/discard", "admin", nil, 409, nil)
+		a.do("POST", "/v1/holds/hold_nope/discard", "admin", nil, 404, nil)
+		a.do("POST", "/v1/holds/hold_nope/discard", "source", nil, 403, nil)
 	})
 
 	t.Run("metrics", func(t *testing.T) {
