@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/secretref"
 )
 
 // Config is what a connector is opened with: one system of the policy and
@@ -80,52 +80,18 @@ func Decode(m map[string]any, dst any) error {
 // CheckRef validates the form of a secret reference without resolving it
 // (jml policy check runs where the secrets are not).
 func (cfg Config) CheckRef(setting, ref string) error {
-	if ref == "" {
-		return cfg.Errorf("%s is required (env:NAME or file:PATH)", setting)
-	}
-	name, ok := strings.CutPrefix(ref, "env:")
-	if !ok {
-		name, ok = strings.CutPrefix(ref, "file:")
-	}
-	if !ok {
-		return cfg.Errorf("%s must be a reference, env:NAME or file:PATH; secrets are never written in the policy", setting)
-	}
-	if name == "" {
-		return cfg.Errorf("%s: %q names nothing", setting, ref)
+	if err := secretref.Check(ref); err != nil {
+		return cfg.Errorf("%s %v", setting, err)
 	}
 	return nil
 }
 
-// Secret resolves a reference to a connection secret: "env:NAME" reads the
-// environment variable NAME, "file:PATH" reads the file PATH (one trailing
-// newline dropped). Anything else is refused: a policy kept in git never
-// holds a secret inline.
+// Secret resolves a reference to a connection secret (package secretref):
+// a policy kept in git never holds a secret inline.
 func (cfg Config) Secret(setting, ref string) (string, error) {
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
+	v, err := secretref.Resolve(ref, cfg.Getenv)
+	if err != nil {
+		return "", cfg.Errorf("%s: %v", setting, err)
 	}
-	if err := cfg.CheckRef(setting, ref); err != nil {
-		return "", err
-	}
-	switch {
-	case strings.HasPrefix(ref, "env:"):
-		name := strings.TrimPrefix(ref, "env:")
-		v := getenv(name)
-		if v == "" {
-			return "", cfg.Errorf("%s: environment variable %s is not set", setting, name)
-		}
-		return v, nil
-	default: // file:, as CheckRef allows no other
-		path := strings.TrimPrefix(ref, "file:")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return "", cfg.Errorf("%s: %v", setting, err)
-		}
-		v := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
-		if v == "" {
-			return "", cfg.Errorf("%s: file %s is empty", setting, path)
-		}
-		return v, nil
-	}
+	return v, nil
 }

@@ -4,19 +4,15 @@
 // answer means done, 409 means already done; anything else is an error
 // and the step is retried.
 //
-// Signature: X-JML-Timestamp is the Unix time in seconds; X-JML-Signature
-// is "v1=" and the lower-case hex of HMAC-SHA256(secret, timestamp + "." +
-// body). Receivers check it with Verify (or its equivalent), refuse a
-// timestamp outside their replay window, and deduplicate on
-// Idempotency-Key.
+// Requests are signed as package signature says (X-JML-Timestamp,
+// X-JML-Signature: HMAC-SHA256 over timestamp and body); receivers check
+// that with signature.Verify (or its equivalent), refuse a timestamp
+// outside their replay window, and deduplicate on Idempotency-Key.
 package webhook
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,23 +20,19 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/signature"
 )
 
 // Type is the connector type name in a policy.
 const Type = "webhook"
 
-// Header names.
-const (
-	HeaderTimestamp   = "X-JML-Timestamp"
-	HeaderSignature   = "X-JML-Signature"
-	HeaderIdempotency = "Idempotency-Key"
-)
+// HeaderIdempotency carries the step's idempotency key.
+const HeaderIdempotency = "Idempotency-Key"
 
 type settings struct {
 	URL     string `yaml:"url"`
@@ -144,32 +136,6 @@ const (
 	ActionRevokeCredential = "revoke_credential"
 )
 
-// Sign returns the X-JML-Signature value for body sent at ts.
-func Sign(secret []byte, ts string, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte("."))
-	m.Write(body)
-	return "v1=" + hex.EncodeToString(m.Sum(nil))
-}
-
-// Verify checks a request's signature and that its timestamp is within
-// window of now; receivers call it before anything else.
-func Verify(secret []byte, h http.Header, body []byte, now time.Time, window time.Duration) error {
-	ts := h.Get(HeaderTimestamp)
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%s: %q is not a Unix time", HeaderTimestamp, ts)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > window || d < -window {
-		return fmt.Errorf("%s: %s is outside the replay window of %s", HeaderTimestamp, time.Unix(sec, 0).UTC().Format(time.RFC3339), window)
-	}
-	if !hmac.Equal([]byte(h.Get(HeaderSignature)), []byte(Sign(secret, ts, body))) {
-		return errors.New(HeaderSignature + ": signature does not match")
-	}
-	return nil
-}
-
 func (c *Conn) send(ctx context.Context, op connector.Op, st Step) error {
 	st.ID, st.Case, st.System, st.SentAt = op.IdempotencyKey, op.CaseID, c.system, c.now().UTC()
 	body, err := json.Marshal(st)
@@ -180,10 +146,8 @@ func (c *Conn) send(ctx context.Context, op connector.Op, st Step) error {
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(st.SentAt.Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(c.secret, ts, body))
+	signature.SetHeaders(req.Header, c.secret, body, st.SentAt)
 	req.Header.Set(HeaderIdempotency, op.IdempotencyKey)
 	resp, err := c.client.Do(req)
 	if err != nil {
