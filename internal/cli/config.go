@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/jml-dev/jml/internal/source"
 )
 
 // Config is the server configuration file (jml.yaml). Precedence for each
@@ -43,7 +45,10 @@ type Config struct {
 		// Synchronous is FULL (default) or NORMAL.
 		Synchronous string `yaml:"synchronous"`
 	} `yaml:"sqlite"`
-	Log struct {
+	// Webhooks are sources that POST events to /v1/sources/{name}/webhook,
+	// signed with their secret and mapped by CEL (docs/sources.md).
+	Webhooks []source.WebhookConfig `yaml:"webhooks"`
+	Log      struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`

@@ -19,6 +19,7 @@ import (
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
+	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
@@ -148,6 +149,19 @@ func serveCmd(ev *env) *cobra.Command {
 					log.Info("created the first admin token from JML_BOOTSTRAP_TOKEN")
 				}
 			}
+			var hooks []*source.Webhook
+			seen := map[string]bool{}
+			for _, wc := range rt.cfg.Webhooks {
+				if seen[wc.Name] {
+					return fmt.Errorf("config webhooks: source %q is defined twice", wc.Name)
+				}
+				seen[wc.Name] = true
+				h, err := source.CompileWebhook(wc, ev.getenv)
+				if err != nil {
+					return fmt.Errorf("config webhooks: %w", err)
+				}
+				hooks = append(hooks, h)
+			}
 			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
 				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
@@ -159,7 +173,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return err
 			}
 			srv := &http.Server{
-				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg),
+				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg, httpapi.WithWebhooks(hooks)),
 				ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout:       30 * time.Second,
 				WriteTimeout:      30 * time.Second,

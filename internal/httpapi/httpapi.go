@@ -28,6 +28,7 @@ import (
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -44,6 +45,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
+	webhooks map[string]*source.Webhook // by source name
 }
 
 // route is one API operation. The table drives both the mux and the test
@@ -66,6 +68,7 @@ var routes = []route{
 	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, (*Server).reveal},
 	{"POST", "/v1/introspect", "", (*Server).introspect},
 	{"GET", "/v1/findings", engine.ActRead, (*Server).listFindings},
+	{"POST", "/v1/sources/{name}/webhook", "", (*Server).sourceWebhook},
 	{"GET", "/v1/holds", engine.ActRead, (*Server).listHolds},
 	{"POST", "/v1/holds/{id}/release", engine.ActOperate, (*Server).releaseHold},
 	{"POST", "/v1/holds/{id}/discard", engine.ActOperate, (*Server).discardHold},
@@ -78,10 +81,25 @@ var routes = []route{
 	{"GET", "/openapi.json", "", (*Server).openapi},
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithWebhooks serves POST /v1/sources/{name}/webhook for these sources.
+func WithWebhooks(ws []*source.Webhook) Option {
+	return func(s *Server) {
+		for _, w := range ws {
+			s.webhooks[w.Name] = w
+		}
+	}
+}
+
 // New returns the API server. reg receives the HTTP metrics and gatherer
 // serves /metrics (both may be nil).
-func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer) *Server {
-	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux()}
+func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, opts ...Option) *Server {
+	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux(), webhooks: map[string]*source.Webhook{}}
+	for _, o := range opts {
+		o(s)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -250,6 +268,44 @@ func (s *Server) submitEvent(w http.ResponseWriter, r *http.Request, p engine.Pr
 	}
 	if res.CaseID != "" {
 		w.Header().Set("Location", "/v1/cases/"+res.CaseID)
+	}
+	code := http.StatusAccepted
+	if res.Duplicate {
+		code = http.StatusOK
+	}
+	return writeJSON(w, code, res)
+}
+
+// sourceWebhook accepts an event from a webhook source. The request is
+// authenticated by its signature with the source's secret, not a bearer
+// token; the event is submitted as the source, with the source role.
+func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+	name := r.PathValue("name")
+	src := s.webhooks[name]
+	if src == nil {
+		return identity.Errorf(identity.NotFound, "no webhook source %q", name)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return identity.Errorf(identity.TooLarge, "body is larger than %d bytes", maxErr.Limit)
+		}
+		return err
+	}
+	if err := src.Verify(r.Header, body, time.Now()); err != nil {
+		return err
+	}
+	ev, ignored, err := src.Map(body)
+	if err != nil {
+		return err
+	}
+	if ignored {
+		return writeJSON(w, http.StatusOK, map[string]bool{"ignored": true})
+	}
+	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource}, ev)
+	if err != nil {
+		return err
 	}
 	code := http.StatusAccepted
 	if res.Duplicate {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/signature"
+	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
@@ -64,7 +67,14 @@ func newAPI(t *testing.T, backend string) *api {
 	if err := s.Jobs().Start(ctx, e.Workers(), store.JobConfig{FetchCooldown: 5 * time.Millisecond, PollInterval: 20 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(e, nil, reg, reg))
+	hook, err := source.CompileWebhook(source.WebhookConfig{Name: "ci", Secret: "env:CI_SECRET",
+		When: `payload.action != "ping"`,
+		Map: map[string]string{"type": `payload.action`, "id": `payload.delivery`, "externalId": `payload.pipeline`,
+			"kind": `"pipeline"`, "owner": `payload.owner`}}, func(string) string { return ciSecret })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(e, nil, reg, reg, WithWebhooks([]*source.Webhook{hook})))
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -83,6 +93,34 @@ func newAPI(t *testing.T, backend string) *api {
 		a.tokens[role] = tc.Token
 	}
 	return a
+}
+
+const ciSecret = "ci-webhook-secret-0123456789"
+
+// signed POSTs body to path signed with secret as of at, and checks the
+// status code.
+func (a *api) signed(path, body, secret string, at time.Time, wantCode int, out any) {
+	a.t.Helper()
+	req, _ := http.NewRequest("POST", a.url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	signature.SetHeaders(req.Header, []byte(secret), []byte(body), at)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	a.mu.Lock()
+	a.seen["POST "+pattern(path)+" "+strconv.Itoa(resp.StatusCode)] = true
+	a.mu.Unlock()
+	if resp.StatusCode != wantCode {
+		a.t.Fatalf("POST %s = %d %s, want %d", path, resp.StatusCode, data, wantCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			a.t.Fatal(err)
+		}
+	}
 }
 
 // do sends a request as role ("" for none) and checks the status code;
@@ -345,6 +383,34 @@ func testAPI(t *testing.T, backend string) {
 		a.do("GET", "/v1/identities", "temp", nil, 401, nil)
 		a.do("POST", "/v1/cases/case_nope/retry", "admin", nil, 404, nil)
 		a.do("POST", "/v1/cases/case_nope/retry", "approver", nil, 403, nil)
+	})
+
+	t.Run("webhook source", func(t *testing.T) {
+		a.do("POST", "/v1/events", "source", map[string]any{"source": "ci", "id": "owner", "type": "joiner", "externalId": "dana", "kind": "human"}, 202, nil)
+		body := `{"action": "joiner", "delivery": "d-1", "pipeline": "deploy-web", "owner": "dana"}`
+		var res engine.Result
+		a.signed("/v1/sources/ci/webhook", body, ciSecret, time.Now(), 202, &res)
+		if res.CaseID == "" || res.Duplicate {
+			t.Fatalf("webhook joiner = %+v", res)
+		}
+		// Replayed: the same delivery again is a duplicate, nothing runs.
+		a.signed("/v1/sources/ci/webhook", body, ciSecret, time.Now(), 200, &res)
+		if !res.Duplicate {
+			t.Fatalf("replayed delivery = %+v", res)
+		}
+		a.signed("/v1/sources/ci/webhook", body, "wrong-secret-but-long-enough", time.Now(), 401, nil)
+		a.signed("/v1/sources/ci/webhook", body, ciSecret, time.Now().Add(-10*time.Minute), 401, nil)
+		a.signed("/v1/sources/nope/webhook", body, ciSecret, time.Now(), 404, nil)
+		a.signed("/v1/sources/ci/webhook", `{"action": "ping"}`, ciSecret, time.Now(), 200, nil)
+		a.signed("/v1/sources/ci/webhook", `{"action": "joiner"}`, ciSecret, time.Now(), 400, nil)
+		a.signed("/v1/sources/ci/webhook", `{"action": "joiner", "delivery": "d-2", "pipeline": "x", "owner": "ghost"}`, ciSecret, time.Now(), 400, nil)
+		a.signed("/v1/sources/ci/webhook", `{"action": "leaver", "delivery": "d-3", "pipeline": "never-seen", "owner": "dana"}`, ciSecret, time.Now(), 404, nil)
+		a.signed("/v1/sources/ci/webhook", strings.Repeat(" ", MaxBody+1), ciSecret, time.Now(), 413, nil)
+		var id map[string]any
+		a.do("GET", "/v1/identities/"+res.IdentityID, "auditor", nil, 200, &id)
+		if id["kind"] != "pipeline" || id["source"] != "ci" {
+			t.Fatalf("identity from the webhook = %v", id)
+		}
 	})
 
 	t.Run("holds", func(t *testing.T) {
