@@ -19,8 +19,8 @@ import (
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
-	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
 )

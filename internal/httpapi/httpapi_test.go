@@ -21,9 +21,9 @@ import (
 
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/signature"
 	"github.com/jml-dev/jml/internal/source"
-	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/postgres"
