@@ -33,6 +33,8 @@ go test -count=1 -timeout 20m ./...
 
 echo "== fuzz targets, briefly"
 go test -run '^$' -fuzz '^FuzzReadCSV$' -fuzztime 10s ./internal/hrfeed
+go test -run '^$' -fuzz '^FuzzFilter$' -fuzztime 10s ./internal/scimserver
+go test -run '^$' -fuzz '^FuzzPatch$' -fuzztime 10s ./internal/scimserver
 
 echo "== go test -race (the concurrent parts)"
 go test -race -count=1 -timeout 20m ./internal/engine/... ./internal/store/... ./internal/httpapi/...

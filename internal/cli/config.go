@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jml-dev/jml/internal/scimserver"
 	"github.com/jml-dev/jml/internal/source"
 )
 
@@ -48,7 +49,11 @@ type Config struct {
 	// Webhooks are sources that POST events to /v1/sources/{name}/webhook,
 	// signed with their secret and mapped by CEL (docs/sources.md).
 	Webhooks []source.WebhookConfig `yaml:"webhooks"`
-	Log      struct {
+	// SCIM sources provision at /scim/{name}/v2 (docs/scim.md).
+	SCIM struct {
+		Sources []scimserver.SourceConfig `yaml:"sources"`
+	} `yaml:"scim"`
+	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`

@@ -20,6 +20,7 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/scimserver"
 	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
@@ -162,6 +163,10 @@ func serveCmd(ev *env) *cobra.Command {
 				}
 				hooks = append(hooks, h)
 			}
+			scimSrv, err := scimserver.New(rt.engine, rt.cfg.SCIM.Sources, log)
+			if err != nil {
+				return fmt.Errorf("config %w", err)
+			}
 			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
 				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
@@ -173,7 +178,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return err
 			}
 			srv := &http.Server{
-				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg, httpapi.WithWebhooks(hooks)),
+				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg, httpapi.WithWebhooks(hooks), httpapi.WithSCIM(scimSrv)),
 				ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout:       30 * time.Second,
 				WriteTimeout:      30 * time.Second,

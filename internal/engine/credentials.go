@@ -205,7 +205,7 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 		if !tk.RevokedAt.IsZero() {
 			return unauth
 		}
-		p = Principal{ID: tk.ID, Role: Role(tk.Role), IdentityID: tk.IdentityID}
+		p = Principal{ID: tk.ID, Name: tk.Name, Role: Role(tk.Role), IdentityID: tk.IdentityID}
 		return nil
 	})
 	return p, err

@@ -50,6 +50,7 @@ var Roles = []Role{RoleAdmin, RoleSource, RoleApprover, RoleAuditor}
 // Principal is who calls the engine: an API token, or jml itself.
 type Principal struct {
 	ID   string // token ID, or "jml" for the engine's own actions
+	Name string // the token's name (a SCIM source's tokens are named after it)
 	Role Role
 	// IdentityID binds the token to an identity (a person using jml), for
 	// owner-only actions such as revealing a secret.
@@ -293,6 +294,30 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 		return e.submitCoalesced(ctx, p, ev)
 	}
 	return e.submitOne(ctx, p, ev)
+}
+
+// SubmitWith accepts ev as Submit does and, in the same transaction,
+// runs fn with the result: whatever fn writes (a SCIM resource, say)
+// commits with the event or not at all. fn is not run for a duplicate.
+func (e *Engine) SubmitWith(ctx context.Context, p Principal, ev identity.Event, fn func(tx store.Tx, res *Result) error) (*Result, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	var res *Result
+	var counters acceptCounters
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		counters = acceptCounters{}
+		var err error
+		if res, _, err = e.accept(ctx, tx, p, ev, &counters); err != nil || res.Duplicate {
+			return err
+		}
+		return fn(tx, res)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.observeAccepted(ev, res, counters)
+	return res, nil
 }
 
 // submitOne accepts one event in a transaction of its own.

@@ -46,6 +46,7 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
 	webhooks map[string]*source.Webhook // by source name
+	scim     http.Handler
 }
 
 // route is one API operation. The table drives both the mux and the test
@@ -93,6 +94,11 @@ func WithWebhooks(ws []*source.Webhook) Option {
 	}
 }
 
+// WithSCIM serves SCIM (package scimserver) under /scim/.
+func WithSCIM(h http.Handler) Option {
+	return func(s *Server) { s.scim = h }
+}
+
 // New returns the API server. reg receives the HTTP metrics and gatherer
 // serves /metrics (both may be nil).
 func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, opts ...Option) *Server {
@@ -113,6 +119,9 @@ func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer
 	}
 	if gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.scim != nil {
+		s.mux.Handle("/scim/", s.scim)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, identity.Errorf(identity.NotFound, "no route %s %s", r.Method, r.URL.Path))

@@ -108,6 +108,35 @@ type Event struct {
 	EffectiveAt time.Time      `json:"effectiveAt"`
 }
 
+// SCIMResource is a resource as provisioned over SCIM.
+type SCIMResource struct {
+	ID          string
+	Source      string
+	Type        string // User or Group
+	UserName    string // lower-cased userName (displayName for groups)
+	ExternalID  string
+	DisplayName string
+	Active      bool
+	Data        []byte // the resource's JSON
+	Version     int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// SCIMQuery selects SCIM resources. Where is a condition over the
+// scim_resources columns with ? placeholders, built only by the SCIM
+// filter translator from its allow-list; OrderBy is a column from the
+// same list.
+type SCIMQuery struct {
+	Source, Type string
+	Where        string
+	Args         []any
+	OrderBy      string
+	Descending   bool
+	Offset       int
+	Limit        int
+}
+
 // HoldStatus is where a held batch is.
 type HoldStatus string
 
@@ -314,6 +343,16 @@ type Tx interface {
 	// DecideHold sets a held batch's status, if it is still held; it
 	// reports whether it was.
 	DecideHold(ctx context.Context, id string, status HoldStatus, by string, at time.Time) (bool, error)
+
+	// SCIM resources of a source. UserName is stored lower-cased and is
+	// unique per source and resource type.
+	InsertSCIM(ctx context.Context, r *SCIMResource) error
+	GetSCIM(ctx context.Context, source, id string) (*SCIMResource, error)
+	GetSCIMByUserName(ctx context.Context, source, resourceType, userName string) (*SCIMResource, error)
+	UpdateSCIM(ctx context.Context, r *SCIMResource) error
+	DeleteSCIM(ctx context.Context, source, id string) (bool, error)
+	// ListSCIM returns the total matching q and one page of them.
+	ListSCIM(ctx context.Context, q SCIMQuery) (int, []SCIMResource, error)
 
 	// CountPendingSteps counts the steps waiting to run (pending, not
 	// awaiting approval) by system and action.

@@ -986,3 +986,86 @@ func (t *Tx) DecideHold(ctx context.Context, id string, status store.HoldStatus,
 		string(status), by, micros(at), id, string(store.HoldHeld))
 	return n == 1, err
 }
+
+// ---- SCIM resources
+
+const scimCols = "id, source, resource_type, user_name, external_id, display_name, active, data, version, created_at, updated_at"
+
+func scanSCIM(scan func(...any) error) (*store.SCIMResource, error) {
+	var r store.SCIMResource
+	var active int
+	var data string
+	var created, updated int64
+	if err := scan(&r.ID, &r.Source, &r.Type, &r.UserName, &r.ExternalID, &r.DisplayName, &active, &data, &r.Version, &created, &updated); err != nil {
+		return nil, err
+	}
+	r.Active, r.Data, r.CreatedAt, r.UpdatedAt = active == 1, []byte(data), fromMicros(created), fromMicros(updated)
+	return &r, nil
+}
+
+func (t *Tx) InsertSCIM(ctx context.Context, r *store.SCIMResource) error {
+	_, err := t.c.Exec(ctx, "INSERT INTO scim_resources ("+scimCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		r.ID, r.Source, r.Type, r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt))
+	return err
+}
+
+func (t *Tx) GetSCIM(ctx context.Context, source, id string) (*store.SCIMResource, error) {
+	return one(ctx, t.c, "resource", id, scanSCIM, "SELECT "+scimCols+" FROM scim_resources WHERE source = ? AND id = ?", source, id)
+}
+
+func (t *Tx) GetSCIMByUserName(ctx context.Context, source, resourceType, userName string) (*store.SCIMResource, error) {
+	return one(ctx, t.c, "resource", userName, scanSCIM, "SELECT "+scimCols+" FROM scim_resources WHERE source = ? AND resource_type = ? AND user_name = ?", source, resourceType, userName)
+}
+
+func (t *Tx) UpdateSCIM(ctx context.Context, r *store.SCIMResource) error {
+	n, err := t.c.Exec(ctx, "UPDATE scim_resources SET user_name = ?, external_id = ?, display_name = ?, active = ?, data = ?, version = ?, updated_at = ? WHERE source = ? AND id = ?",
+		r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.UpdatedAt), r.Source, r.ID)
+	if err == nil && n == 0 {
+		return notFound("resource", r.ID)
+	}
+	return err
+}
+
+func (t *Tx) DeleteSCIM(ctx context.Context, source, id string) (bool, error) {
+	n, err := t.c.Exec(ctx, "DELETE FROM scim_resources WHERE source = ? AND id = ?", source, id)
+	return n > 0, err
+}
+
+func (t *Tx) ListSCIM(ctx context.Context, q store.SCIMQuery) (int, []store.SCIMResource, error) {
+	where := "source = ? AND resource_type = ?"
+	args := []any{q.Source, q.Type}
+	if q.Where != "" {
+		where += " AND (" + q.Where + ")"
+		args = append(args, q.Args...)
+	}
+	var total int
+	if err := t.row(ctx, []any{&total}, "SELECT COUNT(*) FROM scim_resources WHERE "+where, args...); err != nil {
+		return 0, nil, err
+	}
+	order := "created_at"
+	switch q.OrderBy {
+	case "id", "user_name", "external_id", "display_name", "active", "created_at", "updated_at":
+		order = q.OrderBy
+	}
+	if q.Descending {
+		order += " DESC"
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		return total, nil, nil
+	}
+	rows, err := t.c.Query(ctx, "SELECT "+scimCols+" FROM scim_resources WHERE "+where+" ORDER BY "+order+", id LIMIT ? OFFSET ?", append(args, limit, q.Offset)...)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	var out []store.SCIMResource
+	for rows.Next() {
+		r, err := scanSCIM(rows.Scan)
+		if err != nil {
+			return 0, nil, err
+		}
+		out = append(out, *r)
+	}
+	return total, out, rows.Err()
+}

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventDedupe", testEventDedupe},
 		{"LookupMany", testLookupMany},
 		{"SnapshotsAndHolds", testSnapshotsAndHolds},
+		{"SCIM", testSCIM},
 		{"Grants", testGrants},
 		{"Credentials", testCredentials},
 		{"CasesAndSteps", testCases},
@@ -252,6 +253,53 @@ func testSnapshotsAndHolds(t *testing.T, s store.Store) {
 		all, _ := tx.ListHolds(ctx, "")
 		if len(held) != 0 || len(all) != 1 {
 			t.Errorf("ListHolds held %d, all %d", len(held), len(all))
+		}
+		return nil
+	})
+}
+
+func testSCIM(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mk := func(id, name string, active bool) *store.SCIMResource {
+		return &store.SCIMResource{ID: id, Source: "entra", Type: "User", UserName: name, ExternalID: "x" + id, DisplayName: "D " + name,
+			Active: active, Data: []byte(`{"userName":"` + name + `"}`), Version: 1, CreatedAt: t0, UpdatedAt: t0}
+	}
+	update(t, s, func(tx store.Tx) error {
+		for i, n := range []string{"carl", "ann", "bob"} {
+			if err := tx.InsertSCIM(ctx, mk(fmt.Sprint("u", i), n, i != 2)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.InsertSCIM(ctx, mk("u9", "ann", true)) }); err == nil {
+		t.Error("a second userName ann in one source was stored")
+	}
+	update(t, s, func(tx store.Tx) error {
+		r, err := tx.GetSCIMByUserName(ctx, "entra", "User", "bob")
+		if err != nil || r.ID != "u2" || r.Active {
+			t.Errorf("GetSCIMByUserName = %+v, %v", r, err)
+		}
+		r.Version, r.Active, r.Data = 2, true, []byte(`{"userName":"bob","active":true}`)
+		if err := tx.UpdateSCIM(ctx, r); err != nil {
+			return err
+		}
+		total, page, err := tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", Where: "active = ?", Args: []any{1}, OrderBy: "user_name", Limit: 2})
+		if err != nil || total != 3 || len(page) != 2 || page[0].UserName != "ann" || page[1].UserName != "bob" {
+			t.Errorf("ListSCIM = %d %+v, %v", total, page, err)
+		}
+		total, page, _ = tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", OrderBy: "user_name", Descending: true, Offset: 1, Limit: 5})
+		if total != 3 || len(page) != 2 || page[0].UserName != "bob" {
+			t.Errorf("ListSCIM page 2 = %d %+v", total, page)
+		}
+		if ok, err := tx.DeleteSCIM(ctx, "entra", "u0"); !ok || err != nil {
+			t.Errorf("DeleteSCIM = %v, %v", ok, err)
+		}
+		if _, err := tx.GetSCIM(ctx, "entra", "u0"); !store.IsNotFound(err) {
+			t.Errorf("GetSCIM after delete = %v", err)
+		}
+		if _, err := tx.GetSCIM(ctx, "okta", "u1"); !store.IsNotFound(err) {
+			t.Errorf("GetSCIM of another source = %v", err)
 		}
 		return nil
 	})

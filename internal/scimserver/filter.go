@@ -1,0 +1,181 @@
+package scimserver
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	filter "github.com/scim2/filter-parser/v2"
+)
+
+// column is a filterable, sortable attribute and where it is stored.
+type column struct {
+	name      string // SQL column of scim_resources
+	kind      string // string, bool or time
+	caseExact bool   // compared as given; else lower-cased on both sides
+}
+
+// filterable is the allow-list: a filter may name these attributes and no
+// other, and each maps to a fixed column. Values are always bound
+// parameters; nothing from a filter is spliced into SQL.
+var filterable = map[string]column{
+	"id":               {"id", "string", true},
+	"username":         {"user_name", "string", false}, // stored lower-cased
+	"externalid":       {"external_id", "string", true},
+	"displayname":      {"display_name", "string", false},
+	"active":           {"active", "bool", true},
+	"meta.created":     {"created_at", "time", true},
+	"meta.lastmodified": {"updated_at", "time", true},
+}
+
+const coreUserURI = "urn:ietf:params:scim:schemas:core:2.0:user"
+
+// attrKey normalises an attribute path for the allow-list: case-folded,
+// the core schema URI dropped.
+func attrKey(p filter.AttributePath) string {
+	k := strings.ToLower(p.AttributeName)
+	if p.SubAttribute != nil {
+		k += "." + strings.ToLower(*p.SubAttribute)
+	}
+	if uri := strings.ToLower(p.URI()); uri != "" && uri != coreUserURI {
+		return uri + ":" + k // never in the allow-list
+	}
+	return k
+}
+
+// filterError is a filter jml cannot evaluate: SCIM's invalidFilter.
+type filterError struct{ msg string }
+
+func (e *filterError) Error() string { return e.msg }
+
+func filterErrf(format string, args ...any) error { return &filterError{fmt.Sprintf(format, args...)} }
+
+// sqlWhere translates a parsed filter into a WHERE clause with ?
+// placeholders and its arguments.
+func sqlWhere(e filter.Expression) (string, []any, error) {
+	var args []any
+	var walk func(filter.Expression) (string, error)
+	walk = func(e filter.Expression) (string, error) {
+		switch x := e.(type) {
+		case *filter.LogicalExpression:
+			l, err := walk(x.Left)
+			if err != nil {
+				return "", err
+			}
+			r, err := walk(x.Right)
+			if err != nil {
+				return "", err
+			}
+			op := "AND"
+			if strings.EqualFold(string(x.Operator), "or") {
+				op = "OR"
+			}
+			return "(" + l + " " + op + " " + r + ")", nil
+		case *filter.NotExpression:
+			in, err := walk(x.Expression)
+			if err != nil {
+				return "", err
+			}
+			return "(NOT " + in + ")", nil
+		case *filter.AttributeExpression:
+			sql, a, err := compare(x)
+			args = append(args, a...)
+			return sql, err
+		case *filter.ValuePath:
+			return "", filterErrf("%s: filters on multi-valued attributes are not supported here; filterable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", x.AttributePath)
+		}
+		return "", filterErrf("unsupported filter expression %T", e)
+	}
+	sql, err := walk(e)
+	return sql, args, err
+}
+
+func compare(x *filter.AttributeExpression) (string, []any, error) {
+	key := attrKey(x.AttributePath)
+	col, ok := filterable[key]
+	if !ok {
+		return "", nil, filterErrf("%s is not filterable; filterable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", x.AttributePath)
+	}
+	op := strings.ToLower(string(x.Operator))
+	if op == "pr" {
+		switch col.kind {
+		case "string":
+			return col.name + " <> ''", nil, nil
+		default:
+			return "1 = 1", nil, nil // always set
+		}
+	}
+	ref := col.name
+	var val any
+	switch col.kind {
+	case "bool":
+		b, ok := x.CompareValue.(bool)
+		if !ok {
+			return "", nil, filterErrf("%s: compare with true or false", x.AttributePath)
+		}
+		if op != "eq" && op != "ne" {
+			return "", nil, filterErrf("%s: only eq and ne compare booleans", x.AttributePath)
+		}
+		val = 0
+		if b {
+			val = 1
+		}
+	case "time":
+		s, ok := x.CompareValue.(string)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if !ok || err != nil {
+			return "", nil, filterErrf("%s: compare with an RFC 3339 time in quotes", x.AttributePath)
+		}
+		if op == "co" || op == "sw" || op == "ew" {
+			return "", nil, filterErrf("%s: %s does not apply to times", x.AttributePath, op)
+		}
+		val = t.UnixMicro()
+	default:
+		s, ok := x.CompareValue.(string)
+		if !ok {
+			return "", nil, filterErrf("%s: compare with a string in quotes", x.AttributePath)
+		}
+		if !col.caseExact {
+			s = strings.ToLower(s)
+			if col.name != "user_name" {
+				ref = "LOWER(" + col.name + ")"
+			}
+		}
+		switch op {
+		case "co", "sw", "ew":
+			like := escapeLike(s)
+			switch op {
+			case "co":
+				like = "%" + like + "%"
+			case "sw":
+				like += "%"
+			case "ew":
+				like = "%" + like
+			}
+			return ref + ` LIKE ? ESCAPE '\'`, []any{like}, nil
+		}
+		val = s
+	}
+	sqlOp, ok := map[string]string{"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+	if !ok {
+		return "", nil, filterErrf("%s: unknown operator %q", x.AttributePath, op)
+	}
+	return ref + " " + sqlOp + " ?", []any{val}, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// sortColumn maps sortBy to a column through the same allow-list.
+func sortColumn(sortBy string) (string, error) {
+	p, err := filter.ParseAttrPath([]byte(sortBy))
+	if err != nil {
+		return "", filterErrf("sortBy: %q is not an attribute path", sortBy)
+	}
+	col, ok := filterable[attrKey(p)]
+	if !ok {
+		return "", filterErrf("sortBy: %s is not sortable; sortable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", sortBy)
+	}
+	return col.name, nil
+}

@@ -1,0 +1,279 @@
+package scimserver
+
+import (
+	"encoding/json"
+	"strings"
+
+	filter "github.com/scim2/filter-parser/v2"
+)
+
+// patchRequest is a PATCH body (RFC 7644 §3.5.2).
+type patchRequest struct {
+	Schemas    []string `json:"schemas"`
+	Operations []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
+	} `json:"Operations"`
+}
+
+// applyPatch applies a PATCH body to a stored User document (a copy) and
+// returns it; the caller normalizes and validates the result as it would a
+// PUT. Op names are case-insensitive (Entra ID sends "Replace").
+func applyPatch(doc map[string]any, body []byte) (map[string]any, error) {
+	var req patchRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(&req); err != nil {
+		return nil, errf(400, "invalidSyntax", "PATCH body: %v", err)
+	}
+	if len(req.Schemas) != 1 || req.Schemas[0] != PatchSchema {
+		return nil, errf(400, "invalidSyntax", "schemas: must be [%q]", PatchSchema)
+	}
+	if len(req.Operations) == 0 {
+		return nil, errf(400, "invalidSyntax", "Operations: at least one is required")
+	}
+	for i, op := range req.Operations {
+		var value any
+		if len(op.Value) > 0 {
+			if err := json.Unmarshal(op.Value, &value); err != nil {
+				return nil, errf(400, "invalidSyntax", "Operations[%d].value: %v", i, err)
+			}
+		}
+		var err error
+		switch strings.ToLower(op.Op) {
+		case "add", "replace":
+			err = set(doc, op.Path, value, strings.EqualFold(op.Op, "add"))
+		case "remove":
+			if op.Path == "" {
+				return nil, errf(400, "noTarget", "Operations[%d]: remove needs a path", i)
+			}
+			err = remove(doc, op.Path)
+		default:
+			return nil, errf(400, "invalidSyntax", "Operations[%d].op: %q is not add, replace or remove", i, op.Op)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+// target splits a path into the map that holds the attribute and its key:
+// "userName", "name.givenName", or "urn:...:enterprise:2.0:User:department".
+func target(doc map[string]any, p filter.Path, create bool) (map[string]any, string, error) {
+	ap := p.AttributePath
+	holder, root := doc, true
+	if uri := ap.URI(); uri != "" && !strings.EqualFold(uri, UserSchema) {
+		ext, ok := canonicalExt(uri)
+		if !ok {
+			return nil, "", errf(400, "invalidPath", "%s: unknown schema", uri)
+		}
+		m, _ := doc[ext].(map[string]any)
+		if m == nil {
+			if !create {
+				return nil, "", nil
+			}
+			m = map[string]any{}
+			doc[ext] = m
+			addSchema(doc, ext)
+		}
+		holder, root = m, false
+	}
+	key := canonical(ap.AttributeName)
+	if readOnly(key) && root {
+		return nil, "", errf(400, "mutability", "%s is read-only", ap.AttributeName)
+	}
+	if ap.SubAttribute != nil {
+		m, _ := holder[key].(map[string]any)
+		if m == nil {
+			if !create {
+				return nil, "", nil
+			}
+			m = map[string]any{}
+			holder[key] = m
+		}
+		return m, *ap.SubAttribute, nil
+	}
+	return holder, key, nil
+}
+
+func readOnly(key string) bool {
+	switch strings.ToLower(key) {
+	case "id", "meta", "groups", "schemas":
+		return true
+	}
+	return false
+}
+
+func canonicalExt(uri string) (string, bool) {
+	for _, s := range []string{EnterpriseSchema, NHISchema} {
+		if strings.EqualFold(uri, s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func addSchema(doc map[string]any, uri string) {
+	l, _ := stringList(doc["schemas"])
+	for _, s := range l {
+		if strings.EqualFold(s, uri) {
+			return
+		}
+	}
+	doc["schemas"] = append(l, uri)
+}
+
+func parsePath(path string) (filter.Path, error) {
+	p, err := filter.ParsePath([]byte(path))
+	if err != nil {
+		return p, errf(400, "invalidPath", "path %q: %v", path, err)
+	}
+	return p, nil
+}
+
+func set(doc map[string]any, path string, value any, add bool) error {
+	if path == "" {
+		m, ok := value.(map[string]any)
+		if !ok {
+			return errf(400, "invalidValue", "without a path, value must be an object of attributes")
+		}
+		for k, v := range m {
+			// Entra ID puts extension attributes in as "urn:...:User:department".
+			if err := set(doc, k, v, add); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, ok := canonicalExt(path); ok { // the whole extension object
+		m, ok := value.(map[string]any)
+		if !ok {
+			return errf(400, "invalidValue", "%s: value must be an object", path)
+		}
+		for k, v := range m {
+			if err := set(doc, path+":"+k, v, add); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	p, err := parsePath(path)
+	if err != nil {
+		return err
+	}
+	holder, key, err := target(doc, p, true)
+	if err != nil {
+		return err
+	}
+	if p.ValueExpression != nil {
+		list, _ := holder[key].([]any)
+		n := 0
+		for _, e := range list {
+			m, ok := e.(map[string]any)
+			if !ok || !matches(m, p.ValueExpression) {
+				continue
+			}
+			n++
+			if p.SubAttribute != nil {
+				m[*p.SubAttribute] = value
+			} else if vm, ok := value.(map[string]any); ok {
+				for k, v := range vm {
+					m[k] = v
+				}
+			}
+		}
+		if n == 0 {
+			return errf(400, "noTarget", "%s matches no value", path)
+		}
+		return nil
+	}
+	if existing, ok := holder[key].([]any); ok && add {
+		if more, ok := value.([]any); ok {
+			holder[key] = append(existing, more...)
+			return nil
+		}
+	}
+	holder[key] = value
+	return nil
+}
+
+func remove(doc map[string]any, path string) error {
+	p, err := parsePath(path)
+	if err != nil {
+		return err
+	}
+	holder, key, err := target(doc, p, false)
+	if err != nil || holder == nil {
+		return err
+	}
+	if p.ValueExpression == nil {
+		delete(holder, key)
+		return nil
+	}
+	list, _ := holder[key].([]any)
+	kept := list[:0:0]
+	for _, e := range list {
+		m, ok := e.(map[string]any)
+		if ok && matches(m, p.ValueExpression) {
+			if p.SubAttribute != nil {
+				delete(m, *p.SubAttribute)
+				kept = append(kept, m)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	holder[key] = kept
+	return nil
+}
+
+// matches evaluates a value filter (eq, ne, co, sw, ew, pr; and, or, not)
+// on one element of a multi-valued attribute.
+func matches(m map[string]any, e filter.Expression) bool {
+	switch x := e.(type) {
+	case *filter.LogicalExpression:
+		if strings.EqualFold(string(x.Operator), "or") {
+			return matches(m, x.Left) || matches(m, x.Right)
+		}
+		return matches(m, x.Left) && matches(m, x.Right)
+	case *filter.NotExpression:
+		return !matches(m, x.Expression)
+	case *filter.AttributeExpression:
+		var got any
+		for k, v := range m {
+			if strings.EqualFold(k, x.AttributePath.AttributeName) {
+				got = v
+			}
+		}
+		op := strings.ToLower(string(x.Operator))
+		if op == "pr" {
+			return got != nil
+		}
+		gs, gok := got.(string)
+		ws, wok := x.CompareValue.(string)
+		if gok && wok {
+			gs, ws = strings.ToLower(gs), strings.ToLower(ws)
+			switch op {
+			case "eq":
+				return gs == ws
+			case "ne":
+				return gs != ws
+			case "co":
+				return strings.Contains(gs, ws)
+			case "sw":
+				return strings.HasPrefix(gs, ws)
+			case "ew":
+				return strings.HasSuffix(gs, ws)
+			}
+			return false
+		}
+		switch op {
+		case "eq":
+			return got == x.CompareValue
+		case "ne":
+			return got != x.CompareValue
+		}
+	}
+	return false
+}

@@ -1,0 +1,592 @@
+// Package scimserver is jml's SCIM 2.0 service provider (RFC 7643, RFC
+// 7644) for identity providers and HR systems that provision over SCIM:
+// Users at /scim/{source}/v2/Users, with the enterprise extension and
+// jml's extension for non-human identities, and discovery. Every write is
+// a lifecycle event accepted in the same transaction that stores the
+// resource: create is a joiner, a change of a mapped attribute a mover,
+// active=false a leaver (or suspend, per source), DELETE a leaver,
+// reactivation a resume or a rehire.
+//
+// Filters and PATCH paths are parsed by github.com/scim2/filter-parser; a
+// filter reaches SQL only through an allow-list of attributes mapped to
+// fixed columns, with every value a bound parameter. The resource id is
+// jml's: a client's id or externalId never becomes or replaces it.
+package scimserver
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	filter "github.com/scim2/filter-parser/v2"
+
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// SourceConfig is one SCIM source in jml.yaml. Its tokens are API tokens
+// of role source named after it.
+type SourceConfig struct {
+	Name string `yaml:"name"`
+	// Deactivate is what active=false means: leaver (default) or suspend.
+	Deactivate string `yaml:"deactivate"`
+}
+
+// MaxBody bounds a request body.
+const MaxBody = 256 << 10
+
+// maxCount bounds a page.
+const maxCount = 1000
+
+// Server serves /scim/{source}/v2/.
+type Server struct {
+	e       *engine.Engine
+	sources map[string]SourceConfig
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// New checks the sources and returns the server.
+func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{e: e, sources: map[string]SourceConfig{}, log: log, mux: http.NewServeMux()}
+	for _, sc := range sources {
+		if err := identity.ValidateName("name", sc.Name); err != nil {
+			return nil, fmt.Errorf("scim source: %v", err)
+		}
+		switch sc.Deactivate {
+		case "":
+			sc.Deactivate = "leaver"
+		case "leaver", "suspend":
+		default:
+			return nil, fmt.Errorf("scim source %q: deactivate: %q is not leaver or suspend", sc.Name, sc.Deactivate)
+		}
+		if _, dup := s.sources[sc.Name]; dup {
+			return nil, fmt.Errorf("scim source %q is defined twice", sc.Name)
+		}
+		s.sources[sc.Name] = sc
+	}
+	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error{
+		"GET /scim/{source}/v2/ServiceProviderConfig": s.serviceProviderConfig,
+		"GET /scim/{source}/v2/ResourceTypes":         s.resourceTypes,
+		"GET /scim/{source}/v2/Schemas":               s.schemas,
+		"GET /scim/{source}/v2/Users":                 s.list,
+		"POST /scim/{source}/v2/Users":                s.create,
+		"GET /scim/{source}/v2/Users/{id}":            s.get,
+		"PUT /scim/{source}/v2/Users/{id}":            s.replace,
+		"PATCH /scim/{source}/v2/Users/{id}":          s.patch,
+		"DELETE /scim/{source}/v2/Users/{id}":         s.delete,
+	} {
+		s.mux.Handle(pattern, s.wrap(h))
+	}
+	s.mux.HandleFunc("/scim/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errf(404, "", "no SCIM endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return s, nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// wrap authenticates (a token of the source, or an admin), limits the
+// body and writes errors in SCIM's format.
+func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		err := func() error {
+			sc, ok := s.sources[r.PathValue("source")]
+			if !ok {
+				return errf(404, "", "no SCIM source %q", r.PathValue("source"))
+			}
+			scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
+				return errf(401, "", "missing bearer token")
+			}
+			p, err := s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
+			if err != nil {
+				return errf(401, "", "invalid or revoked token")
+			}
+			if p.Role != engine.RoleAdmin && (p.Role != engine.RoleSource || p.Name != sc.Name) {
+				return errf(403, "", "this token may not provision source %q (it needs role source and the name %q)", sc.Name, sc.Name)
+			}
+			return h(w, r, sc, p)
+		}()
+		if err != nil {
+			if se := toSCIM(err); se.Status >= 500 {
+				s.log.Error("scim request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			}
+			if toSCIM(err).Status == 401 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="jml"`)
+			}
+			writeError(w, toSCIM(err))
+		}
+	})
+}
+
+// toSCIM maps errors to SCIM errors.
+func toSCIM(err error) *scimError {
+	var se *scimError
+	if errors.As(err, &se) {
+		return se
+	}
+	var fe *filterError
+	if errors.As(err, &fe) {
+		return errf(400, "invalidFilter", "%s", fe.msg)
+	}
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return errf(413, "", "body is larger than %d bytes", maxErr.Limit)
+	}
+	msg := identity.ErrorMessage(err)
+	switch identity.ErrorCode(err) {
+	case identity.Invalid, identity.NotFound:
+		return errf(400, "invalidValue", "%s", msg)
+	case identity.Conflict:
+		return errf(409, "", "%s", msg)
+	case identity.Forbidden:
+		return errf(403, "", "%s", msg)
+	case identity.Unauthorized:
+		return errf(401, "", "%s", msg)
+	case identity.TooLarge:
+		return errf(413, "", "%s", msg)
+	}
+	return errf(500, "", "internal error")
+}
+
+func writeError(w http.ResponseWriter, e *scimError) {
+	body := map[string]any{"schemas": []string{ErrorSchema}, "status": strconv.Itoa(e.Status), "detail": e.Detail}
+	if e.ScimType != "" {
+		body["scimType"] = e.ScimType
+	}
+	writeJSON(w, e.Status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/scim+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func readObject(r *http.Request) (map[string]any, error) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
+		return nil, errf(400, "invalidSyntax", "the body is not a JSON object")
+	}
+	return m, nil
+}
+
+func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
+
+// render is the resource as returned: the stored document with id and meta.
+func render(r *http.Request, res *store.SCIMResource) (map[string]any, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(res.Data, &doc); err != nil {
+		return nil, err
+	}
+	doc["id"] = res.ID
+	doc["meta"] = map[string]any{"resourceType": "User", "created": res.CreatedAt.UTC().Format(time.RFC3339),
+		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339), "location": location(r, res.Source, res.ID), "version": etag(res.Version)}
+	return doc, nil
+}
+
+func location(r *http.Request, source, id string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/scim/" + source + "/v2/Users/" + id
+}
+
+// project keeps (attributes) or drops (excludedAttributes) top-level
+// attributes; id and schemas are always returned.
+func project(doc map[string]any, attributes, excluded string) {
+	names := func(list string) map[string]bool {
+		out := map[string]bool{}
+		for _, a := range strings.Split(list, ",") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				continue
+			}
+			if ext, ok := canonicalExt(a); ok {
+				out[strings.ToLower(ext)] = true
+				continue
+			}
+			if i := strings.LastIndex(a, ":"); i > 0 { // urn:...:User:department
+				if ext, ok := canonicalExt(a[:i]); ok {
+					out[strings.ToLower(ext)] = true
+					continue
+				}
+				a = a[i+1:]
+			}
+			out[strings.ToLower(strings.SplitN(a, ".", 2)[0])] = true
+		}
+		return out
+	}
+	if attributes != "" {
+		keep := names(attributes)
+		for k := range doc {
+			if k != "id" && k != "schemas" && !keep[strings.ToLower(k)] {
+				delete(doc, k)
+			}
+		}
+	}
+	if excluded != "" {
+		drop := names(excluded)
+		for k := range doc {
+			if k != "id" && k != "schemas" && drop[strings.ToLower(k)] {
+				delete(doc, k)
+			}
+		}
+	}
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+	res, err := s.load(r, sc, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag(res.Version) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	doc, err := render(r, res)
+	if err != nil {
+		return err
+	}
+	project(doc, r.URL.Query().Get("attributes"), r.URL.Query().Get("excludedAttributes"))
+	w.Header().Set("ETag", etag(res.Version))
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+func (s *Server) load(r *http.Request, sc SourceConfig, id string) (*store.SCIMResource, error) {
+	var res *store.SCIMResource
+	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		var err error
+		res, err = tx.GetSCIM(r.Context(), sc.Name, id)
+		return err
+	})
+	if store.IsNotFound(err) {
+		return nil, errf(404, "", "no User %q", id)
+	}
+	return res, err
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes":
+		default:
+			return errf(400, "invalidSyntax", "unknown query parameter %q", k)
+		}
+	}
+	sq := store.SCIMQuery{Source: sc.Name, Type: "User", Limit: 100, Offset: 0}
+	if f := q.Get("filter"); f != "" {
+		expr, err := filter.ParseFilter([]byte(f))
+		if err != nil {
+			return errf(400, "invalidFilter", "filter %q: %v", f, err)
+		}
+		if sq.Where, sq.Args, err = sqlWhere(expr); err != nil {
+			return err
+		}
+	}
+	start := 1
+	if v := q.Get("startIndex"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errf(400, "invalidValue", "startIndex: %q is not an integer", v)
+		}
+		start = max(n, 1)
+	}
+	if v := q.Get("count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errf(400, "invalidValue", "count: %q is not an integer", v)
+		}
+		sq.Limit = min(max(n, 0), maxCount)
+	}
+	sq.Offset = start - 1
+	if v := q.Get("sortBy"); v != "" {
+		col, err := sortColumn(v)
+		if err != nil {
+			return err
+		}
+		sq.OrderBy = col
+	}
+	switch q.Get("sortOrder") {
+	case "", "ascending":
+	case "descending":
+		sq.Descending = true
+	default:
+		return errf(400, "invalidValue", "sortOrder: %q is not ascending or descending", q.Get("sortOrder"))
+	}
+	var total int
+	var items []store.SCIMResource
+	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		var err error
+		total, items, err = tx.ListSCIM(r.Context(), sq)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]map[string]any, 0, len(items))
+	for i := range items {
+		doc, err := render(r, &items[i])
+		if err != nil {
+			return err
+		}
+		project(doc, q.Get("attributes"), q.Get("excludedAttributes"))
+		out = append(out, doc)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schemas": []string{ListSchema}, "totalResults": total, "startIndex": start,
+		"itemsPerPage": len(out), "Resources": out})
+	return nil
+}
+
+func newID() string { return ulid.MustNew(ulid.Now(), rand.Reader).String() }
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	in, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	doc, err := normalize(in)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "User", Version: 1, CreatedAt: now, UpdatedAt: now}
+	if err := fill(res, doc); err != nil {
+		return err
+	}
+	write := func(tx store.Tx) error {
+		if _, err := tx.GetSCIMByUserName(r.Context(), sc.Name, "User", res.UserName); err == nil {
+			return errf(409, "uniqueness", "userName %q is taken", doc["userName"])
+		} else if !store.IsNotFound(err) {
+			return err
+		}
+		return tx.InsertSCIM(r.Context(), res)
+	}
+	v := viewOf(doc)
+	if v.active {
+		ev := event(sc, res.ID, 1, identity.Joiner, v)
+		if _, err := s.e.SubmitWith(r.Context(), p, ev, func(tx store.Tx, _ *engine.Result) error { return write(tx) }); err != nil {
+			return err
+		}
+	} else if err := s.e.Store().Update(r.Context(), write); err != nil {
+		return err // created inactive: provisioned on activation
+	}
+	out, err := render(r, res)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", location(r, sc.Name, res.ID))
+	w.Header().Set("ETag", etag(res.Version))
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// fill sets a resource's indexed columns and data from a normalized doc.
+func fill(res *store.SCIMResource, doc map[string]any) error {
+	v := viewOf(doc)
+	res.UserName, res.ExternalID, res.DisplayName, res.Active = strings.ToLower(v.userName), v.externalID, v.displayName, v.active
+	data, err := json.Marshal(doc)
+	res.Data = data
+	return err
+}
+
+// event builds the lifecycle event of a User change.
+func event(sc SourceConfig, id string, version int64, typ identity.EventType, v view) identity.Event {
+	ev := identity.Event{Source: sc.Name, ID: fmt.Sprintf("scim-%s-%d-%s", id, version, typ), Type: typ, ExternalID: id}
+	switch typ {
+	case identity.Joiner, identity.Mover:
+		ev.DisplayName, ev.Manager, ev.Owner, ev.Attributes = v.displayName, v.manager, v.owner, v.attributes
+		if typ == identity.Joiner {
+			ev.Kind = identity.Kind(v.kind)
+			if ev.Kind == "" {
+				ev.Kind = identity.Human
+			}
+		}
+	}
+	return ev
+}
+
+func (s *Server) replace(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	in, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	return s.update(w, r, sc, p, func(map[string]any) (map[string]any, error) { return normalize(in) })
+}
+
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	return s.update(w, r, sc, p, func(cur map[string]any) (map[string]any, error) {
+		doc, err := applyPatch(cur, body)
+		if err != nil {
+			return nil, err
+		}
+		return normalize(doc)
+	})
+}
+
+// update runs a PUT or PATCH: the new document from change, then the
+// event the difference makes, with the resource, in one transaction.
+func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal, change func(map[string]any) (map[string]any, error)) error {
+	id := r.PathValue("id")
+	old, err := s.load(r, sc, id)
+	if err != nil {
+		return err
+	}
+	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag(old.Version) {
+		return errf(412, "", "If-Match %s: the resource is at %s", im, etag(old.Version))
+	}
+	var cur map[string]any
+	if err := json.Unmarshal(old.Data, &cur); err != nil {
+		return err
+	}
+	doc, err := change(cur)
+	if err != nil {
+		return err
+	}
+	res := *old
+	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC()
+	if err := fill(&res, doc); err != nil {
+		return err
+	}
+	var oldDoc map[string]any
+	json.Unmarshal(old.Data, &oldDoc)
+	was, now := viewOf(oldDoc), viewOf(doc)
+	write := func(tx store.Tx) error {
+		again, err := tx.GetSCIM(r.Context(), sc.Name, id)
+		if err != nil {
+			return err
+		}
+		if again.Version != old.Version {
+			return errf(412, "", "the resource changed meanwhile (now %s)", etag(again.Version))
+		}
+		if res.UserName != old.UserName {
+			if other, err := tx.GetSCIMByUserName(r.Context(), sc.Name, "User", res.UserName); err == nil && other.ID != id {
+				return errf(409, "uniqueness", "userName %q is taken", doc["userName"])
+			}
+		}
+		return tx.UpdateSCIM(r.Context(), &res)
+	}
+	typ, follow, err := s.transition(r, sc, id, was, now)
+	if err != nil {
+		return err
+	}
+	if typ == "" {
+		err = s.e.Store().Update(r.Context(), write)
+	} else {
+		_, err = s.e.SubmitWith(r.Context(), p, event(sc, id, res.Version, typ, now), func(tx store.Tx, _ *engine.Result) error { return write(tx) })
+	}
+	if err != nil {
+		return err
+	}
+	if follow {
+		// A resume does not carry attributes; changed ones follow as a mover.
+		if _, err := s.e.Submit(r.Context(), p, event(sc, id, res.Version, identity.Mover, now)); err != nil {
+			return err
+		}
+	}
+	out, err := render(r, &res)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(res.Version))
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// transition is the event a change from was to now makes ("" for none),
+// and whether a mover must follow it.
+func (s *Server) transition(r *http.Request, sc SourceConfig, id string, was, now view) (identity.EventType, bool, error) {
+	changed := was.displayName != now.displayName || was.manager != now.manager || was.owner != now.owner || !sameAttrs(was.attributes, now.attributes)
+	switch {
+	case was.active && !now.active:
+		if sc.Deactivate == "suspend" {
+			return identity.Suspend, false, nil
+		}
+		return identity.Leaver, false, nil
+	case !was.active && now.active:
+		var cur *identity.Identity
+		err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+			var err error
+			cur, err = tx.GetIdentityByExternalID(r.Context(), sc.Name, id)
+			return err
+		})
+		switch {
+		case store.IsNotFound(err), err == nil && cur.State == identity.Departed:
+			return identity.Joiner, false, nil
+		case err != nil:
+			return "", false, err
+		case cur.State == identity.Suspended:
+			return identity.Resume, changed, nil
+		}
+		return identity.Mover, false, nil
+	case now.active && changed:
+		return identity.Mover, false, nil
+	}
+	return "", false, nil
+}
+
+func sameAttrs(a, b map[string]any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	id := r.PathValue("id")
+	old, err := s.load(r, sc, id)
+	if err != nil {
+		return err
+	}
+	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag(old.Version) {
+		return errf(412, "", "If-Match %s: the resource is at %s", im, etag(old.Version))
+	}
+	del := func(tx store.Tx) error {
+		ok, err := tx.DeleteSCIM(r.Context(), sc.Name, id)
+		if err == nil && !ok {
+			return errf(404, "", "no User %q", id)
+		}
+		return err
+	}
+	var cur *identity.Identity
+	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		var err error
+		cur, err = tx.GetIdentityByExternalID(r.Context(), sc.Name, id)
+		return err
+	})
+	switch {
+	case store.IsNotFound(err) || (err == nil && cur.State == identity.Departed):
+		err = s.e.Store().Update(r.Context(), del)
+	case err == nil:
+		_, err = s.e.SubmitWith(r.Context(), p, event(sc, id, old.Version+1, identity.Leaver, view{}), func(tx store.Tx, _ *engine.Result) error { return del(tx) })
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,286 @@
+package scimserver
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Schema URIs.
+const (
+	UserSchema       = "urn:ietf:params:scim:schemas:core:2.0:User"
+	EnterpriseSchema = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	// NHISchema is jml's extension for non-human identities: kind, owner,
+	// backupOwners, environment, tools.
+	NHISchema   = "urn:jml:params:scim:schemas:extension:nhi:2.0:User"
+	ListSchema  = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+	ErrorSchema = "urn:ietf:params:scim:api:messages:2.0:Error"
+	PatchSchema = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+)
+
+// attrType is what a known attribute of the core User schema holds.
+var userAttrs = map[string]string{
+	"username": "string", "name": "complex", "displayname": "string", "nickname": "string", "profileurl": "string",
+	"title": "string", "usertype": "string", "preferredlanguage": "string", "locale": "string", "timezone": "string",
+	"active": "bool", "emails": "multi", "phonenumbers": "multi", "ims": "multi", "photos": "multi", "addresses": "multi",
+	"groups": "readonly", "entitlements": "multi", "roles": "multi", "x509certificates": "multi",
+	"externalid": "string", "password": "writeonly", "id": "readonly", "meta": "readonly", "schemas": "schemas",
+}
+
+var extAttrs = map[string]map[string]string{
+	strings.ToLower(EnterpriseSchema): {"employeenumber": "string", "costcenter": "string", "organization": "string", "division": "string", "department": "string", "manager": "complex"},
+	strings.ToLower(NHISchema):        {"kind": "string", "owner": "complex", "backupowners": "multi", "environment": "string", "tools": "strings"},
+}
+
+// scimError is an error in SCIM's format.
+type scimError struct {
+	Status   int
+	ScimType string
+	Detail   string
+}
+
+func (e *scimError) Error() string { return e.Detail }
+
+func errf(status int, scimType, format string, args ...any) *scimError {
+	return &scimError{Status: status, ScimType: scimType, Detail: fmt.Sprintf(format, args...)}
+}
+
+// canonical returns the attribute's name as the schema spells it, for
+// keys a client sent in another case.
+var canonicalNames = map[string]string{}
+
+func init() {
+	for _, n := range []string{"userName", "name", "displayName", "nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale",
+		"timezone", "active", "emails", "phoneNumbers", "ims", "photos", "addresses", "groups", "entitlements", "roles", "x509Certificates",
+		"externalId", "password", "id", "meta", "schemas",
+		"employeeNumber", "costCenter", "organization", "division", "department", "manager",
+		"kind", "owner", "backupOwners", "environment", "tools"} {
+		canonicalNames[strings.ToLower(n)] = n
+	}
+}
+
+func canonical(k string) string {
+	if c, ok := canonicalNames[strings.ToLower(k)]; ok {
+		return c
+	}
+	return k
+}
+
+// normalize checks a User document from a client (POST, PUT, or the result
+// of a PATCH) and returns it in canonical form: known attributes spelled as
+// the schema does, Entra's string booleans made booleans, read-only and
+// write-only attributes dropped, extensions under their URN keys.
+func normalize(in map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	schemas, err := stringList(in["schemas"])
+	if err != nil || len(schemas) == 0 {
+		return nil, errf(400, "invalidSyntax", "schemas: a list of schema URIs including %s is required", UserSchema)
+	}
+	hasCore := false
+	for _, s := range schemas {
+		switch strings.ToLower(s) {
+		case strings.ToLower(UserSchema):
+			hasCore = true
+		case strings.ToLower(EnterpriseSchema), strings.ToLower(NHISchema):
+		default:
+			return nil, errf(400, "invalidValue", "schemas: %q is not a schema of this server's Users", s)
+		}
+	}
+	if !hasCore {
+		return nil, errf(400, "invalidValue", "schemas: %s is required", UserSchema)
+	}
+	for k, v := range in {
+		lk := strings.ToLower(k)
+		if ext, ok := extAttrs[lk]; ok {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, errf(400, "invalidValue", "%s: must be an object", k)
+			}
+			em := map[string]any{}
+			for ek, ev := range m {
+				typ, ok := ext[strings.ToLower(ek)]
+				if !ok {
+					return nil, errf(400, "invalidSyntax", "%s:%s is not an attribute of that schema", k, ek)
+				}
+				nv, err := checkType(k+":"+ek, typ, ev)
+				if err != nil {
+					return nil, err
+				}
+				if nv != nil {
+					em[canonical(ek)] = nv
+				}
+			}
+			canon := EnterpriseSchema
+			if lk == strings.ToLower(NHISchema) {
+				canon = NHISchema
+			}
+			if !slices.ContainsFunc(schemas, func(s string) bool { return strings.EqualFold(s, canon) }) {
+				return nil, errf(400, "invalidValue", "%s is used but not listed in schemas", canon)
+			}
+			out[canon] = em
+			continue
+		}
+		typ, ok := userAttrs[lk]
+		if !ok {
+			return nil, errf(400, "invalidSyntax", "%s is not an attribute of %s", k, UserSchema)
+		}
+		switch typ {
+		case "readonly", "writeonly", "schemas":
+			continue // id and meta are jml's; passwords are not kept
+		}
+		nv, err := checkType(k, typ, v)
+		if err != nil {
+			return nil, err
+		}
+		if nv != nil {
+			out[canonical(k)] = nv
+		}
+	}
+	out["schemas"] = canonicalSchemas(schemas)
+	un, _ := out["userName"].(string)
+	if strings.TrimSpace(un) == "" {
+		return nil, errf(400, "invalidValue", "userName is required")
+	}
+	if _, ok := out["active"]; !ok {
+		out["active"] = true
+	}
+	return out, nil
+}
+
+func canonicalSchemas(in []string) []string {
+	var out []string
+	for _, s := range []string{UserSchema, EnterpriseSchema, NHISchema} {
+		if slices.ContainsFunc(in, func(x string) bool { return strings.EqualFold(x, s) }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checkType checks v against typ; nil means "absent" (a JSON null).
+func checkType(name, typ string, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch typ {
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return nil, errf(400, "invalidValue", "%s: must be a string", name)
+		}
+		return s, nil
+	case "bool":
+		switch b := v.(type) {
+		case bool:
+			return b, nil
+		case string: // Entra ID sends "True"/"False"
+			switch strings.ToLower(b) {
+			case "true":
+				return true, nil
+			case "false":
+				return false, nil
+			}
+		}
+		return nil, errf(400, "invalidValue", "%s: must be a boolean", name)
+	case "complex":
+		if _, ok := v.(map[string]any); !ok {
+			if s, ok := v.(string); ok && (strings.HasSuffix(name, "manager") || strings.HasSuffix(name, "owner")) {
+				return map[string]any{"value": s}, nil // Entra sends the manager's id as a string
+			}
+			return nil, errf(400, "invalidValue", "%s: must be an object", name)
+		}
+		return v, nil
+	case "multi":
+		arr, ok := v.([]any)
+		if !ok {
+			return nil, errf(400, "invalidValue", "%s: must be a list", name)
+		}
+		for _, e := range arr {
+			if _, ok := e.(map[string]any); !ok {
+				return nil, errf(400, "invalidValue", "%s: must be a list of objects", name)
+			}
+		}
+		return arr, nil
+	case "strings":
+		l, err := stringList(v)
+		if err != nil {
+			return nil, errf(400, "invalidValue", "%s: must be a list of strings", name)
+		}
+		return l, nil
+	}
+	return v, nil
+}
+
+func stringList(v any) ([]string, error) {
+	switch x := v.(type) {
+	case []string:
+		return x, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("not a string")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("not a list")
+}
+
+// view is what jml reads of a normalized User for the lifecycle.
+type view struct {
+	userName, externalID, displayName string
+	active                            bool
+	kind, owner, manager              string
+	attributes                        map[string]any
+}
+
+func viewOf(doc map[string]any) view {
+	v := view{attributes: map[string]any{}}
+	v.userName, _ = doc["userName"].(string)
+	v.externalID, _ = doc["externalId"].(string)
+	v.displayName, _ = doc["displayName"].(string)
+	if v.displayName == "" {
+		if n, ok := doc["name"].(map[string]any); ok {
+			v.displayName, _ = n["formatted"].(string)
+		}
+	}
+	v.active, _ = doc["active"].(bool)
+	v.attributes["userName"] = v.userName
+	if t, ok := doc["title"].(string); ok {
+		v.attributes["title"] = t
+	}
+	if emails, ok := doc["emails"].([]any); ok {
+		for i, e := range emails {
+			m := e.(map[string]any)
+			if p, _ := m["primary"].(bool); p || i == 0 {
+				v.attributes["email"] = m["value"]
+			}
+		}
+	}
+	if ent, ok := doc[EnterpriseSchema].(map[string]any); ok {
+		for _, k := range []string{"employeeNumber", "costCenter", "organization", "division", "department"} {
+			if s, ok := ent[k].(string); ok {
+				v.attributes[k] = s
+			}
+		}
+		if m, ok := ent["manager"].(map[string]any); ok {
+			v.manager, _ = m["value"].(string)
+		}
+	}
+	if nhi, ok := doc[NHISchema].(map[string]any); ok {
+		v.kind, _ = nhi["kind"].(string)
+		if m, ok := nhi["owner"].(map[string]any); ok {
+			v.owner, _ = m["value"].(string)
+		}
+		if env, ok := nhi["environment"].(string); ok {
+			v.attributes["environment"] = env
+		}
+		if tools, err := stringList(nhi["tools"]); err == nil {
+			v.attributes["tools"] = tools
+		}
+	}
+	return v
+}
