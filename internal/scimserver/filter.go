@@ -19,12 +19,12 @@ type column struct {
 // other, and each maps to a fixed column. Values are always bound
 // parameters; nothing from a filter is spliced into SQL.
 var filterable = map[string]column{
-	"id":               {"id", "string", true},
-	"username":         {"user_name", "string", false}, // stored lower-cased
-	"externalid":       {"external_id", "string", true},
-	"displayname":      {"display_name", "string", false},
-	"active":           {"active", "bool", true},
-	"meta.created":     {"created_at", "time", true},
+	"id":                {"id", "string", true},
+	"username":          {"user_name", "string", false}, // stored lower-cased
+	"externalid":        {"external_id", "string", true},
+	"displayname":       {"display_name", "string", false},
+	"active":            {"active", "bool", true},
+	"meta.created":      {"created_at", "time", true},
 	"meta.lastmodified": {"updated_at", "time", true},
 }
 
