@@ -46,6 +46,7 @@ type Options struct {
 	// RealLeavers, RedisAddr and MySQLDSN are for time to revoke across
 	// real systems (part "systems").
 	RealLeavers int
+	SCIMUsers   int // users POSTed and PATCHed in the scim part
 	RedisAddr   string
 	MySQLDSN    string
 	Out         io.Writer
@@ -72,9 +73,9 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	for _, p := range o.Only {
 		switch p {
-		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist", "hrdiff":
+		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist", "hrdiff", "scim":
 		default:
-			return fmt.Errorf("--only %q: want policy, revoke, sqlite, jobs, postgres, systems, pglist or hrdiff", p)
+			return fmt.Errorf("--only %q: want policy, hrdiff, scim, revoke, sqlite, jobs, postgres, systems or pglist", p)
 		}
 	}
 	if o.runs("policy") {
@@ -85,6 +86,11 @@ func Run(ctx context.Context, o Options) error {
 	if o.runs("hrdiff") {
 		if err := hrDiffBench(o); err != nil {
 			return fmt.Errorf("hr diff: %w", err)
+		}
+	}
+	if o.runs("scim") {
+		if err := scimBench(ctx, o); err != nil {
+			return fmt.Errorf("scim: %w", err)
 		}
 	}
 	if o.runs("revoke") {

@@ -59,9 +59,10 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().StringVar(&o.PostgresAdminURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to benchmark on (env JML_BENCH_POSTGRES)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for SQLite files (default: a temporary one)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
+	cmd.Flags().IntVar(&o.SCIMUsers, "scim-users", 5000, "users POSTed then PATCHed over SCIM")
 	cmd.Flags().IntVar(&o.RealLeavers, "real-leavers", 200, "leavers for time to revoke across real systems")
 	cmd.Flags().StringVar(&o.RedisAddr, "redis", "127.0.0.1:6379", "Redis for the systems part (users jmlbench* are made and removed)")
 	cmd.Flags().StringVar(&o.MySQLDSN, "mysql", "root@tcp(127.0.0.1:3306)/", "MariaDB/MySQL DSN for the systems part")
-	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, hrdiff, revoke, sqlite, jobs, postgres, systems, pglist")
+	cmd.Flags().StringSliceVar(&o.Only, "only", nil, "run only these parts: policy, hrdiff, scim, revoke, sqlite, jobs, postgres, systems, pglist")
 	return cmd
 }
