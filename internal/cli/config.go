@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/scimserver"
 	"github.com/jml-dev/jml/internal/source"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	// Webhooks are sources that POST events to /v1/sources/{name}/webhook,
 	// signed with their secret and mapped by CEL (docs/sources.md).
 	Webhooks []source.WebhookConfig `yaml:"webhooks"`
+	// Guards are mass-change guards of sources whose events arrive one at
+	// a time (docs/hr-import.md#the-mass-change-guard).
+	Guards []GuardConfig `yaml:"guards"`
 	// SCIM sources provision at /scim/{name}/v2 (docs/scim.md).
 	SCIM struct {
 		Sources []scimserver.SourceConfig `yaml:"sources"`
@@ -59,6 +63,12 @@ type Config struct {
 	} `yaml:"log"`
 
 	dir string // the config file's directory
+}
+
+// GuardConfig is one source's mass-change guard.
+type GuardConfig struct {
+	Source             string `yaml:"source"`
+	engine.SourceGuard `yaml:",inline"`
 }
 
 // DefaultDB is the store used when nothing else is given.

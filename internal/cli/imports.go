@@ -75,7 +75,7 @@ func importCmd(ev *env) *cobra.Command {
 				return err
 			}
 			d := m.Compare(prev, recs, time.Now())
-			held, why := m.Guard.Held(d)
+			held, why := d.Held(m.Guard)
 			if !apply {
 				if err := printEvents(ev, format, d.Events); err != nil {
 					return err

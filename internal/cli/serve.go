@@ -82,8 +82,16 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		s.Close()
 		return nil, err
 	}
+	guards := map[string]engine.SourceGuard{}
+	for _, g := range cfg.Guards {
+		if _, dup := guards[g.Source]; dup {
+			s.Close()
+			return nil, fmt.Errorf("config guards: source %q is guarded twice", g.Source)
+		}
+		guards[g.Source] = g.SourceGuard
+	}
 	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
+	e, err := engine.New(engine.Config{Guards: guards, Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
 		Open: connectors.Open, Getenv: ev.getenv})
 	if err != nil {
 		s.Close()

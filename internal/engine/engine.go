@@ -85,6 +85,9 @@ type Config struct {
 	// fast path off. It exists to measure and test the job path;
 	// production leaves it false.
 	DeferBuiltin bool
+	// Guards are the mass-change guards of sources whose events arrive one
+	// at a time (SCIM, webhooks, POST /v1/events), by source name.
+	Guards map[string]SourceGuard
 	// FastPathGrace is how long after an event is accepted its case's job
 	// is due. Meanwhile the accepting process runs the case at once; the
 	// job takes over if that process dies or a step fails. Zero means
@@ -116,6 +119,7 @@ type Engine struct {
 	deferBuiltin bool
 	// coalescer batches concurrent submissions where the store can.
 	coalescer *coalescer
+	guards    map[string]SourceGuard
 	// fastPathGrace: see Config.FastPathGrace; 0 here means off.
 	fastPathGrace time.Duration
 	// caseLocks keeps two runs of one case in this process apart (the fast
@@ -152,6 +156,17 @@ func New(cfg Config) (*Engine, error) {
 		e.fastPathGrace = cfg.FastPathGrace
 	}
 	e.caseLocks.m = map[string]*caseLock{}
+	e.guards = map[string]SourceGuard{}
+	for src, g := range cfg.Guards {
+		var err error
+		if g.Limits, err = g.Limits.WithDefaults(); err != nil {
+			return nil, fmt.Errorf("guard of source %q: %w", src, err)
+		}
+		if g.Window <= 0 {
+			return nil, fmt.Errorf("guard of source %q: window must be positive", src)
+		}
+		e.guards[src] = g
+	}
 	conns := make(map[string]connector.Connector, len(cfg.Connectors))
 	for name, c := range cfg.Connectors {
 		conns[name] = c
@@ -282,6 +297,9 @@ type Result struct {
 	// Duplicate is true when the event was seen before; the IDs are those
 	// of the first submission and nothing ran again.
 	Duplicate bool `json:"duplicate"`
+	// HoldID names the held batch the mass-change guard put the event in
+	// (Status "held"); nothing of it is applied until an admin releases it.
+	HoldID string `json:"holdId,omitempty"`
 }
 
 // Submit accepts one event. Everything it changes commits in one
@@ -290,6 +308,15 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
+	if _, ok := e.guards[ev.Source]; ok {
+		return e.SubmitWith(ctx, p, ev, nil)
+	}
+	return e.submitUnguarded(ctx, p, ev)
+}
+
+// submitUnguarded accepts an event without asking the mass-change guard
+// (a validated event, or one an admin released).
+func (e *Engine) submitUnguarded(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
 	if e.coalescer != nil {
 		return e.submitCoalesced(ctx, p, ev)
 	}
@@ -297,8 +324,9 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 }
 
 // SubmitWith accepts ev as Submit does and, in the same transaction,
-// runs fn with the result: whatever fn writes (a SCIM resource, say)
-// commits with the event or not at all. fn is not run for a duplicate.
+// runs fn (if not nil) with the result: whatever fn writes (a SCIM
+// resource, say) commits with the event or not at all. fn is not run for a
+// duplicate; it is run for an event the guard holds.
 func (e *Engine) SubmitWith(ctx context.Context, p Principal, ev identity.Event, fn func(tx store.Tx, res *Result) error) (*Result, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, err
@@ -308,15 +336,28 @@ func (e *Engine) SubmitWith(ctx context.Context, p Principal, ev identity.Event,
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		counters = acceptCounters{}
 		var err error
-		if res, _, err = e.accept(ctx, tx, p, ev, &counters); err != nil || res.Duplicate {
-			return err
+		held := false
+		if g, ok := e.guards[ev.Source]; ok {
+			if res, held, err = e.guard(ctx, tx, p, ev, g); err != nil {
+				return err
+			}
+		}
+		if !held {
+			if res, _, err = e.accept(ctx, tx, p, ev, &counters); err != nil || res.Duplicate {
+				return err
+			}
+		}
+		if fn == nil {
+			return nil
 		}
 		return fn(tx, res)
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.observeAccepted(ev, res, counters)
+	if res.Status != store.EventHeld {
+		e.observeAccepted(ev, res, counters)
+	}
 	return res, nil
 }
 

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -87,7 +89,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				r, err := e.Submit(ctx, p, ev)
+				r, err := e.submitReleased(ctx, p, ev)
 				mu.Lock()
 				defer mu.Unlock()
 				var ie *identity.Error
@@ -111,7 +113,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 		}
 		todo = retry
 	}
-	if len(res.Failed) > 0 {
+	if len(res.Failed) > 0 || imp.Snapshot == nil {
 		return res, nil
 	}
 	now := e.now().UTC()
@@ -174,4 +176,70 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 		err = fmt.Errorf("hold %s released; %d of its events were refused (the first: %v)", id, len(res.Failed), res.Failed[0].Err)
 	}
 	return h, res, err
+}
+
+// SourceGuard is the mass-change guard of a source whose events arrive one
+// at a time: leavers (and suspends) accepted within Window count against
+// its Limits. The event that would break them, and every later event of
+// the source, goes into one held batch until an admin releases or
+// discards it.
+type SourceGuard struct {
+	guard.Limits `yaml:",inline"`
+	Window       time.Duration `yaml:"window"`
+}
+
+// guard decides, in tx, whether ev goes into its source's held batch.
+func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, g SourceGuard) (*Result, bool, error) {
+	now := e.now().UTC()
+	h, err := tx.GetOpenHold(ctx, ev.Source)
+	switch {
+	case err == nil:
+		for _, held := range h.Events {
+			if held.ID == ev.ID {
+				return &Result{Status: store.EventHeld, HoldID: h.ID, Duplicate: true}, true, nil
+			}
+		}
+		h.Events = append(h.Events, ev)
+		if err := tx.SetHoldEvents(ctx, h.ID, h.Events); err != nil {
+			return nil, false, err
+		}
+		return &Result{Status: store.EventHeld, HoldID: h.ID}, true, nil
+	case !store.IsNotFound(err):
+		return nil, false, err
+	}
+	narrowing := ev.Type == identity.Leaver || ev.Type == identity.Suspend
+	if !narrowing || (ev.EffectiveAt != nil && ev.EffectiveAt.After(now)) {
+		return nil, false, nil
+	}
+	recent, err := tx.CountEvents(ctx, ev.Source, []identity.EventType{identity.Leaver, identity.Suspend}, now.Add(-g.Window))
+	if err != nil {
+		return nil, false, err
+	}
+	people, err := tx.CountIdentities(ctx, ev.Source, []identity.State{identity.Active, identity.Suspended})
+	if err != nil {
+		return nil, false, err
+	}
+	over, why := g.Exceeded(recent+1, people)
+	if !over {
+		return nil, false, nil
+	}
+	h = &store.Hold{ID: e.newID("hold_"), Source: ev.Source, Reason: why + " within " + g.Window.String(), Events: []identity.Event{ev},
+		Status: store.HoldHeld, CreatedBy: p.ID, CreatedAt: now}
+	if err := tx.InsertHold(ctx, h); err != nil {
+		return nil, false, err
+	}
+	if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "source.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason})); err != nil {
+		return nil, false, err
+	}
+	e.log.Warn("mass-change guard holds a source", "source", ev.Source, "hold", h.ID, "reason", h.Reason)
+	return &Result{Status: store.EventHeld, HoldID: h.ID}, true, nil
+}
+
+// submitReleased accepts an event of a batch an admin released: the
+// guard does not hold it again.
+func (e *Engine) submitReleased(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	return e.submitUnguarded(ctx, p, ev)
 }

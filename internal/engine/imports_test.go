@@ -1,15 +1,21 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/hrfeed"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/vault"
 )
 
 const hrMapping = `
@@ -53,7 +59,7 @@ func importFile(t *testing.T, f *fixture, m *hrfeed.Mapping, csv string) *Import
 	}
 	d := m.Compare(prev, recs, f.clock.Now())
 	snap, _ := json.Marshal(d.Next)
-	_, why := m.Guard.Held(d)
+	_, why := d.Held(m.Guard)
 	res, err := f.e.Import(ctx, source, Import{Source: m.Source, Events: d.Events, Snapshot: snap, HoldReason: why})
 	if err != nil {
 		t.Fatal(err)
@@ -119,5 +125,71 @@ func TestImportGuard(t *testing.T) {
 	// The snapshot moved on: importing the same short file again is quiet.
 	if res := importFile(t, f, m, hrFile(100, func(i int) bool { return i%5 < 2 })); res.Accepted != 0 || res.Hold != nil {
 		t.Fatalf("after release, same file: %+v", res)
+	}
+}
+
+// TestSourceGuard: a source sending more leavers within its window than
+// the guard allows is held from that event on, every later event of the
+// source joining the batch; release applies them in order.
+func TestSourceGuard(t *testing.T) {
+	s := openSQLite(t)
+	pol, err := policy.Parse("p.yaml", []byte("systems: [{name: vault, type: builtin}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader,
+		Guards: map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 3}, Window: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{e: e, s: s, clock: c}
+	ctx := context.Background()
+	idp := func(id string, typ identity.EventType, ext string) identity.Event {
+		return identity.Event{Source: "idp", ID: id, Type: typ, ExternalID: ext, Kind: identity.Human}
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := e.Submit(ctx, source, idp(fmt.Sprint("j", i), identity.Joiner, fmt.Sprint("p", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		res, err := e.Submit(ctx, source, idp(fmt.Sprint("l", i), identity.Leaver, fmt.Sprint("p", i)))
+		if err != nil || res.Status == store.EventHeld {
+			t.Fatalf("leaver %d = %+v, %v", i, res, err)
+		}
+	}
+	res, err := e.Submit(ctx, source, idp("l3", identity.Leaver, "p3"))
+	if err != nil || res.Status != store.EventHeld || res.HoldID == "" {
+		t.Fatalf("fourth leaver = %+v, %v; want held", res, err)
+	}
+	// Everything the source sends now waits in the same batch, in order.
+	moved := idp("m5", identity.Mover, "p5")
+	moved.Attributes = map[string]any{"team": "x"}
+	if r, err := e.Submit(ctx, source, moved); err != nil || r.HoldID != res.HoldID {
+		t.Fatalf("mover while held = %+v, %v", r, err)
+	}
+	if r, _ := e.Submit(ctx, source, moved); !r.Duplicate {
+		t.Fatalf("the same event again = %+v; want a duplicate of the held one", r)
+	}
+	// Other sources are not held.
+	if r, err := e.Submit(ctx, source, identity.Event{Source: "hr", ID: "x", Type: identity.Joiner, ExternalID: "z", Kind: identity.Human}); err != nil || r.Status == store.EventHeld {
+		t.Fatalf("another source = %+v, %v", r, err)
+	}
+	if n := f.countState(t, identity.Departed); n != 3 {
+		t.Fatalf("%d departed while held, want 3", n)
+	}
+	_, rel, err := e.DecideHold(ctx, admin, res.HoldID, true)
+	if err != nil || rel.Accepted != 2 {
+		t.Fatalf("release = %+v, %v", rel, err)
+	}
+	if n := f.countState(t, identity.Departed); n != 4 {
+		t.Fatalf("%d departed after release, want 4", n)
+	}
+	// An hour later the window is clear again.
+	c.Add(61 * time.Minute)
+	if r, err := e.Submit(ctx, source, idp("l6", identity.Leaver, "p6")); err != nil || r.Status == store.EventHeld {
+		t.Fatalf("leaver after the window = %+v, %v", r, err)
 	}
 }

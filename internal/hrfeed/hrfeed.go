@@ -25,6 +25,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
 )
 
@@ -53,16 +54,7 @@ type Mapping struct {
 // Guard are the mass-change thresholds of a source: an import whose
 // immediate leavers exceed them is held for an administrator instead of
 // applied.
-type Guard struct {
-	// MaxLeavers: more leavers than this hold the import (default 50).
-	MaxLeavers int `yaml:"maxLeavers"`
-	// MaxLeaverPercent: more than this share of the previous snapshot's
-	// active people leaving holds the import (default 5), once at least
-	// MinLeaversForPercent leave (default 10, so that a small company's
-	// single leaver is not held).
-	MaxLeaverPercent     float64 `yaml:"maxLeaverPercent"`
-	MinLeaversForPercent int     `yaml:"minLeaversForPercent"`
-}
+type Guard = guard.Limits
 
 // LoadMapping reads and validates a mapping file.
 func LoadMapping(path string) (*Mapping, error) {
@@ -111,17 +103,9 @@ func ParseMapping(name string, data []byte) (*Mapping, error) {
 	if m.Status.Column != "" && len(m.Status.Terminated) == 0 {
 		return nil, errf("status: terminated: the values that mean the person left are required")
 	}
-	if m.Guard.MaxLeavers == 0 {
-		m.Guard.MaxLeavers = 50
-	}
-	if m.Guard.MaxLeaverPercent == 0 {
-		m.Guard.MaxLeaverPercent = 5
-	}
-	if m.Guard.MinLeaversForPercent == 0 {
-		m.Guard.MinLeaversForPercent = 10
-	}
-	if m.Guard.MaxLeavers < 0 || m.Guard.MaxLeaverPercent < 0 || m.Guard.MinLeaversForPercent < 0 {
-		return nil, errf("guard: thresholds must not be negative")
+	var err error
+	if m.Guard, err = m.Guard.WithDefaults(); err != nil {
+		return nil, errf("guard: %v", err)
 	}
 	return &m, nil
 }
@@ -321,15 +305,4 @@ func boolInt(b bool) int {
 }
 
 // Held reports whether the guard holds the diff, and why.
-func (g Guard) Held(d *Diff) (bool, string) {
-	if d.Leavers > g.MaxLeavers {
-		return true, fmt.Sprintf("%d leavers, more than the %d the guard allows at once", d.Leavers, g.MaxLeavers)
-	}
-	if d.PreviousActive > 0 && d.Leavers >= g.MinLeaversForPercent {
-		pct := 100 * float64(d.Leavers) / float64(d.PreviousActive)
-		if pct > g.MaxLeaverPercent {
-			return true, fmt.Sprintf("%d leavers, %.1f%% of %d people, more than the %g%% the guard allows at once", d.Leavers, pct, d.PreviousActive, g.MaxLeaverPercent)
-		}
-	}
-	return false, ""
-}
+func (d *Diff) Held(g Guard) (bool, string) { return g.Exceeded(d.Leavers, d.PreviousActive) }

@@ -133,7 +133,7 @@ func TestGuard(t *testing.T) {
 	}
 	prev := m.Compare(nil, read(t, m, full.String()), now).Next
 	d := m.Compare(prev, read(t, m, partial.String()), now)
-	held, why := m.Guard.Held(d)
+	held, why := d.Held(m.Guard)
 	if !held || d.Leavers != 40 || !strings.Contains(why, "40 leavers, 40.0% of 100 people") {
 		t.Fatalf("40%% missing: held %v (%s), %d leavers", held, why, d.Leavers)
 	}
@@ -143,7 +143,7 @@ func TestGuard(t *testing.T) {
 	for i := 3; i < 100; i++ {
 		fmt.Fprintf(&few, "E%d,P%d,,2020-01-01,,Eng,Eng,active\n", i, i)
 	}
-	if held, why := m.Guard.Held(m.Compare(prev, read(t, m, few.String()), now)); held {
+	if held, why := m.Compare(prev, read(t, m, few.String()), now).Held(m.Guard); held {
 		t.Fatalf("3 leavers held: %s", why)
 	}
 }

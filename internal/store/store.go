@@ -93,6 +93,9 @@ const (
 	EventApplied   EventStatus = "applied"   // its case was created
 	EventScheduled EventStatus = "scheduled" // waiting for its effective time
 	EventRejected  EventStatus = "rejected"  // at its effective time, it no longer applied
+	// EventHeld is an event the mass-change guard put in its source's
+	// held batch instead of accepting it.
+	EventHeld EventStatus = "held"
 )
 
 // Event is a stored lifecycle event.
@@ -340,6 +343,14 @@ type Tx interface {
 	GetHold(ctx context.Context, id string) (*Hold, error)
 	// ListHolds returns holds of a status ("" for all), newest first.
 	ListHolds(ctx context.Context, status HoldStatus) ([]Hold, error)
+	// GetOpenHold returns the source's batch still held (NotFound if none).
+	GetOpenHold(ctx context.Context, source string) (*Hold, error)
+	// SetHoldEvents replaces the events of a batch still held.
+	SetHoldEvents(ctx context.Context, id string, events []identity.Event) error
+	// CountEvents counts a source's events of the types received since.
+	CountEvents(ctx context.Context, source string, types []identity.EventType, since time.Time) (int, error)
+	// CountIdentities counts a source's identities in the states.
+	CountIdentities(ctx context.Context, source string, states []identity.State) (int, error)
 	// DecideHold sets a held batch's status, if it is still held; it
 	// reports whether it was.
 	DecideHold(ctx context.Context, id string, status HoldStatus, by string, at time.Time) (bool, error)

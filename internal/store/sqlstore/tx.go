@@ -981,6 +981,50 @@ func (t *Tx) ListHolds(ctx context.Context, status store.HoldStatus) ([]store.Ho
 	return out, rows.Err()
 }
 
+func (t *Tx) GetOpenHold(ctx context.Context, source string) (*store.Hold, error) {
+	return one(ctx, t.c, "held batch of source", source, scanHold,
+		"SELECT "+holdCols+" FROM holds WHERE source = ? AND status = ? ORDER BY created_at, id LIMIT 1", source, string(store.HoldHeld))
+}
+
+func (t *Tx) SetHoldEvents(ctx context.Context, id string, events []identity.Event) error {
+	evs, err := json.Marshal(events)
+	if err != nil {
+		return err
+	}
+	n, err := t.c.Exec(ctx, "UPDATE holds SET events = ? WHERE id = ? AND status = ?", string(evs), id, string(store.HoldHeld))
+	if err == nil && n == 0 {
+		return notFound("held batch", id)
+	}
+	return err
+}
+
+func (t *Tx) CountEvents(ctx context.Context, source string, types []identity.EventType, since time.Time) (int, error) {
+	if len(types) == 0 {
+		return 0, nil
+	}
+	args := []any{source}
+	for _, ty := range types {
+		args = append(args, string(ty))
+	}
+	args = append(args, micros(since))
+	var n int
+	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM events WHERE source = ? AND type IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(types)), ", ")+") AND received_at >= ?", args...)
+	return n, err
+}
+
+func (t *Tx) CountIdentities(ctx context.Context, source string, states []identity.State) (int, error) {
+	if len(states) == 0 {
+		return 0, nil
+	}
+	args := []any{source}
+	for _, st := range states {
+		args = append(args, string(st))
+	}
+	var n int
+	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM identities WHERE source = ? AND state IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ")+")", args...)
+	return n, err
+}
+
 func (t *Tx) DecideHold(ctx context.Context, id string, status store.HoldStatus, by string, at time.Time) (bool, error) {
 	n, err := t.c.Exec(ctx, "UPDATE holds SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?",
 		string(status), by, micros(at), id, string(store.HoldHeld))
