@@ -20,13 +20,22 @@ type column struct {
 // parameters; nothing from a filter is spliced into SQL.
 var filterable = map[string]column{
 	"id":                {"id", "string", true},
-	"username":          {"user_name", "string", false}, // stored lower-cased
+	"username":          {"user_name", "lower", false}, // stored lower-cased
 	"externalid":        {"external_id", "string", true},
 	"displayname":       {"display_name", "string", false},
+	"title":             {"title", "lower", false},
+	"usertype":          {"user_type", "lower", false},
+	"name.familyname":   {"family_name", "lower", false},
+	"name.givenname":    {"given_name", "lower", false},
+	"emails":            {"emails", "multi", false},
+	"emails.value":      {"emails", "multi", false},
 	"active":            {"active", "bool", true},
 	"meta.created":      {"created_at", "time", true},
 	"meta.lastmodified": {"updated_at", "time", true},
 }
+
+// filterableNames is the allow-list as error messages give it.
+const filterableNames = "id, userName, externalId, displayName, title, userType, name.familyName, name.givenName, emails(.value), active, meta.created, meta.lastModified"
 
 const coreUserURI = "urn:ietf:params:scim:schemas:core:2.0:user"
 
@@ -82,7 +91,7 @@ func sqlWhere(e filter.Expression) (string, []any, error) {
 			args = append(args, a...)
 			return sql, err
 		case *filter.ValuePath:
-			return "", filterErrf("%s: filters on multi-valued attributes are not supported here; filterable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", x.AttributePath)
+			return "", filterErrf("%s: value filters ([...]) are not supported here; filterable: %s", x.AttributePath, filterableNames)
 		}
 		return "", filterErrf("unsupported filter expression %T", e)
 	}
@@ -94,12 +103,12 @@ func compare(x *filter.AttributeExpression) (string, []any, error) {
 	key := attrKey(x.AttributePath)
 	col, ok := filterable[key]
 	if !ok {
-		return "", nil, filterErrf("%s is not filterable; filterable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", x.AttributePath)
+		return "", nil, filterErrf("%s is not filterable; filterable: %s", x.AttributePath, filterableNames)
 	}
 	op := strings.ToLower(string(x.Operator))
 	if op == "pr" {
 		switch col.kind {
-		case "string":
+		case "string", "lower", "multi":
 			return col.name + " <> ''", nil, nil
 		default:
 			return "1 = 1", nil, nil // always set
@@ -130,6 +139,22 @@ func compare(x *filter.AttributeExpression) (string, []any, error) {
 			return "", nil, filterErrf("%s: %s does not apply to times", x.AttributePath, op)
 		}
 		val = t.UnixMicro()
+	case "multi":
+		// Each value is stored lower-cased between \x1f separators.
+		s, ok := x.CompareValue.(string)
+		if !ok || strings.ContainsRune(s, '\x1f') {
+			return "", nil, filterErrf("%s: compare with a string in quotes", x.AttributePath)
+		}
+		v := escapeLike(strings.ToLower(s))
+		pattern, ok := map[string]string{"eq": "%\x1f" + v + "\x1f%", "ne": "%\x1f" + v + "\x1f%", "co": "%" + v + "%", "sw": "%\x1f" + v + "%", "ew": "%" + v + "\x1f%"}[op]
+		if !ok {
+			return "", nil, filterErrf("%s: %s does not apply to a multi-valued attribute", x.AttributePath, op)
+		}
+		cond := col.name + ` LIKE ? ESCAPE '\'`
+		if op == "ne" {
+			cond = "NOT (" + cond + ")"
+		}
+		return cond, []any{pattern}, nil
 	default:
 		s, ok := x.CompareValue.(string)
 		if !ok {
@@ -137,7 +162,7 @@ func compare(x *filter.AttributeExpression) (string, []any, error) {
 		}
 		if !col.caseExact {
 			s = strings.ToLower(s)
-			if col.name != "user_name" {
+			if col.kind != "lower" {
 				ref = "LOWER(" + col.name + ")"
 			}
 		}
@@ -175,7 +200,10 @@ func sortColumn(sortBy string) (string, error) {
 	}
 	col, ok := filterable[attrKey(p)]
 	if !ok {
-		return "", filterErrf("sortBy: %s is not sortable; sortable: id, userName, externalId, displayName, active, meta.created, meta.lastModified", sortBy)
+		return "", filterErrf("sortBy: %s is not sortable; sortable: %s", sortBy, filterableNames)
+	}
+	if col.kind == "multi" {
+		return "", filterErrf("sortBy: %s is multi-valued", sortBy)
 	}
 	return col.name, nil
 }

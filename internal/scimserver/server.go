@@ -406,6 +406,23 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 func fill(res *store.SCIMResource, doc map[string]any) error {
 	v := viewOf(doc)
 	res.UserName, res.ExternalID, res.DisplayName, res.Active = strings.ToLower(v.userName), v.externalID, v.displayName, v.active
+	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return strings.ToLower(s) }
+	res.Title, res.UserType = str(doc, "title"), str(doc, "userType")
+	if n, ok := doc["name"].(map[string]any); ok {
+		res.FamilyName, res.GivenName = str(n, "familyName"), str(n, "givenName")
+	}
+	res.Emails = ""
+	if emails, ok := doc["emails"].([]any); ok && len(emails) > 0 {
+		var b strings.Builder
+		b.WriteByte('\x1f')
+		for _, e := range emails {
+			if m, ok := e.(map[string]any); ok {
+				b.WriteString(strings.ReplaceAll(str(m, "value"), "\x1f", ""))
+				b.WriteByte('\x1f')
+			}
+		}
+		res.Emails = b.String()
+	}
 	data, err := json.Marshal(doc)
 	res.Data = data
 	return err

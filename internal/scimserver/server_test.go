@@ -278,7 +278,10 @@ func TestOktaDeactivates(t *testing.T) {
 func TestListAndFilter(t *testing.T) {
 	f := setup(t)
 	for _, u := range []struct{ name, display string }{{"ann@example.com", "Ann Lee"}, {"bob@example.com", "Bob Stone"}, {"bea@example.com", "Bea Stone"}, {"carl@example.com", "Carl Bay"}} {
-		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": u.name, "displayName": u.display, "externalId": "x-" + u.name})
+		first, last, _ := strings.Cut(u.display, " ")
+		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": u.name, "displayName": u.display, "externalId": "x-" + u.name,
+			"name": map[string]any{"givenName": first, "familyName": last}, "userType": map[bool]string{true: "Employee", false: "Contractor"}[first != "Carl"],
+			"emails": []map[string]any{{"value": u.name, "type": "work"}, {"value": strings.ToLower(first) + "@home.example.org", "type": "home"}}})
 		f.want(201, "", code, body)
 	}
 	names := func(body map[string]any) string {
@@ -298,6 +301,15 @@ func TestListAndFilter(t *testing.T) {
 		{`filter=userName eq "x' OR 1=1 --"`, ""},
 		{`filter=userName co "%"`, ""},
 		{`filter=meta.created gt "2000-01-01T00:00:00Z"&count=0`, ""},
+		// RFC 7644 §3.4.2.2's examples that name attributes this server filters.
+		{`filter=name.familyName co "Stone"&sortBy=name.givenName`, "bea@example.com,bob@example.com"},
+		{`filter=urn:ietf:params:scim:schemas:core:2.0:User:userName sw "c"`, "carl@example.com"},
+		{`filter=userType eq "Employee" and (emails co "bob" or emails.value co "bea@home")&sortBy=userName`, "bea@example.com,bob@example.com"},
+		{`filter=userType ne "Employee" and not (emails co "ann" or emails.value co "bea")`, "carl@example.com"},
+		{`filter=emails eq "ANN@example.com"`, "ann@example.com"},
+		{`filter=emails ew "@home.example.org" and emails sw "carl@"`, "carl@example.com"},
+		{`filter=title pr`, ""},
+		{`filter=meta.lastModified ge "2011-05-13T04:42:34Z" and meta.lastModified lt "2999-01-01T00:00:00Z"&sortBy=userName&count=1`, "ann@example.com"},
 	} {
 		code, _, body := f.do("GET", "/scim/entra/v2/Users?"+strings.ReplaceAll(url.PathEscape(tc.query), "&", "&"), "entra", nil)
 		f.want(200, "", code, body)
@@ -314,7 +326,10 @@ func TestListAndFilter(t *testing.T) {
 		{`filter=emails[type eq "work"] pr`, "invalidFilter"},
 		{`filter=password eq "x"`, "invalidFilter"},
 		{`filter=active eq "yes"`, "invalidFilter"},
-		{`sortBy=name.familyName`, "invalidFilter"},
+		{`sortBy=emails`, "invalidFilter"},
+		{`filter=emails[type eq "work" and value co "@example.com"]`, "invalidFilter"},
+		{`filter=emails gt "a"`, "invalidFilter"},
+		{`filter=ims.value eq "x"`, "invalidFilter"},
 		{`sortOrder=sideways`, "invalidValue"},
 		{`count=lots`, "invalidValue"},
 		{`colour=blue`, "invalidSyntax"},

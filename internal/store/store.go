@@ -120,10 +120,13 @@ type SCIMResource struct {
 	ExternalID  string
 	DisplayName string
 	Active      bool
-	Data        []byte // the resource's JSON
-	Version     int64
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Title, UserType, FamilyName and GivenName are lower-cased; Emails is
+	// every email value lower-cased, each between \x1f separators.
+	Title, UserType, FamilyName, GivenName, Emails string
+	Data                                           []byte // the resource's JSON
+	Version                                        int64
+	CreatedAt                                      time.Time
+	UpdatedAt                                      time.Time
 }
 
 // SCIMQuery selects SCIM resources. Where is a condition over the

@@ -1033,14 +1033,15 @@ func (t *Tx) DecideHold(ctx context.Context, id string, status store.HoldStatus,
 
 // ---- SCIM resources
 
-const scimCols = "id, source, resource_type, user_name, external_id, display_name, active, data, version, created_at, updated_at"
+const scimCols = "id, source, resource_type, user_name, external_id, display_name, active, data, version, created_at, updated_at, title, user_type, family_name, given_name, emails"
 
 func scanSCIM(scan func(...any) error) (*store.SCIMResource, error) {
 	var r store.SCIMResource
 	var active int
 	var data string
 	var created, updated int64
-	if err := scan(&r.ID, &r.Source, &r.Type, &r.UserName, &r.ExternalID, &r.DisplayName, &active, &data, &r.Version, &created, &updated); err != nil {
+	if err := scan(&r.ID, &r.Source, &r.Type, &r.UserName, &r.ExternalID, &r.DisplayName, &active, &data, &r.Version, &created, &updated,
+		&r.Title, &r.UserType, &r.FamilyName, &r.GivenName, &r.Emails); err != nil {
 		return nil, err
 	}
 	r.Active, r.Data, r.CreatedAt, r.UpdatedAt = active == 1, []byte(data), fromMicros(created), fromMicros(updated)
@@ -1048,8 +1049,9 @@ func scanSCIM(scan func(...any) error) (*store.SCIMResource, error) {
 }
 
 func (t *Tx) InsertSCIM(ctx context.Context, r *store.SCIMResource) error {
-	_, err := t.c.Exec(ctx, "INSERT INTO scim_resources ("+scimCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		r.ID, r.Source, r.Type, r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt))
+	_, err := t.c.Exec(ctx, "INSERT INTO scim_resources ("+scimCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		r.ID, r.Source, r.Type, r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt),
+		r.Title, r.UserType, r.FamilyName, r.GivenName, r.Emails)
 	return err
 }
 
@@ -1062,8 +1064,10 @@ func (t *Tx) GetSCIMByUserName(ctx context.Context, source, resourceType, userNa
 }
 
 func (t *Tx) UpdateSCIM(ctx context.Context, r *store.SCIMResource) error {
-	n, err := t.c.Exec(ctx, "UPDATE scim_resources SET user_name = ?, external_id = ?, display_name = ?, active = ?, data = ?, version = ?, updated_at = ? WHERE source = ? AND id = ?",
-		r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.UpdatedAt), r.Source, r.ID)
+	n, err := t.c.Exec(ctx, "UPDATE scim_resources SET user_name = ?, external_id = ?, display_name = ?, active = ?, data = ?, version = ?, updated_at = ?, "+
+		"title = ?, user_type = ?, family_name = ?, given_name = ?, emails = ? WHERE source = ? AND id = ?",
+		r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.UpdatedAt),
+		r.Title, r.UserType, r.FamilyName, r.GivenName, r.Emails, r.Source, r.ID)
 	if err == nil && n == 0 {
 		return notFound("resource", r.ID)
 	}
@@ -1088,7 +1092,7 @@ func (t *Tx) ListSCIM(ctx context.Context, q store.SCIMQuery) (int, []store.SCIM
 	}
 	order := "created_at"
 	switch q.OrderBy {
-	case "id", "user_name", "external_id", "display_name", "active", "created_at", "updated_at":
+	case "id", "user_name", "external_id", "display_name", "active", "created_at", "updated_at", "title", "user_type", "family_name", "given_name":
 		order = q.OrderBy
 	}
 	if q.Descending {
