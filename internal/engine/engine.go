@@ -328,37 +328,63 @@ func (e *Engine) submitUnguarded(ctx context.Context, p Principal, ev identity.E
 // resource, say) commits with the event or not at all. fn is not run for a
 // duplicate; it is run for an event the guard holds.
 func (e *Engine) SubmitWith(ctx context.Context, p Principal, ev identity.Event, fn func(tx store.Tx, res *Result) error) (*Result, error) {
-	if err := ev.Validate(); err != nil {
+	var wrapped func(store.Tx, []*Result) error
+	if fn != nil {
+		wrapped = func(tx store.Tx, rs []*Result) error {
+			if rs[0].Duplicate && rs[0].Status != store.EventHeld {
+				return nil
+			}
+			return fn(tx, rs[0])
+		}
+	}
+	rs, err := e.SubmitAllWith(ctx, p, []identity.Event{ev}, wrapped)
+	if err != nil {
 		return nil, err
 	}
-	var res *Result
-	var counters acceptCounters
-	err := e.store.Update(ctx, func(tx store.Tx) error {
-		counters = acceptCounters{}
-		var err error
-		held := false
-		if g, ok := e.guards[ev.Source]; ok {
-			if res, held, err = e.guard(ctx, tx, p, ev, g); err != nil {
-				return err
-			}
+	return rs[0], nil
+}
+
+// SubmitAllWith accepts evs, in order, in one transaction with fn: all of
+// them and what fn writes commit, or nothing does. Each event goes through
+// its source's mass-change guard.
+func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.Event, fn func(tx store.Tx, res []*Result) error) ([]*Result, error) {
+	for i := range evs {
+		if err := evs[i].Validate(); err != nil {
+			return nil, err
 		}
-		if !held {
-			if res, _, err = e.accept(ctx, tx, p, ev, &counters); err != nil || res.Duplicate {
-				return err
+	}
+	var results []*Result
+	var counters []acceptCounters
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		results, counters = make([]*Result, len(evs)), make([]acceptCounters, len(evs))
+		for i, ev := range evs {
+			held := false
+			var err error
+			if g, ok := e.guards[ev.Source]; ok {
+				if results[i], held, err = e.guard(ctx, tx, p, ev, g); err != nil {
+					return err
+				}
+			}
+			if !held {
+				if results[i], _, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
+					return err
+				}
 			}
 		}
 		if fn == nil {
 			return nil
 		}
-		return fn(tx, res)
+		return fn(tx, results)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if res.Status != store.EventHeld {
-		e.observeAccepted(ev, res, counters)
+	for i, res := range results {
+		if res.Status != store.EventHeld {
+			e.observeAccepted(evs[i], res, counters[i])
+		}
 	}
-	return res, nil
+	return results, nil
 }
 
 // submitOne accepts one event in a transaction of its own.

@@ -23,11 +23,14 @@ func (s *Server) serviceProviderConfig(w http.ResponseWriter, _ *http.Request, _
 }
 
 func (s *Server) resourceTypes(w http.ResponseWriter, _ *http.Request, _ SourceConfig, _ engine.Principal) error {
-	writeJSON(w, http.StatusOK, map[string]any{"schemas": []string{ListSchema}, "totalResults": 1, "startIndex": 1, "itemsPerPage": 1,
+	writeJSON(w, http.StatusOK, map[string]any{"schemas": []string{ListSchema}, "totalResults": 2, "startIndex": 1, "itemsPerPage": 2,
 		"Resources": []map[string]any{{
 			"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:ResourceType"}, "id": "User", "name": "User",
 			"endpoint": "/Users", "schema": UserSchema,
 			"schemaExtensions": []map[string]any{{"schema": EnterpriseSchema, "required": false}, {"schema": NHISchema, "required": false}},
+		}, {
+			"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:ResourceType"}, "id": "Group", "name": "Group",
+			"endpoint": "/Groups", "schema": GroupSchema,
 		}}})
 	return nil
 }
@@ -70,8 +73,12 @@ func (s *Server) schemas(w http.ResponseWriter, _ *http.Request, _ SourceConfig,
 		str("kind"), ref("owner"), attr("backupOwners", "complex", true, false, "readWrite", "none", str("value")), str("environment"),
 		attr("tools", "string", true, false, "readWrite", "none"),
 	}}
+	group := map[string]any{"id": GroupSchema, "name": "Group", "description": "Group", "attributes": []map[string]any{
+		attr("displayName", "string", false, true, "readWrite", "server"),
+		attr("members", "complex", true, false, "readWrite", "none", str("value"), str("$ref"), str("type")),
+	}}
 	var res []map[string]any
-	for _, sc := range []map[string]any{user, enterprise, nhi} {
+	for _, sc := range []map[string]any{user, enterprise, nhi, group} {
 		sc["schemas"] = []string{"urn:ietf:params:scim:schemas:core:2.0:Schema"}
 		res = append(res, sc)
 	}

@@ -34,6 +34,16 @@ var filterable = map[string]column{
 	"meta.lastmodified": {"updated_at", "time", true},
 }
 
+// groupFilterable is the Groups' allow-list; a Group's displayName is
+// stored lower-cased in user_name.
+var groupFilterable = map[string]column{
+	"id":                {"id", "string", true},
+	"displayname":       {"user_name", "lower", false},
+	"externalid":        {"external_id", "string", true},
+	"meta.created":      {"created_at", "time", true},
+	"meta.lastmodified": {"updated_at", "time", true},
+}
+
 // filterableNames is the allow-list as error messages give it.
 const filterableNames = "id, userName, externalId, displayName, title, userType, name.familyName, name.givenName, emails(.value), active, meta.created, meta.lastModified"
 
@@ -61,7 +71,7 @@ func filterErrf(format string, args ...any) error { return &filterError{fmt.Spri
 
 // sqlWhere translates a parsed filter into a WHERE clause with ?
 // placeholders and its arguments.
-func sqlWhere(e filter.Expression) (string, []any, error) {
+func sqlWhere(e filter.Expression, allow map[string]column) (string, []any, error) {
 	var args []any
 	var walk func(filter.Expression) (string, error)
 	walk = func(e filter.Expression) (string, error) {
@@ -87,7 +97,7 @@ func sqlWhere(e filter.Expression) (string, []any, error) {
 			}
 			return "(NOT " + in + ")", nil
 		case *filter.AttributeExpression:
-			sql, a, err := compare(x)
+			sql, a, err := compare(x, allow)
 			args = append(args, a...)
 			return sql, err
 		case *filter.ValuePath:
@@ -99,9 +109,9 @@ func sqlWhere(e filter.Expression) (string, []any, error) {
 	return sql, args, err
 }
 
-func compare(x *filter.AttributeExpression) (string, []any, error) {
+func compare(x *filter.AttributeExpression, allow map[string]column) (string, []any, error) {
 	key := attrKey(x.AttributePath)
-	col, ok := filterable[key]
+	col, ok := allow[key]
 	if !ok {
 		return "", nil, filterErrf("%s is not filterable; filterable: %s", x.AttributePath, filterableNames)
 	}
@@ -193,12 +203,12 @@ func escapeLike(s string) string {
 }
 
 // sortColumn maps sortBy to a column through the same allow-list.
-func sortColumn(sortBy string) (string, error) {
+func sortColumn(sortBy string, allow map[string]column) (string, error) {
 	p, err := filter.ParseAttrPath([]byte(sortBy))
 	if err != nil {
 		return "", filterErrf("sortBy: %q is not an attribute path", sortBy)
 	}
-	col, ok := filterable[attrKey(p)]
+	col, ok := allow[attrKey(p)]
 	if !ok {
 		return "", filterErrf("sortBy: %s is not sortable; sortable: %s", sortBy, filterableNames)
 	}

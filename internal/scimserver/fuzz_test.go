@@ -32,7 +32,7 @@ func FuzzFilter(f *testing.F) {
 		if err != nil {
 			return
 		}
-		where, args, err := sqlWhere(expr)
+		where, args, err := sqlWhere(expr, filterable)
 		if err != nil {
 			return
 		}

@@ -47,6 +47,10 @@ func applyPatch(doc map[string]any, body []byte) (map[string]any, error) {
 			if op.Path == "" {
 				return nil, errf(400, "noTarget", "Operations[%d]: remove needs a path", i)
 			}
+			if list, ok := value.([]any); ok && strings.EqualFold(op.Path, "members") {
+				err = removeMembers(doc, list) // Entra ID names the members in value
+				break
+			}
 			err = remove(doc, op.Path)
 		default:
 			return nil, errf(400, "invalidSyntax", "Operations[%d].op: %q is not add, replace or remove", i, op.Op)
@@ -276,4 +280,26 @@ func matches(m map[string]any, e filter.Expression) bool {
 		}
 	}
 	return false
+}
+
+// removeMembers drops the members whose value is in list.
+func removeMembers(doc map[string]any, list []any) error {
+	drop := map[any]bool{}
+	for _, m := range list {
+		mm, ok := m.(map[string]any)
+		if !ok {
+			return errf(400, "invalidValue", "members: each value to remove needs a value")
+		}
+		drop[mm["value"]] = true
+	}
+	members, _ := doc["members"].([]any)
+	kept := members[:0:0]
+	for _, m := range members {
+		if mm, ok := m.(map[string]any); ok && drop[mm["value"]] {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	doc["members"] = kept
+	return nil
 }

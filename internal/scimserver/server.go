@@ -87,6 +87,12 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		"PUT /scim/{source}/v2/Users/{id}":            s.replace,
 		"PATCH /scim/{source}/v2/Users/{id}":          s.patch,
 		"DELETE /scim/{source}/v2/Users/{id}":         s.delete,
+		"GET /scim/{source}/v2/Groups":                s.listGroups,
+		"POST /scim/{source}/v2/Groups":               s.createGroup,
+		"GET /scim/{source}/v2/Groups/{id}":           s.getGroup,
+		"PUT /scim/{source}/v2/Groups/{id}":           s.replaceGroup,
+		"PATCH /scim/{source}/v2/Groups/{id}":         s.patchGroup,
+		"DELETE /scim/{source}/v2/Groups/{id}":        s.deleteGroup,
 	} {
 		s.mux.Handle(pattern, s.wrap(h))
 	}
@@ -198,18 +204,34 @@ func render(r *http.Request, res *store.SCIMResource) (map[string]any, error) {
 		return nil, err
 	}
 	doc["id"] = res.ID
-	doc["meta"] = map[string]any{"resourceType": "User", "created": res.CreatedAt.UTC().Format(time.RFC3339),
-		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339), "location": location(r, res.Source, res.ID), "version": etag(res.Version)}
+	doc["meta"] = map[string]any{"resourceType": res.Type, "created": res.CreatedAt.UTC().Format(time.RFC3339),
+		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339), "location": location(r, res), "version": etag(res.Version)}
 	return doc, nil
 }
 
-func location(r *http.Request, source, id string) string {
+func location(r *http.Request, res *store.SCIMResource) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + "/scim/" + source + "/v2/Users/" + id
+	return scheme + "://" + r.Host + "/scim/" + res.Source + "/v2/" + res.Type + "s/" + res.ID
 }
+
+// renderOne writes one resource with its ETag (and Location when created).
+func (s *Server) renderOne(w http.ResponseWriter, r *http.Request, res *store.SCIMResource, status int) error {
+	out, err := render(r, res)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusCreated {
+		w.Header().Set("Location", location(r, res))
+	}
+	w.Header().Set("ETag", etag(res.Version))
+	writeJSON(w, status, out)
+	return nil
+}
+
+func readBody(r *http.Request) ([]byte, error) { return io.ReadAll(r.Body) }
 
 // project keeps (attributes) or drops (excludedAttributes) top-level
 // attributes; id and schemas are always returned.
@@ -254,8 +276,16 @@ func project(doc map[string]any, attributes, excluded string) {
 	}
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
-	res, err := s.load(r, sc, r.PathValue("id"))
+func (s *Server) get(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	return s.getType(w, r, sc, "User")
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
+	return s.getType(w, r, sc, "Group")
+}
+
+func (s *Server) getType(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string) error {
+	res, err := s.loadType(r, sc, r.PathValue("id"), typ)
 	if err != nil {
 		return err
 	}
@@ -274,19 +304,31 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ 
 }
 
 func (s *Server) load(r *http.Request, sc SourceConfig, id string) (*store.SCIMResource, error) {
+	return s.loadType(r, sc, id, "User")
+}
+
+func (s *Server) loadType(r *http.Request, sc SourceConfig, id, typ string) (*store.SCIMResource, error) {
 	var res *store.SCIMResource
 	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
 		var err error
 		res, err = tx.GetSCIM(r.Context(), sc.Name, id)
 		return err
 	})
-	if store.IsNotFound(err) {
-		return nil, errf(404, "", "no User %q", id)
+	if store.IsNotFound(err) || (err == nil && res.Type != typ) {
+		return nil, errf(404, "", "no %s %q", typ, id)
 	}
 	return res, err
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+	return s.listType(w, r, sc, "User", filterable)
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+	return s.listType(w, r, sc, "Group", groupFilterable)
+}
+
+func (s *Server) listType(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, allow map[string]column) error {
 	q := r.URL.Query()
 	for k := range q {
 		switch k {
@@ -295,13 +337,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sc SourceConfig, _
 			return errf(400, "invalidSyntax", "unknown query parameter %q", k)
 		}
 	}
-	sq := store.SCIMQuery{Source: sc.Name, Type: "User", Limit: 100, Offset: 0}
+	sq := store.SCIMQuery{Source: sc.Name, Type: typ, Limit: 100, Offset: 0}
 	if f := q.Get("filter"); f != "" {
 		expr, err := filter.ParseFilter([]byte(f))
 		if err != nil {
 			return errf(400, "invalidFilter", "filter %q: %v", f, err)
 		}
-		if sq.Where, sq.Args, err = sqlWhere(expr); err != nil {
+		if sq.Where, sq.Args, err = sqlWhere(expr, allow); err != nil {
 			return err
 		}
 	}
@@ -322,7 +364,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sc SourceConfig, _
 	}
 	sq.Offset = start - 1
 	if v := q.Get("sortBy"); v != "" {
-		col, err := sortColumn(v)
+		col, err := sortColumn(v, allow)
 		if err != nil {
 			return err
 		}
@@ -392,14 +434,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	} else if err := s.e.Store().Update(r.Context(), write); err != nil {
 		return err // created inactive: provisioned on activation
 	}
-	out, err := render(r, res)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", location(r, sc.Name, res.ID))
-	w.Header().Set("ETag", etag(res.Version))
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return s.renderOne(w, r, res, http.StatusCreated)
 }
 
 // fill sets a resource's indexed columns and data from a normalized doc.
@@ -434,7 +469,13 @@ func event(sc SourceConfig, id string, version int64, typ identity.EventType, v 
 	switch typ {
 	case identity.Joiner, identity.Mover:
 		ev.DisplayName, ev.Manager, ev.Owner, ev.Attributes = v.displayName, v.manager, v.owner, v.attributes
-		if typ == identity.Joiner {
+		if typ == identity.Joiner { // nulls remove attributes, which only a mover may
+			ev.Attributes = map[string]any{}
+			for k, x := range v.attributes {
+				if x != nil {
+					ev.Attributes[k] = x
+				}
+			}
 			ev.Kind = identity.Kind(v.kind)
 			if ev.Kind == "" {
 				ev.Kind = identity.Human
@@ -453,7 +494,7 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, sc SourceConfig
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		return err
 	}
@@ -481,9 +522,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if err := json.Unmarshal(old.Data, &cur); err != nil {
 		return err
 	}
+	groups := cur["groups"] // server-managed: kept across PUT and PATCH
 	doc, err := change(cur)
 	if err != nil {
 		return err
+	}
+	if groups != nil {
+		doc["groups"] = groups
 	}
 	res := *old
 	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC()

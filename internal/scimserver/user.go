@@ -237,8 +237,16 @@ type view struct {
 	attributes                        map[string]any
 }
 
+// mappedAttributes are the identity attributes a User gives; each is in
+// every event, null when absent, so that a mover removes what the User no
+// longer has (the event's attributes are a merge patch).
+var mappedAttributes = []string{"userName", "title", "email", "employeeNumber", "costCenter", "organization", "division", "department", "environment", "tools", "groups"}
+
 func viewOf(doc map[string]any) view {
 	v := view{attributes: map[string]any{}}
+	for _, k := range mappedAttributes {
+		v.attributes[k] = nil
+	}
 	v.userName, _ = doc["userName"].(string)
 	v.externalID, _ = doc["externalId"].(string)
 	v.displayName, _ = doc["displayName"].(string)
@@ -249,6 +257,9 @@ func viewOf(doc map[string]any) view {
 	}
 	v.active, _ = doc["active"].(bool)
 	v.attributes["userName"] = v.userName
+	if g := groupsOf(doc); len(g) > 0 {
+		v.attributes["groups"] = g
+	}
 	if t, ok := doc["title"].(string); ok {
 		v.attributes["title"] = t
 	}
