@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -94,4 +95,14 @@ func (cfg Config) Secret(setting, ref string) (string, error) {
 		return "", cfg.Errorf("%s: %v", setting, err)
 	}
 	return v, nil
+}
+
+// Loopback reports whether host names this machine: the only place a
+// connector may send secrets over plain http.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

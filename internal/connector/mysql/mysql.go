@@ -211,6 +211,24 @@ func (c *Conn) name(a connector.Account) (string, error) {
 	return a.Name, nil
 }
 
+// existing validates a's name and reports whether its account exists.
+func (c *Conn) existing(ctx context.Context, a connector.Account) (string, bool, error) {
+	name, err := c.name(a)
+	if err != nil {
+		return "", false, err
+	}
+	ok, err := c.exists(ctx, name)
+	return name, ok, err
+}
+
+// lockAndKill locks the account, then ends its connections.
+func (c *Conn) lockAndKill(ctx context.Context, name string) error {
+	if _, err := c.db.ExecContext(ctx, "ALTER USER "+c.account(name)+" ACCOUNT LOCK"); err != nil {
+		return err
+	}
+	return c.kill(ctx, name)
+}
+
 func (c *Conn) exists(ctx context.Context, name string) (bool, error) {
 	var n int
 	err := c.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.global_priv WHERE User = ? AND Host = ?", name, c.host).Scan(&n)
@@ -246,18 +264,11 @@ func (c *Conn) EnsureAccount(ctx context.Context, _ connector.Op, a connector.Ac
 }
 
 func (c *Conn) DisableAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	ok, err := c.exists(ctx, name)
+	name, ok, err := c.existing(ctx, a)
 	if err != nil || !ok {
 		return err
 	}
-	if _, err := c.db.ExecContext(ctx, "ALTER USER "+c.account(name)+" ACCOUNT LOCK"); err != nil {
-		return err
-	}
-	return c.kill(ctx, name)
+	return c.lockAndKill(ctx, name)
 }
 
 // kill ends every connection of the account. A lock or drop comes first,
@@ -293,18 +304,11 @@ func (c *Conn) kill(ctx context.Context, name string) error {
 }
 
 func (c *Conn) DeleteAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	ok, err := c.exists(ctx, name)
+	name, ok, err := c.existing(ctx, a)
 	if err != nil || !ok {
 		return err
 	}
-	if _, err := c.db.ExecContext(ctx, "ALTER USER "+c.account(name)+" ACCOUNT LOCK"); err != nil {
-		return err
-	}
-	if err := c.kill(ctx, name); err != nil {
+	if err := c.lockAndKill(ctx, name); err != nil {
 		return err
 	}
 	_, err = c.db.ExecContext(ctx, "DROP USER IF EXISTS "+c.account(name))
@@ -408,11 +412,7 @@ func (c *Conn) SetCredential(ctx context.Context, _ connector.Op, a connector.Ac
 
 // RevokeCredential replaces the password with one nobody knows.
 func (c *Conn) RevokeCredential(ctx context.Context, _ connector.Op, a connector.Account, _ string) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	ok, err := c.exists(ctx, name)
+	name, ok, err := c.existing(ctx, a)
 	if err != nil || !ok {
 		return err
 	}

@@ -189,6 +189,16 @@ func (c *Conn) getUser(ctx context.Context, name string) (*user, error) {
 	return parseUser(res)
 }
 
+// account validates a's name and reads its user (nil when missing).
+func (c *Conn) account(ctx context.Context, a connector.Account) (string, *user, error) {
+	name, err := c.name(a)
+	if err != nil {
+		return "", nil, err
+	}
+	u, err := c.getUser(ctx, name)
+	return name, u, err
+}
+
 // parseUser reads ACL GETUSER's reply (RESP2: a flat list of field names
 // and values).
 func parseUser(res any) (*user, error) {
@@ -276,11 +286,7 @@ func (c *Conn) canonical(ctx context.Context, entitlement string) (selector, err
 }
 
 func (c *Conn) EnsureAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -296,11 +302,7 @@ func (c *Conn) EnsureAccount(ctx context.Context, _ connector.Op, a connector.Ac
 }
 
 func (c *Conn) DisableAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil || u == nil {
 		return err
 	}
@@ -401,11 +403,7 @@ func (s selector) rules() string {
 // SetCredential replaces the user's passwords with the credential's,
 // sent as its SHA-256.
 func (c *Conn) SetCredential(ctx context.Context, _ connector.Op, a connector.Account, cred connector.Credential) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -427,11 +425,7 @@ func (c *Conn) RotationOverlap() time.Duration { return c.overlap }
 // AddCredential adds a password next to the user's others (a rotation
 // with overlap).
 func (c *Conn) AddCredential(ctx context.Context, _ connector.Op, a connector.Account, cred connector.Credential) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -445,11 +439,7 @@ func (c *Conn) AddCredential(ctx context.Context, _ connector.Op, a connector.Ac
 // RetireCredentials removes, by hash, every password of the user but the
 // one whose SHA-256 starts with keep.
 func (c *Conn) RetireCredentials(ctx context.Context, _ connector.Op, a connector.Account, keep string) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil || u == nil {
 		return err
 	}
@@ -466,11 +456,7 @@ func (c *Conn) RetireCredentials(ctx context.Context, _ connector.Op, a connecto
 }
 
 func (c *Conn) RevokeCredential(ctx context.Context, _ connector.Op, a connector.Account, _ string) error {
-	name, err := c.name(a)
-	if err != nil {
-		return err
-	}
-	u, err := c.getUser(ctx, name)
+	name, u, err := c.account(ctx, a)
 	if err != nil || u == nil {
 		return err
 	}

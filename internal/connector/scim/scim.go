@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -96,7 +95,7 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, cfg.Errorf("baseURL: %q is not an http(s) URL", st.BaseURL)
 	}
-	if u.Scheme == "http" && !loopback(u.Hostname()) {
+	if u.Scheme == "http" && !connector.Loopback(u.Hostname()) {
 		return nil, cfg.Errorf("baseURL: http is allowed only to localhost; use https")
 	}
 	c := &Conn{base: strings.TrimRight(st.BaseURL, "/"), targets: map[string]target{}, pageSize: 100, maxRetryAfter: 30 * time.Second, groupIDs: map[string]string{}}
@@ -164,14 +163,6 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	}
 	c.client = &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return c, nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // statusError is a non-2xx answer.

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -61,7 +60,7 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 		return nil, cfg.Errorf("url: %q is not an http(s) URL", st.URL)
 	}
 	// Steps carry credentials: in clear only to this machine.
-	if u.Scheme == "http" && !loopback(u.Hostname()) {
+	if u.Scheme == "http" && !connector.Loopback(u.Hostname()) {
 		return nil, cfg.Errorf("url: http is allowed only to localhost; steps carry secrets, use https")
 	}
 	timeout := 10 * time.Second
@@ -85,14 +84,6 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	}
 	return &Conn{system: cfg.System, url: st.URL, secret: []byte(secret), targets: cfg.Targets, now: time.Now,
 		client: &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Step is the JSON body of one request.
