@@ -89,6 +89,15 @@ type OverlapRotator interface {
 	RetireCredentials(ctx context.Context, op Op, a Account, keep string) error
 }
 
+// DisableRevoker is a connector whose DisableAccount also takes away
+// every entitlement and credential of the account (LDAP's disable leaves
+// every group and removes the password). When a case disables such an
+// account, the engine disables it first and records the case's revoke
+// steps for that system as done by the disable, without a call each.
+type DisableRevoker interface {
+	DisableRevokesAccess() bool
+}
+
 // AccountState is an account as the system reports it, for reconciliation.
 type AccountState struct {
 	Name     string

@@ -236,3 +236,59 @@ func TestFastPath(t *testing.T) {
 		t.Fatalf("the job called the target again (%d calls)", tg.calls)
 	}
 }
+
+// directory is a target whose disable takes every grant away.
+type directory struct{ *target }
+
+func (directory) DisableRevokesAccess() bool { return true }
+
+// TestDisableCoversRevokes: on a system whose disable revokes everything,
+// a leaver calls only the disable and records the revoke steps as done by
+// it.
+func TestDisableCoversRevokes(t *testing.T) {
+	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{grants: map[string]bool{}}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	s := openSQLite(t)
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, FastPathGrace: -1,
+		Connectors: map[string]connector.Connector{"crm": directory{tg}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{e: e, s: s, clock: c}
+	ctx := context.Background()
+	res, err := e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RunCase(ctx, res.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	before := tg.calls
+	res, err = e.Submit(ctx, source, ev("2", identity.Leaver, "alice", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RunCase(ctx, res.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := tg.calls - before; n != 1 {
+		t.Fatalf("the leaver made %d calls to crm, want 1 (the disable)", n)
+	}
+	cs := f.getCase(t, res.CaseID)
+	if cs.Status != store.CaseCompleted {
+		t.Fatalf("case %s %q", cs.Status, cs.Reason)
+	}
+	for _, st := range cs.Steps {
+		if st.System == "crm" && st.Action == "revoke_grant" && !strings.HasSuffix(st.Result, "by disable_account") {
+			t.Fatalf("revoke step result = %q", st.Result)
+		}
+	}
+	if g := f.grants(t, res.IdentityID); len(g) != 0 {
+		t.Fatalf("grants after the leaver: %v", g)
+	}
+}

@@ -292,9 +292,34 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
+	// A disable that revokes everything goes first; the revokes it covers
+	// are recorded as done by it.
+	covered := map[int]bool{}
+	if dr, ok := conn.(connector.DisableRevoker); ok && dr.DisableRevokesAccess() {
+		if d := pendingDisable(c, system); d != nil {
+			o := e.callExternal(ctx, c, id, d, conn)
+			if o.err != nil {
+				o.final = lastAttempt
+				failure = &o
+			} else {
+				outcomes = append(outcomes, o)
+				covered[d.Seq] = true
+				for i := range c.Steps {
+					s := &c.Steps[i]
+					if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
+						outcomes = append(outcomes, outcome{seq: s.Seq, note: "by " + string(plan.DisableAccount)})
+						covered[s.Seq] = true
+					}
+				}
+			}
+		}
+	}
 	for i := range c.Steps {
 		s := &c.Steps[i]
-		if s.System != system {
+		if failure != nil {
+			break
+		}
+		if s.System != system || covered[s.Seq] {
 			continue
 		}
 		if s.Status == store.StepFailed {
@@ -461,6 +486,25 @@ type outcome struct {
 	err        error     // the call failed
 	final      bool      // ... for good
 	retireAt   time.Time // rotated with overlap: retire the old secret then
+	note       string    // appended to the result ("by disable_account")
+}
+
+// pendingDisable returns the system's pending disable_account step in c,
+// unless an earlier step of the system failed for good.
+func pendingDisable(c *store.Case, system string) *store.Step {
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		if s.System != system {
+			continue
+		}
+		if s.Status == store.StepFailed {
+			return nil
+		}
+		if s.Status == store.StepPending && s.Action == plan.DisableAccount {
+			return s
+		}
+	}
+	return nil
 }
 
 // callExternal calls the connector for one step. A widening step for an
@@ -547,6 +591,9 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 				result, err := e.record(ctx, tx, cur, st, o.secret, now)
 				if err != nil {
 					return err
+				}
+				if o.note != "" {
+					result += " " + o.note
 				}
 				if !o.retireAt.IsZero() {
 					if err := tx.Enqueue(ctx, RetireCredentialsArgs{IdentityID: cur.IdentityID, System: st.System, Rule: st.Rule}, o.retireAt); err != nil {

@@ -27,12 +27,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -350,35 +352,44 @@ func (c *Conn) DisableAccount(ctx context.Context, _ connector.Op, a connector.A
 		return err
 	}
 	return c.with(ctx, func(l *ldap.Conn) error {
-		// The password goes first: OpenLDAP's ppolicy clears
-		// pwdAccountLockedTime when a password changes, so a lock set
-		// before would not survive.
-		m := ldap.NewModifyRequest(dn, nil)
-		m.Delete("userPassword", nil)
-		if err := l.Modify(m); err != nil {
-			if is(err, ldap.LDAPResultNoSuchObject) {
-				return nil
-			}
-			if !is(err, ldap.LDAPResultNoSuchAttribute) {
-				return fmt.Errorf("remove password: %w", err)
-			}
-		}
-		if err := c.leaveAllGroups(l, dn, a.Name); err != nil {
-			return err
-		}
-		switch c.st.LockMode {
-		case "ppolicy":
+		// Two chains at once on the one connection (go-ldap multiplexes
+		// requests): the password, then the lock (OpenLDAP's ppolicy
+		// clears pwdAccountLockedTime when a password changes, so the lock
+		// must come after); and the groups.
+		var wg sync.WaitGroup
+		var lockErr, groupErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			groupErr = c.leaveAllGroups(l, dn, a.Name)
+		}()
+		lockErr = func() error {
 			m := ldap.NewModifyRequest(dn, nil)
-			m.Replace("pwdAccountLockedTime", []string{permanentLock})
+			m.Delete("userPassword", nil)
 			if err := l.Modify(m); err != nil {
-				return fmt.Errorf("lock: %w", err)
+				if is(err, ldap.LDAPResultNoSuchObject) {
+					return nil
+				}
+				if !is(err, ldap.LDAPResultNoSuchAttribute) {
+					return fmt.Errorf("remove password: %w", err)
+				}
 			}
-		case "ad":
-			if err := c.setUAC(l, dn, true); err != nil {
-				return fmt.Errorf("lock: %w", err)
+			switch c.st.LockMode {
+			case "ppolicy":
+				m := ldap.NewModifyRequest(dn, nil)
+				m.Replace("pwdAccountLockedTime", []string{permanentLock})
+				if err := l.Modify(m); err != nil && !is(err, ldap.LDAPResultNoSuchObject) {
+					return fmt.Errorf("lock: %w", err)
+				}
+			case "ad":
+				if err := c.setUAC(l, dn, true); err != nil && !is(err, ldap.LDAPResultNoSuchObject) {
+					return fmt.Errorf("lock: %w", err)
+				}
 			}
-		}
-		return nil
+			return nil
+		}()
+		wg.Wait()
+		return errors.Join(lockErr, groupErr)
 	})
 }
 
@@ -389,12 +400,17 @@ func (c *Conn) leaveAllGroups(l *ldap.Conn, dn, name string) error {
 	if err != nil {
 		return fmt.Errorf("find groups: %w", err)
 	}
-	for _, g := range res.Entries {
-		if err := c.removeMember(l, g.DN, value); err != nil {
-			return err
-		}
+	errs := make([]error, len(res.Entries))
+	var wg sync.WaitGroup
+	for i, g := range res.Entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.removeMember(l, g.DN, value)
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (c *Conn) removeMember(l *ldap.Conn, group, value string) error {
@@ -409,6 +425,10 @@ func (c *Conn) removeMember(l *ldap.Conn, group, value string) error {
 	}
 	return fmt.Errorf("remove from %s: %w", group, err)
 }
+
+// DisableRevokesAccess implements connector.DisableRevoker: disable
+// removes the password and leaves every group.
+func (c *Conn) DisableRevokesAccess() bool { return true }
 
 func (c *Conn) DeleteAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
 	dn, err := c.dn(a)
