@@ -89,13 +89,14 @@ type OverlapRotator interface {
 	RetireCredentials(ctx context.Context, op Op, a Account, keep string) error
 }
 
-// DisableRevoker is a connector whose DisableAccount also takes away
-// every entitlement and credential of the account (LDAP's disable leaves
-// every group and removes the password). When a case disables such an
-// account, the engine disables it first and records the case's revoke
-// steps for that system as done by the disable, without a call each.
-type DisableRevoker interface {
-	DisableRevokesAccess() bool
+// RevokeAller is a connector that can take everything away in one call:
+// disable the account and cut its sessions, remove its credentials, and
+// revoke every entitlement the policy targets in the system. For a case
+// that disables an account and revokes in the same system (a leaver), the
+// engine makes this one call instead of one per step, and records those
+// steps as done by it. Missing account is success.
+type RevokeAller interface {
+	RevokeAll(ctx context.Context, op Op, a Account) error
 }
 
 // AccountState is an account as the system reports it, for reconciliation.

@@ -237,14 +237,16 @@ func TestFastPath(t *testing.T) {
 	}
 }
 
-// directory is a target whose disable takes every grant away.
+// directory is a target that can revoke everything at once.
 type directory struct{ *target }
 
-func (directory) DisableRevokesAccess() bool { return true }
+func (d directory) RevokeAll(context.Context, connector.Op, connector.Account) error {
+	return d.do(func() { clear(d.grants) })
+}
 
-// TestDisableCoversRevokes: on a system whose disable revokes everything,
-// a leaver calls only the disable and records the revoke steps as done by
-// it.
+// TestDisableCoversRevokes: on a system that can revoke everything at
+// once, a leaver makes that one call and records the revoke steps as done
+// with it.
 func TestDisableCoversRevokes(t *testing.T) {
 	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
 	if err != nil {
@@ -277,14 +279,14 @@ func TestDisableCoversRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := tg.calls - before; n != 1 {
-		t.Fatalf("the leaver made %d calls to crm, want 1 (the disable)", n)
+		t.Fatalf("the leaver made %d calls to crm, want 1 (RevokeAll)", n)
 	}
 	cs := f.getCase(t, res.CaseID)
 	if cs.Status != store.CaseCompleted {
 		t.Fatalf("case %s %q", cs.Status, cs.Reason)
 	}
 	for _, st := range cs.Steps {
-		if st.System == "crm" && st.Action == "revoke_grant" && !strings.HasSuffix(st.Result, "by disable_account") {
+		if st.System == "crm" && st.Action == "revoke_grant" && !strings.HasSuffix(st.Result, "with disable_account") {
 			t.Fatalf("revoke step result = %q", st.Result)
 		}
 	}

@@ -292,12 +292,15 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
-	// A disable that revokes everything goes first; the revokes it covers
-	// are recorded as done by it.
+	// A case that disables the account and revokes in this system makes one
+	// RevokeAll call where the connector has it; the steps it covers are
+	// recorded as done by it.
 	covered := map[int]bool{}
-	if dr, ok := conn.(connector.DisableRevoker); ok && dr.DisableRevokesAccess() {
-		if d := pendingDisable(c, system); d != nil {
-			o := e.callExternal(ctx, c, id, d, conn)
+	if ra, ok := conn.(connector.RevokeAller); ok {
+		if d := pendingDisable(c, system); d != nil && pendingRevokes(c, system) {
+			o := outcome{seq: d.Seq}
+			o.err = ra.RevokeAll(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(d.Seq), CaseID: c.ID},
+				connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes})
 			if o.err != nil {
 				o.final = lastAttempt
 				failure = &o
@@ -307,7 +310,7 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 				for i := range c.Steps {
 					s := &c.Steps[i]
 					if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
-						outcomes = append(outcomes, outcome{seq: s.Seq, note: "by " + string(plan.DisableAccount)})
+						outcomes = append(outcomes, outcome{seq: s.Seq, note: "with " + string(plan.DisableAccount)})
 						covered[s.Seq] = true
 					}
 				}
@@ -487,6 +490,16 @@ type outcome struct {
 	final      bool      // ... for good
 	retireAt   time.Time // rotated with overlap: retire the old secret then
 	note       string    // appended to the result ("by disable_account")
+}
+
+// pendingRevokes reports whether c has a pending revoke step in system.
+func pendingRevokes(c *store.Case, system string) bool {
+	for _, s := range c.Steps {
+		if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
+			return true
+		}
+	}
+	return false
 }
 
 // pendingDisable returns the system's pending disable_account step in c,

@@ -100,7 +100,47 @@ func Run(t *testing.T, h Harness) {
 			t.Log("RotateWithOverlap: not applicable, the connector replaces secrets at once")
 		}
 	}
+	if ra, ok := h.Conn.(connector.RevokeAller); ok {
+		t.Run("RevokeAll", func(t *testing.T) { s.revokeAll(t, ra) })
+	} else {
+		t.Log("RevokeAll: not implemented; leavers make a call per step")
+	}
 	t.Run("HostileNames", s.hostileNames)
+}
+
+// revokeAll: one call leaves the account disabled, with no entitlement,
+// its session cut and its secret refused; again, or on a missing account,
+// it succeeds.
+func (s *suite) revokeAll(t *testing.T, ra connector.RevokeAller) {
+	ctx := ctxT(t)
+	a := s.account("revokeall")
+	must(t, "EnsureAccount", s.h.Conn.EnsureAccount(ctx, s.op(), a))
+	must(t, "Grant", s.h.Conn.Grant(ctx, s.op(), a, s.h.Entitlements[0]))
+	must(t, "Grant", s.h.Conn.Grant(ctx, s.op(), a, s.h.Entitlements[1]))
+	var sess Session
+	secret := "Pw-" + strings.Repeat("ra", 16)
+	if s.h.Login != nil {
+		must(t, "SetCredential", s.set.SetCredential(ctx, s.op(), a, connector.Credential{ID: "cred_ra", Type: "password", Secret: secret}))
+		sess = s.login(t, ctx, a.Name, secret)
+		defer sess.Close()
+	}
+	must(t, "RevokeAll", ra.RevokeAll(ctx, s.op(), a))
+	st, n := s.state(t, ctx, a.Name)
+	if n != 1 || !st.Disabled || len(st.Entitlements) != 0 {
+		t.Fatalf("after RevokeAll: %d listed, %+v; want disabled with no entitlements", n, st)
+	}
+	if sess != nil {
+		deadline := time.Now().Add(3 * time.Second)
+		for sess.Check(ctx) == nil {
+			if time.Now().After(deadline) {
+				t.Fatal("the live session still works after RevokeAll")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.refused(t, ctx, a.Name, secret, "after RevokeAll")
+	}
+	must(t, "RevokeAll again", ra.RevokeAll(ctx, s.op(), a))
+	must(t, "RevokeAll of a missing account", ra.RevokeAll(ctx, s.op(), s.account("never-revoked")))
 }
 
 type suite struct {

@@ -426,9 +426,11 @@ func (c *Conn) removeMember(l *ldap.Conn, group, value string) error {
 	return fmt.Errorf("remove from %s: %w", group, err)
 }
 
-// DisableRevokesAccess implements connector.DisableRevoker: disable
+// RevokeAll implements connector.RevokeAller: DisableAccount already
 // removes the password and leaves every group.
-func (c *Conn) DisableRevokesAccess() bool { return true }
+func (c *Conn) RevokeAll(ctx context.Context, op connector.Op, a connector.Account) error {
+	return c.DisableAccount(ctx, op, a)
+}
 
 func (c *Conn) DeleteAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
 	dn, err := c.dn(a)

@@ -391,6 +391,42 @@ func (c *Conn) holds(ctx context.Context, name string, tg target) (bool, error) 
 	return n > 0, err
 }
 
+// RevokeAll implements connector.RevokeAller: the account is locked with
+// a password nobody knows, loses every privilege and every role the
+// policy's targets grant, and its connections are killed.
+func (c *Conn) RevokeAll(ctx context.Context, _ connector.Op, a connector.Account) error {
+	name, ok, err := c.existing(ctx, a)
+	if err != nil || !ok {
+		return err
+	}
+	if _, err := c.db.ExecContext(ctx, "ALTER USER "+c.account(name)+" IDENTIFIED BY PASSWORD '"+unusableHash()+"' ACCOUNT LOCK"); err != nil {
+		return err
+	}
+	if err := c.kill(ctx, name); err != nil {
+		return err
+	}
+	if _, err := c.db.ExecContext(ctx, "REVOKE ALL PRIVILEGES, GRANT OPTION FROM "+c.account(name)); err != nil {
+		return err
+	}
+	if len(c.roles) == 0 {
+		return nil
+	}
+	var held []string
+	err = eachRow(ctx, c.db, "SELECT Role FROM mysql.roles_mapping WHERE User = ? AND Host = ?", func(v []string) { held = append(held, v[0]) }, name, c.host)
+	if err != nil {
+		return err
+	}
+	for _, r := range held {
+		if !c.roles[r] {
+			continue // roles no entitlement grants are left as they are
+		}
+		if _, err := c.db.ExecContext(ctx, "REVOKE "+quote(r)+" FROM "+c.account(name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SetCredential sets the password, sent as its mysql_native_password
 // hash. MariaDB cannot end a password at a given time (an expired one
 // leaves the account in sandbox mode), so the TTL is jml's to enforce by
@@ -541,4 +577,5 @@ func eachRow(ctx context.Context, db *sql.DB, q string, fn func([]string), args 
 var (
 	_ connector.CredentialSetter = (*Conn)(nil)
 	_ connector.Lister           = (*Conn)(nil)
+	_ connector.RevokeAller      = (*Conn)(nil)
 )

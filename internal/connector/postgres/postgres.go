@@ -379,6 +379,33 @@ func (c *Conn) Revoke(ctx context.Context, _ connector.Op, a connector.Account, 
 	return err
 }
 
+// RevokeAll implements connector.RevokeAller: in one round trip after the
+// lookup, the role loses LOGIN and its password, every role and privilege
+// the policy's targets grant is revoked, and its sessions are terminated.
+func (c *Conn) RevokeAll(ctx context.Context, _ connector.Op, a connector.Account) error {
+	name, ok, err := c.existing(ctx, a)
+	if err != nil || !ok {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue("ALTER ROLE " + ident(name) + " NOLOGIN PASSWORD NULL")
+	var roles []string
+	for _, tg := range c.targets {
+		if tg.Role != "" {
+			roles = append(roles, ident(tg.Role))
+		} else {
+			b.Queue(grantSQL(tg, name, false))
+		}
+	}
+	if len(roles) > 0 {
+		slices.Sort(roles)
+		b.Queue("REVOKE " + strings.Join(roles, ", ") + " FROM " + ident(name))
+	}
+	b.Queue("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()", name)
+	// A batch runs as one implicit transaction: all of it or none.
+	return c.pool.SendBatch(ctx, b).Close()
+}
+
 // SetCredential sets the role's password as a SCRAM-SHA-256 verifier,
 // valid until the credential expires.
 func (c *Conn) SetCredential(ctx context.Context, _ connector.Op, a connector.Account, cred connector.Credential) error {
@@ -570,4 +597,5 @@ func unquoteIdent(s string) string {
 var (
 	_ connector.CredentialSetter = (*Conn)(nil)
 	_ connector.Lister           = (*Conn)(nil)
+	_ connector.RevokeAller      = (*Conn)(nil)
 )

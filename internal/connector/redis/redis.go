@@ -419,6 +419,25 @@ func (c *Conn) SetCredential(ctx context.Context, _ connector.Op, a connector.Ac
 	return nil
 }
 
+// RevokeAll implements connector.RevokeAller: the user is switched off
+// with no password and no rule sets, and its connections are killed, in
+// one pipelined round trip after the lookup.
+func (c *Conn) RevokeAll(ctx context.Context, _ connector.Op, a connector.Account) error {
+	name, u, err := c.account(ctx, a)
+	if err != nil || u == nil {
+		return err
+	}
+	cmds, err := c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Do(ctx, "ACL", "SETUSER", name, "off", "resetpass", "clearselectors")
+		p.Do(ctx, "CLIENT", "KILL", "USER", name)
+		return nil
+	})
+	if err != nil && !(len(cmds) == 2 && cmds[0].Err() == nil && strings.Contains(fmt.Sprint(cmds[1].Err()), "No such user")) {
+		return err
+	}
+	return nil
+}
+
 // RotationOverlap implements connector.OverlapRotator.
 func (c *Conn) RotationOverlap() time.Duration { return c.overlap }
 
@@ -535,5 +554,6 @@ func (c *Conn) ListAccounts(ctx context.Context) ([]connector.AccountState, erro
 var (
 	_ connector.CredentialSetter = (*Conn)(nil)
 	_ connector.OverlapRotator   = (*Conn)(nil)
+	_ connector.RevokeAller      = (*Conn)(nil)
 	_ connector.Lister           = (*Conn)(nil)
 )
