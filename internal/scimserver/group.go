@@ -157,7 +157,7 @@ func (s *Server) syncMembers(r *http.Request, tx store.Tx, sc SourceConfig, gid,
 		if _, err := tx.GetIdentityByExternalID(r.Context(), sc.Name, uid); err != nil {
 			continue // not provisioned (created inactive)
 		}
-		evs = append(evs, event(sc, uid, u.Version, identity.Mover, viewOf(doc)))
+		evs = append(evs, event(sc, uid, u.Version, identity.Mover, sc.view(doc)))
 	}
 	return updates, evs, nil
 }

@@ -39,6 +39,14 @@ type SourceConfig struct {
 	Name string `yaml:"name"`
 	// Deactivate is what active=false means: leaver (default) or suspend.
 	Deactivate string `yaml:"deactivate"`
+	// Attributes, when set, replaces the default mapping from User to
+	// identity attributes: identity attribute name -> SCIM attribute path
+	// (e.g. "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+	// "emails[type eq \"work\"].value", "name.familyName"). groups is
+	// always mapped.
+	Attributes map[string]string `yaml:"attributes"`
+
+	paths map[string]filter.Path
 }
 
 // MaxBody bounds a request body.
@@ -71,6 +79,19 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		case "leaver", "suspend":
 		default:
 			return nil, fmt.Errorf("scim source %q: deactivate: %q is not leaver or suspend", sc.Name, sc.Deactivate)
+		}
+		if len(sc.Attributes) > 0 {
+			sc.paths = map[string]filter.Path{}
+			for attr, path := range sc.Attributes {
+				if err := identity.ValidateName("attribute", attr); err != nil || attr == "groups" {
+					return nil, fmt.Errorf("scim source %q: attributes: %q is not an attribute name jml maps (groups is always mapped)", sc.Name, attr)
+				}
+				p, err := filter.ParsePath([]byte(path))
+				if err != nil {
+					return nil, fmt.Errorf("scim source %q: attributes.%s: %q is not a SCIM attribute path: %v", sc.Name, attr, path, err)
+				}
+				sc.paths[attr] = p
+			}
 		}
 		if _, dup := s.sources[sc.Name]; dup {
 			return nil, fmt.Errorf("scim source %q is defined twice", sc.Name)
@@ -425,7 +446,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		}
 		return tx.InsertSCIM(r.Context(), res)
 	}
-	v := viewOf(doc)
+	v := sc.view(doc)
 	if v.active {
 		ev := event(sc, res.ID, 1, identity.Joiner, v)
 		if _, err := s.e.SubmitWith(r.Context(), p, ev, func(tx store.Tx, _ *engine.Result) error { return write(tx) }); err != nil {
@@ -537,7 +558,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	}
 	var oldDoc map[string]any
 	json.Unmarshal(old.Data, &oldDoc)
-	was, now := viewOf(oldDoc), viewOf(doc)
+	was, now := sc.view(oldDoc), sc.view(doc)
 	write := func(tx store.Tx) error {
 		again, err := tx.GetSCIM(r.Context(), sc.Name, id)
 		if err != nil {

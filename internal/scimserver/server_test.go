@@ -429,3 +429,51 @@ func TestDiscovery(t *testing.T) {
 		t.Fatalf("ServiceProviderConfig = %v", body)
 	}
 }
+
+// TestAttributeMapping: a source's own mapping from SCIM paths to identity
+// attributes replaces the default one.
+func TestAttributeMapping(t *testing.T) {
+	f := setup(t)
+	srv, err := New(f.e, []SourceConfig{{Name: "hr", Attributes: map[string]string{
+		"costCentre": EnterpriseSchema + ":costCenter",
+		"workEmail":  `emails[type eq "work"].value`,
+		"surname":    "name.familyName",
+		"boss":       EnterpriseSchema + ":manager",
+	}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	f.url = hs.URL
+	user := map[string]any{"schemas": []string{UserSchema, EnterpriseSchema}, "userName": "gil", "title": "Chef",
+		"name":   map[string]any{"familyName": "Gil", "givenName": "Ana"},
+		"emails": []map[string]any{{"value": "ana@home.example", "type": "home"}, {"value": "ana@work.example", "type": "work"}},
+		EnterpriseSchema: map[string]any{"costCenter": "4130"}}
+	code, _, body := f.do("POST", "/scim/hr/v2/Users", "hr", user)
+	f.want(201, "", code, body)
+	id := body["id"].(string)
+	attrs := func() map[string]any {
+		var got *identity.Identity
+		f.s.View(context.Background(), func(tx store.Tx) error {
+			got, _ = tx.GetIdentityByExternalID(context.Background(), "hr", id)
+			return nil
+		})
+		return got.Attributes
+	}
+	a := attrs()
+	if a["costCentre"] != "4130" || a["workEmail"] != "ana@work.example" || a["surname"] != "Gil" || a["title"] != nil || a["userName"] != nil {
+		t.Fatalf("mapped attributes = %v", a)
+	}
+	code, _, body = f.do("PATCH", "/scim/hr/v2/Users/"+id, "hr", `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+	  "Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "ana@new.example"}]}`)
+	f.want(200, "", code, body)
+	if a := attrs(); a["workEmail"] != "ana@new.example" {
+		t.Fatalf("after PATCH: %v", a)
+	}
+	for _, bad := range []map[string]string{{"x": "emails[type eq"}, {"groups": "title"}, {"bad name": "title"}} {
+		if _, err := New(f.e, []SourceConfig{{Name: "y", Attributes: bad}}, nil); err == nil {
+			t.Errorf("New accepted attributes %v", bad)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	filter "github.com/scim2/filter-parser/v2"
 )
 
 // Schema URIs.
@@ -294,4 +296,72 @@ func viewOf(doc map[string]any) view {
 		}
 	}
 	return v
+}
+
+// view is viewOf with the source's attribute mapping, when it has one.
+func (sc SourceConfig) view(doc map[string]any) view {
+	v := viewOf(doc)
+	if sc.paths == nil {
+		return v
+	}
+	v.attributes = map[string]any{"groups": v.attributes["groups"]}
+	for attr, p := range sc.paths {
+		v.attributes[attr] = resolve(doc, p)
+	}
+	return v
+}
+
+// resolve reads the value at a SCIM attribute path in doc, nil if none:
+// for a value-filter path, the first element that matches.
+func resolve(doc map[string]any, p filter.Path) any {
+	holder := doc
+	if uri := p.AttributePath.URI(); uri != "" && !strings.EqualFold(uri, UserSchema) {
+		ext, ok := canonicalExt(uri)
+		if !ok {
+			return nil
+		}
+		holder, _ = doc[ext].(map[string]any)
+	}
+	var v any
+	for k, x := range holder {
+		if strings.EqualFold(k, p.AttributePath.AttributeName) {
+			v = x
+		}
+	}
+	if sub := p.AttributePath.SubAttribute; sub != nil {
+		m, _ := v.(map[string]any)
+		v = lookup(m, *sub)
+	}
+	if p.ValueExpression != nil {
+		list, _ := v.([]any)
+		v = nil
+		for _, e := range list {
+			if m, ok := e.(map[string]any); ok && matches(m, p.ValueExpression) {
+				v = m
+				if p.SubAttribute != nil {
+					v = lookup(m, *p.SubAttribute)
+				}
+				break
+			}
+		}
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		return x["value"] // a complex value stands for its value
+	case []any:
+		if s, err := stringList(x); err == nil {
+			return s
+		}
+		return nil
+	}
+	return v
+}
+
+func lookup(m map[string]any, key string) any {
+	for k, x := range m {
+		if strings.EqualFold(k, key) {
+			return x
+		}
+	}
+	return nil
 }
