@@ -447,8 +447,8 @@ func TestAttributeMapping(t *testing.T) {
 	defer hs.Close()
 	f.url = hs.URL
 	user := map[string]any{"schemas": []string{UserSchema, EnterpriseSchema}, "userName": "gil", "title": "Chef",
-		"name":   map[string]any{"familyName": "Gil", "givenName": "Ana"},
-		"emails": []map[string]any{{"value": "ana@home.example", "type": "home"}, {"value": "ana@work.example", "type": "work"}},
+		"name":           map[string]any{"familyName": "Gil", "givenName": "Ana"},
+		"emails":         []map[string]any{{"value": "ana@home.example", "type": "home"}, {"value": "ana@work.example", "type": "work"}},
 		EnterpriseSchema: map[string]any{"costCenter": "4130"}}
 	code, _, body := f.do("POST", "/scim/hr/v2/Users", "hr", user)
 	f.want(201, "", code, body)
