@@ -28,6 +28,12 @@ var filterable = map[string]column{
 	"name.familyname":   {"family_name", "lower", false},
 	"name.givenname":    {"given_name", "lower", false},
 	"emails":            {"emails", "multi", false},
+	"phonenumbers":      {"", "valuepath", false}, // reached by value filters only
+	"ims":               {"", "valuepath", false},
+	"photos":            {"", "valuepath", false},
+	"entitlements":      {"", "valuepath", false},
+	"roles":             {"", "valuepath", false},
+	"x509certificates":  {"", "valuepath", false},
 	"emails.value":      {"emails", "multi", false},
 	"active":            {"active", "bool", true},
 	"meta.created":      {"created_at", "time", true},
@@ -37,6 +43,7 @@ var filterable = map[string]column{
 // groupFilterable is the Groups' allow-list; a Group's displayName is
 // stored lower-cased in user_name.
 var groupFilterable = map[string]column{
+	"members":           {"", "valuepath", false},
 	"id":                {"id", "string", true},
 	"displayname":       {"user_name", "lower", false},
 	"externalid":        {"external_id", "string", true},
@@ -44,8 +51,17 @@ var groupFilterable = map[string]column{
 	"meta.lastmodified": {"updated_at", "time", true},
 }
 
+// valueColumns is the allow-list inside a value filter: an element's
+// sub-attributes, as scim_values stores them.
+var valueColumns = map[string]column{
+	"type":    {"type", "lower", false},
+	"value":   {"value", "lower", false},
+	"display": {"display", "lower", false},
+	"primary": {"primary_value", "bool", true},
+}
+
 // filterableNames is the allow-list as error messages give it.
-const filterableNames = "id, userName, externalId, displayName, title, userType, name.familyName, name.givenName, emails(.value), active, meta.created, meta.lastModified"
+const filterableNames = "id, userName, externalId, displayName, title, userType, name.familyName, name.givenName, emails(.value), active, meta.created, meta.lastModified, and value filters on emails, phoneNumbers, ims, photos, entitlements, roles, x509Certificates"
 
 const coreUserURI = "urn:ietf:params:scim:schemas:core:2.0:user"
 
@@ -101,7 +117,17 @@ func sqlWhere(e filter.Expression, allow map[string]column) (string, []any, erro
 			args = append(args, a...)
 			return sql, err
 		case *filter.ValuePath:
-			return "", filterErrf("%s: value filters ([...]) are not supported here; filterable: %s", x.AttributePath, filterableNames)
+			attr := attrKey(x.AttributePath)
+			if col, ok := allow[attr]; !ok || (col.kind != "valuepath" && col.kind != "multi") {
+				return "", filterErrf("%s[...]: not a multi-valued attribute this server filters", x.AttributePath)
+			}
+			inner, innerArgs, err := sqlWhere(x.ValueFilter, valueColumns)
+			if err != nil {
+				return "", err
+			}
+			args = append(args, attr)
+			args = append(args, innerArgs...)
+			return "id IN (SELECT resource_id FROM scim_values WHERE attr = ? AND (" + inner + "))", nil
 		}
 		return "", filterErrf("unsupported filter expression %T", e)
 	}
@@ -112,6 +138,9 @@ func sqlWhere(e filter.Expression, allow map[string]column) (string, []any, erro
 func compare(x *filter.AttributeExpression, allow map[string]column) (string, []any, error) {
 	key := attrKey(x.AttributePath)
 	col, ok := allow[key]
+	if ok && col.kind == "valuepath" {
+		return "", nil, filterErrf("%s: filter its values with a value filter, such as %s[value eq \"x\"]", x.AttributePath, x.AttributePath)
+	}
 	if !ok {
 		return "", nil, filterErrf("%s is not filterable; filterable: %s", x.AttributePath, filterableNames)
 	}
@@ -212,7 +241,7 @@ func sortColumn(sortBy string, allow map[string]column) (string, error) {
 	if !ok {
 		return "", filterErrf("sortBy: %s is not sortable; sortable: %s", sortBy, filterableNames)
 	}
-	if col.kind == "multi" {
+	if col.kind == "multi" || col.kind == "valuepath" {
 		return "", filterErrf("sortBy: %s is multi-valued", sortBy)
 	}
 	return col.name, nil

@@ -23,9 +23,12 @@ func FuzzFilter(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	allowed := map[string]bool{"AND": true, "OR": true, "NOT": true, "LIKE": true, "ESCAPE": true, "LOWER": true}
-	for _, c := range filterable {
-		allowed[c.name] = true
+	allowed := map[string]bool{"AND": true, "OR": true, "NOT": true, "LIKE": true, "ESCAPE": true, "LOWER": true,
+		"id": true, "IN": true, "SELECT": true, "resource_id": true, "FROM": true, "scim_values": true, "WHERE": true, "attr": true}
+	for _, m := range []map[string]column{filterable, valueColumns} {
+		for _, c := range m {
+			allowed[c.name] = true
+		}
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		expr, err := filter.ParseFilter([]byte(in))

@@ -292,6 +292,7 @@ func fillGroup(res *store.SCIMResource, doc map[string]any) error {
 	name := doc["displayName"].(string)
 	ext, _ := doc["externalId"].(string)
 	res.UserName, res.DisplayName, res.ExternalID, res.Active = strings.ToLower(name), name, ext, true
+	res.Values = multiValues("members", doc["members"])
 	data, err := json.Marshal(doc)
 	res.Data = data
 	return err

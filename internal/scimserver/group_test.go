@@ -1,6 +1,7 @@
 package scimserver
 
 import (
+	"net/url"
 	"slices"
 	"testing"
 )
@@ -77,6 +78,16 @@ func TestGroups(t *testing.T) {
 	if code != 200 || body["totalResults"] != float64(1) {
 		t.Fatalf("filter groups: %d %v", code, body)
 	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Groups?filter="+url.QueryEscape(`members[value eq "`+cy+`"]`), "entra", nil)
+	if code != 200 || body["totalResults"] != float64(1) {
+		t.Fatalf("groups with cy as a member: %d %v", code, body)
+	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Groups?filter="+url.QueryEscape(`members[value eq "`+ann+`"]`), "entra", nil)
+	if code != 200 || body["totalResults"] != float64(0) {
+		t.Fatalf("groups with ann as a member: %d %v", code, body)
+	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Groups?filter="+url.QueryEscape(`emails[value eq "x"]`), "entra", nil)
+	f.want(400, "invalidFilter", code, body)
 	code, _, body = f.do("POST", "/scim/entra/v2/Groups", "entra", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Ops", "members": []map[string]any{{"value": "nobody"}}})
 	f.want(400, "invalidValue", code, body)
 	code, _, body = f.do("POST", "/scim/entra/v2/Groups", "entra", map[string]any{"schemas": []string{GroupSchema}, "displayName": "GUIDES"})

@@ -458,6 +458,22 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	return s.renderOne(w, r, res, http.StatusCreated)
 }
 
+// multiValues turns a multi-valued attribute into rows for value filters.
+func multiValues(attr string, v any) []store.SCIMValue {
+	list, _ := v.([]any)
+	var out []store.SCIMValue
+	for _, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		str := func(k string) string { s, _ := lookup(m, k).(string); return strings.ToLower(s) }
+		p, _ := lookup(m, "primary").(bool)
+		out = append(out, store.SCIMValue{Attr: attr, Type: str("type"), Value: str("value"), Display: str("display"), Primary: p})
+	}
+	return out
+}
+
 // fill sets a resource's indexed columns and data from a normalized doc.
 func fill(res *store.SCIMResource, doc map[string]any) error {
 	v := viewOf(doc)
@@ -478,6 +494,10 @@ func fill(res *store.SCIMResource, doc map[string]any) error {
 			}
 		}
 		res.Emails = b.String()
+	}
+	res.Values = nil
+	for _, attr := range []string{"emails", "phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates"} {
+		res.Values = append(res.Values, multiValues(strings.ToLower(attr), doc[attr])...)
 	}
 	data, err := json.Marshal(doc)
 	res.Data = data

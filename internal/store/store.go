@@ -123,10 +123,20 @@ type SCIMResource struct {
 	// Title, UserType, FamilyName and GivenName are lower-cased; Emails is
 	// every email value lower-cased, each between \x1f separators.
 	Title, UserType, FamilyName, GivenName, Emails string
-	Data                                           []byte // the resource's JSON
+	// Values are the elements of its multi-valued attributes, for value
+	// filters; InsertSCIM and UpdateSCIM store them, GetSCIM does not
+	// read them back.
+	Values []SCIMValue
+	Data   []byte // the resource's JSON
 	Version                                        int64
 	CreatedAt                                      time.Time
 	UpdatedAt                                      time.Time
+}
+
+// SCIMValue is one element of a multi-valued SCIM attribute, lower-cased.
+type SCIMValue struct {
+	Attr, Type, Value, Display string
+	Primary                    bool
 }
 
 // SCIMQuery selects SCIM resources. Where is a condition over the

@@ -1048,7 +1048,26 @@ func scanSCIM(scan func(...any) error) (*store.SCIMResource, error) {
 	return &r, nil
 }
 
+// putSCIMValues replaces a resource's multi-valued attribute rows.
+func (t *Tx) putSCIMValues(ctx context.Context, r *store.SCIMResource, replace bool) error {
+	if replace {
+		if _, err := t.c.Exec(ctx, "DELETE FROM scim_values WHERE resource_id = ?", r.ID); err != nil {
+			return err
+		}
+	}
+	for _, v := range r.Values {
+		if err := t.write(ctx, "INSERT INTO scim_values (resource_id, attr, type, value, display, primary_value) VALUES (?, ?, ?, ?, ?, ?)",
+			r.ID, v.Attr, v.Type, v.Value, v.Display, boolInt(v.Primary)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t *Tx) InsertSCIM(ctx context.Context, r *store.SCIMResource) error {
+	if err := t.putSCIMValues(ctx, r, false); err != nil {
+		return err
+	}
 	_, err := t.c.Exec(ctx, "INSERT INTO scim_resources ("+scimCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		r.ID, r.Source, r.Type, r.UserName, r.ExternalID, r.DisplayName, boolInt(r.Active), string(r.Data), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt),
 		r.Title, r.UserType, r.FamilyName, r.GivenName, r.Emails)
@@ -1071,12 +1090,19 @@ func (t *Tx) UpdateSCIM(ctx context.Context, r *store.SCIMResource) error {
 	if err == nil && n == 0 {
 		return notFound("resource", r.ID)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return t.putSCIMValues(ctx, r, true)
 }
 
 func (t *Tx) DeleteSCIM(ctx context.Context, source, id string) (bool, error) {
 	n, err := t.c.Exec(ctx, "DELETE FROM scim_resources WHERE source = ? AND id = ?", source, id)
-	return n > 0, err
+	if err != nil || n == 0 {
+		return false, err
+	}
+	_, err = t.c.Exec(ctx, "DELETE FROM scim_values WHERE resource_id = ?", id)
+	return true, err
 }
 
 func (t *Tx) ListSCIM(ctx context.Context, q store.SCIMQuery) (int, []store.SCIMResource, error) {
