@@ -126,11 +126,11 @@ type SCIMResource struct {
 	// Values are the elements of its multi-valued attributes, for value
 	// filters; InsertSCIM and UpdateSCIM store them, GetSCIM does not
 	// read them back.
-	Values []SCIMValue
-	Data   []byte // the resource's JSON
-	Version                                        int64
-	CreatedAt                                      time.Time
-	UpdatedAt                                      time.Time
+	Values    []SCIMValue
+	Data      []byte // the resource's JSON
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // SCIMValue is one element of a multi-valued SCIM attribute, lower-cased.
