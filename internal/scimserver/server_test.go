@@ -484,3 +484,30 @@ func TestAttributeMapping(t *testing.T) {
 		}
 	}
 }
+
+// TestNonHumanIdentity: a pipeline provisioned with jml's extension gets
+// its kind, owner, environment, tools and backup owners.
+func TestNonHumanIdentity(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "alice"})
+	f.want(201, "", code, body)
+	alice := body["id"].(string)
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "bob"})
+	f.want(201, "", code, body)
+	bob := body["id"].(string)
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema, NHISchema}, "userName": "deploy-web",
+		NHISchema: map[string]any{"kind": "pipeline", "owner": map[string]any{"value": alice}, "environment": "prod", "tools": []string{"deploy"},
+			"backupOwners": []map[string]any{{"value": bob}}}})
+	f.want(201, "", code, body)
+	nhi := f.identity(body["id"].(string))
+	if nhi.Kind != "pipeline" || nhi.OwnerID != f.identity(alice).ID || nhi.Attributes["environment"] != "prod" {
+		t.Fatalf("pipeline = %+v", nhi)
+	}
+	if b, _ := nhi.Attributes["backupOwners"].([]any); len(b) != 1 || b[0] != bob {
+		t.Fatalf("backupOwners = %v", nhi.Attributes["backupOwners"])
+	}
+	// A pipeline without an owner is refused, naming the field.
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema, NHISchema}, "userName": "orphan",
+		NHISchema: map[string]any{"kind": "pipeline"}})
+	f.want(400, "invalidValue", code, body)
+}

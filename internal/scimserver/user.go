@@ -242,7 +242,7 @@ type view struct {
 // mappedAttributes are the identity attributes a User gives; each is in
 // every event, null when absent, so that a mover removes what the User no
 // longer has (the event's attributes are a merge patch).
-var mappedAttributes = []string{"userName", "title", "email", "employeeNumber", "costCenter", "organization", "division", "department", "environment", "tools", "groups"}
+var mappedAttributes = []string{"userName", "title", "email", "employeeNumber", "costCenter", "organization", "division", "department", "environment", "tools", "backupOwners", "groups"}
 
 func viewOf(doc map[string]any) view {
 	v := view{attributes: map[string]any{}}
@@ -293,6 +293,17 @@ func viewOf(doc map[string]any) view {
 		}
 		if tools, err := stringList(nhi["tools"]); err == nil {
 			v.attributes["tools"] = tools
+		}
+		if backups, ok := nhi["backupOwners"].([]any); ok && len(backups) > 0 {
+			var ids []string
+			for _, b := range backups {
+				if m, ok := b.(map[string]any); ok {
+					if id, ok := m["value"].(string); ok {
+						ids = append(ids, id)
+					}
+				}
+			}
+			v.attributes["backupOwners"] = ids
 		}
 	}
 	return v
