@@ -85,9 +85,37 @@ func (e *filterError) Error() string { return e.msg }
 
 func filterErrf(format string, args ...any) error { return &filterError{fmt.Sprintf(format, args...)} }
 
+// maxConditions bounds the comparisons one filter may make: a longer one
+// is SCIM's tooMany, so that a client cannot make the database work
+// through thousands of OR terms.
+const maxConditions = 64
+
+// tooMany is a filter with more than maxConditions comparisons.
+type tooMany struct{ n int }
+
+func (e *tooMany) Error() string {
+	return fmt.Sprintf("the filter makes %d comparisons; at most %d", e.n, maxConditions)
+}
+
+// conditions counts a filter's comparisons.
+func conditions(e filter.Expression) int {
+	switch x := e.(type) {
+	case *filter.LogicalExpression:
+		return conditions(x.Left) + conditions(x.Right)
+	case *filter.NotExpression:
+		return conditions(x.Expression)
+	case *filter.ValuePath:
+		return 1 + conditions(x.ValueFilter)
+	}
+	return 1
+}
+
 // sqlWhere translates a parsed filter into a WHERE clause with ?
 // placeholders and its arguments.
 func sqlWhere(e filter.Expression, allow map[string]column) (string, []any, error) {
+	if n := conditions(e); n > maxConditions {
+		return "", nil, &tooMany{n}
+	}
 	var args []any
 	var walk func(filter.Expression) (string, error)
 	walk = func(e filter.Expression) (string, error) {

@@ -170,6 +170,10 @@ func toSCIM(err error) *scimError {
 	if errors.As(err, &fe) {
 		return errf(400, "invalidFilter", "%s", fe.msg)
 	}
+	var tm *tooMany
+	if errors.As(err, &tm) {
+		return errf(400, "tooMany", "%s", tm.Error())
+	}
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {
 		return errf(413, "", "body is larger than %d bytes", maxErr.Limit)
@@ -254,45 +258,79 @@ func (s *Server) renderOne(w http.ResponseWriter, r *http.Request, res *store.SC
 
 func readBody(r *http.Request) ([]byte, error) { return io.ReadAll(r.Body) }
 
-// project keeps (attributes) or drops (excludedAttributes) top-level
-// attributes; id and schemas are always returned.
+// project keeps (attributes) or drops (excludedAttributes) attributes,
+// down to sub-attributes of complex ones ("name.givenName",
+// "urn:...:enterprise:2.0:User:department"); id and schemas are always
+// returned.
 func project(doc map[string]any, attributes, excluded string) {
-	names := func(list string) map[string]bool {
-		out := map[string]bool{}
+	// paths parses a list into top-level key -> sub-attributes ("" for
+	// the whole attribute), keys lower-cased.
+	paths := func(list string) map[string]map[string]bool {
+		out := map[string]map[string]bool{}
+		add := func(top, sub string) {
+			top = strings.ToLower(top)
+			if out[top] == nil {
+				out[top] = map[string]bool{}
+			}
+			out[top][strings.ToLower(sub)] = true
+		}
 		for _, a := range strings.Split(list, ",") {
 			a = strings.TrimSpace(a)
 			if a == "" {
 				continue
 			}
 			if ext, ok := canonicalExt(a); ok {
-				out[strings.ToLower(ext)] = true
+				add(ext, "")
 				continue
 			}
-			if i := strings.LastIndex(a, ":"); i > 0 { // urn:...:User:department
-				if ext, ok := canonicalExt(a[:i]); ok {
-					out[strings.ToLower(ext)] = true
+			if i := strings.LastIndex(a, ":"); i > 0 {
+				if ext, ok := canonicalExt(a[:i]); ok { // urn:...:User:department
+					add(ext, a[i+1:])
 					continue
 				}
-				a = a[i+1:]
+				a = a[i+1:] // the core schema's URN
 			}
-			out[strings.ToLower(strings.SplitN(a, ".", 2)[0])] = true
+			top, sub, _ := strings.Cut(a, ".")
+			add(top, sub)
 		}
 		return out
 	}
 	if attributes != "" {
-		keep := names(attributes)
-		for k := range doc {
-			if k != "id" && k != "schemas" && !keep[strings.ToLower(k)] {
+		keep := paths(attributes)
+		for k, v := range doc {
+			if k == "id" || k == "schemas" {
+				continue
+			}
+			subs, ok := keep[strings.ToLower(k)]
+			switch m, isMap := v.(map[string]any); {
+			case !ok:
 				delete(doc, k)
+			case subs[""] || !isMap:
+			default:
+				for sk := range m {
+					if !subs[strings.ToLower(sk)] {
+						delete(m, sk)
+					}
+				}
 			}
 		}
 	}
 	if excluded != "" {
-		drop := names(excluded)
-		for k := range doc {
-			if k != "id" && k != "schemas" && drop[strings.ToLower(k)] {
-				delete(doc, k)
+		drop := paths(excluded)
+		for k, v := range doc {
+			subs, ok := drop[strings.ToLower(k)]
+			if !ok || k == "id" || k == "schemas" {
+				continue
 			}
+			if m, isMap := v.(map[string]any); isMap && !subs[""] {
+				for sk := range m {
+					if subs[strings.ToLower(sk)] {
+						delete(m, sk)
+					}
+				}
+				continue
+			}
+			delete(doc, k)
 		}
 	}
 }

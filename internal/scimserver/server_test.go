@@ -340,6 +340,7 @@ func TestListAndFilter(t *testing.T) {
 		{`sortOrder=sideways`, "invalidValue"},
 		{`count=lots`, "invalidValue"},
 		{`colour=blue`, "invalidSyntax"},
+		{"filter=" + strings.TrimSuffix(strings.Repeat(`userName eq "x" or `, 65), " or "), "tooMany"},
 	} {
 		code, _, body := f.do("GET", "/scim/entra/v2/Users?"+url.PathEscape(tc.query), "entra", nil)
 		f.want(400, tc.scimType, code, body)
@@ -349,6 +350,16 @@ func TestListAndFilter(t *testing.T) {
 	r := body["Resources"].([]any)[0].(map[string]any)
 	if code != 200 || r["displayName"] != nil || r["userName"] != "ann@example.com" || r["id"] == nil {
 		t.Fatalf("attributes=userName: %v", r)
+	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Users?"+url.PathEscape(`filter=userName eq "ann@example.com"&attributes=name.givenName,emails`), "entra", nil)
+	r = body["Resources"].([]any)[0].(map[string]any)
+	if n := r["name"].(map[string]any); n["givenName"] != "Ann" || n["familyName"] != nil || r["emails"] == nil || r["userName"] != nil {
+		t.Fatalf("attributes=name.givenName,emails: %v", r)
+	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Users?"+url.PathEscape(`filter=userName eq "ann@example.com"&excludedAttributes=name.familyName`), "entra", nil)
+	r = body["Resources"].([]any)[0].(map[string]any)
+	if n := r["name"].(map[string]any); n["givenName"] != "Ann" || n["familyName"] != nil || r["userName"] == nil {
+		t.Fatalf("excludedAttributes=name.familyName: %v", r)
 	}
 	code, _, body = f.do("GET", "/scim/entra/v2/Users?"+url.PathEscape(`filter=userName eq "ann@example.com"&excludedAttributes=displayName,meta`), "entra", nil)
 	r = body["Resources"].([]any)[0].(map[string]any)
