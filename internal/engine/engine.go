@@ -353,29 +353,12 @@ func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.
 			return nil, err
 		}
 	}
-	var results []*Result
-	var counters []acceptCounters
-	err := e.store.Update(ctx, func(tx store.Tx) error {
-		results, counters = make([]*Result, len(evs)), make([]acceptCounters, len(evs))
-		for i, ev := range evs {
-			held := false
-			var err error
-			if g, ok := e.guards[ev.Source]; ok {
-				if results[i], held, err = e.guard(ctx, tx, p, ev, g); err != nil {
-					return err
-				}
-			}
-			if !held {
-				if results[i], _, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
-					return err
-				}
-			}
-		}
-		if fn == nil {
-			return nil
-		}
-		return fn(tx, results)
-	})
+	results, counters, err := e.submitAll(ctx, p, evs, fn, nil)
+	var over *overRevocations
+	if errors.As(err, &over) {
+		// Run again with the source held from its first event on.
+		results, counters, err = e.submitAll(ctx, p, evs, fn, map[string]string{over.source: over.why})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +368,41 @@ func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.
 		}
 	}
 	return results, nil
+}
+
+// submitAll is SubmitAllWith's transaction; force holds the events of the
+// sources it names, for the reason given.
+func (e *Engine) submitAll(ctx context.Context, p Principal, evs []identity.Event, fn func(tx store.Tx, res []*Result) error, force map[string]string) ([]*Result, []acceptCounters, error) {
+	var results []*Result
+	var counters []acceptCounters
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		results, counters = make([]*Result, len(evs)), make([]acceptCounters, len(evs))
+		for i, ev := range evs {
+			held := false
+			var err error
+			g, guarded := e.guards[ev.Source]
+			if guarded {
+				if results[i], held, err = e.guard(ctx, tx, p, ev, g, force[ev.Source]); err != nil {
+					return err
+				}
+			}
+			if !held {
+				if results[i], _, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
+					return err
+				}
+				if guarded && !results[i].Duplicate {
+					if err := e.checkRevocations(ctx, tx, ev, g); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(tx, results)
+	})
+	return results, counters, err
 }
 
 // submitOne accepts one event in a transaction of its own.

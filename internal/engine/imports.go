@@ -186,10 +186,20 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 type SourceGuard struct {
 	guard.Limits `yaml:",inline"`
 	Window       time.Duration `yaml:"window"`
+	// MaxRevocations, if set, also holds the source once the cases of its
+	// events within Window plan more revoke and disable steps than this.
+	MaxRevocations int `yaml:"maxRevocations"`
 }
 
-// guard decides, in tx, whether ev goes into its source's held batch.
-func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, g SourceGuard) (*Result, bool, error) {
+// overRevocations aborts a transaction whose event made its source's
+// revocations exceed the guard: it is run again with the event held.
+type overRevocations struct{ source, why string }
+
+func (e *overRevocations) Error() string { return e.why }
+
+// guard decides, in tx, whether ev goes into its source's held batch;
+// force, when not empty, holds it for that reason.
+func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, g SourceGuard, force string) (*Result, bool, error) {
 	now := e.now().UTC()
 	h, err := tx.GetOpenHold(ctx, ev.Source)
 	switch {
@@ -207,23 +217,27 @@ func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identit
 	case !store.IsNotFound(err):
 		return nil, false, err
 	}
-	narrowing := ev.Type == identity.Leaver || ev.Type == identity.Suspend
-	if !narrowing || (ev.EffectiveAt != nil && ev.EffectiveAt.After(now)) {
-		return nil, false, nil
+	why := force
+	if why == "" {
+		narrowing := ev.Type == identity.Leaver || ev.Type == identity.Suspend
+		if !narrowing || (ev.EffectiveAt != nil && ev.EffectiveAt.After(now)) {
+			return nil, false, nil
+		}
+		recent, err := tx.CountEvents(ctx, ev.Source, []identity.EventType{identity.Leaver, identity.Suspend}, now.Add(-g.Window))
+		if err != nil {
+			return nil, false, err
+		}
+		people, err := tx.CountIdentities(ctx, ev.Source, []identity.State{identity.Active, identity.Suspended})
+		if err != nil {
+			return nil, false, err
+		}
+		over, reason := g.Exceeded(recent+1, people)
+		if !over {
+			return nil, false, nil
+		}
+		why = reason + " within " + g.Window.String()
 	}
-	recent, err := tx.CountEvents(ctx, ev.Source, []identity.EventType{identity.Leaver, identity.Suspend}, now.Add(-g.Window))
-	if err != nil {
-		return nil, false, err
-	}
-	people, err := tx.CountIdentities(ctx, ev.Source, []identity.State{identity.Active, identity.Suspended})
-	if err != nil {
-		return nil, false, err
-	}
-	over, why := g.Exceeded(recent+1, people)
-	if !over {
-		return nil, false, nil
-	}
-	h = &store.Hold{ID: e.newID("hold_"), Source: ev.Source, Reason: why + " within " + g.Window.String(), Events: []identity.Event{ev},
+	h = &store.Hold{ID: e.newID("hold_"), Source: ev.Source, Reason: why, Events: []identity.Event{ev},
 		Status: store.HoldHeld, CreatedBy: p.ID, CreatedAt: now}
 	if err := tx.InsertHold(ctx, h); err != nil {
 		return nil, false, err
@@ -233,6 +247,20 @@ func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identit
 	}
 	e.log.Warn("mass-change guard holds a source", "source", ev.Source, "hold", h.ID, "reason", h.Reason)
 	return &Result{Status: store.EventHeld, HoldID: h.ID}, true, nil
+}
+
+// checkRevocations, after ev was accepted in tx, fails the transaction
+// with overRevocations if its source's recent revocations now exceed the
+// guard's MaxRevocations.
+func (e *Engine) checkRevocations(ctx context.Context, tx store.Tx, ev identity.Event, g SourceGuard) error {
+	if g.MaxRevocations <= 0 {
+		return nil
+	}
+	n, err := tx.CountRevocations(ctx, ev.Source, e.now().UTC().Add(-g.Window))
+	if err != nil || n <= g.MaxRevocations {
+		return err
+	}
+	return &overRevocations{source: ev.Source, why: fmt.Sprintf("%d revocations planned, more than the %d the guard allows within %s", n, g.MaxRevocations, g.Window)}
 }
 
 // submitReleased accepts an event of a batch an admin released: the

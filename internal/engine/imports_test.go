@@ -193,3 +193,49 @@ func TestSourceGuard(t *testing.T) {
 		t.Fatalf("leaver after the window = %+v, %v", r, err)
 	}
 }
+
+// TestSourceGuardRevocations: a source is held once its recent events
+// plan more revocations than the guard allows, even when few leave.
+func TestSourceGuardRevocations(t *testing.T) {
+	s := openSQLite(t)
+	pol, err := policy.Parse("p.yaml", []byte(`
+systems: [{name: vault, type: builtin}]
+entitlements: [{name: a, system: vault}, {name: b, system: vault}]
+birthright: [{name: all, when: 'identity.kind == "human"', entitlements: [a, b]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader,
+		Guards: map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 1000}, Window: time.Hour, MaxRevocations: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{e: e, s: s, clock: c}
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: fmt.Sprint("j", i), Type: identity.Joiner, ExternalID: fmt.Sprint("p", i), Kind: identity.Human}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each leaver revokes two grants: two leavers make 4, the third 6.
+	for i := 0; i < 2; i++ {
+		res, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: fmt.Sprint("l", i), Type: identity.Leaver, ExternalID: fmt.Sprint("p", i)})
+		if err != nil || res.Status == store.EventHeld {
+			t.Fatalf("leaver %d = %+v, %v", i, res, err)
+		}
+	}
+	res, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: "l2", Type: identity.Leaver, ExternalID: "p2"})
+	if err != nil || res.Status != store.EventHeld {
+		t.Fatalf("third leaver = %+v, %v; want held", res, err)
+	}
+	holds, _ := e.Holds(ctx, admin, store.HoldHeld)
+	if len(holds) != 1 || !strings.Contains(holds[0].Reason, "6 revocations planned, more than the 5") {
+		t.Fatalf("holds = %+v", holds)
+	}
+	if n := f.countState(t, identity.Departed); n != 2 {
+		t.Fatalf("%d departed, want 2: the held leaver must not apply", n)
+	}
+}

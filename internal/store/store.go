@@ -362,6 +362,9 @@ type Tx interface {
 	SetHoldEvents(ctx context.Context, id string, events []identity.Event) error
 	// CountEvents counts a source's events of the types received since.
 	CountEvents(ctx context.Context, source string, types []identity.EventType, since time.Time) (int, error)
+	// CountRevocations counts the revoke and disable steps of the cases of
+	// a source's events received since.
+	CountRevocations(ctx context.Context, source string, since time.Time) (int, error)
 	// CountIdentities counts a source's identities in the states.
 	CountIdentities(ctx context.Context, source string, states []identity.State) (int, error)
 	// DecideHold sets a held batch's status, if it is still held; it

@@ -1012,6 +1012,14 @@ func (t *Tx) CountEvents(ctx context.Context, source string, types []identity.Ev
 	return n, err
 }
 
+func (t *Tx) CountRevocations(ctx context.Context, source string, since time.Time) (int, error) {
+	var n int
+	err := t.row(ctx, []any{&n}, `SELECT COUNT(*) FROM events e JOIN cases c ON c.event_id = e.id JOIN steps s ON s.case_id = c.id
+WHERE e.source = ? AND e.received_at >= ? AND s.action IN (?, ?, ?)`,
+		source, micros(since), string(plan.RevokeGrant), string(plan.RevokeCredential), string(plan.DisableAccount))
+	return n, err
+}
+
 func (t *Tx) CountIdentities(ctx context.Context, source string, states []identity.State) (int, error) {
 	if len(states) == 0 {
 		return 0, nil
