@@ -104,3 +104,61 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("after delete: %v", groupsOfIdentity(cy))
 	}
 }
+
+// TestRFC7644PatchExamples runs RFC 7644 §3.5.2's PATCH examples (with
+// this test's ids) against a Group and a User.
+func TestRFC7644PatchExamples(t *testing.T) {
+	f := setup(t)
+	user := func(name string) string {
+		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": name,
+			"emails": []map[string]any{{"value": name + "@example.com", "type": "work", "primary": true}, {"value": name + "@home.example", "type": "home"}}})
+		f.want(201, "", code, body)
+		return body["id"].(string)
+	}
+	bj, jd, ab := user("bjensen"), user("jdoe"), user("abc")
+	code, _, body := f.do("POST", "/scim/entra/v2/Groups", "entra", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Tour Guides"})
+	f.want(201, "", code, body)
+	gid := body["id"].(string)
+	patch := func(path, ops string) map[string]any {
+		t.Helper()
+		code, _, body := f.do("PATCH", path, "entra", `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": `+ops+`}`)
+		f.want(200, "", code, body)
+		return body
+	}
+	members := func(body map[string]any) []string {
+		var out []string
+		list, _ := body["members"].([]any)
+		for _, m := range list {
+			out = append(out, m.(map[string]any)["value"].(string))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := func(got []string, ids ...string) {
+		t.Helper()
+		slices.Sort(ids)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("members %v, want %v", got, ids)
+		}
+	}
+	// §3.5.2.1: add a member.
+	want(members(patch("/scim/entra/v2/Groups/"+gid, `[{"op": "add", "path": "members", "value": [{"display": "Babs Jensen", "$ref": "https://example.com/v2/Users/`+bj+`", "value": "`+bj+`"}]}]`)), bj)
+	// §3.5.2.1: add without a path.
+	want(members(patch("/scim/entra/v2/Groups/"+gid, `[{"op": "add", "value": {"members": [{"value": "`+jd+`"}]}}]`)), bj, jd)
+	// §3.5.2.2: remove one member by value filter.
+	want(members(patch("/scim/entra/v2/Groups/"+gid, `[{"op": "remove", "path": "members[value eq \"`+bj+`\"]"}]`)), jd)
+	// §3.5.2.3: replace all members.
+	want(members(patch("/scim/entra/v2/Groups/"+gid, `[{"op": "replace", "path": "members", "value": [{"value": "`+bj+`"}, {"value": "`+ab+`"}]}]`)), ab, bj)
+	// §3.5.2.2: remove all members.
+	want(members(patch("/scim/entra/v2/Groups/"+gid, `[{"op": "remove", "path": "members"}]`)))
+	// §3.5.2.3: replace the work email (a value filter on a User).
+	body = patch("/scim/entra/v2/Users/"+bj, `[{"op": "replace", "path": "emails[type eq \"work\"]", "value": {"type": "work", "value": "bjensen@example.org", "primary": true}}]`)
+	if f.identity(bj).Attributes["email"] != "bjensen@example.org" {
+		t.Fatalf("after replacing the work email: %v", body["emails"])
+	}
+	// §3.5.2.3: replace several attributes without a path.
+	body = patch("/scim/entra/v2/Users/"+bj, `[{"op": "replace", "value": {"emails": [{"value": "babs@jensen.org", "type": "home"}], "nickName": "Babs"}}]`)
+	if body["nickName"] != "Babs" || len(body["emails"].([]any)) != 1 {
+		t.Fatalf("after replace without path: %v", body)
+	}
+}

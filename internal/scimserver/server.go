@@ -116,6 +116,8 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		"DELETE /scim/{source}/v2/Groups/{id}":        s.deleteGroup,
 	} {
 		s.mux.Handle(pattern, s.wrap(h))
+		// /scim/v2/... serves the source the token is named after.
+		s.mux.Handle(strings.Replace(pattern, "/{source}", "", 1), s.wrap(h))
 	}
 	s.mux.HandleFunc("/scim/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(404, "", "no SCIM endpoint %s %s", r.Method, r.URL.Path))
@@ -131,10 +133,6 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		err := func() error {
-			sc, ok := s.sources[r.PathValue("source")]
-			if !ok {
-				return errf(404, "", "no SCIM source %q", r.PathValue("source"))
-			}
 			scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") {
 				return errf(401, "", "missing bearer token")
@@ -142,6 +140,17 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 			p, err := s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
 			if err != nil {
 				return errf(401, "", "invalid or revoked token")
+			}
+			name := r.PathValue("source")
+			if name == "" {
+				if p.Role != engine.RoleSource {
+					return errf(400, "invalidSyntax", "/scim/v2 serves the source a source token is named after; with this token use /scim/{source}/v2")
+				}
+				name = p.Name
+			}
+			sc, ok := s.sources[name]
+			if !ok {
+				return errf(404, "", "no SCIM source %q", name)
 			}
 			if p.Role != engine.RoleAdmin && (p.Role != engine.RoleSource || p.Name != sc.Name) {
 				return errf(403, "", "this token may not provision source %q (it needs role source and the name %q)", sc.Name, sc.Name)

@@ -402,6 +402,15 @@ func TestBadInputAndSecurity(t *testing.T) {
 	f.want(403, "", code, body)
 	code, _, body = f.do("GET", "/scim/nope/v2/Users", "entra", nil)
 	f.want(404, "", code, body)
+	// /scim/v2 is the token's own source.
+	code, _, body = f.do("POST", "/scim/v2/Users", "entra", user(func(u map[string]any) { u["userName"] = "via-default-path" }))
+	f.want(201, "", code, body)
+	code, _, body = f.do("GET", "/scim/entra/v2/Users/"+body["id"].(string), "entra", nil)
+	f.want(200, "", code, body)
+	code, _, body = f.do("GET", "/scim/v2/Users", "admin", nil)
+	f.want(400, "invalidSyntax", code, body)
+	code, _, body = f.do("GET", "/scim/v2/Users", "hr", nil) // a source token with no SCIM source of its name
+	f.want(404, "", code, body)
 
 	code, _, body = f.do("POST", "/scim/entra/v2/Users", "admin", user(func(map[string]any) {}))
 	f.want(201, "", code, body)
