@@ -485,7 +485,14 @@ type acceptCounters struct {
 	revoked   int
 	findings  int
 	completed int
-	runNow    []string
+	runNow    []loaded
+}
+
+// loaded is a case as its transaction wrote it, with its identity: the
+// fast path starts from it instead of reading it back.
+type loaded struct {
+	c  *store.Case
+	id *identity.Identity
 }
 
 func (c acceptCounters) observe(m *Metrics) {
@@ -753,7 +760,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		runAt := time.Time{}
 		if e.fastPathGrace > 0 {
 			runAt = now.Add(e.fastPathGrace)
-			counters.runNow = append(counters.runNow, c.ID)
+			counters.runNow = append(counters.runNow, loaded{c: c, id: after})
 		}
 		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, runAt); err != nil {
 			return nil, err
@@ -853,6 +860,12 @@ func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now tim
 	if err != nil {
 		return "", err
 	}
+	return e.settleCase(ctx, tx, c, now)
+}
+
+// settleCase is settle for a case already read in tx, its steps as
+// written.
+func (e *Engine) settleCase(ctx context.Context, tx store.Tx, c *store.Case, now time.Time) (store.CaseStatus, error) {
 	status, reason := caseStatus(c.Steps)
 	if status == c.Status && reason == c.Reason {
 		return "", nil

@@ -83,17 +83,17 @@ const fastRunTimeout = time.Minute
 // startCases runs just-committed cases now, each in its own goroutine, so
 // that a leaver's revocations start without waiting for a job fetch.
 // Failures are left to the case's job, which is already scheduled.
-func (e *Engine) startCases(ids []string) {
-	for _, id := range ids {
+func (e *Engine) startCases(cases []loaded) {
+	for _, l := range cases {
 		e.fastRuns.Add(1)
 		go func() {
 			defer e.fastRuns.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), fastRunTimeout)
 			defer cancel()
-			unlock := e.caseLocks.lock(id)
+			unlock := e.caseLocks.lock(l.c.ID)
 			defer unlock()
-			if err := e.RunCase(ctx, id, false); err != nil {
-				e.log.Debug("fast path: case left to its job", "case", id, "error", err)
+			if err := e.runCase(ctx, l.c.ID, false, &l); err != nil {
+				e.log.Debug("fast path: case left to its job", "case", l.c.ID, "error", err)
 			}
 		}()
 	}
@@ -215,6 +215,12 @@ func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs)
 // with backoff; on lastAttempt the step fails for good and the case needs
 // attention.
 func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) error {
+	return e.runCase(ctx, caseID, lastAttempt, nil)
+}
+
+// runCase is RunCase; first, when not nil, is the case and identity as the
+// accepting transaction wrote them, used instead of the first read.
+func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, first *loaded) error {
 	var (
 		mu       sync.Mutex
 		failed   = map[string]bool{} // systems that failed during this run
@@ -233,15 +239,16 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 	for {
 		var c *store.Case
 		var id *identity.Identity
-		err := e.store.View(ctx, func(tx store.Tx) error {
+		if first != nil {
+			c, id, first = first.c, first.id, nil
+		} else if err := e.store.View(ctx, func(tx store.Tx) error {
 			var err error
 			if c, err = tx.GetCase(ctx, caseID); err != nil {
 				return err
 			}
 			id, err = tx.GetIdentity(ctx, c.IdentityID)
 			return err
-		})
-		if err != nil {
+		}); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -576,7 +583,8 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 // each outcome whose step is still pending: its effect in jml's tables and
 // an audit record.
 func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []outcome) error {
-	return e.updateAndSettle(ctx, caseID, func(tx store.Tx) error {
+	var moved store.CaseStatus
+	err := e.store.Update(ctx, func(tx store.Tx) error {
 		cur, err := tx.GetCase(ctx, caseID)
 		if err != nil {
 			return err
@@ -622,8 +630,17 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 				return err
 			}
 		}
-		return tx.AppendAudit(ctx, recs...)
+		if err := tx.AppendAudit(ctx, recs...); err != nil {
+			return err
+		}
+		// cur holds every step as now written: settle from it.
+		moved, err = e.settleCase(ctx, tx, cur, e.now().UTC())
+		return err
 	})
+	if err == nil {
+		e.metrics.countSettled(moved)
+	}
+	return err
 }
 
 func credentialID(caseID string, seq int) string {

@@ -395,11 +395,17 @@ func (c *Conn) holds(ctx context.Context, name string, tg target) (bool, error) 
 // a password nobody knows, loses every privilege and every role the
 // policy's targets grant, and its connections are killed.
 func (c *Conn) RevokeAll(ctx context.Context, _ connector.Op, a connector.Account) error {
-	name, ok, err := c.existing(ctx, a)
-	if err != nil || !ok {
+	name, err := c.name(a)
+	if err != nil {
 		return err
 	}
+	// No lookup first: ALTER USER of a missing account fails with 1396,
+	// and missing is success.
 	if _, err := c.db.ExecContext(ctx, "ALTER USER "+c.account(name)+" IDENTIFIED BY PASSWORD '"+unusableHash()+"' ACCOUNT LOCK"); err != nil {
+		var me *driver.MySQLError
+		if errors.As(err, &me) && me.Number == 1396 {
+			return nil
+		}
 		return err
 	}
 	if err := c.kill(ctx, name); err != nil {
