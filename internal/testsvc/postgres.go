@@ -20,8 +20,9 @@ const PostgresAdmin = "jml_admin"
 
 // StartPostgres initialises and starts a private PostgreSQL server that
 // authenticates every TCP login by password (scram-sha-256), on a free
-// port, with fsync off (test data only).
-func StartPostgres() (*Server, error) {
+// port, with fsync off (test data only). With withTLS it also accepts
+// TLS, with a certificate from a CA in Server.TLS.CA.
+func StartPostgres(withTLS ...bool) (*Server, error) {
 	bin, err := newestGlob("/usr/lib/postgresql/*/bin", "Debian's postgresql package")
 	if err != nil {
 		return nil, err
@@ -63,6 +64,13 @@ func StartPostgres() (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
+	var tlsArgs []string
+	if len(withTLS) > 0 && withTLS[0] {
+		if s.TLS, err = WriteTLSFiles(dir, uid, gid); err != nil {
+			return fail(err)
+		}
+		tlsArgs = []string{"-c", "ssl=on", "-c", "ssl_cert_file=" + s.TLS.Cert, "-c", "ssl_key_file=" + s.TLS.Key}
+	}
 	logf, err := os.Create(s.log)
 	if err != nil {
 		return fail(err)
@@ -71,6 +79,7 @@ func StartPostgres() (*Server, error) {
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB")
+	s.cmd.Args = append(s.cmd.Args, tlsArgs...)
 	s.cmd.SysProcAttr = sysProcAttr(cred)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {

@@ -28,7 +28,7 @@ const (
 // pwdAccountLockedTime locks an account), and ACLs under which a locked
 // account can read nothing, not even on a connection it bound before the
 // lock: LDAP has no command to close another client's connection.
-const slapdConf = `include /etc/ldap/schema/core.schema
+const slapdConf = `{{tls}}include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
@@ -62,8 +62,9 @@ access to *
 // a free port with its own data directory, seeded with the suffix,
 // ou=people, ou=groups and a default password policy. Its URL is
 // ldap://127.0.0.1:PORT; the administrator is SlapdAdminDN with the
-// password Server.Password.
-func StartSlapd() (*Server, error) {
+// password Server.Password. With withTLS it also serves StartTLS and
+// ldaps:// (Server.TLSURL) with a certificate from a CA in Server.TLS.CA.
+func StartSlapd(withTLS ...bool) (*Server, error) {
 	bin, err := exec.LookPath("slapd")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/slapd"); serr != nil {
@@ -87,7 +88,18 @@ func StartSlapd() (*Server, error) {
 	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
 		return fail(err)
 	}
-	conf := strings.NewReplacer("{{dir}}", dir, "{{suffix}}", SlapdSuffix, "{{admin}}", SlapdAdminDN, "{{password}}", password).Replace(slapdConf)
+	tlsConf := ""
+	tlsPort := 0
+	if len(withTLS) > 0 && withTLS[0] {
+		if s.TLS, err = WriteTLSFiles(dir, os.Getuid(), os.Getgid()); err != nil {
+			return fail(err)
+		}
+		if tlsPort, err = freePort(); err != nil {
+			return fail(err)
+		}
+		tlsConf = "TLSCACertificateFile " + s.TLS.CA + "\nTLSCertificateFile " + s.TLS.Cert + "\nTLSCertificateKeyFile " + s.TLS.Key + "\n"
+	}
+	conf := strings.NewReplacer("{{tls}}", tlsConf, "{{dir}}", dir, "{{suffix}}", SlapdSuffix, "{{admin}}", SlapdAdminDN, "{{password}}", password).Replace(slapdConf)
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		return fail(err)
 	}
@@ -101,8 +113,13 @@ func StartSlapd() (*Server, error) {
 	}
 	defer logf.Close()
 	url := "ldap://127.0.0.1:" + strconv.Itoa(port)
+	listen := url + "/"
+	if tlsPort != 0 {
+		s.TLSURL = "ldaps://127.0.0.1:" + strconv.Itoa(tlsPort)
+		listen += " " + s.TLSURL + "/"
+	}
 	// -d 0 keeps slapd in the foreground, so the test owns its process.
-	s.cmd = exec.Command(bin, "-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", url+"/")
+	s.cmd = exec.Command(bin, "-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", listen)
 	s.cmd.SysProcAttr = sysProcAttr(nil)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {

@@ -28,10 +28,14 @@ type Server struct {
 	Addr string
 	// Password is the administrator's password.
 	Password string
-	dir      string
-	cmd      *exec.Cmd
-	done     chan error
-	log      string
+	// TLS are the server's certificate files, when it serves TLS.
+	TLS TLSFiles
+	// TLSURL is the slapd's ldaps:// URL, when it serves TLS.
+	TLSURL string
+	dir    string
+	cmd    *exec.Cmd
+	done   chan error
+	log    string
 }
 
 // Stop shuts the server down and removes its data.

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -167,6 +168,11 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	}
 	if strings.HasPrefix(st.URL, "ldaps://") || st.StartTLS {
 		c.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: st.TLS.ServerName}
+		if c.tls.ServerName == "" { // verify the host the URL names
+			if u, err := url.Parse(st.URL); err == nil {
+				c.tls.ServerName = u.Hostname()
+			}
+		}
 		if st.TLS.CAFile != "" {
 			pem, err := os.ReadFile(st.TLS.CAFile)
 			if err != nil {

@@ -209,3 +209,44 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTLS: ldaps:// and StartTLS, each verified against the CA the
+// settings name; a server another CA signed is refused.
+func TestTLS(t *testing.T) {
+	srv, err := testsvc.StartSlapd(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	open := func(url string, startTLS bool, ca string) *Conn {
+		t.Helper()
+		c, err := Open(context.Background(), connector.Config{System: "dir", Type: Type,
+			Settings: map[string]any{"url": url, "startTLS": startTLS, "tls": map[string]any{"caFile": ca},
+				"bindDN": testsvc.SlapdAdminDN, "bindPassword": "env:P", "baseDN": testsvc.SlapdPeople},
+			Getenv: func(string) string { return srv.Password }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Conn)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		url      string
+		startTLS bool
+	}{{srv.TLSURL, false}, {srv.URL, true}} {
+		c := open(tc.url, tc.startTLS, srv.TLS.CA)
+		if err := c.EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls-user"}); err != nil {
+			t.Fatalf("%s (startTLS %v): %v", tc.url, tc.startTLS, err)
+		}
+		c.Close()
+	}
+	other, err := testsvc.WriteTLSFiles(t.TempDir(), os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := open(srv.TLSURL, false, other.CA)
+	defer bad.Close()
+	if err := bad.EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls-user2"}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server signed by another CA was accepted: %v", err)
+	}
+}

@@ -15,10 +15,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +48,13 @@ type settings struct {
 	// Protected are user names jml must never manage, besides the
 	// connecting user, root, mysql and mariadb.sys.
 	Protected []string `yaml:"protected"`
+	// TLS with a private CA: the server is verified against CAFile (and
+	// ServerName, default the DSN's host). tls=true in the DSN uses the
+	// system's CAs instead.
+	TLS struct {
+		CAFile     string `yaml:"caFile"`
+		ServerName string `yaml:"serverName"`
+	} `yaml:"tls"`
 }
 
 type target struct {
@@ -125,6 +136,21 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 	dc, err := driver.ParseDSN(dsn)
 	if err != nil {
 		return nil, cfg.Errorf("dsn: not a valid MySQL DSN") // the driver's message may quote the password
+	}
+	if st.TLS.CAFile != "" {
+		pem, err := os.ReadFile(st.TLS.CAFile)
+		if err != nil {
+			return nil, cfg.Errorf("tls.caFile: %v", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, cfg.Errorf("tls.caFile: no certificate in %s", st.TLS.CAFile)
+		}
+		name := st.TLS.ServerName
+		if name == "" {
+			name, _, _ = net.SplitHostPort(dc.Addr)
+		}
+		dc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: name}
 	}
 	dc.Timeout, dc.ReadTimeout, dc.WriteTimeout = 5*time.Second, 30*time.Second, 30*time.Second
 	dc.ParseTime = true

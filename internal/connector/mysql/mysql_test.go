@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/connectortest"
+	"github.com/jml-dev/jml/internal/testsvc"
 )
 
 // dsn is the MariaDB the tests use: JML_TEST_MYSQL or the machine's root
@@ -200,5 +202,41 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%v, %v) = %v, want error containing %q", tc.settings, tc.targets, err, tc.want)
 		}
+	}
+}
+
+// TestTLSRequired: with tls.caFile set the connector talks TLS or not at
+// all. The machine's MariaDB serves no TLS, so every call must fail
+// instead of falling back to plaintext; a CA file that is not PEM is a
+// config error naming the setting.
+func TestTLSRequired(t *testing.T) {
+	dir := t.TempDir()
+	files, err := testsvc.WriteTLSFiles(dir, os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		if k == "DSN" {
+			return dsn()
+		}
+		return ""
+	}
+	c, err := Open(context.Background(), connector.Config{System: "maria", Type: Type,
+		Settings: map[string]any{"dsn": "env:DSN", "tls": map[string]any{"caFile": files.CA}}, Getenv: getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.(*Conn).Close()
+	if _, err := c.(*Conn).ListAccounts(context.Background()); err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Fatalf("ListAccounts over a server without TLS = %v, want a TLS error", err)
+	}
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), connector.Config{System: "maria", Type: Type,
+		Settings: map[string]any{"dsn": "env:DSN", "tls": map[string]any{"caFile": bad}}, Getenv: getenv})
+	if err == nil || !strings.Contains(err.Error(), "tls.caFile: no certificate") {
+		t.Fatalf("Open with a non-PEM CA = %v, want tls.caFile error", err)
 	}
 }

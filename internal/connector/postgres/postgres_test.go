@@ -194,3 +194,47 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("unset variable: %v", err)
 	}
 }
+
+// TestTLS: the connector reaches a server over TLS, verifying it against
+// the CA the URL names, and refuses a server its CA did not sign.
+func TestTLS(t *testing.T) {
+	srv, err := testsvc.StartPostgres(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	open := func(ca string) (*Conn, error) {
+		url := fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=verify-full&sslrootcert=%s", testsvc.PostgresAdmin, srv.Password, srv.Addr, ca)
+		c, err := Open(context.Background(), connector.Config{System: "tls", Type: Type, Settings: map[string]any{"url": "env:U"},
+			Getenv: func(string) string { return url }})
+		if err != nil {
+			return nil, err
+		}
+		return c.(*Conn), nil
+	}
+	c, err := open(srv.TLS.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls_user"}); err != nil {
+		t.Fatalf("EnsureAccount over TLS: %v", err)
+	}
+	var ssl bool
+	if err := c.pool.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("the connector's session is not TLS (%v, %v)", ssl, err)
+	}
+	other, err := testsvc.WriteTLSFiles(t.TempDir(), os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := open(other.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls_user2"}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server signed by another CA was accepted: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -137,6 +138,9 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 	}
 	if st.TLS.Enabled {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: st.TLS.ServerName}
+		if tc.ServerName == "" { // verify the host addr names
+			tc.ServerName, _, _ = net.SplitHostPort(st.Addr)
+		}
 		if st.TLS.CAFile != "" {
 			pem, err := os.ReadFile(st.TLS.CAFile)
 			if err != nil {

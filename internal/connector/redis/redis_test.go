@@ -12,6 +12,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/connectortest"
+	"github.com/jml-dev/jml/internal/testsvc"
 )
 
 // addr is the Redis the tests use: JML_TEST_REDIS or the machine's
@@ -167,5 +168,36 @@ func TestProtectedUsers(t *testing.T) {
 		if err := c.DisableAccount(context.Background(), connector.Op{}, connector.Account{Name: name}); err == nil {
 			t.Errorf("DisableAccount(%q) succeeded", name)
 		}
+	}
+}
+
+// TestTLS: the connector reaches a TLS-only Redis, verifying it against
+// the CA its settings name; a server another CA signed is refused.
+func TestTLS(t *testing.T) {
+	srv, err := testsvc.StartRedisTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	open := func(ca string) *Conn {
+		t.Helper()
+		c, err := Open(context.Background(), connector.Config{System: "cache", Type: Type,
+			Settings: map[string]any{"addr": srv.Addr, "tls": map[string]any{"enabled": true, "caFile": ca}}, Targets: testTargets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.(*Conn).Close() })
+		return c.(*Conn)
+	}
+	ctx := context.Background()
+	if err := open(srv.TLS.CA).EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls-user"}); err != nil {
+		t.Fatalf("EnsureAccount over TLS: %v", err)
+	}
+	other, err := testsvc.WriteTLSFiles(t.TempDir(), os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open(other.CA).EnsureAccount(ctx, connector.Op{}, connector.Account{Name: "tls-user2"}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server signed by another CA was accepted: %v", err)
 	}
 }
