@@ -29,7 +29,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Blob: "BLOB", ForUpdate: "", Serial: "INTEGER"}
+var dialect = sqlstore.Dialect{Name: "sqlite", Blob: "BLOB", ForUpdate: "", Serial: "INTEGER"}
 
 // Store is the SQLite store.
 type Store struct {

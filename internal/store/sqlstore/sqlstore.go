@@ -54,6 +54,9 @@ type Rows interface {
 
 // Dialect is what differs between the backends' SQL.
 type Dialect struct {
+	// Name is the backend's name ("sqlite", "postgres"); a migration line
+	// "--@NAME statement text" is part of the migration only for it.
+	Name string
 	// Blob is the type of binary columns.
 	Blob string
 	// ForUpdate is appended to a SELECT that must lock its rows until the
@@ -107,7 +110,7 @@ func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn fu
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range splitStatements(sqlText) {
+			for _, stmt := range splitStatements(sqlText, d.Name) {
 				if _, err := c.Exec(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", base, err)
 				}
@@ -123,11 +126,17 @@ func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn fu
 }
 
 // splitStatements splits a migration on semicolons at line ends, dropping
-// comment lines. Migrations hold no semicolons inside strings.
-func splitStatements(s string) []string {
+// comment lines. A line "--@NAME text" is the line "text" for the dialect
+// named NAME and a comment for the others. Migrations hold no semicolons
+// inside strings.
+func splitStatements(s, dialect string) []string {
 	var out []string
 	var cur strings.Builder
+	only := "--@" + dialect + " "
 	for _, line := range strings.Split(s, "\n") {
+		if dialect != "" && strings.HasPrefix(line, only) {
+			line = strings.TrimPrefix(line, only)
+		}
 		t := strings.TrimSpace(line)
 		if t == "" || strings.HasPrefix(t, "--") {
 			continue

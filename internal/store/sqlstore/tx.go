@@ -592,11 +592,20 @@ func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
 }
 
 func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step, error) {
-	return t.steps(ctx, "identity_id = ? AND status IN (?, ?)", identityID, string(store.StepPending), string(store.StepAwaitingApproval))
+	return t.steps(ctx, "identity_id = ? AND "+stepsWaiting, identityID)
 }
 
+// The partial indexes on steps (migration 009) hold only waiting steps;
+// a planner uses one only when the query states its predicate literally,
+// so these are spelled out rather than bound. They are constants of the
+// code, never input.
+const (
+	stepsWaiting = "status IN ('" + string(store.StepPending) + "', '" + string(store.StepAwaitingApproval) + "')"
+	stepsPending = "status = '" + string(store.StepPending) + "'"
+)
+
 func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
-	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE status = ? GROUP BY system, action ORDER BY system, action", string(store.StepPending))
+	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
 	if err != nil {
 		return nil, err
 	}
@@ -1013,10 +1022,17 @@ func (t *Tx) CountEvents(ctx context.Context, source string, types []identity.Ev
 }
 
 func (t *Tx) CountRevocations(ctx context.Context, source string, since time.Time) (int, error) {
+	// Every event type is named so that events_type_source serves the
+	// window (its first column is the type).
+	args := make([]any, 0, len(identity.EventTypes)+5)
+	for _, ty := range identity.EventTypes {
+		args = append(args, string(ty))
+	}
+	args = append(args, source, micros(since), string(plan.RevokeGrant), string(plan.RevokeCredential), string(plan.DisableAccount))
 	var n int
 	err := t.row(ctx, []any{&n}, `SELECT COUNT(*) FROM events e JOIN cases c ON c.event_id = e.id JOIN steps s ON s.case_id = c.id
-WHERE e.source = ? AND e.received_at >= ? AND s.action IN (?, ?, ?)`,
-		source, micros(since), string(plan.RevokeGrant), string(plan.RevokeCredential), string(plan.DisableAccount))
+WHERE e.type IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(identity.EventTypes)), ", ")+`) AND e.source = ? AND e.received_at >= ? AND s.action IN (?, ?, ?)`,
+		args...)
 	return n, err
 }
 

@@ -1,0 +1,90 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jml-dev/jml/internal/store/pgtest"
+)
+
+// TestHotQueriesUseTheirIndexes checks the plans PostgreSQL makes for the
+// lookups on the accepting path, as generic plans of prepared statements
+// (what pgx's statement cache gets) on tables whose statistics are those
+// of a fresh database. An events probe once fell to an index on source
+// alone and scanned every event of the source per lookup.
+func TestHotQueriesUseTheirIndexes(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	s, err := Open(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, query, args, index string
+		fill                     string // rows to add (and analyze) first
+	}{
+		{name: "event by source and ID", index: "events_event_key",
+			query: "SELECT id FROM events WHERE source = $1 AND source_event_id = $2", args: "('hr', 'e1')"},
+		{name: "identity by source and external ID", index: "identities_source_external_id_key",
+			query: "SELECT id FROM identities WHERE source = $1 AND external_id = $2", args: "('hr', 'u1')"},
+		{name: "guard window", index: "events_type_source",
+			query: "SELECT COUNT(*) FROM events WHERE source = $1 AND type IN ($2, $3) AND received_at >= $4", args: "('hr', 'leaver', 'suspend', 0)"},
+		// The partial indexes on steps: with many done steps and a few
+		// waiting ones, the waiting ones are found through them.
+		{name: "open steps of an identity", index: "steps_waiting",
+			fill:  stepsFill,
+			query: "SELECT case_id FROM steps WHERE identity_id = $1 AND status IN ('pending', 'awaiting_approval')", args: "('id-7')"},
+		{name: "pending steps by system", index: "steps_pending",
+			query: "SELECT system, action, COUNT(*) FROM steps WHERE status = 'pending' GROUP BY system, action", args: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fill != "" {
+				if _, err := conn.Exec(ctx, tc.fill); err != nil {
+					t.Fatal(err)
+				}
+			}
+			name := "q" + strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", "_"), "-", "_")
+			if _, err := conn.Exec(ctx, "PREPARE "+name+" AS "+tc.query); err != nil {
+				t.Fatal(err)
+			}
+			var plan strings.Builder
+			rows, err := conn.Query(ctx, "EXPLAIN EXECUTE "+name+tc.args, pgx.QueryExecModeSimpleProtocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan.WriteString(line + "\n")
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan.String(), " "+tc.index+" ") {
+				t.Errorf("plan does not use %s:\n%s", tc.index, plan.String())
+			}
+		})
+	}
+}
+
+
+// stepsFill adds 20 000 done steps and 20 waiting ones over 2 000
+// identities, then analyzes.
+const stepsFill = `INSERT INTO steps (case_id, seq, identity_id, action, system, entitlement, rule, credential_id, duration_ms, needs_approval, reason, status, attempts, last_error, result, decided_by, updated_at)
+SELECT 'case-' || i, 0, 'id-' || (i % 2000), 'grant', 'vault', 'e', '', '', 0, 0, '', CASE WHEN i % 1000 = 7 THEN 'pending' ELSE 'done' END, 0, '', '', '', 0
+FROM generate_series(1, 20000) i;
+ANALYZE steps`
