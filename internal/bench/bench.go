@@ -345,12 +345,8 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 		return err
 	}
 	accepted := time.Since(start)
-	deadline := time.Now().Add(10 * time.Minute)
-	for metrics.CasesCompleted() < float64(o.Events) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %.0f of %d cases completed in 10 minutes", metrics.CasesCompleted(), o.Events)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := waitCompleted(ctx, metrics, int64(o.Events), 0, 10*time.Minute); err != nil {
+		return err
 	}
 	applied := time.Since(start)
 	stop, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -372,6 +368,29 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 	fmt.Fprintf(o.Out, "  River no-op jobs:          %.0f/s  (same backend and job settings, %d jobs)\n", noop, o.Events)
 	fmt.Fprintf(o.Out, "  ratio %.2f  (target >= 0.5; SQLite target >= 1500/s)\n", rate/noop)
 	return nil
+}
+
+// waitCompleted sleeps until m counts at least want completed cases. It
+// fails when more than failed cases have failed, or after timeout.
+func waitCompleted(ctx context.Context, m *engine.Metrics, want, failed int64, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		settled := m.Settled()
+		if m.CasesCompleted() >= want {
+			return nil
+		}
+		if m.CasesFailed() > failed {
+			return fmt.Errorf("a case failed (%d of %d completed)", m.CasesCompleted(), want)
+		}
+		select {
+		case <-settled:
+		case <-t.C:
+			return fmt.Errorf("only %d of %d cases completed in %s", m.CasesCompleted(), want, timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func mustSealer() *vault.Sealer {

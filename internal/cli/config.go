@@ -15,6 +15,7 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/scimserver"
 	"github.com/jml-dev/jml/internal/source"
+	"github.com/jml-dev/jml/internal/store"
 )
 
 // Config is the server configuration file (jml.yaml). Precedence for each
@@ -100,10 +101,10 @@ func (c *Config) defaults() error {
 		c.MasterKeyFile = "jml.key"
 	}
 	if c.Jobs.FetchCooldown == 0 {
-		c.Jobs.FetchCooldown = 5 * time.Millisecond
+		c.Jobs.FetchCooldown = store.DefaultFetchCooldown
 	}
 	if c.Jobs.PollInterval == 0 {
-		c.Jobs.PollInterval = 100 * time.Millisecond
+		c.Jobs.PollInterval = store.DefaultPollInterval
 	}
 	if c.Jobs.Timeout == 0 {
 		c.Jobs.Timeout = time.Minute

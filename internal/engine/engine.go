@@ -498,7 +498,7 @@ type loaded struct {
 func (c acceptCounters) observe(m *Metrics) {
 	m.credentialsRevoked.Add(float64(c.revoked))
 	m.findings.Add(float64(c.findings))
-	m.casesCompleted.Add(float64(c.completed))
+	m.addSettled(c.completed, 0)
 }
 
 // schedule records a future-dated event and its timer. A future joiner
@@ -885,9 +885,9 @@ func (e *Engine) settleCase(ctx context.Context, tx store.Tx, c *store.Case, now
 func (m *Metrics) countSettled(moved store.CaseStatus) {
 	switch moved {
 	case store.CaseCompleted:
-		m.casesCompleted.Inc()
+		m.addSettled(1, 0)
 	case store.CaseFailed:
-		m.casesFailed.Inc()
+		m.addSettled(0, 1)
 	}
 }
 

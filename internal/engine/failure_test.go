@@ -25,9 +25,13 @@ type target struct {
 	down   error
 	grants map[string]bool
 	calls  int
+	gate   chan struct{} // when set, calls wait until it is closed
 }
 
 func (t *target) do(f func()) error {
+	if t.gate != nil {
+		<-t.gate
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.calls++
@@ -292,5 +296,62 @@ func TestDisableCoversRevokes(t *testing.T) {
 	}
 	if g := f.grants(t, res.IdentityID); len(g) != 0 {
 		t.Fatalf("grants after the leaver: %v", g)
+	}
+}
+
+// TestSlowSystemHoldsUpNoRecord: systems run at once and their results are
+// recorded together when they finish together, but a system that is still
+// working does not keep another's finished steps unrecorded for longer
+// than the record window.
+func TestSlowSystemHoldsUpNoRecord(t *testing.T) {
+	pol, err := policy.Parse("two.yaml", []byte(`
+systems: [{name: crm, type: test}, {name: erp, type: test}]
+entitlements: [{name: crm-user, system: crm}, {name: erp-user, system: erp}]
+birthright:
+  - {name: staff, when: 'identity.kind == "human"', entitlements: [crm-user, erp-user]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm := &target{grants: map[string]bool{}}
+	erp := &target{grants: map[string]bool{}, gate: make(chan struct{})}
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	f := &fixture{s: openSQLite(t), clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}}
+	f.e, err = New(Config{Store: f.s, Policy: pol, Sealer: sealer, Now: f.clock.Now, Rand: rand.Reader,
+		Connectors: map[string]connector.Connector{"crm": crm, "erp": erp}, FastPathGrace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.e.RunCase(ctx, res.CaseID, false) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := f.getCase(t, res.CaseID)
+		status := map[string]store.StepStatus{}
+		for _, s := range c.Steps {
+			status[s.System] = s.Status
+		}
+		if status["crm"] == store.StepDone {
+			if status["erp"] != store.StepPending || c.Status != store.CaseRunning {
+				t.Fatalf("while erp works: erp step %s, case %s; want pending, running", status["erp"], c.Status)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("crm's grant was not recorded while erp was still working")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(erp.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c := f.getCase(t, res.CaseID); c.Status != store.CaseCompleted {
+		t.Fatalf("case = %s %q, want completed", c.Status, c.Reason)
 	}
 }

@@ -2,10 +2,11 @@ package engine
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
@@ -23,12 +24,19 @@ type Metrics struct {
 	credentialsRevoked prometheus.Counter
 	findings           prometheus.Counter
 	introspections     *prometheus.CounterVec
+
+	// completed and failed mirror the two case counters for cheap reads;
+	// settled is closed, and replaced, whenever either moves.
+	completed, failed atomic.Int64
+	settledMu         sync.Mutex
+	settled           chan struct{}
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
 // registered, for tests and tools).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		settled:            make(chan struct{}),
 		eventsAccepted:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_events_accepted_total", Help: "Lifecycle events accepted, by type."}, []string{"type"}),
 		eventsDuplicate:    prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_events_duplicate_total", Help: "Events answered from an earlier submission with the same source and event ID."}),
 		casesCompleted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_completed_total", Help: "Cases whose every step is final."}),
@@ -47,19 +55,35 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// CasesCompleted is the number of cases completed since start, for
-// benchmarks and tests that wait on progress.
-func (m *Metrics) CasesCompleted() float64 { return counterValue(m.casesCompleted) }
+// CasesCompleted is the number of cases completed since start.
+func (m *Metrics) CasesCompleted() int64 { return m.completed.Load() }
 
 // CasesFailed is the number of times a case gave up since start.
-func (m *Metrics) CasesFailed() float64 { return counterValue(m.casesFailed) }
+func (m *Metrics) CasesFailed() int64 { return m.failed.Load() }
 
-func counterValue(c prometheus.Counter) float64 {
-	var d dto.Metric
-	if err := c.Write(&d); err != nil {
-		return 0
+// Settled returns a channel that is closed the next time a case completes
+// or fails. Take it before reading the counts, so that no change between
+// the two is missed.
+func (m *Metrics) Settled() <-chan struct{} {
+	m.settledMu.Lock()
+	defer m.settledMu.Unlock()
+	return m.settled
+}
+
+// addSettled counts completed and failed cases and wakes Settled's
+// waiters.
+func (m *Metrics) addSettled(completed, failed int) {
+	if completed == 0 && failed == 0 {
+		return
 	}
-	return d.GetCounter().GetValue()
+	m.casesCompleted.Add(float64(completed))
+	m.casesFailed.Add(float64(failed))
+	m.completed.Add(int64(completed))
+	m.failed.Add(int64(failed))
+	m.settledMu.Lock()
+	close(m.settled)
+	m.settled = make(chan struct{})
+	m.settledMu.Unlock()
 }
 
 // pendingCollector reports, at each scrape, the steps waiting to run, read

@@ -277,25 +277,92 @@ func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, f
 		// Every other system runs its pending steps in order, all systems
 		// at once: a leaver's time to revoke is the slowest system's, not
 		// the sum of them, and a system that is down delays no other.
-		var wg sync.WaitGroup
+		results := make(chan systemRun, len(runnable))
 		for _, first := range runnable {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				e.runSystem(ctx, c, id, first.System, lastAttempt, fail)
-			}()
+			go func() { results <- e.callSystem(ctx, c, id, first.System, lastAttempt) }()
 		}
-		wg.Wait()
+		settled, err := e.recordRuns(ctx, c, results, len(runnable), fail)
+		if err != nil {
+			return err
+		}
+		if settled {
+			return firstErr
+		}
 	}
 }
 
-// runSystem applies, in plan order, the pending steps of one system in c,
-// stopping at the first that fails, and then records what happened in one
-// transaction: one commit per system and run, not one per step. A crash
-// before that commit repeats the calls, which are idempotent. Each step is
-// recorded only if still pending, so a concurrent run of the same case
-// cannot record one twice.
-func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool, fail func(string, error)) {
+// recordWindow is how long the results of systems that finished are held
+// for the others still running, so that one commit records them all.
+const recordWindow = 25 * time.Millisecond
+
+// systemRun is what one system's calls in a run of a case did.
+type systemRun struct {
+	system   string
+	outcomes []outcome // every step called, the failure last
+	failure  *outcome
+}
+
+// recordRuns receives n systems' runs and records them: each batch of runs
+// that finish within recordWindow of the first in one transaction, so that
+// a case whose systems answer promptly costs one commit after its calls,
+// while a slow system holds up no other's record for longer than the
+// window. It reports whether the case settled (is final) with the last
+// batch; then there is nothing left to run.
+func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan systemRun, n int, fail func(string, error)) (bool, error) {
+	var moved store.CaseStatus
+	for n > 0 {
+		batch := []systemRun{<-results}
+		n--
+		if n > 0 {
+			t := time.NewTimer(recordWindow)
+		gather:
+			for n > 0 {
+				select {
+				case r := <-results:
+					batch = append(batch, r)
+					n--
+				case <-t.C:
+					break gather
+				}
+			}
+			t.Stop()
+		}
+		var outcomes []outcome
+		for _, r := range batch {
+			outcomes = append(outcomes, r.outcomes...)
+		}
+		if len(outcomes) == 0 {
+			continue
+		}
+		var err error
+		moved, err = e.recordOutcomes(ctx, c.ID, outcomes)
+		for _, r := range batch {
+			switch {
+			case len(r.outcomes) == 0:
+			case err != nil:
+				fail(r.system, err)
+			case r.failure != nil:
+				e.metrics.stepsFailed.WithLabelValues(r.system, string(c.Steps[r.failure.seq-1].Action)).Inc()
+				if r.failure.final {
+					e.log.Error("step failed for good; case needs attention", "case", c.ID, "seq", r.failure.seq, "system", r.system, "error", r.failure.err)
+					fail(r.system, nil)
+					continue
+				}
+				e.log.Warn("step failed; will retry", "case", c.ID, "seq", r.failure.seq, "system", r.system, "error", r.failure.err)
+				fail(r.system, r.failure.err)
+			}
+		}
+	}
+	return moved == store.CaseCompleted || moved == store.CaseFailed, nil
+}
+
+// callSystem applies, in plan order, the pending steps of one system in c,
+// stopping at the first that fails. Nothing is recorded: recordRuns
+// records the run, one commit per batch of systems, not one per step. A
+// crash before that commit repeats the calls, which are idempotent. Each
+// step is recorded only if still pending, so a concurrent run of the same
+// case cannot record one twice.
+func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
@@ -353,23 +420,7 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 	if failure != nil {
 		outcomes = append(outcomes, *failure)
 	}
-	if len(outcomes) == 0 {
-		return
-	}
-	err := e.recordOutcomes(ctx, c.ID, outcomes)
-	switch {
-	case err != nil:
-		fail(system, err)
-	case failure != nil:
-		e.metrics.stepsFailed.WithLabelValues(system, string(c.Steps[failure.seq-1].Action)).Inc()
-		if failure.final {
-			e.log.Error("step failed for good; case needs attention", "case", c.ID, "seq", failure.seq, "system", system, "error", failure.err)
-			fail(system, nil)
-			return
-		}
-		e.log.Warn("step failed; will retry", "case", c.ID, "seq", failure.seq, "system", system, "error", failure.err)
-		fail(system, failure.err)
-	}
+	return systemRun{system: system, outcomes: outcomes, failure: failure}
 }
 
 // runnableSteps returns, for each system, its first pending step, unless an
@@ -582,7 +633,7 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 // recordOutcomes records, in one transaction that then settles the case,
 // each outcome whose step is still pending: its effect in jml's tables and
 // an audit record.
-func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []outcome) error {
+func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []outcome) (store.CaseStatus, error) {
 	var moved store.CaseStatus
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		cur, err := tx.GetCase(ctx, caseID)
@@ -637,10 +688,11 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 		moved, err = e.settleCase(ctx, tx, cur, e.now().UTC())
 		return err
 	})
-	if err == nil {
-		e.metrics.countSettled(moved)
+	if err != nil {
+		return "", err
 	}
-	return err
+	e.metrics.countSettled(moved)
+	return moved, nil
 }
 
 func credentialID(caseID string, seq int) string {

@@ -73,6 +73,15 @@ type Jobs interface {
 	Stop(ctx context.Context) error
 }
 
+// What jml serve runs jobs with unless its config says otherwise: a
+// 5 ms fetch cooldown and a 100 ms poll, so that a job that becomes due
+// (a retry, a scheduled event) starts within about a tenth of a second,
+// where River's own defaults allow a second.
+const (
+	DefaultFetchCooldown = 5 * time.Millisecond
+	DefaultPollInterval  = 100 * time.Millisecond
+)
+
 // JobConfig tunes the job workers.
 type JobConfig struct {
 	Workers       int           // concurrent jobs (default 16 on PostgreSQL, 4 on SQLite)

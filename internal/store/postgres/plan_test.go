@@ -81,7 +81,6 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 	}
 }
 
-
 // stepsFill adds 20 000 done steps and 20 waiting ones over 2 000
 // identities, then analyzes.
 const stepsFill = `INSERT INTO steps (case_id, seq, identity_id, action, system, entitlement, rule, credential_id, duration_ms, needs_approval, reason, status, attempts, last_error, result, decided_by, updated_at)
