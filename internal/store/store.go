@@ -316,6 +316,10 @@ type Tx interface {
 	InsertIdentity(ctx context.Context, id *identity.Identity) error
 	// UpdateIdentity replaces every mutable field of the identity id.ID.
 	UpdateIdentity(ctx context.Context, id *identity.Identity) error
+	// GetIdentity and the lookups by external ID lock, in a read-write
+	// transaction, the identities they return until it ends, so that
+	// concurrent changes to one identity (from other replicas too) apply
+	// one after the other, each reading what the previous one left.
 	GetIdentity(ctx context.Context, id string) (*identity.Identity, error)
 	GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error)
 	// GetIdentitiesByExternalID returns the identities of refs that exist.

@@ -39,6 +39,8 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			query: "SELECT id FROM events WHERE source = $1 AND source_event_id = $2", args: "('hr', 'e1')"},
 		{name: "identity by source and external ID", index: "identities_source_external_id_key",
 			query: "SELECT id FROM identities WHERE source = $1 AND external_id = $2", args: "('hr', 'u1')"},
+		{name: "identities locked by source and external ID", index: "identities_source_external_id_key",
+			query: "SELECT id FROM identities WHERE id IN (SELECT id FROM identities WHERE source = $1 AND external_id = $2 UNION ALL SELECT id FROM identities WHERE source = $3 AND external_id = $4) ORDER BY id FOR UPDATE", args: "('hr', 'u1', 'hr', 'u2')"},
 		{name: "guard window", index: "events_type_source",
 			query: "SELECT COUNT(*) FROM events WHERE source = $1 AND type IN ($2, $3) AND received_at >= $4", args: "('hr', 'leaver', 'suspend', 0)"},
 		// The partial indexes on steps: with many done steps and a few

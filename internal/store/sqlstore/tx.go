@@ -128,8 +128,14 @@ const pairChunk = 256
 // index probe per pair, even before the table has statistics (a row-value
 // IN list was planned as a scan of the first column's index on a new
 // PostgreSQL table, which grew linearly with the table).
-func pairsIn(ctx context.Context, c Conn, cols, table, a, b string, pairs [][2]string, scan func(func(...any) error) error) error {
+func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs [][2]string, scan func(func(...any) error) error) error {
 	arm := "SELECT " + cols + " FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
+	if lock != "" {
+		// A UNION cannot lock: the arms find the IDs, the outer query
+		// locks their rows, in ID order so that two transactions locking
+		// overlapping sets do not deadlock.
+		arm = "SELECT id FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
+	}
 	for start := 0; start < len(pairs); start += pairChunk {
 		chunk := pairs[start:min(start+pairChunk, len(pairs))]
 		// The list is padded to a power of two with its last pair, so that
@@ -145,6 +151,9 @@ func pairsIn(ctx context.Context, c Conn, cols, table, a, b string, pairs [][2]s
 			args = append(args, p[0], p[1])
 		}
 		q := strings.TrimSuffix(strings.Repeat(arm+" UNION ALL ", n), " UNION ALL ")
+		if lock != "" {
+			q = "SELECT " + cols + " FROM " + table + " WHERE id IN (" + q + ") ORDER BY id" + lock
+		}
 		rows, err := c.Query(ctx, q, args...)
 		if err != nil {
 			return err
@@ -169,7 +178,7 @@ func (t *Tx) GetEventsBySourceID(ctx context.Context, refs []store.EventRef) (ma
 		pairs[i] = [2]string{r.Source, r.ID}
 	}
 	out := map[store.EventRef]*store.Event{}
-	err := pairsIn(ctx, t.c, eventCols, "events", "source", "source_event_id", pairs, func(scan func(...any) error) error {
+	err := pairsIn(ctx, t.c, eventCols, "events", "source", "source_event_id", "", pairs, func(scan func(...any) error) error {
 		ev, err := scanEvent(scan)
 		if err == nil {
 			out[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
@@ -249,12 +258,26 @@ func (t *Tx) UpdateIdentity(ctx context.Context, id *identity.Identity) error {
 }
 
 func (t *Tx) GetIdentity(ctx context.Context, id string) (*identity.Identity, error) {
-	return one(ctx, t.c, "identity", id, scanIdentity, "SELECT "+identityCols+" FROM identities WHERE id = ?", id)
+	return one(ctx, t.c, "identity", id, scanIdentity, "SELECT "+identityCols+" FROM identities WHERE id = ?"+t.lock(), id)
+}
+
+// lock is what a lookup of identities appends to lock the rows it reads
+// until the transaction ends: the dialect's FOR UPDATE in a read-write
+// transaction, nothing in a read-only one (or where the database has one
+// writer anyway). Events about one identity accepted at the same time, by
+// two replicas say, then apply one after the other, each planned from what
+// the other left: without it a mover that read an identity before a
+// concurrent leaver committed could write it back as active.
+func (t *Tx) lock() string {
+	if t.enqueue == nil {
+		return ""
+	}
+	return t.d.ForUpdate
 }
 
 func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
 	return one(ctx, t.c, "identity", source+"/"+externalID, scanIdentity,
-		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?", source, externalID)
+		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?"+t.lock(), source, externalID)
 }
 
 func (t *Tx) GetIdentitiesByExternalID(ctx context.Context, refs []store.ExternalRef) (map[store.ExternalRef]*identity.Identity, error) {
@@ -263,7 +286,7 @@ func (t *Tx) GetIdentitiesByExternalID(ctx context.Context, refs []store.Externa
 		pairs[i] = [2]string{r.Source, r.ExternalID}
 	}
 	out := map[store.ExternalRef]*identity.Identity{}
-	err := pairsIn(ctx, t.c, identityCols, "identities", "source", "external_id", pairs, func(scan func(...any) error) error {
+	err := pairsIn(ctx, t.c, identityCols, "identities", "source", "external_id", t.lock(), pairs, func(scan func(...any) error) error {
 		id, err := scanIdentity(scan)
 		if err == nil {
 			out[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
