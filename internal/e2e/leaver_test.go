@@ -111,12 +111,13 @@ func run(m *testing.M) (int, error) {
 const policyYAML = `
 systems:
   - {name: vault, type: builtin}
-  - {name: appdb, type: postgres, config: {url: env:E2E_PG_URL}}
+  - {name: appdb, type: postgres, config: {url: env:E2E_PG_URL}{{retention}}}
   - name: dir
     type: ldap
     config: {url: "{{ldap}}", bindDN: "{{ldapAdmin}}", bindPassword: env:E2E_LDAP_PW, baseDN: "{{people}}"}
-  - {name: cache, type: redis, config: {addr: "{{redis}}"}}
-  - {name: maria, type: mysql, config: {dsn: env:E2E_MYSQL_DSN}}
+    {{retentionLine}}
+  - {name: cache, type: redis, config: {addr: "{{redis}}"}{{retention}}}
+  - {name: maria, type: mysql, config: {dsn: env:E2E_MYSQL_DSN}{{retention}}}
 entitlements:
   - {name: api, system: vault}
   - {name: app-read, system: appdb, target: {role: e2e_app_read}}
@@ -145,8 +146,14 @@ type fixture struct {
 
 var admin = engine.Principal{ID: "tok_e2e_admin", Role: engine.RoleAdmin}
 
-func setup(t *testing.T, account string) *fixture {
+// setup starts an engine for account's tests; deleteAfter, when given,
+// is every target system's account retention.
+func setup(t *testing.T, account string, deleteAfter ...string) *fixture {
 	t.Helper()
+	retention, retentionLine := "", ""
+	if len(deleteAfter) > 0 {
+		retention, retentionLine = ", deleteAfter: "+deleteAfter[0], "deleteAfter: "+deleteAfter[0]
+	}
 	ctx := context.Background()
 	proxy, err := testsvc.StartProxy(redisAddr)
 	if err != nil {
@@ -154,7 +161,7 @@ func setup(t *testing.T, account string) *fixture {
 	}
 	t.Cleanup(proxy.Close)
 	text := strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
-		"{{devs}}", devsGroup, "{{redis}}", proxy.Addr).Replace(policyYAML)
+		"{{devs}}", devsGroup, "{{redis}}", proxy.Addr, "{{retention}}", retention, "{{retentionLine}}", retentionLine).Replace(policyYAML)
 	pol, err := policy.Parse("e2e.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
@@ -498,4 +505,121 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, system string) float64 
 	}
 	t.Fatalf("%s{system=%q} not exported", name, system)
 	return 0
+}
+
+// TestAccountsDeletedAfterRetention: with deleteAfter on every system, a
+// leaver's accounts are disabled at once and, when the retention has
+// passed, deleted from PostgreSQL, LDAP, Redis and MariaDB by retention
+// cases that River's timers open; the account rows stay, as deleted.
+func TestAccountsDeletedAfterRetention(t *testing.T) {
+	const account = "e2e.carol"
+	f := setup(t, account, "1s")
+	if c := f.submit(t, joiner(account)); c.Status != store.CaseCompleted {
+		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	for sys := range map[string]bool{"appdb": true, "dir": true, "cache": true, "maria": true} {
+		if !accountExists(t, sys, account) {
+			t.Fatalf("%s: no account after the joiner", sys)
+		}
+	}
+	c := f.submit(t, leaver(account))
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("leaver: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var accounts []identity.Account
+		if err := f.s.View(ctx, func(tx store.Tx) error {
+			var err error
+			accounts, err = tx.ListAccounts(ctx, c.IdentityID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		deleted := 0
+		for _, a := range accounts {
+			if a.Status == identity.AccountDeleted {
+				deleted++
+			}
+		}
+		if len(accounts) == 4 && deleted == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accounts 30 s after a 1 s retention: %+v", accounts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, sys := range []string{"appdb", "dir", "cache", "maria"} {
+		if accountExists(t, sys, account) {
+			t.Errorf("%s: the account is still there after its retention", sys)
+		}
+	}
+	var cases []store.Case
+	if err := f.s.View(ctx, func(tx store.Tx) error {
+		var err error
+		cases, err = tx.ListCases(ctx, c.IdentityID, 20)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	retention := 0
+	for _, rc := range cases {
+		if rc.Type == engine.CaseRetention {
+			retention++
+			if rc.Status != store.CaseCompleted {
+				t.Errorf("retention case %s: %s (%s)", rc.ID, rc.Status, rc.Reason)
+			}
+		}
+	}
+	if retention != 4 {
+		t.Errorf("%d retention cases, want one per system", retention)
+	}
+}
+
+// accountExists asks the system itself, as its administrator.
+func accountExists(t *testing.T, sys, account string) bool {
+	t.Helper()
+	ctx := context.Background()
+	var n int
+	var err error
+	switch sys {
+	case "appdb":
+		var c *pgx.Conn
+		if c, err = pgx.Connect(ctx, pg.URL); err == nil {
+			err = c.QueryRow(ctx, "SELECT COUNT(*) FROM pg_roles WHERE rolname = $1", account).Scan(&n)
+			c.Close(ctx)
+		}
+	case "dir":
+		var l *ldap.Conn
+		if l, err = ldap.DialURL(dir.URL); err == nil {
+			if err = l.Bind(testsvc.SlapdAdminDN, dir.Password); err == nil {
+				var res *ldap.SearchResult
+				res, err = l.Search(ldap.NewSearchRequest(testsvc.SlapdPeople, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+					"(uid="+ldap.EscapeFilter(account)+")", []string{"uid"}, nil))
+				if err == nil {
+					n = len(res.Entries)
+				}
+			}
+			l.Close()
+		}
+	case "cache":
+		rc := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+		var users []string
+		if users, err = rc.Do(ctx, "ACL", "USERS").StringSlice(); err == nil {
+			for _, u := range users {
+				if u == account {
+					n++
+				}
+			}
+		}
+		rc.Close()
+	case "maria":
+		err = mysqlAdmin.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ?", account).Scan(&n)
+	}
+	if err != nil {
+		t.Fatalf("%s: looking up %s: %v", sys, account, err)
+	}
+	return n > 0
 }

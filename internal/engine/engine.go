@@ -63,6 +63,10 @@ var System = Principal{ID: "jml", Role: RoleAdmin}
 // CaseExpiry is the type of cases the engine opens when a grant expires.
 const CaseExpiry identity.EventType = "expiry"
 
+// CaseRetention is the type of cases the engine opens when a departed
+// identity's account has been kept disabled for its system's deleteAfter.
+const CaseRetention identity.EventType = "retention"
+
 // Config is what New needs.
 type Config struct {
 	Store  store.Store
@@ -697,6 +701,11 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	}
 	if len(superseded) > 0 {
 		recs = append(recs, audit.New(now, p.ID, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
+	}
+	if after.State == identity.Departed {
+		if err := e.scheduleDeletions(ctx, tx, after, accounts); err != nil {
+			return nil, err
+		}
 	}
 
 	// jml's own credentials die with the leaver's transaction: there is no

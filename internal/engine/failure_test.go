@@ -26,6 +26,8 @@ type target struct {
 	grants map[string]bool
 	calls  int
 	gate   chan struct{} // when set, calls wait until it is closed
+	// deleted names the accounts DeleteAccount was called for.
+	deleted []string
 }
 
 func (t *target) do(f func()) error {
@@ -48,8 +50,15 @@ func (t *target) EnsureAccount(context.Context, connector.Op, connector.Account)
 func (t *target) DisableAccount(context.Context, connector.Op, connector.Account) error {
 	return t.do(func() {})
 }
-func (t *target) DeleteAccount(context.Context, connector.Op, connector.Account) error {
-	return t.do(func() {})
+func (t *target) DeleteAccount(_ context.Context, _ connector.Op, a connector.Account) error {
+	return t.do(func() {
+		t.deleted = append(t.deleted, a.Name)
+		for k := range t.grants {
+			if strings.HasPrefix(k, a.Name+"/") {
+				delete(t.grants, k)
+			}
+		}
+	})
 }
 func (t *target) Grant(_ context.Context, _ connector.Op, a connector.Account, e string) error {
 	return t.do(func() { t.grants[a.Name+"/"+e] = true })

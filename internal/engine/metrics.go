@@ -96,12 +96,12 @@ type pendingCollector struct {
 }
 
 // Collector returns a Prometheus collector of the engine's pending work:
-// jml_pending_revocations{system} (revoke and disable steps not yet
+// jml_pending_revocations{system} (revoke, disable and delete steps not yet
 // applied: access that should be gone and may not be) and
 // jml_pending_steps{system,action}.
 func (e *Engine) Collector() prometheus.Collector {
 	return &pendingCollector{e: e,
-		revocations: prometheus.NewDesc("jml_pending_revocations", "Revocation steps (revoke credential, revoke grant, disable account) waiting to run, by system.", []string{"system"}, nil),
+		revocations: prometheus.NewDesc("jml_pending_revocations", "Revocation steps (revoke credential, revoke grant, disable or delete account) waiting to run, by system.", []string{"system"}, nil),
 		steps:       prometheus.NewDesc("jml_pending_steps", "Steps waiting to run, by system and action.", []string{"system", "action"}, nil),
 		up:          prometheus.NewDesc("jml_pending_scrape_ok", "1 if the pending-work metrics could be read from the store.", nil, nil),
 	}

@@ -55,6 +55,17 @@ type RetireCredentialsArgs struct {
 
 func (RetireCredentialsArgs) Kind() string { return "jml.retire_credentials" }
 
+// DeleteAccountArgs is the timer of a departed identity's account: when it
+// fires, the account is deleted unless the identity changed since
+// DepartedAt (rehired, say).
+type DeleteAccountArgs struct {
+	IdentityID string    `json:"identityId"`
+	System     string    `json:"system"`
+	DepartedAt time.Time `json:"departedAt"`
+}
+
+func (DeleteAccountArgs) Kind() string { return "jml.delete_account" }
+
 // Workers returns the River workers of the engine's jobs.
 func (e *Engine) Workers() *river.Workers {
 	w := river.NewWorkers()
@@ -62,6 +73,7 @@ func (e *Engine) Workers() *river.Workers {
 	river.AddWorker(w, &effectiveEventWorker{e: e})
 	river.AddWorker(w, &expireGrantWorker{e: e})
 	river.AddWorker(w, &retireCredentialsWorker{e: e})
+	river.AddWorker(w, &deleteAccountWorker{e: e})
 	return w
 }
 
@@ -593,6 +605,8 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 		o.err = conn.EnsureAccount(ctx, op, acct)
 	case plan.DisableAccount:
 		o.err = conn.DisableAccount(ctx, op, acct)
+	case plan.DeleteAccount:
+		o.err = conn.DeleteAccount(ctx, op, acct)
 	case plan.Grant:
 		o.err = conn.Grant(ctx, op, acct, s.Entitlement)
 	case plan.RevokeGrant:
@@ -743,6 +757,8 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 		return "account active", tx.PutAccount(ctx, &identity.Account{IdentityID: c.IdentityID, System: s.System, Status: identity.AccountActive, UpdatedAt: now})
 	case plan.DisableAccount:
 		return "account disabled", tx.PutAccount(ctx, &identity.Account{IdentityID: c.IdentityID, System: s.System, Status: identity.AccountDisabled, UpdatedAt: now})
+	case plan.DeleteAccount:
+		return "account deleted", tx.PutAccount(ctx, &identity.Account{IdentityID: c.IdentityID, System: s.System, Status: identity.AccountDeleted, UpdatedAt: now})
 	case plan.RevokeCredential:
 		ok, err := tx.RevokeCredential(ctx, s.CredentialID, now)
 		if err != nil {

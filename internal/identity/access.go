@@ -52,6 +52,9 @@ type AccountStatus string
 const (
 	AccountActive   AccountStatus = "active"
 	AccountDisabled AccountStatus = "disabled"
+	// AccountDeleted: removed from the system after the system's
+	// retention; the row stays as evidence.
+	AccountDeleted AccountStatus = "deleted"
 )
 
 // Account is an identity's account in one system.

@@ -29,10 +29,14 @@ const (
 	Grant            Action = "grant"
 	IssueCredential  Action = "issue_credential"
 	RotateCredential Action = "rotate_credential"
+	// DeleteAccount removes a departed identity's account once its
+	// system's retention has passed. Plans never contain it: the engine
+	// opens a retention case for it.
+	DeleteAccount Action = "delete_account"
 )
 
 var order = map[Action]int{
-	RevokeCredential: 0, RevokeGrant: 1, DisableAccount: 2, EnableAccount: 3,
+	RevokeCredential: 0, RevokeGrant: 1, DisableAccount: 2, DeleteAccount: 2, EnableAccount: 3,
 	EnsureAccount: 4, Grant: 5, IssueCredential: 6, RotateCredential: 7,
 }
 
@@ -175,7 +179,7 @@ func Make(in Input) []Step {
 		}
 		a, ok := accounts[sys]
 		switch {
-		case !ok:
+		case !ok, a.Status == identity.AccountDeleted:
 			add(Step{Action: EnsureAccount, System: sys, Reason: reason})
 		case a.Status == identity.AccountDisabled:
 			add(Step{Action: EnableAccount, System: sys, Reason: reason})

@@ -50,6 +50,9 @@ type System struct {
 	Name   string
 	Type   string
 	Config map[string]any
+	// DeleteAfter, when non-zero, is how long a departed identity's
+	// account in this system is kept (disabled) before it is deleted.
+	DeleteAfter time.Duration
 }
 
 // Entitlement is one grantable thing in a system.
@@ -132,9 +135,10 @@ func (p *Policy) CredentialRule(name string) *CredentialRule { return p.credByNa
 // file is the YAML shape; it is decoded strictly (unknown fields are errors).
 type file struct {
 	Systems []struct {
-		Name   string         `yaml:"name"`
-		Type   string         `yaml:"type"`
-		Config map[string]any `yaml:"config"`
+		Name        string         `yaml:"name"`
+		Type        string         `yaml:"type"`
+		Config      map[string]any `yaml:"config"`
+		DeleteAfter string         `yaml:"deleteAfter"`
 	} `yaml:"systems"`
 	Entitlements []struct {
 		Name             string         `yaml:"name"`
@@ -205,7 +209,14 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if s.Type == "" {
 			return nil, errf("system %q: type is required", s.Name)
 		}
-		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config}
+		deleteAfter, err := ParseDuration(s.DeleteAfter)
+		if err != nil {
+			return nil, errf("system %q: deleteAfter: %v", s.Name, err)
+		}
+		if deleteAfter > 0 && s.Type == "builtin" {
+			return nil, errf("system %q: deleteAfter: the built-in vault holds no accounts to delete", s.Name)
+		}
+		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config, DeleteAfter: deleteAfter}
 	}
 	for i, e := range f.Entitlements {
 		if !namePattern.MatchString(e.Name) {

@@ -29,6 +29,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v, maxDuration: soon}]\n", "maxDuration: invalid duration"},
 		{"bad credential type", "systems: [{name: v, type: builtin}]\ncredentials: [{name: c, system: v, type: cert, when: 'true'}]\n", `unknown type "cert"`},
 		{"duplicate", "systems: [{name: v, type: builtin}, {name: v, type: builtin}]\n", `system "v" is defined twice`},
+		{"bad retention", "systems: [{name: db, type: postgres, deleteAfter: later}]\n", `system "db": deleteAfter: invalid duration "later"`},
+		{"retention on the vault", "systems: [{name: v, type: builtin, deleteAfter: 30d}]\n", `system "v": deleteAfter: the built-in vault holds no accounts`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// Account retention: a leaver disables accounts at once; a system with
+// deleteAfter in the policy has the account deleted that long after the
+// departure, by a retention case of one delete_account step, unless the
+// identity was rehired (or changed in any way) meanwhile. The account's row
+// stays, with status deleted, next to the audit trail of both cases.
+
+// scheduleDeletions, in the transaction that makes id departed, sets a
+// timer for each of its accounts in a system with deleteAfter.
+func (e *Engine) scheduleDeletions(ctx context.Context, tx store.Tx, id *identity.Identity, accounts []identity.Account) error {
+	pol := e.Policy()
+	for _, a := range accounts {
+		sys := pol.Systems[a.System]
+		if sys == nil || sys.DeleteAfter <= 0 || a.Status == identity.AccountDeleted {
+			continue
+		}
+		if err := tx.Enqueue(ctx, DeleteAccountArgs{IdentityID: id.ID, System: a.System, DepartedAt: id.UpdatedAt},
+			id.UpdatedAt.Add(sys.DeleteAfter)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type deleteAccountWorker struct {
+	river.WorkerDefaults[DeleteAccountArgs]
+	e *Engine
+}
+
+func (w *deleteAccountWorker) Work(ctx context.Context, job *river.Job[DeleteAccountArgs]) error {
+	caseID, err := w.e.DeleteAccount(ctx, job.Args)
+	if err != nil || caseID == "" {
+		return err
+	}
+	unlock := w.e.caseLocks.lock(caseID)
+	defer unlock()
+	// Failures are left to the case's own job, already scheduled.
+	if err := w.e.RunCase(ctx, caseID, false); err != nil {
+		w.e.log.Warn("retention case left to its job", "case", caseID, "error", err)
+	}
+	return nil
+}
+
+// DeleteAccount opens the retention case a DeleteAccountArgs timer calls
+// for and returns its ID; "" when there is nothing to delete: the identity
+// is no longer departed, changed after a.DepartedAt, or has no account in
+// the system that is not deleted already.
+func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string, error) {
+	var caseID string
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		caseID = ""
+		id, err := tx.GetIdentity(ctx, a.IdentityID)
+		if store.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		now := e.now().UTC()
+		if id.State != identity.Departed || id.UpdatedAt.After(a.DepartedAt) {
+			why := "the identity is " + string(id.State)
+			if id.State == identity.Departed {
+				why = "the identity changed after this departure"
+			}
+			return tx.AppendAudit(ctx, audit.New(now, System.ID, "account.deletion_skipped", id.ID, "", map[string]any{"system": a.System, "why": why}))
+		}
+		accounts, err := tx.ListAccounts(ctx, id.ID)
+		if err != nil {
+			return err
+		}
+		held := false
+		for _, acc := range accounts {
+			held = held || (acc.System == a.System && acc.Status != identity.AccountDeleted)
+		}
+		if !held {
+			return nil
+		}
+		sys := e.Policy().Systems[a.System]
+		reason := "retention: departed " + a.DepartedAt.UTC().Format(time.RFC3339)
+		if sys != nil {
+			reason += ", deleteAfter " + sys.DeleteAfter.String()
+		}
+		c := &store.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseRetention, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
+			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.DeleteAccount, System: a.System, Reason: reason}, Status: store.StepPending, UpdatedAt: now}}}
+		if err := tx.InsertCase(ctx, c); err != nil {
+			return err
+		}
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, now.Add(time.Minute)); err != nil {
+			return err
+		}
+		caseID = c.ID
+		return tx.AppendAudit(ctx, audit.New(now, System.ID, "account.deletion_due", id.ID, c.ID, map[string]any{"system": a.System, "departedAt": a.DepartedAt}))
+	})
+	return caseID, err
+}
