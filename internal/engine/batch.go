@@ -141,7 +141,7 @@ func (e *Engine) runBatch(batch []*submission) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The batch's identities and events are read in two queries up front,
+	// The batch's identities and events are read in one round trip up front,
 	// and every write is held to the end: a batch costs a few round trips
 	// however many events it holds.
 	pre := &prefetched{}
@@ -204,10 +204,7 @@ func (p *prefetched) load(ctx context.Context, tx store.Tx, batch []*submission)
 		}
 	}
 	var err error
-	if p.idents, err = tx.GetIdentitiesByExternalID(ctx, irefs); err != nil {
-		return err
-	}
-	p.events, err = tx.GetEventsBySourceID(ctx, erefs)
+	p.idents, p.events, err = tx.GetIdentitiesAndEvents(ctx, irefs, erefs)
 	return err
 }
 

@@ -303,13 +303,11 @@ type Tx interface {
 	// ID) exists; then it returns that one and inserted=false.
 	InsertEvent(ctx context.Context, ev *Event) (existing *Event, inserted bool, err error)
 	// InsertNewEvent stores an event the caller found absent in this
-	// transaction (GetEventsBySourceID). It may be written only at commit;
+	// transaction (GetIdentitiesAndEvents). It may be written only at commit;
 	// an event with the same (source, event ID) committed meanwhile fails
 	// the transaction with a conflict that the store's retry turns into a
 	// fresh run, where the lookup finds it.
 	InsertNewEvent(ctx context.Context, ev *Event) error
-	// GetEventsBySourceID returns the events of refs that exist.
-	GetEventsBySourceID(ctx context.Context, refs []EventRef) (map[EventRef]*Event, error)
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error
 
@@ -322,8 +320,10 @@ type Tx interface {
 	// one after the other, each reading what the previous one left.
 	GetIdentity(ctx context.Context, id string) (*identity.Identity, error)
 	GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error)
-	// GetIdentitiesByExternalID returns the identities of refs that exist.
-	GetIdentitiesByExternalID(ctx context.Context, refs []ExternalRef) (map[ExternalRef]*identity.Identity, error)
+	// GetIdentitiesAndEvents returns the identities and the events of
+	// irefs and erefs that exist, in one round trip where the backend can:
+	// a batch's lookups before it writes.
+	GetIdentitiesAndEvents(ctx context.Context, irefs []ExternalRef, erefs []EventRef) (map[ExternalRef]*identity.Identity, map[EventRef]*Event, error)
 	ListIdentities(ctx context.Context, f IdentityFilter) ([]identity.Identity, error)
 
 	ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error)

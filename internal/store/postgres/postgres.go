@@ -198,9 +198,50 @@ var _ store.Batcher = (*Store)(nil)
 
 // UpdateBatch implements store.Batcher: the fns share one transaction and
 // their deferred inserts go out merged, table by table, just before
-// commit.
+// commit. The transaction is pipelined: BEGIN goes out with the first
+// statement and COMMIT with the deferred inserts, so a batch whose only
+// reads are its first (the engine's prefetch) costs two round trips.
 func (s *Store) UpdateBatch(ctx context.Context, fns []func(store.Tx) error) error {
-	return s.update(ctx, true, fns...)
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		err = s.pipelined(ctx, fns)
+		if err == nil || !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// pipelined runs fns in one transaction on a pooled connection, with BEGIN
+// and COMMIT sent along with other statements instead of on their own.
+func (s *Store) pipelined(ctx context.Context, fns []func(store.Tx) error) (err error) {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection released inside a transaction (the ROLLBACK below
+	// failed) is closed by the pool, never reused.
+	defer pc.Release()
+	pgc := pc.Conn()
+	c := &conn{tx: pgc, holdWrites: true, begin: true}
+	defer func() {
+		if err != nil && !c.begin { // BEGIN went out: end the transaction
+			pgc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	enqueue := func(ctx context.Context, args store.JobArgs, runAt time.Time) error {
+		if err := c.sendBegin(ctx); err != nil {
+			return err
+		}
+		_, err := s.insert.InsertTx(ctx, connTx{pgc}, args, &river.InsertOpts{ScheduledAt: runAt})
+		return err
+	}
+	for _, fn := range fns {
+		if err = fn(sqlstore.NewTx(c, dialect, enqueue)); err != nil {
+			return err
+		}
+	}
+	return c.commit(ctx)
 }
 
 // update runs fns in one read-write transaction; holdWrites keeps deferred
@@ -247,8 +288,11 @@ func (s *Store) Close() error {
 // is a Deferrer: statements whose results are not read wait in a batch
 // that goes out, in one round trip, before the next statement or commit.
 type conn struct {
-	tx      pgx.Tx
+	tx      querier
 	pending []sqlstore.Statement
+	// begin is a BEGIN not sent yet: it goes out with the next statement
+	// (UpdateBatch's pipelined transactions).
+	begin bool
 	// holdWrites keeps deferred statements until flush even when a read
 	// comes first (UpdateBatch, whose caller guarantees reads do not need
 	// them).
@@ -256,6 +300,26 @@ type conn struct {
 }
 
 var _ sqlstore.Deferrer = (*conn)(nil)
+
+// querier is what conn needs of a pgx transaction or connection.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sendBegin sends a pending BEGIN (and the deferred statements) now.
+func (c *conn) sendBegin(ctx context.Context) error {
+	if !c.begin {
+		return nil
+	}
+	return c.send(ctx, false)
+}
+
+// commit sends the deferred statements and COMMIT in one round trip.
+func (c *conn) commit(ctx context.Context) error {
+	return c.send(ctx, true)
+}
 
 func (c *conn) ExecLater(q string, args ...any) {
 	c.pending = append(c.pending, sqlstore.Statement{Query: q, Args: args})
@@ -268,20 +332,46 @@ func (c *conn) flush(ctx context.Context) error {
 	if len(c.pending) == 0 {
 		return nil
 	}
-	stmts := sqlstore.MergeInserts(c.pending, 65535)
-	c.pending = nil
-	b := &pgx.Batch{}
-	for _, st := range stmts {
-		b.Queue(rebind(st.Query), st.Args...)
+	return c.send(ctx, false)
+}
+
+// send sends, in one round trip, a pending BEGIN, the deferred statements
+// merged, and COMMIT when commit is set.
+func (c *conn) send(ctx context.Context, commit bool) error {
+	b := c.batch()
+	if commit {
+		b.Queue("COMMIT")
+	}
+	if b.Len() == 0 {
+		return nil
 	}
 	br := c.tx.SendBatch(ctx, b)
 	for i := 0; i < b.Len(); i++ {
-		if _, err := br.Exec(); err != nil {
+		tag, err := br.Exec()
+		if err != nil {
 			br.Close()
 			return err
 		}
+		if commit && i == b.Len()-1 && tag.String() == "ROLLBACK" {
+			br.Close()
+			return pgx.ErrTxCommitRollback
+		}
 	}
 	return br.Close()
+}
+
+// batch takes the pending BEGIN and deferred statements into a batch.
+func (c *conn) batch() *pgx.Batch {
+	b := &pgx.Batch{}
+	if c.begin {
+		b.Queue("BEGIN")
+		c.begin = false
+	}
+	for _, st := range sqlstore.MergeInserts(c.pending, 65535) {
+		b.Queue(rebind(st.Query), st.Args...)
+	}
+	c.pending = nil
+	return b
 }
 
 var rewritten sync.Map // query with ? -> query with $n
@@ -314,6 +404,9 @@ func (c *conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 			return 0, err
 		}
 	}
+	if err := c.sendBegin(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := c.tx.Exec(ctx, rebind(q), args...)
 	if err != nil {
 		return 0, err
@@ -327,9 +420,118 @@ func (c *conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows,
 			return nil, err
 		}
 	}
+	if c.begin {
+		// The pending BEGIN (and any deferred statements) go out in the
+		// query's round trip.
+		b := c.batch()
+		n := b.Len()
+		b.Queue(rebind(q), args...)
+		br := c.tx.SendBatch(ctx, b)
+		for i := 0; i < n; i++ {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return nil, err
+			}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return nil, err
+		}
+		return &batchRows{Rows: rows, br: br}, nil
+	}
 	rows, err := c.tx.Query(ctx, rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
 	return rows, nil
 }
+
+var _ sqlstore.QueryBatcher = (*conn)(nil)
+
+// QueryEach implements sqlstore.QueryBatcher: a pending BEGIN, the
+// deferred statements and stmts go out in one round trip.
+func (c *conn) QueryEach(ctx context.Context, stmts []sqlstore.Statement, each func(i int, scan func(...any) error) error) error {
+	b := c.batch()
+	n := b.Len()
+	for _, st := range stmts {
+		b.Queue(rebind(st.Query), st.Args...)
+	}
+	br := c.tx.SendBatch(ctx, b)
+	defer br.Close()
+	for i := 0; i < n; i++ {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	for i := range stmts {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := each(i, rows.Scan); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// batchRows are the rows of a batch's last query; closing them closes the
+// batch.
+type batchRows struct {
+	pgx.Rows
+	br  pgx.BatchResults
+	err error
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if err := r.br.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// connTx lets River insert jobs through a connection on which the
+// pipelined transaction is open. River's inserts only run statements; the
+// transaction's ends are pipelined's.
+type connTx struct{ c *pgx.Conn }
+
+var errNested = errors.New("postgres store: no nested transaction in a pipelined one")
+
+func (t connTx) Begin(context.Context) (pgx.Tx, error) { return nil, errNested }
+func (t connTx) Commit(context.Context) error          { return errNested }
+func (t connTx) Rollback(context.Context) error        { return errNested }
+func (t connTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	return t.c.CopyFrom(ctx, table, cols, src)
+}
+func (t connTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.c.SendBatch(ctx, b)
+}
+func (t connTx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
+func (t connTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.c.Prepare(ctx, name, sql)
+}
+func (t connTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.c.Exec(ctx, sql, args...)
+}
+func (t connTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.c.Query(ctx, sql, args...)
+}
+func (t connTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.c.QueryRow(ctx, sql, args...)
+}
+func (t connTx) Conn() *pgx.Conn { return t.c }

@@ -35,6 +35,14 @@ type Deferrer interface {
 	ExecLater(query string, args ...any)
 }
 
+// QueryBatcher is a Conn that can send several queries in one round trip
+// (along with deferred statements, which go first).
+type QueryBatcher interface {
+	// QueryEach runs stmts and hands each row to each, with the index of
+	// its statement, in order.
+	QueryEach(ctx context.Context, stmts []Statement, each func(i int, scan func(...any) error) error) error
+}
+
 // HeadKeeper is a Conn whose backend has a single writer and so can keep
 // the audit head (last seq and hash) in memory across the updates of a
 // transaction. AuditHead reports it when known; after SetAuditHead the

@@ -129,6 +129,11 @@ const pairChunk = 256
 // IN list was planned as a scan of the first column's index on a new
 // PostgreSQL table, which grew linearly with the table).
 func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs [][2]string, scan func(func(...any) error) error) error {
+	return queryEach(ctx, c, pairsStatements(cols, table, a, b, lock, pairs), func(_ int, s func(...any) error) error { return scan(s) })
+}
+
+// pairsStatements are pairsIn's queries.
+func pairsStatements(cols, table, a, b, lock string, pairs [][2]string) []Statement {
 	arm := "SELECT " + cols + " FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
 	if lock != "" {
 		// A UNION cannot lock: the arms find the IDs, the outer query
@@ -136,6 +141,7 @@ func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs 
 		// overlapping sets do not deadlock.
 		arm = "SELECT id FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
 	}
+	var out []Statement
 	for start := 0; start < len(pairs); start += pairChunk {
 		chunk := pairs[start:min(start+pairChunk, len(pairs))]
 		// The list is padded to a power of two with its last pair, so that
@@ -154,12 +160,24 @@ func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs 
 		if lock != "" {
 			q = "SELECT " + cols + " FROM " + table + " WHERE id IN (" + q + ") ORDER BY id" + lock
 		}
-		rows, err := c.Query(ctx, q, args...)
+		out = append(out, Statement{Query: q, Args: args})
+	}
+	return out
+}
+
+// queryEach runs stmts, in one round trip where c is a QueryBatcher, and
+// hands each row to each with the index of its statement.
+func queryEach(ctx context.Context, c Conn, stmts []Statement, each func(i int, scan func(...any) error) error) error {
+	if qb, ok := c.(QueryBatcher); ok {
+		return qb.QueryEach(ctx, stmts, each)
+	}
+	for i, st := range stmts {
+		rows, err := c.Query(ctx, st.Query, st.Args...)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			if err := scan(rows.Scan); err != nil {
+			if err := each(i, rows.Scan); err != nil {
 				rows.Close()
 				return err
 			}
@@ -172,20 +190,36 @@ func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs 
 	return nil
 }
 
-func (t *Tx) GetEventsBySourceID(ctx context.Context, refs []store.EventRef) (map[store.EventRef]*store.Event, error) {
-	pairs := make([][2]string, len(refs))
-	for i, r := range refs {
-		pairs[i] = [2]string{r.Source, r.ID}
+// GetIdentitiesAndEvents implements store.Tx: one query per 256 refs,
+// all in one round trip where the connection is a QueryBatcher.
+func (t *Tx) GetIdentitiesAndEvents(ctx context.Context, irefs []store.ExternalRef, erefs []store.EventRef) (map[store.ExternalRef]*identity.Identity, map[store.EventRef]*store.Event, error) {
+	ipairs := make([][2]string, len(irefs))
+	for i, r := range irefs {
+		ipairs[i] = [2]string{r.Source, r.ExternalID}
 	}
-	out := map[store.EventRef]*store.Event{}
-	err := pairsIn(ctx, t.c, eventCols, "events", "source", "source_event_id", "", pairs, func(scan func(...any) error) error {
+	epairs := make([][2]string, len(erefs))
+	for i, r := range erefs {
+		epairs[i] = [2]string{r.Source, r.ID}
+	}
+	stmts := pairsStatements(identityCols, "identities", "source", "external_id", t.lock(), ipairs)
+	nIdent := len(stmts)
+	stmts = append(stmts, pairsStatements(eventCols, "events", "source", "source_event_id", "", epairs)...)
+	idents, events := map[store.ExternalRef]*identity.Identity{}, map[store.EventRef]*store.Event{}
+	err := queryEach(ctx, t.c, stmts, func(i int, scan func(...any) error) error {
+		if i < nIdent {
+			id, err := scanIdentity(scan)
+			if err == nil {
+				idents[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
+			}
+			return err
+		}
 		ev, err := scanEvent(scan)
 		if err == nil {
-			out[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
+			events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
 		}
 		return err
 	})
-	return out, err
+	return idents, events, err
 }
 
 func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {
@@ -278,22 +312,6 @@ func (t *Tx) lock() string {
 func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
 	return one(ctx, t.c, "identity", source+"/"+externalID, scanIdentity,
 		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?"+t.lock(), source, externalID)
-}
-
-func (t *Tx) GetIdentitiesByExternalID(ctx context.Context, refs []store.ExternalRef) (map[store.ExternalRef]*identity.Identity, error) {
-	pairs := make([][2]string, len(refs))
-	for i, r := range refs {
-		pairs[i] = [2]string{r.Source, r.ExternalID}
-	}
-	out := map[store.ExternalRef]*identity.Identity{}
-	err := pairsIn(ctx, t.c, identityCols, "identities", "source", "external_id", t.lock(), pairs, func(scan func(...any) error) error {
-		id, err := scanIdentity(scan)
-		if err == nil {
-			out[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
-		}
-		return err
-	})
-	return out, err
 }
 
 func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]identity.Identity, error) {

@@ -182,23 +182,26 @@ func testLookupMany(t *testing.T, s store.Store) {
 		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_1", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
 			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0})
 	})
-	view(t, s, func(tx store.Tx) error {
-		// More refs than one query binds, most of them absent.
-		refs := []store.ExternalRef{{Source: "hr", ExternalID: "c"}, {Source: "other", ExternalID: "a"}, {Source: "hr", ExternalID: "a"}}
-		for i := 0; i < 1200; i++ {
-			refs = append(refs, store.ExternalRef{Source: "hr", ExternalID: fmt.Sprintf("x%d", i)})
-		}
-		got, err := tx.GetIdentitiesByExternalID(ctx, refs)
+	// More refs than one query binds, most of them absent; looked up in a
+	// read-only transaction and in a read-write one (which locks them).
+	refs := []store.ExternalRef{{Source: "hr", ExternalID: "c"}, {Source: "other", ExternalID: "a"}, {Source: "hr", ExternalID: "a"}}
+	for i := 0; i < 1200; i++ {
+		refs = append(refs, store.ExternalRef{Source: "hr", ExternalID: fmt.Sprintf("x%d", i)})
+	}
+	erefs := []store.EventRef{{Source: "hr", ID: "e1"}, {Source: "hr", ID: "e2"}, {Source: "sap", ID: "e1"}}
+	lookUp := func(tx store.Tx) error {
+		got, evs, err := tx.GetIdentitiesAndEvents(ctx, refs, erefs)
 		if err != nil || len(got) != 2 || got[store.ExternalRef{Source: "hr", ExternalID: "a"}].ID != "idn_0" ||
 			got[store.ExternalRef{Source: "hr", ExternalID: "c"}].Attributes["department"] != "Engineering" {
-			t.Errorf("GetIdentitiesByExternalID = %v, %v", got, err)
+			t.Errorf("GetIdentitiesAndEvents identities = %v, %v", got, err)
 		}
-		evs, err := tx.GetEventsBySourceID(ctx, []store.EventRef{{Source: "hr", ID: "e1"}, {Source: "hr", ID: "e2"}, {Source: "sap", ID: "e1"}})
-		if err != nil || len(evs) != 1 || evs[store.EventRef{Source: "hr", ID: "e1"}].ID != "evt_1" {
-			t.Errorf("GetEventsBySourceID = %v, %v", evs, err)
+		if len(evs) != 1 || evs[store.EventRef{Source: "hr", ID: "e1"}].ID != "evt_1" {
+			t.Errorf("GetIdentitiesAndEvents events = %v", evs)
 		}
 		return nil
-	})
+	}
+	view(t, s, lookUp)
+	update(t, s, lookUp)
 	// A second insert of the same (source, event ID) fails the transaction.
 	err := s.Update(ctx, func(tx store.Tx) error {
 		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_2", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "b", Kind: identity.Human},
