@@ -545,9 +545,31 @@ func scanCase(scan func(...any) error) (*store.Case, error) {
 }
 
 func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
-	if err := t.write(ctx, "INSERT INTO cases ("+caseCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt)); err != nil {
+	revocations := 0
+	for _, s := range c.Steps {
+		switch s.Action {
+		case plan.RevokeGrant, plan.RevokeCredential, plan.DisableAccount:
+			revocations++
+		}
+	}
+	inline := ""
+	if c.Status == store.CaseCompleted && len(c.Steps) > 0 {
+		b, err := json.Marshal(stepsToJSON(c.Steps))
+		if err != nil {
+			return fmt.Errorf("insert case: %w", err)
+		}
+		inline = string(b)
+	}
+	if err := t.write(ctx, "INSERT INTO cases ("+caseCols+", steps_json, revocations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt),
+		inline, revocations); err != nil {
 		return fmt.Errorf("insert case: %w", err)
+	}
+	for i := range c.Steps {
+		c.Steps[i].CaseID = c.ID
+	}
+	if inline != "" {
+		return nil
 	}
 	// Steps go in multi-row inserts (one round trip for a whole plan), in
 	// chunks that stay under SQLite's bound-parameter limit.
@@ -585,6 +607,47 @@ func scanStep(scan func(...any) error) (*store.Step, error) {
 	return &s, nil
 }
 
+// stepJSON is a step in cases.steps_json: the steps table's columns, with
+// the same precision (milliseconds, microseconds), so that a case reads
+// back alike from either.
+type stepJSON struct {
+	Seq           int    `json:"seq"`
+	Action        string `json:"action"`
+	System        string `json:"system"`
+	Entitlement   string `json:"entitlement,omitempty"`
+	Rule          string `json:"rule,omitempty"`
+	CredentialID  string `json:"credentialId,omitempty"`
+	DurationMS    int64  `json:"durationMs,omitempty"`
+	NeedsApproval bool   `json:"needsApproval,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	Status        string `json:"status"`
+	Attempts      int    `json:"attempts,omitempty"`
+	LastError     string `json:"lastError,omitempty"`
+	Result        string `json:"result,omitempty"`
+	DecidedBy     string `json:"decidedBy,omitempty"`
+	UpdatedAt     int64  `json:"updatedAt"`
+}
+
+func stepsToJSON(steps []store.Step) []stepJSON {
+	out := make([]stepJSON, len(steps))
+	for i, s := range steps {
+		out[i] = stepJSON{Seq: s.Seq, Action: string(s.Action), System: s.System, Entitlement: s.Entitlement, Rule: s.Rule, CredentialID: s.CredentialID,
+			DurationMS: s.Duration.Milliseconds(), NeedsApproval: s.NeedsApproval, Reason: s.Reason, Status: string(s.Status), Attempts: s.Attempts,
+			LastError: s.LastError, Result: s.Result, DecidedBy: s.DecidedBy, UpdatedAt: micros(s.UpdatedAt)}
+	}
+	return out
+}
+
+func stepsFromJSON(caseID string, js []stepJSON) []store.Step {
+	out := make([]store.Step, len(js))
+	for i, j := range js {
+		out[i] = store.Step{CaseID: caseID, Seq: j.Seq, Step: plan.Step{Action: plan.Action(j.Action), System: j.System, Entitlement: j.Entitlement, Rule: j.Rule,
+			CredentialID: j.CredentialID, Duration: time.Duration(j.DurationMS) * time.Millisecond, NeedsApproval: j.NeedsApproval, Reason: j.Reason},
+			Status: store.StepStatus(j.Status), Attempts: j.Attempts, LastError: j.LastError, Result: j.Result, DecidedBy: j.DecidedBy, UpdatedAt: fromMicros(j.UpdatedAt)}
+	}
+	return out
+}
+
 func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step, error) {
 	rows, err := t.c.Query(ctx, "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
 	if err != nil {
@@ -603,9 +666,20 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 }
 
 func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
-	c, err := one(ctx, t.c, "case", id, scanCase, "SELECT "+caseCols+" FROM cases WHERE id = ?", id)
+	var inline string
+	c, err := one(ctx, t.c, "case", id, func(scan func(...any) error) (*store.Case, error) {
+		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
+	}, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
 	if err != nil {
 		return nil, err
+	}
+	if inline != "" {
+		var js []stepJSON
+		if err := json.Unmarshal([]byte(inline), &js); err != nil {
+			return nil, fmt.Errorf("case %s steps: %w", id, err)
+		}
+		c.Steps = stepsFromJSON(id, js)
+		return c, nil
 	}
 	c.Steps, err = t.steps(ctx, "case_id = ?", id)
 	if c.Steps == nil {
@@ -1065,14 +1139,14 @@ func (t *Tx) CountEvents(ctx context.Context, source string, types []identity.Ev
 func (t *Tx) CountRevocations(ctx context.Context, source string, since time.Time) (int, error) {
 	// Every event type is named so that events_type_source serves the
 	// window (its first column is the type).
-	args := make([]any, 0, len(identity.EventTypes)+5)
+	args := make([]any, 0, len(identity.EventTypes)+2)
 	for _, ty := range identity.EventTypes {
 		args = append(args, string(ty))
 	}
-	args = append(args, source, micros(since), string(plan.RevokeGrant), string(plan.RevokeCredential), string(plan.DisableAccount))
+	args = append(args, source, micros(since))
 	var n int
-	err := t.row(ctx, []any{&n}, `SELECT COUNT(*) FROM events e JOIN cases c ON c.event_id = e.id JOIN steps s ON s.case_id = c.id
-WHERE e.type IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(identity.EventTypes)), ", ")+`) AND e.source = ? AND e.received_at >= ? AND s.action IN (?, ?, ?)`,
+	err := t.row(ctx, []any{&n}, `SELECT COALESCE(SUM(c.revocations), 0) FROM events e JOIN cases c ON c.id = e.case_id
+WHERE e.type IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(identity.EventTypes)), ", ")+`) AND e.source = ? AND e.received_at >= ?`,
 		args...)
 	return n, err
 }

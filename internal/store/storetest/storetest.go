@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -451,6 +452,56 @@ func testCases(t *testing.T, s store.Store) {
 		cs, _ := tx.ListCases(ctx, "i1", 10)
 		if len(cs) != 1 {
 			t.Errorf("ListCases = %d", len(cs))
+		}
+		return nil
+	})
+
+	// A case stored completed keeps its steps in its own row; it reads
+	// back exactly like one whose steps are rows, and its revocations are
+	// counted for the guard all the same.
+	steps := func() []store.Step {
+		return []store.Step{
+			{Seq: 1, Step: plan.Step{Action: plan.RevokeCredential, System: "vault", Rule: "key", CredentialID: "cred_1", Reason: "leaver"}, Status: store.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0.Add(1500 * time.Nanosecond)},
+			{Seq: 2, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: store.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0},
+			{Seq: 3, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 90 * time.Minute, NeedsApproval: true}, Status: store.StepDenied, DecidedBy: "tok_2", Result: "denied", UpdatedAt: t0},
+		}
+	}
+	done := &store.Case{ID: "case_2", EventID: "evt_2", IdentityID: "i2", Type: identity.Leaver, Status: store.CaseCompleted, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, CompletedAt: t0, Steps: steps()}
+	running := &store.Case{ID: "case_3", EventID: "evt_3", IdentityID: "i3", Type: identity.Leaver, Status: store.CaseRunning, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, Steps: steps()}
+	update(t, s, func(tx store.Tx) error {
+		for _, c := range []*store.Case{done, running} {
+			if err := tx.InsertCase(ctx, c); err != nil {
+				return err
+			}
+			if err := tx.InsertNewEvent(ctx, &store.Event{ID: c.EventID, Event: identity.Event{Source: "guarded", ID: c.EventID, Type: identity.Leaver, ExternalID: c.IdentityID},
+				CaseID: c.ID, IdentityID: c.IdentityID, Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		a, err := tx.GetCase(ctx, "case_2")
+		if err != nil {
+			return err
+		}
+		b, err := tx.GetCase(ctx, "case_3")
+		if err != nil {
+			return err
+		}
+		for i := range a.Steps {
+			x, y := a.Steps[i], b.Steps[i]
+			x.CaseID, y.CaseID = "", ""
+			if !reflect.DeepEqual(x, y) {
+				t.Errorf("step %d stored inline = %+v\nstored as a row = %+v", i+1, x, y)
+			}
+		}
+		if len(a.Steps) != 3 || a.Steps[0].CaseID != "case_2" {
+			t.Errorf("inline steps = %+v", a.Steps)
+		}
+		n, err := tx.CountRevocations(ctx, "guarded", t0.Add(-time.Minute))
+		if err != nil || n != 4 {
+			t.Errorf("CountRevocations = %d, %v; want 2 per case", n, err)
 		}
 		return nil
 	})
