@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -70,7 +71,9 @@ func (o Options) runs(part string) bool {
 
 // Run runs every benchmark and prints the figures.
 func Run(ctx context.Context, o Options) error {
-	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	gc := debug.SetGCPercent(100) // read the setting; put it back
+	debug.SetGCPercent(gc)
+	fmt.Fprintf(o.Out, "jml bench: GOMAXPROCS=%d GOGC=%d %s/%s, %s\n", runtime.GOMAXPROCS(0), gc, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	for _, p := range o.Only {
 		switch p {
 		case "policy", "revoke", "sqlite", "jobs", "postgres", "systems", "pglist", "hrdiff", "scim":

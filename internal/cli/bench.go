@@ -24,6 +24,7 @@ func benchCmd(ev *env) *cobra.Command {
 			"removes) users named jmlbench* in PostgreSQL, Redis and MariaDB.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			if v := ev.getenv("JML_BENCH_POSTGRES"); v != "" && !cmd.Flags().Changed("postgres") {
 				o.PostgresAdminURL = v
 			}

@@ -128,6 +128,7 @@ func serveCmd(ev *env) *cobra.Command {
 		Short: "Run the API and the workers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			if cfgPath == "" {
 				cfgPath = ev.getenv("JML_CONFIG")
 			}

@@ -44,3 +44,23 @@ func BenchmarkSubmitJoinerSQLiteParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSubmitJoinerPostgresParallel: 64 concurrent submitters on
+// PostgreSQL, where they are accepted in batches.
+func BenchmarkSubmitJoinerPostgresParallel(b *testing.B) {
+	s := openPostgresB(b)
+	f := newFixtureB(b, s)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+				Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
