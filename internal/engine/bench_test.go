@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
 )
 
 // BenchmarkSubmitJoinerSQLite measures accepting (and, for built-in steps,
@@ -27,32 +28,18 @@ func BenchmarkSubmitJoinerSQLite(b *testing.B) {
 
 // BenchmarkSubmitJoinerSQLiteParallel is the throughput shape: 8
 // concurrent submitters sharing group commits.
-func BenchmarkSubmitJoinerSQLiteParallel(b *testing.B) {
-	s := openSQLiteB(b)
-	f := newFixtureB(b, s)
-	ctx := context.Background()
-	var n atomic.Int64
-	b.SetParallelism(4)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
-				Attributes: map[string]any{"department": "Engineering"}}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
+func BenchmarkSubmitJoinerSQLiteParallel(b *testing.B) { benchParallel(b, openSQLiteB(b), 4) }
 
 // BenchmarkSubmitJoinerPostgresParallel: 64 concurrent submitters on
 // PostgreSQL, where they are accepted in batches.
-func BenchmarkSubmitJoinerPostgresParallel(b *testing.B) {
-	s := openPostgresB(b)
+func BenchmarkSubmitJoinerPostgresParallel(b *testing.B) { benchParallel(b, openPostgresB(b), 32) }
+
+// benchParallel submits joiners from parallelism goroutines per CPU.
+func benchParallel(b *testing.B, s store.Store, parallelism int) {
 	f := newFixtureB(b, s)
 	ctx := context.Background()
 	var n atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(parallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)

@@ -71,21 +71,12 @@ func StartPostgres(withTLS ...bool) (*Server, error) {
 		}
 		tlsArgs = []string{"-c", "ssl=on", "-c", "ssl_cert_file=" + s.TLS.Cert, "-c", "ssl_key_file=" + s.TLS.Key}
 	}
-	logf, err := os.Create(s.log)
-	if err != nil {
-		return fail(err)
-	}
-	defer logf.Close()
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	args := append([]string{"-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200", "-c", "shared_buffers=32MB")
-	s.cmd.Args = append(s.cmd.Args, tlsArgs...)
-	s.cmd.SysProcAttr = sysProcAttr(cred)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
+		"-c", "max_connections=200", "-c", "shared_buffers=32MB"}, tlsArgs...)
+	if err := s.start(cred, filepath.Join(bin, "postgres"), args...); err != nil {
 		return fail(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=disable", PostgresAdmin, password, s.Addr)
 	err = s.waitFor(30*time.Second, func() error {

@@ -39,20 +39,11 @@ func StartRedisTLS() (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	logf, err := os.Create(s.log)
-	if err != nil {
-		return fail(err)
-	}
-	defer logf.Close()
-	s.cmd = exec.Command(bin, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", s.TLS.Cert,
+	if err := s.start(nil, bin, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", s.TLS.Cert,
 		"--tls-key-file", s.TLS.Key, "--tls-ca-cert-file", s.TLS.CA, "--tls-auth-clients", "no",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	s.cmd.SysProcAttr = sysProcAttr(nil)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
+		"--save", "", "--appendonly", "no", "--dir", dir); err != nil {
 		return fail(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	pem, err := os.ReadFile(s.TLS.CA)
 	if err != nil {

@@ -107,11 +107,6 @@ func StartSlapd(withTLS ...bool) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	logf, err := os.Create(s.log)
-	if err != nil {
-		return fail(err)
-	}
-	defer logf.Close()
 	url := "ldap://127.0.0.1:" + strconv.Itoa(port)
 	listen := url + "/"
 	if tlsPort != 0 {
@@ -119,13 +114,9 @@ func StartSlapd(withTLS ...bool) (*Server, error) {
 		listen += " " + s.TLSURL + "/"
 	}
 	// -d 0 keeps slapd in the foreground, so the test owns its process.
-	s.cmd = exec.Command(bin, "-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", listen)
-	s.cmd.SysProcAttr = sysProcAttr(nil)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
+	if err := s.start(nil, bin, "-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", listen); err != nil {
 		return fail(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = url
 	var conn *ldap.Conn

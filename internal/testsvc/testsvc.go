@@ -52,6 +52,24 @@ func (s *Server) Stop() error {
 	return os.RemoveAll(s.dir)
 }
 
+// start runs the server's command (its output to the server's log, as
+// cred when not nil) and watches for its exit.
+func (s *Server) start(cred *syscall.Credential, bin string, args ...string) error {
+	logf, err := os.Create(s.log)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.SysProcAttr = sysProcAttr(cred)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	return nil
+}
+
 // Log returns what the server wrote to its log, for failure messages.
 func (s *Server) Log() string {
 	data, _ := os.ReadFile(s.log)

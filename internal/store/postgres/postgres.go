@@ -469,14 +469,7 @@ func (c *conn) QueryEach(ctx context.Context, stmts []sqlstore.Statement, each f
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			if err := each(i, rows.Scan); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := sqlstore.EachRow(rows, func(scan func(...any) error) error { return each(i, scan) }); err != nil {
 			return err
 		}
 	}

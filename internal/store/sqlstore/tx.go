@@ -176,18 +176,23 @@ func queryEach(ctx context.Context, c Conn, stmts []Statement, each func(i int, 
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			if err := each(i, rows.Scan); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := EachRow(rows, func(scan func(...any) error) error { return each(i, scan) }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// EachRow hands every row to fn, then closes rows; it returns fn's first
+// error or the rows' own.
+func EachRow(rows Rows, fn func(scan func(...any) error) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // GetIdentitiesAndEvents implements store.Tx: one query per 256 refs,
