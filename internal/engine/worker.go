@@ -293,11 +293,7 @@ func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, f
 		for _, first := range runnable {
 			go func() { results <- e.callSystem(ctx, c, id, first.System, lastAttempt) }()
 		}
-		settled, err := e.recordRuns(ctx, c, results, len(runnable), fail)
-		if err != nil {
-			return err
-		}
-		if settled {
+		if e.recordRuns(ctx, c, results, len(runnable), fail) {
 			return firstErr
 		}
 	}
@@ -318,9 +314,10 @@ type systemRun struct {
 // that finish within recordWindow of the first in one transaction, so that
 // a case whose systems answer promptly costs one commit after its calls,
 // while a slow system holds up no other's record for longer than the
-// window. It reports whether the case settled (is final) with the last
+// window. A system whose record fails is failed for this run, with the
+// error. It reports whether the case settled (is final) with the last
 // batch; then there is nothing left to run.
-func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan systemRun, n int, fail func(string, error)) (bool, error) {
+func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan systemRun, n int, fail func(string, error)) bool {
 	var moved store.CaseStatus
 	for n > 0 {
 		batch := []systemRun{<-results}
@@ -365,7 +362,7 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 			}
 		}
 	}
-	return moved == store.CaseCompleted || moved == store.CaseFailed, nil
+	return moved == store.CaseCompleted || moved == store.CaseFailed
 }
 
 // callSystem applies, in plan order, the pending steps of one system in c,
