@@ -51,3 +51,18 @@ func benchParallel(b *testing.B, s store.Store, parallelism int) {
 		}
 	})
 }
+
+// BenchmarkSubmitJoinerPostgres: one submitter at a time on PostgreSQL,
+// each event a batch of one.
+func BenchmarkSubmitJoinerPostgres(b *testing.B) {
+	f := newFixtureB(b, openPostgresB(b))
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+			Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
