@@ -24,7 +24,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true}
+var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true, Arrays: true}
 
 // Store is the PostgreSQL store.
 type Store struct {

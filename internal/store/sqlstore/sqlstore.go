@@ -77,6 +77,10 @@ type Dialect struct {
 	// the writing transaction. Backends with concurrent writers use it so
 	// that the head lock is not held until every commit.
 	AsyncAudit bool
+	// Arrays: the backend binds arrays as parameters (PostgreSQL), so the
+	// sealer's statements take one array per column, one statement text for
+	// any number of records, where row lists make a new statement per count.
+	Arrays bool
 }
 
 // Enqueuer inserts a durable job inside the current transaction.

@@ -857,14 +857,8 @@ func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 		args = append(args, r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data), r.PrevHash, r.Hash)
 		seq, hash = r.Seq, r.Hash
 	}
-	// Multi-row inserts in chunks keep the statement under SQLite's limit of
-	// 32766 bound parameters.
-	for start := 0; start < len(recs); start += 500 {
-		n := min(500, len(recs)-start)
-		q := "INSERT INTO audit_log (seq, at, actor, action, identity_id, case_id, data, prev_hash, hash) VALUES " + placeholders(n, 9)
-		if _, err := c.Exec(ctx, q, args[start*9:(start+n)*9]...); err != nil {
-			return fmt.Errorf("append audit: %w", err)
-		}
+	if err := insertAudit(ctx, c, d, args, len(recs)); err != nil {
+		return fmt.Errorf("append audit: %w", err)
 	}
 	if hk != nil {
 		// The keeper writes the head row itself, once per transaction.
@@ -873,6 +867,41 @@ func chain(ctx context.Context, c Conn, d Dialect, recs []audit.Record) error {
 	}
 	_, err := c.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hash)
 	return err
+}
+
+// insertAudit writes n chained records whose columns are args, nine to a
+// record: one statement of column arrays where the backend binds arrays,
+// else multi-row inserts in chunks that stay under SQLite's limit of
+// 32766 bound parameters.
+func insertAudit(ctx context.Context, c Conn, d Dialect, args []any, n int) error {
+	const cols = "seq, at, actor, action, identity_id, case_id, data, prev_hash, hash"
+	if d.Arrays {
+		arrays := make([]any, 9)
+		for col := range arrays {
+			if col < 2 { // seq, at
+				a := make([]int64, n)
+				for i := range a {
+					a[i] = args[i*9+col].(int64)
+				}
+				arrays[col] = a
+				continue
+			}
+			a := make([]string, n)
+			for i := range a {
+				a[i] = args[i*9+col].(string)
+			}
+			arrays[col] = a
+		}
+		_, err := c.Exec(ctx, "INSERT INTO audit_log ("+cols+") SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])", arrays...)
+		return err
+	}
+	for start := 0; start < n; start += 500 {
+		m := min(500, n-start)
+		if _, err := c.Exec(ctx, "INSERT INTO audit_log ("+cols+") VALUES "+placeholders(m, 9), args[start*9:(start+m)*9]...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SealAudit chains up to limit pending records (AsyncAudit) in id order and
@@ -904,8 +933,19 @@ func SealAudit(ctx context.Context, c Conn, d Dialect, limit int) (int, error) {
 	if err := rows.Err(); err != nil || len(recs) == 0 {
 		return 0, err
 	}
+	n := len(recs)
 	if err := chain(ctx, c, d, recs); err != nil {
 		return 0, err
+	}
+	if d.Arrays {
+		pending := make([]int64, len(ids))
+		for i, id := range ids {
+			pending[i] = id.(int64)
+		}
+		if _, err := c.Exec(ctx, "DELETE FROM audit_pending WHERE id = ANY(?::bigint[])", pending); err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	for start := 0; start < len(ids); start += 1000 {
 		n := min(1000, len(ids)-start)
