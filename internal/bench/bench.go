@@ -303,29 +303,80 @@ func openBackend(ctx context.Context, o Options, backend, name string) (store.St
 // no-op job throughput on a fresh database of the same backend with the
 // same job configuration.
 func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs bool) error {
+	// jml runs with the submitters asked for and, where that differs,
+	// with as many as River has workers: River's baseline works its queue
+	// with that many at once, and jml's events come from that many callers.
+	levels := []int{o.Submitters}
+	if !stepsAsJobs && o.Jobs.Workers != o.Submitters {
+		levels = append(levels, o.Jobs.Workers)
+	}
+	type result struct {
+		submitters        int
+		rate              float64
+		accepted, applied time.Duration
+	}
+	var results []result
+	for _, n := range levels {
+		rate, accepted, applied, err := joinerThroughput(ctx, o, backend, stepsAsJobs, n)
+		if err != nil {
+			return err
+		}
+		results = append(results, result{n, rate, accepted, applied})
+	}
+	noop, err := riverNoop(ctx, o, backend)
+	if err != nil {
+		return fmt.Errorf("river baseline: %w", err)
+	}
+	mode := "built-in steps applied in the accepting transaction"
+	if stepsAsJobs {
+		mode = "built-in steps run as River jobs (jobs.builtinAsJobs)"
+	}
+	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d workers, fetch cooldown %s, poll %s)\n",
+		backend, mode, o.Events, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
+	for _, r := range results {
+		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (accepted in %s, all cases completed in %s)\n",
+			r.submitters, r.rate, r.accepted.Round(time.Millisecond), r.applied.Round(time.Millisecond))
+	}
+	fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (same backend and job settings, %d jobs)\n", o.Jobs.Workers, noop, o.Events)
+	var ratios []string
+	for _, r := range results {
+		ratios = append(ratios, fmt.Sprintf("%.2f with %d submitters", r.rate/noop, r.submitters))
+	}
+	fmt.Fprintf(o.Out, "  ratio %s  (target >= 0.5; SQLite target >= 1500/s)\n", strings.Join(ratios, ", "))
+	return nil
+}
+
+// joinerThroughput times submitters concurrent callers submitting
+// o.Events joiners on a fresh database until every case has completed.
+func joinerThroughput(ctx context.Context, o Options, backend string, stepsAsJobs bool, submitters int) (rate float64, accepted, applied time.Duration, err error) {
 	s, cleanup, err := openBackend(ctx, o, backend, "throughput")
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	defer cleanup()
 	pol, err := policy.Parse("joiners.yaml", []byte(joinerPolicy))
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	metrics := engine.NewMetrics(nil)
 	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: mustSealer(), Logger: o.Log, Metrics: metrics, DeferBuiltin: stepsAsJobs})
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	if err := s.Jobs().Start(ctx, e.Workers(), o.Jobs); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
+	defer func() {
+		stop, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s.Jobs().Stop(stop)
+		cancel()
+	}()
 	run := time.Now().UnixNano()
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errc := make(chan error, o.Submitters)
-	for w := 0; w < o.Submitters; w++ {
+	errc := make(chan error, submitters)
+	for w := 0; w < submitters; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -345,32 +396,14 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return err
+		return 0, 0, 0, err
 	}
-	accepted := time.Since(start)
+	accepted = time.Since(start)
 	if err := waitCompleted(ctx, metrics, int64(o.Events), 0, 10*time.Minute); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
-	applied := time.Since(start)
-	stop, cancel := context.WithTimeout(ctx, 30*time.Second)
-	s.Jobs().Stop(stop)
-	cancel()
-
-	noop, err := riverNoop(ctx, o, backend)
-	if err != nil {
-		return fmt.Errorf("river baseline: %w", err)
-	}
-	rate := float64(o.Events) / applied.Seconds()
-	mode := "built-in steps applied in the accepting transaction"
-	if stepsAsJobs {
-		mode = "built-in steps run as River jobs (jobs.builtinAsJobs)"
-	}
-	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d submitters, %d workers, fetch cooldown %s, poll %s)\n",
-		backend, mode, o.Events, o.Submitters, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
-	fmt.Fprintf(o.Out, "  jml joiners fully applied: %.0f/s  (accepted in %s, all cases completed in %s)\n", rate, accepted.Round(time.Millisecond), applied.Round(time.Millisecond))
-	fmt.Fprintf(o.Out, "  River no-op jobs:          %.0f/s  (same backend and job settings, %d jobs)\n", noop, o.Events)
-	fmt.Fprintf(o.Out, "  ratio %.2f  (target >= 0.5; SQLite target >= 1500/s)\n", rate/noop)
-	return nil
+	applied = time.Since(start)
+	return float64(o.Events) / applied.Seconds(), accepted, applied, nil
 }
 
 // waitCompleted sleeps until m counts at least want completed cases. It
