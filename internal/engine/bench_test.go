@@ -66,3 +66,22 @@ func BenchmarkSubmitJoinerPostgres(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkImportJoiners: an HR import of b.N joiners applied through
+// Engine.Import.
+func BenchmarkImportJoinersPostgres(b *testing.B) { benchImport(b, openPostgresB(b)) }
+func BenchmarkImportJoinersSQLite(b *testing.B)   { benchImport(b, openSQLiteB(b)) }
+
+func benchImport(b *testing.B, s store.Store) {
+	f := newFixtureB(b, s)
+	evs := make([]identity.Event, b.N)
+	for i := range evs {
+		evs[i] = identity.Event{Source: "hr", ID: fmt.Sprint("imp-", i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+			Attributes: map[string]any{"department": "Engineering"}}
+	}
+	b.ResetTimer()
+	res, err := f.e.Import(context.Background(), admin, Import{Source: "hr", Events: evs})
+	if err != nil || res.Accepted != b.N {
+		b.Fatalf("Import = %+v, %v", res, err)
+	}
+}

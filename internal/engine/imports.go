@@ -81,7 +81,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 		var mu sync.Mutex
 		var retry []identity.Event
 		var failed []ImportFailure
-		sem := make(chan struct{}, 8)
+		sem := make(chan struct{}, importConcurrency)
 		var wg sync.WaitGroup
 		for _, ev := range todo {
 			wg.Add(1)
@@ -271,3 +271,8 @@ func (e *Engine) submitReleased(ctx context.Context, p Principal, ev identity.Ev
 	}
 	return e.submitUnguarded(ctx, p, ev)
 }
+
+// importConcurrency is how many events of an import are in flight at
+// once: enough to fill the batches of both leaders on PostgreSQL
+// (maxLeaders x maxBatch), and SQLite's group commits.
+const importConcurrency = maxLeaders * maxBatch
