@@ -3,11 +3,14 @@ package connector
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -105,4 +108,53 @@ func Loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// TLS is the tls block of the connectors that dial a server: a private CA
+// to verify it against and the name it must carry.
+type TLS struct {
+	// CAFile is a PEM file of the CAs to trust; empty: the system's.
+	CAFile string `yaml:"caFile"`
+	// ServerName is the name to verify; empty: the host dialled.
+	ServerName string `yaml:"serverName"`
+}
+
+// ClientConfig is the client TLS configuration that verifies a server
+// reached at host. Its errors name the setting, for cfg.Errorf.
+func (t TLS) ClientConfig(host string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.caFile: %v", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.caFile: no certificate in %s", t.CAFile)
+		}
+	}
+	return tc, nil
+}
+
+// DecodeTargets decodes every entitlement's target block of cfg into a T
+// and checks it with check (nil: no check). Errors name the entitlement:
+// "entitlement NAME: target: ...".
+func DecodeTargets[T any](cfg Config, check func(T) error) (map[string]T, error) {
+	out := make(map[string]T, len(cfg.Targets))
+	for name, raw := range cfg.Targets {
+		var tg T
+		if err := Decode(raw, &tg); err != nil {
+			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
+		}
+		if check != nil {
+			if err := check(tg); err != nil {
+				return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
+			}
+		}
+		out[name] = tg
+	}
+	return out, nil
 }

@@ -2,8 +2,6 @@ package testsvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -31,18 +29,16 @@ func StartPostgres(withTLS ...bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "jml-testpg-")
+	s, err := newServer("postgres")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, log: filepath.Join(dir, "server.log"), done: make(chan error, 1)}
+	dir := s.dir
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("private postgres: %w", err)
 	}
-	pwb := make([]byte, 16)
-	rand.Read(pwb)
-	password := hex.EncodeToString(pwb)
+	password := randomPassword()
 	s.Password = password
 	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte(password+"\n"), 0o600); err != nil {
 		return fail(err)

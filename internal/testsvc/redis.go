@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -23,11 +22,11 @@ func StartRedisTLS() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found: install Debian's redis-server package")
 	}
-	dir, err := os.MkdirTemp("", "jml-testredis-")
+	s, err := newServer("redis")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, log: filepath.Join(dir, "redis.log"), done: make(chan error, 1)}
+	dir := s.dir
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("private redis: %w", err)

@@ -1,8 +1,6 @@
 package testsvc
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -72,18 +70,16 @@ func StartSlapd(withTLS ...bool) (*Server, error) {
 		}
 		bin = "/usr/sbin/slapd"
 	}
-	dir, err := os.MkdirTemp("", "jml-testldap-")
+	s, err := newServer("slapd")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, log: filepath.Join(dir, "slapd.log"), done: make(chan error, 1)}
+	dir := s.dir
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("private slapd: %w", err)
 	}
-	pwb := make([]byte, 16)
-	rand.Read(pwb)
-	password := hex.EncodeToString(pwb)
+	password := randomPassword()
 	s.Password = password
 	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
 		return fail(err)

@@ -7,6 +7,8 @@
 package testsvc
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +52,23 @@ func (s *Server) Stop() error {
 		}
 	}
 	return os.RemoveAll(s.dir)
+}
+
+// newServer makes a server's data directory (jml-test<name>-*), with its
+// log in it.
+func newServer(name string) (*Server, error) {
+	dir, err := os.MkdirTemp("", "jml-test"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	return &Server{dir: dir, log: filepath.Join(dir, name+".log"), done: make(chan error, 1)}, nil
+}
+
+// randomPassword is 128 random bits in hex.
+func randomPassword() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // start runs the server's command (its output to the server's log, as

@@ -25,13 +25,11 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,14 +47,11 @@ import (
 const Type = "ldap"
 
 type settings struct {
-	URL      string `yaml:"url"` // ldap://host:389 or ldaps://host:636
-	StartTLS bool   `yaml:"startTLS"`
-	TLS      struct {
-		CAFile     string `yaml:"caFile"`
-		ServerName string `yaml:"serverName"`
-	} `yaml:"tls"`
-	BindDN       string `yaml:"bindDN"`
-	BindPassword string `yaml:"bindPassword"` // env:NAME or file:PATH
+	URL          string        `yaml:"url"` // ldap://host:389 or ldaps://host:636
+	StartTLS     bool          `yaml:"startTLS"`
+	TLS          connector.TLS `yaml:"tls"`
+	BindDN       string        `yaml:"bindDN"`
+	BindPassword string        `yaml:"bindPassword"` // env:NAME or file:PATH
 	// BaseDN holds the accounts; GroupBaseDN the groups whose membership
 	// disable removes (default: BaseDN's parent).
 	BaseDN        string   `yaml:"baseDN"`
@@ -147,14 +142,16 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 		return nil, cfg.Errorf("lockMode: %q is not one of ppolicy, ad, none", st.LockMode)
 	}
 	c := &Conn{st: st, groups: map[string]string{}, timeout: 10 * time.Second, idle: make(chan *ldap.Conn, 4)}
-	for name, raw := range cfg.Targets {
-		var tg target
-		if err := connector.Decode(raw, &tg); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
+	targets, err := connector.DecodeTargets(cfg, func(tg target) error {
 		if _, err := ldap.ParseDN(tg.Group); err != nil || tg.Group == "" {
-			return nil, cfg.Errorf("entitlement %q: target: group: %q is not a DN", name, tg.Group)
+			return fmt.Errorf("group: %q is not a DN", tg.Group)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for name, tg := range targets {
 		c.groups[name] = tg.Group
 	}
 	if err := cfg.CheckRef("bindPassword", st.BindPassword); err != nil {
@@ -167,21 +164,12 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 		return nil, err
 	}
 	if strings.HasPrefix(st.URL, "ldaps://") || st.StartTLS {
-		c.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: st.TLS.ServerName}
-		if c.tls.ServerName == "" { // verify the host the URL names
-			if u, err := url.Parse(st.URL); err == nil {
-				c.tls.ServerName = u.Hostname()
-			}
+		host := ""
+		if u, err := url.Parse(st.URL); err == nil {
+			host = u.Hostname()
 		}
-		if st.TLS.CAFile != "" {
-			pem, err := os.ReadFile(st.TLS.CAFile)
-			if err != nil {
-				return nil, cfg.Errorf("tls.caFile: %v", err)
-			}
-			c.tls.RootCAs = x509.NewCertPool()
-			if !c.tls.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, cfg.Errorf("tls.caFile: no certificate in %s", st.TLS.CAFile)
-			}
+		if c.tls, err = st.TLS.ClientConfig(host); err != nil {
+			return nil, cfg.Errorf("%v", err)
 		}
 	}
 	return c, nil

@@ -15,14 +15,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -51,10 +48,7 @@ type settings struct {
 	// TLS with a private CA: the server is verified against CAFile (and
 	// ServerName, default the DSN's host). tls=true in the DSN uses the
 	// system's CAs instead.
-	TLS struct {
-		CAFile     string `yaml:"caFile"`
-		ServerName string `yaml:"serverName"`
-	} `yaml:"tls"`
+	TLS connector.TLS `yaml:"tls"`
 }
 
 type target struct {
@@ -108,20 +102,17 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 	if err := checkName("host", st.Host, 255); err != nil {
 		return nil, cfg.Errorf("%v", err)
 	}
-	c := &Conn{host: st.Host, targets: map[string]target{}, roles: map[string]bool{},
+	c := &Conn{host: st.Host, roles: map[string]bool{},
 		protected: map[string]bool{"root": true, "mysql": true, "mariadb.sys": true}}
 	for _, p := range st.Protected {
 		c.protected[p] = true
 	}
-	for name, raw := range cfg.Targets {
-		var tg target
-		if err := connector.Decode(raw, &tg); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
-		if err := tg.validate(); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
-		c.targets[name] = tg
+	targets, err := connector.DecodeTargets(cfg, target.validate)
+	if err != nil {
+		return nil, err
+	}
+	c.targets = targets
+	for _, tg := range targets {
 		if tg.Role != "" {
 			c.roles[tg.Role] = true
 		}
@@ -138,19 +129,10 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 		return nil, cfg.Errorf("dsn: not a valid MySQL DSN") // the driver's message may quote the password
 	}
 	if st.TLS.CAFile != "" {
-		pem, err := os.ReadFile(st.TLS.CAFile)
-		if err != nil {
-			return nil, cfg.Errorf("tls.caFile: %v", err)
+		host, _, _ := net.SplitHostPort(dc.Addr)
+		if dc.TLS, err = st.TLS.ClientConfig(host); err != nil {
+			return nil, cfg.Errorf("%v", err)
 		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, cfg.Errorf("tls.caFile: no certificate in %s", st.TLS.CAFile)
-		}
-		name := st.TLS.ServerName
-		if name == "" {
-			name, _, _ = net.SplitHostPort(dc.Addr)
-		}
-		dc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: name}
 	}
 	dc.Timeout, dc.ReadTimeout, dc.WriteTimeout = 5*time.Second, 30*time.Second, 30*time.Second
 	dc.ParseTime = true

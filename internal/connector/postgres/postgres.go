@@ -79,16 +79,13 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 	if err := connector.Decode(cfg.Settings, &st); err != nil {
 		return nil, cfg.Errorf("config: %v", err)
 	}
-	c := &Conn{targets: map[string]target{}, groups: map[string]bool{}}
-	for name, raw := range cfg.Targets {
-		var tg target
-		if err := connector.Decode(raw, &tg); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
-		if err := tg.validate(); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
-		c.targets[name] = tg
+	c := &Conn{groups: map[string]bool{}}
+	targets, err := connector.DecodeTargets(cfg, target.validate)
+	if err != nil {
+		return nil, err
+	}
+	c.targets = targets
+	for _, tg := range targets {
 		if tg.Role != "" {
 			c.groups[tg.Role] = true
 		}

@@ -16,13 +16,10 @@ package redis
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -45,9 +42,8 @@ type settings struct {
 	// without one.
 	Password string `yaml:"password"`
 	TLS      struct {
-		Enabled    bool   `yaml:"enabled"`
-		CAFile     string `yaml:"caFile"`
-		ServerName string `yaml:"serverName"`
+		Enabled       bool `yaml:"enabled"`
+		connector.TLS `yaml:",inline"`
 	} `yaml:"tls"`
 	// Protected are users jml must never manage (default: the connecting
 	// user and "default").
@@ -104,19 +100,21 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 		}
 		c.overlap = d
 	}
-	for name, raw := range cfg.Targets {
-		var tg target
-		if err := connector.Decode(raw, &tg); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
+	targets, err := connector.DecodeTargets(cfg, func(tg target) error {
 		if len(tg.Rules) == 0 {
-			return nil, cfg.Errorf("entitlement %q: target: rules: at least one rule is required", name)
+			return errors.New("rules: at least one rule is required")
 		}
 		for _, r := range tg.Rules {
 			if !rulePattern.MatchString(r) {
-				return nil, cfg.Errorf("entitlement %q: target: rule %q is not allowed (commands +cmd -cmd +@cat, keys ~pat %%R~pat, channels &pat, allkeys, allchannels, allcommands)", name, r)
+				return fmt.Errorf("rule %q is not allowed (commands +cmd -cmd +@cat, keys ~pat %%R~pat, channels &pat, allkeys, allchannels, allcommands)", r)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for name, tg := range targets {
 		c.rules[name] = tg.Rules
 	}
 	if st.Password != "" {
@@ -137,21 +135,11 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 		opts.Password = pw
 	}
 	if st.TLS.Enabled {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: st.TLS.ServerName}
-		if tc.ServerName == "" { // verify the host addr names
-			tc.ServerName, _, _ = net.SplitHostPort(st.Addr)
+		host, _, _ := net.SplitHostPort(st.Addr)
+		var err error
+		if opts.TLSConfig, err = st.TLS.ClientConfig(host); err != nil {
+			return nil, cfg.Errorf("%v", err)
 		}
-		if st.TLS.CAFile != "" {
-			pem, err := os.ReadFile(st.TLS.CAFile)
-			if err != nil {
-				return nil, cfg.Errorf("tls.caFile: %v", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, cfg.Errorf("tls.caFile: no certificate in %s", st.TLS.CAFile)
-			}
-		}
-		opts.TLSConfig = tc
 	}
 	c.client = goredis.NewClient(opts)
 	return c, nil

@@ -98,7 +98,7 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	if u.Scheme == "http" && !connector.Loopback(u.Hostname()) {
 		return nil, cfg.Errorf("baseURL: http is allowed only to localhost; use https")
 	}
-	c := &Conn{base: strings.TrimRight(st.BaseURL, "/"), targets: map[string]target{}, pageSize: 100, maxRetryAfter: 30 * time.Second, groupIDs: map[string]string{}}
+	c := &Conn{base: strings.TrimRight(st.BaseURL, "/"), pageSize: 100, maxRetryAfter: 30 * time.Second, groupIDs: map[string]string{}}
 	if st.PageSize < 0 || st.PageSize > 1000 {
 		return nil, cfg.Errorf("pageSize: %d is not between 1 and 1000", st.PageSize)
 	} else if st.PageSize > 0 {
@@ -119,16 +119,16 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 		}
 		*v = d
 	}
-	for name, raw := range cfg.Targets {
-		var tg target
-		if err := connector.Decode(raw, &tg); err != nil {
-			return nil, cfg.Errorf("entitlement %q: target: %v", name, err)
-		}
+	targets, err := connector.DecodeTargets(cfg, func(tg target) error {
 		if (tg.Group == "") == (tg.GroupID == "") {
-			return nil, cfg.Errorf("entitlement %q: target: give group (displayName) or groupId", name)
+			return errors.New("give group (displayName) or groupId")
 		}
-		c.targets[name] = tg
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	c.targets = targets
 	switch st.Auth.Type {
 	case "bearer":
 		if err := cfg.CheckRef("auth.token", st.Auth.Token); err != nil {
