@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -98,6 +99,20 @@ func (cfg Config) Secret(setting, ref string) (string, error) {
 		return "", cfg.Errorf("%s: %v", setting, err)
 	}
 	return v, nil
+}
+
+// CheckHTTPURL checks the URL of a system reached over HTTP: http or
+// https, with a host, and plain http only to this machine, since requests
+// carry credentials.
+func CheckHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	if u.Scheme == "http" && !Loopback(u.Hostname()) {
+		return errors.New("http is allowed only to localhost; requests carry secrets, use https")
+	}
+	return nil
 }
 
 // Loopback reports whether host names this machine: the only place a

@@ -91,12 +91,8 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	if err := connector.Decode(cfg.Settings, &st); err != nil {
 		return nil, cfg.Errorf("config: %v", err)
 	}
-	u, err := url.Parse(st.BaseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, cfg.Errorf("baseURL: %q is not an http(s) URL", st.BaseURL)
-	}
-	if u.Scheme == "http" && !connector.Loopback(u.Hostname()) {
-		return nil, cfg.Errorf("baseURL: http is allowed only to localhost; use https")
+	if err := connector.CheckHTTPURL(st.BaseURL); err != nil {
+		return nil, cfg.Errorf("baseURL: %v", err)
 	}
 	c := &Conn{base: strings.TrimRight(st.BaseURL, "/"), pageSize: 100, maxRetryAfter: 30 * time.Second, groupIDs: map[string]string{}}
 	if st.PageSize < 0 || st.PageSize > 1000 {

@@ -55,16 +55,12 @@ func Open(_ context.Context, cfg connector.Config) (connector.Connector, error) 
 	if err := connector.Decode(cfg.Settings, &st); err != nil {
 		return nil, cfg.Errorf("config: %v", err)
 	}
-	u, err := url.Parse(st.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, cfg.Errorf("url: %q is not an http(s) URL", st.URL)
-	}
-	// Steps carry credentials: in clear only to this machine.
-	if u.Scheme == "http" && !connector.Loopback(u.Hostname()) {
-		return nil, cfg.Errorf("url: http is allowed only to localhost; steps carry secrets, use https")
+	if err := connector.CheckHTTPURL(st.URL); err != nil {
+		return nil, cfg.Errorf("url: %v", err)
 	}
 	timeout := 10 * time.Second
 	if st.Timeout != "" {
+		var err error
 		if timeout, err = time.ParseDuration(st.Timeout); err != nil || timeout <= 0 {
 			return nil, cfg.Errorf("timeout: %q is not a positive duration", st.Timeout)
 		}
