@@ -227,6 +227,16 @@ func (f *fixture) submit(t *testing.T, ev identity.Event) *store.Case {
 	})
 }
 
+// complete submits an event and fails the test unless its case completes.
+func (f *fixture) complete(t *testing.T, ev identity.Event) *store.Case {
+	t.Helper()
+	c := f.submit(t, ev)
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("%s: %s (%s)\n%s", ev.Type, c.Status, c.Reason, steps(c))
+	}
+	return c
+}
+
 func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done func(*store.Case) bool) *store.Case {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -401,20 +411,14 @@ func leaver(account string) identity.Event {
 func TestLeaverOnRealSystems(t *testing.T) {
 	const account = "e2e.alice"
 	f := setup(t, account)
-	c := f.submit(t, joiner(account))
-	if c.Status != store.CaseCompleted {
-		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
-	}
+	c := f.complete(t, joiner(account))
 	secrets := f.secrets(t, c.IdentityID)
 	live := login(t, account, secrets)
 	if in, err := f.e.Introspect(context.Background(), secrets["vault"]); err != nil || !in.Active {
 		t.Fatalf("API key before the leaver: %+v, %v", in, err)
 	}
 
-	c = f.submit(t, leaver(account))
-	if c.Status != store.CaseCompleted {
-		t.Fatalf("leaver: %s (%s)\n%s", c.Status, c.Reason, steps(c))
-	}
+	c = f.complete(t, leaver(account))
 	disabled := map[string]bool{}
 	for _, s := range c.Steps {
 		if s.Status != store.StepDone || s.Result == "" {
@@ -443,10 +447,7 @@ func TestLeaverOnRealSystems(t *testing.T) {
 func TestLeaverWhileTargetDown(t *testing.T) {
 	const account = "e2e.bob"
 	f := setup(t, account)
-	c := f.submit(t, joiner(account))
-	if c.Status != store.CaseCompleted {
-		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
-	}
+	c := f.complete(t, joiner(account))
 	secrets := f.secrets(t, c.IdentityID)
 	live := login(t, account, secrets)
 
@@ -514,18 +515,13 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, system string) float64 
 func TestAccountsDeletedAfterRetention(t *testing.T) {
 	const account = "e2e.carol"
 	f := setup(t, account, "1s")
-	if c := f.submit(t, joiner(account)); c.Status != store.CaseCompleted {
-		t.Fatalf("joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
-	}
-	for sys := range map[string]bool{"appdb": true, "dir": true, "cache": true, "maria": true} {
+	f.complete(t, joiner(account))
+	for _, sys := range []string{"appdb", "dir", "cache", "maria"} {
 		if !accountExists(t, sys, account) {
 			t.Fatalf("%s: no account after the joiner", sys)
 		}
 	}
-	c := f.submit(t, leaver(account))
-	if c.Status != store.CaseCompleted {
-		t.Fatalf("leaver: %s (%s)\n%s", c.Status, c.Reason, steps(c))
-	}
+	c := f.complete(t, leaver(account))
 	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
