@@ -81,19 +81,35 @@ func newTargetFixture(t *testing.T) (*fixture, *target) {
 }
 
 func newTargetFixtureGrace(t *testing.T, grace time.Duration) (*fixture, *target) {
-	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tg := &target{grants: map[string]bool{}}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	s := openSQLite(t)
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, Connectors: map[string]connector.Connector{"crm": tg}, FastPathGrace: grace})
+	return newConnectorFixture(t, targetPolicy, grace, map[string]connector.Connector{"crm": tg}), tg
+}
+
+// newConnectorFixture is an engine on SQLite with policyYAML and the given
+// connectors, and a fast path of grace (negative: off).
+func newConnectorFixture(t *testing.T, policyYAML string, grace time.Duration, conns map[string]connector.Connector) *fixture {
+	t.Helper()
+	return newPolicyFixture(t, policyYAML, func(c *Config) { c.Connectors, c.FastPathGrace = conns, grace })
+}
+
+// newPolicyFixture is an engine on SQLite with policyYAML, a test clock
+// and key, and whatever else configure sets.
+func newPolicyFixture(t *testing.T, policyYAML string, configure func(*Config)) *fixture {
+	t.Helper()
+	pol, err := policy.Parse("test.yaml", []byte(policyYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{e: e, s: s, clock: c}, tg
+	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
+	f := &fixture{s: openSQLite(t), clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}}
+	cfg := Config{Store: f.s, Policy: pol, Sealer: sealer, Now: f.clock.Now, Rand: rand.Reader}
+	if configure != nil {
+		configure(&cfg)
+	}
+	if f.e, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestTargetDown: a step on a system that is down keeps the case running
@@ -261,20 +277,9 @@ func (d directory) RevokeAll(context.Context, connector.Op, connector.Account) e
 // once, a leaver makes that one call and records the revoke steps as done
 // with it.
 func TestDisableCoversRevokes(t *testing.T) {
-	pol, err := policy.Parse("target.yaml", []byte(targetPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tg := &target{grants: map[string]bool{}}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	s := openSQLite(t)
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, FastPathGrace: -1,
-		Connectors: map[string]connector.Connector{"crm": directory{tg}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{e: e, s: s, clock: c}
+	f := newConnectorFixture(t, targetPolicy, -1, map[string]connector.Connector{"crm": directory{tg}})
+	e := f.e
 	ctx := context.Background()
 	res, err := e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
 	if err != nil {
@@ -313,24 +318,14 @@ func TestDisableCoversRevokes(t *testing.T) {
 // working does not keep another's finished steps unrecorded for longer
 // than the record window.
 func TestSlowSystemHoldsUpNoRecord(t *testing.T) {
-	pol, err := policy.Parse("two.yaml", []byte(`
+	crm := &target{grants: map[string]bool{}}
+	erp := &target{grants: map[string]bool{}, gate: make(chan struct{})}
+	f := newConnectorFixture(t, `
 systems: [{name: crm, type: test}, {name: erp, type: test}]
 entitlements: [{name: crm-user, system: crm}, {name: erp-user, system: erp}]
 birthright:
   - {name: staff, when: 'identity.kind == "human"', entitlements: [crm-user, erp-user]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crm := &target{grants: map[string]bool{}}
-	erp := &target{grants: map[string]bool{}, gate: make(chan struct{})}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	f := &fixture{s: openSQLite(t), clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}}
-	f.e, err = New(Config{Store: f.s, Policy: pol, Sealer: sealer, Now: f.clock.Now, Rand: rand.Reader,
-		Connectors: map[string]connector.Connector{"crm": crm, "erp": erp}, FastPathGrace: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, -1, map[string]connector.Connector{"crm": crm, "erp": erp})
 	ctx := context.Background()
 	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
 	if err != nil {

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,9 +11,7 @@ import (
 	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/hrfeed"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
-	"github.com/jml-dev/jml/internal/vault"
 )
 
 const hrMapping = `
@@ -132,19 +128,10 @@ func TestImportGuard(t *testing.T) {
 // the guard allows is held from that event on, every later event of the
 // source joining the batch; release applies them in order.
 func TestSourceGuard(t *testing.T) {
-	s := openSQLite(t)
-	pol, err := policy.Parse("p.yaml", []byte("systems: [{name: vault, type: builtin}]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader,
-		Guards: map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 3}, Window: time.Hour}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{e: e, s: s, clock: c}
+	f := newPolicyFixture(t, "systems: [{name: vault, type: builtin}]\n", func(c *Config) {
+		c.Guards = map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 3}, Window: time.Hour}}
+	})
+	e, c := f.e, f.clock
 	ctx := context.Background()
 	idp := func(id string, typ identity.EventType, ext string) identity.Event {
 		return identity.Event{Source: "idp", ID: id, Type: typ, ExternalID: ext, Kind: identity.Human}
@@ -197,23 +184,14 @@ func TestSourceGuard(t *testing.T) {
 // TestSourceGuardRevocations: a source is held once its recent events
 // plan more revocations than the guard allows, even when few leave.
 func TestSourceGuardRevocations(t *testing.T) {
-	s := openSQLite(t)
-	pol, err := policy.Parse("p.yaml", []byte(`
+	f := newPolicyFixture(t, `
 systems: [{name: vault, type: builtin}]
 entitlements: [{name: a, system: vault}, {name: b, system: vault}]
 birthright: [{name: all, when: 'identity.kind == "human"', entitlements: [a, b]}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader,
-		Guards: map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 1000}, Window: time.Hour, MaxRevocations: 5}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{e: e, s: s, clock: c}
+`, func(c *Config) {
+		c.Guards = map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 1000}, Window: time.Hour, MaxRevocations: 5}}
+	})
+	e := f.e
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		if _, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: fmt.Sprint("j", i), Type: identity.Joiner, ExternalID: fmt.Sprint("p", i), Kind: identity.Human}); err != nil {

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
 )
@@ -71,20 +68,9 @@ credentials:
 // one; the old one is retired by the job due when the overlap ends, which
 // keeps exactly the new one.
 func TestRotationWithOverlap(t *testing.T) {
-	pol, err := policy.Parse("overlap.yaml", []byte(overlapPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	kr := &keyring{target: target{grants: map[string]bool{}}}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	s := openSQLite(t)
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, FastPathGrace: -1,
-		Connectors: map[string]connector.Connector{"cache": kr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{e: e, s: s, clock: c}
+	f := newConnectorFixture(t, overlapPolicy, -1, map[string]connector.Connector{"cache": kr})
+	e, s := f.e, f.s
 	ctx := context.Background()
 	if _, err := e.Submit(ctx, source, ev("o", identity.Joiner, "owner", func(e *identity.Event) { e.Kind = identity.Human })); err != nil {
 		t.Fatal(err)

@@ -1,17 +1,13 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
-	"github.com/jml-dev/jml/internal/vault"
 )
 
 const retentionPolicy = `
@@ -22,19 +18,8 @@ birthright:
 `
 
 func newRetentionFixture(t *testing.T) (*fixture, *target) {
-	pol, err := policy.Parse("retention.yaml", []byte(retentionPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tg := &target{grants: map[string]bool{}}
-	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	f := &fixture{s: openSQLite(t), clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}}
-	f.e, err = New(Config{Store: f.s, Policy: pol, Sealer: sealer, Now: f.clock.Now, Rand: rand.Reader,
-		Connectors: map[string]connector.Connector{"crm": tg}, FastPathGrace: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, tg
+	return newConnectorFixture(t, retentionPolicy, -1, map[string]connector.Connector{"crm": tg}), tg
 }
 
 func (f *fixture) account(t *testing.T, identityID, system string) identity.AccountStatus {
