@@ -12,18 +12,29 @@ import (
 
 // BenchmarkSubmitJoinerSQLite measures accepting (and, for built-in steps,
 // applying) one human joiner on SQLite.
-func BenchmarkSubmitJoinerSQLite(b *testing.B) {
-	s := openSQLiteB(b)
+func BenchmarkSubmitJoinerSQLite(b *testing.B) { benchSerial(b, openSQLiteB(b)) }
+
+// BenchmarkSubmitJoinerPostgres: one submitter at a time on PostgreSQL,
+// each event a batch of one.
+func BenchmarkSubmitJoinerPostgres(b *testing.B) { benchSerial(b, openPostgresB(b)) }
+
+// benchSerial submits joiners one after another.
+func benchSerial(b *testing.B, s store.Store) {
 	f := newFixtureB(b, s)
 	ctx := context.Background()
-	i := 0
+	var i int64
 	for b.Loop() {
 		i++
-		if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
-			Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+		if _, err := f.e.Submit(ctx, source, joinerEvent(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// joinerEvent is the benchmarks' i-th joiner.
+func joinerEvent(i int64) identity.Event {
+	return identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
+		Attributes: map[string]any{"department": "Engineering"}}
 }
 
 // BenchmarkSubmitJoinerSQLiteParallel is the throughput shape: 8
@@ -43,28 +54,12 @@ func benchParallel(b *testing.B, s store.Store, parallelism int) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
-				Attributes: map[string]any{"department": "Engineering"}}); err != nil {
+			if _, err := f.e.Submit(ctx, source, joinerEvent(i)); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-}
-
-// BenchmarkSubmitJoinerPostgres: one submitter at a time on PostgreSQL,
-// each event a batch of one.
-func BenchmarkSubmitJoinerPostgres(b *testing.B) {
-	f := newFixtureB(b, openPostgresB(b))
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		i++
-		if _, err := f.e.Submit(ctx, source, identity.Event{Source: "hr", ID: fmt.Sprint(i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,
-			Attributes: map[string]any{"department": "Engineering"}}); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // BenchmarkImportJoiners: an HR import of b.N joiners applied through
