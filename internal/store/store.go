@@ -405,13 +405,15 @@ type Tx interface {
 	InsertFinding(ctx context.Context, f *identity.Finding) (bool, error)
 	ListFindings(ctx context.Context, f FindingFilter) ([]identity.Finding, error)
 
-	// AppendAudit writes records in this transaction. SQLite chains them
-	// after the head at once; PostgreSQL chains them after commit (see
-	// Store.SealAudit), so that concurrent transactions do not wait on the
-	// head lock until they commit.
+	// AppendAudit writes records in this transaction. A seal chains them
+	// after the head: on SQLite before this transaction commits, on
+	// PostgreSQL after (see Store.SealAudit), so that concurrent
+	// transactions do not wait on the head lock until they commit.
 	AppendAudit(ctx context.Context, recs ...audit.Record) error
 	// ScanAudit calls fn for every chained record in sequence order,
-	// optionally only those of one identity.
+	// optionally only those of one identity. Over the whole log it returns
+	// an *audit.BadRecordError naming a sealed record that is missing, or a
+	// record among sealed ones that no seal lists.
 	ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error
 	// AuditHead returns the last appended seq and hash.
 	AuditHead(ctx context.Context) (int64, string, error)

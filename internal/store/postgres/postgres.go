@@ -24,7 +24,11 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL", AsyncAudit: true, Arrays: true}
+// The audit horizon is the oldest transaction still running (its ID, as
+// audit_records.xid stores it): every transaction below it has committed
+// or rolled back, and its records are visible or gone for good.
+var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR UPDATE", Serial: "BIGSERIAL",
+	Horizon: "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"}
 
 // Store is the PostgreSQL store.
 type Store struct {
@@ -40,6 +44,9 @@ type Store struct {
 // sealInterval is how often pending audit records are chained: the
 // longest a written record stays unchained.
 const sealInterval = 10 * time.Millisecond
+
+// sealLimit bounds the records one seal row chains.
+const sealLimit = 1000
 
 // sealLock keeps sealers of several replicas from working at once.
 const sealLock = 7414968
@@ -123,7 +130,7 @@ func (s *Store) sealLoop(ctx context.Context) {
 	}
 }
 
-// seal chains pending records until none is left. Records are written in
+// seal chains unsealed records until none it may seal is left. Records are written in
 // their event's transaction and chained here, in a transaction of their
 // own that alone takes the head lock.
 func (s *Store) seal(ctx context.Context) error {
@@ -136,30 +143,43 @@ func (s *Store) seal(ctx context.Context) error {
 			}
 			var err error
 			c := &conn{tx: tx}
-			n, err = sqlstore.SealAudit(ctx, c, dialect, 5000)
+			n, err = sqlstore.SealAudit(ctx, c, dialect, sealLimit)
 			if err != nil {
 				return err
 			}
 			return c.flush(ctx)
 		})
-		if err != nil || n < 5000 {
+		if err != nil || n < sealLimit {
 			return err
 		}
 	}
 }
 
-// SealAudit implements store.Store: it chains every pending record now.
+// sealWait bounds how long SealAudit waits for records it cannot seal yet
+// because a transaction older than theirs is still running.
+const sealWait = time.Second
+
+// SealAudit implements store.Store: it chains every committed record now.
+// Records behind a transaction that is still running (any write
+// transaction on the server that began before theirs committed) wait for
+// it to end; SealAudit waits for that up to sealWait, then returns with
+// them unsealed, for the sealer to chain when the transaction ends.
 func (s *Store) SealAudit(ctx context.Context) error {
+	deadline := time.Now().Add(sealWait)
 	for {
 		if err := s.seal(ctx); err != nil {
 			return err
 		}
 		var pending bool
-		if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM audit_pending)").Scan(&pending); err != nil || !pending {
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_records
+WHERE (xid, id) > (SELECT sealed_xid, sealed_id FROM audit_head WHERE id = 1))`).Scan(&pending); err != nil || !pending {
 			return err
 		}
-		// Another replica holds the seal lock, or records committed
-		// meanwhile: go again.
+		if time.Now().After(deadline) {
+			return nil
+		}
+		// Another replica holds the seal lock, records committed
+		// meanwhile, or an older transaction is still open: go again.
 		time.Sleep(time.Millisecond)
 	}
 }

@@ -2,12 +2,17 @@ package postgres
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
+	"github.com/jml-dev/jml/internal/store/sqlstore"
 	"github.com/jml-dev/jml/internal/store/storetest"
 )
 
@@ -65,5 +70,103 @@ func TestUpdateBatchPipelined(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAuditSealHorizon: a record whose transaction is still open holds
+// back the sealing of records committed after it began, so the chain
+// never has to place a record before one already sealed; once it
+// commits, both are sealed in transaction order. Deleting a sealed record
+// or a seal then fails verification at that record.
+func TestAuditSealHorizon(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	s, err := Open(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raw, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(ctx)
+	t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+	scan := func() (actions []string) {
+		t.Helper()
+		err := s.View(ctx, func(tx store.Tx) error {
+			return tx.ScanAudit(ctx, "", func(r *audit.Record) error { actions = append(actions, r.Action); return nil })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return actions
+	}
+
+	open, err := raw.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.Exec(ctx, "INSERT INTO audit_records (at, actor, action) VALUES ($1, 'a', 'first')", t0.UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, audit.New(t0, "b", "second", "i1", "", nil)) }); err != nil {
+		t.Fatal(err)
+	}
+	raw2, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw2.Close(ctx)
+	rolledBack, err := raw2.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rolledBack.Exec(ctx, "INSERT INTO audit_records (at, actor, action) VALUES ($1, 'c', 'never')", t0.UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(); len(got) != 0 {
+		t.Fatalf("sealed %v while an older transaction was open", got)
+	}
+	if err := open.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rolledBack.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(scan()); got != "[first second]" {
+		t.Fatalf("sealed %s, want [first second]", got)
+	}
+	if n, err := storetest.Verify(ctx, s); err != nil || n != 2 {
+		t.Fatalf("Verify = %d, %v", n, err)
+	}
+
+	// Tampering, each case in a transaction rolled back afterwards, the
+	// log read in it.
+	for _, c := range []struct{ tamper, want string }{
+		{"DELETE FROM audit_records WHERE action = 'first'", "audit record 1: missing (sealed as record id"},
+		{"DELETE FROM audit_seals", "audit record 1: record id"},
+		{"UPDATE audit_records SET actor = 'mallory' WHERE action = 'second'", "audit record 2: content does not match its hash"},
+		{"UPDATE audit_seals SET hashes = hashes || 'ab'", "audit record 1: its seal's hashes do not match its records"},
+	} {
+		tx, err := raw.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, c.tamper); err != nil {
+			t.Fatal(err)
+		}
+		var v audit.Verifier
+		err = sqlstore.NewTx(&conn{tx: tx}, dialect, nil).ScanAudit(ctx, "", v.Next)
+		tx.Rollback(ctx)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: verification error %v, want %q", c.tamper, err, c.want)
+		}
 	}
 }

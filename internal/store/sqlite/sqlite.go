@@ -29,7 +29,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
 
-var dialect = sqlstore.Dialect{Name: "sqlite", Blob: "BLOB", ForUpdate: "", Serial: "INTEGER"}
+var dialect = sqlstore.Dialect{Name: "sqlite", Blob: "BLOB", ForUpdate: "", Serial: "INTEGER", OneWriter: true}
 
 // Store is the SQLite store.
 type Store struct {
@@ -216,14 +216,7 @@ func (s *Store) commitBatch(batch []*update) {
 			u.done <- err
 		}
 	}
-	// The audit head is read once per transaction and kept in memory
-	// across its updates (the write lock is held: no other process can
-	// move it meanwhile), then written once before commit.
 	c := &writeConn{conn: conn{tx: tx, stmts: s.writeStmts}}
-	if err := c.readHead(); err != nil {
-		fail(fmt.Errorf("audit head: %w", err))
-		return
-	}
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			errs[i] = err
@@ -240,9 +233,11 @@ func (s *Store) commitBatch(batch []*update) {
 		batch[0].done <- errs[0]
 		return
 	}
-	if c.head.dirty {
-		if _, err := c.Exec(context.Background(), "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", c.head.seq, c.head.hash); err != nil {
-			fail(fmt.Errorf("audit head: %w", err))
+	if c.audited {
+		// The records the updates wrote are sealed in their transaction:
+		// one seal row for the batch.
+		if _, err := sqlstore.SealAudit(context.Background(), c, dialect, 0); err != nil {
+			fail(fmt.Errorf("seal audit records: %w", err))
 			return
 		}
 	}
@@ -255,33 +250,16 @@ func (s *Store) commitBatch(batch []*update) {
 	}
 }
 
-// writeConn is the writer's connection: a conn that keeps the audit head
-// for the transaction (sqlstore.HeadKeeper).
+// writeConn is the writer's connection: a conn that notes whether the
+// transaction wrote audit records (sqlstore.InlineSealer).
 type writeConn struct {
 	conn
-	head struct {
-		seq   int64
-		hash  string
-		dirty bool
-	}
+	audited bool
 }
 
-var _ sqlstore.HeadKeeper = (*writeConn)(nil)
+var _ sqlstore.InlineSealer = (*writeConn)(nil)
 
-// readHead loads the head row, through the prepared-statement cache.
-func (c *writeConn) readHead() error {
-	err := sqlstore.QueryRow(context.Background(), c, []any{&c.head.seq, &c.head.hash}, "SELECT seq, hash FROM audit_head WHERE id = 1")
-	if errors.Is(err, sqlstore.ErrNoRows) {
-		return errors.New("the audit head row is missing: the audit log was tampered with")
-	}
-	return err
-}
-
-func (c *writeConn) AuditHead() (int64, string, bool) { return c.head.seq, c.head.hash, true }
-
-func (c *writeConn) SetAuditHead(seq int64, hash string) {
-	c.head.seq, c.head.hash, c.head.dirty = seq, hash, true
-}
+func (c *writeConn) AuditAppended() { c.audited = true }
 
 // runUpdate runs one update's fn, turning a panic into an error so that
 // one bad caller cannot take the writer down.
@@ -298,15 +276,13 @@ func (s *Store) runUpdate(u *update, tx *sql.Tx, c *writeConn) (err error) {
 }
 
 // runSavepoint runs one update of a batch inside a savepoint, undoing
-// exactly its changes, the audit head it moved included, when it fails.
+// exactly its changes, its audit records included, when it fails.
 func (s *Store) runSavepoint(u *update, tx *sql.Tx, c *writeConn) error {
 	if _, err := tx.Exec("SAVEPOINT jml_update"); err != nil {
 		return err
 	}
-	head := c.head
 	err := s.runUpdate(u, tx, c)
 	if err != nil {
-		c.head = head
 		if _, rerr := tx.Exec("ROLLBACK TO jml_update"); rerr != nil {
 			return errors.Join(err, rerr)
 		}
@@ -326,8 +302,9 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 
 func (s *Store) Jobs() store.Jobs { return s.jobs }
 
-// SealAudit implements store.Store: SQLite chains records as they are
-// written (it has one writer, so the head lock costs nothing).
+// SealAudit implements store.Store: SQLite seals records in the
+// transaction that writes them (it has one writer, so the head lock costs
+// nothing).
 func (s *Store) SealAudit(context.Context) error { return nil }
 
 func (s *Store) Backend() string                { return "sqlite" }

@@ -43,13 +43,12 @@ type QueryBatcher interface {
 	QueryEach(ctx context.Context, stmts []Statement, each func(i int, scan func(...any) error) error) error
 }
 
-// HeadKeeper is a Conn whose backend has a single writer and so can keep
-// the audit head (last seq and hash) in memory across the updates of a
-// transaction. AuditHead reports it when known; after SetAuditHead the
-// keeper must write the head row before its transaction commits.
-type HeadKeeper interface {
-	AuditHead() (seq int64, hash string, ok bool)
-	SetAuditHead(seq int64, hash string)
+// InlineSealer is a Conn whose backend seals audit records in the
+// transaction that writes them (a single writer, which sees every record
+// committed before it: SQLite). AppendAudit calls AuditAppended; the
+// backend then runs SealAudit in the transaction before it commits.
+type InlineSealer interface {
+	AuditAppended()
 }
 
 // Rows is the part of a result set the shared SQL reads.
@@ -72,15 +71,15 @@ type Dialect struct {
 	ForUpdate string
 	// Serial is the type of an auto-incrementing integer primary key.
 	Serial string
-	// AsyncAudit makes AppendAudit write to audit_pending, for SealAudit to
-	// chain after commit, instead of chaining under the head lock inside
-	// the writing transaction. Backends with concurrent writers use it so
-	// that the head lock is not held until every commit.
-	AsyncAudit bool
-	// Arrays: the backend binds arrays as parameters (PostgreSQL), so the
-	// sealer's statements take one array per column, one statement text for
-	// any number of records, where row lists make a new statement per count.
-	Arrays bool
+	// Horizon is an SQL expression below which every audit record's xid
+	// belongs to a transaction that has ended: SealAudit seals only those,
+	// so that no record can later appear before one it sealed. Empty with
+	// OneWriter.
+	Horizon string
+	// OneWriter: the backend has a single writer (SQLite). Its audit
+	// records keep xid 0, their id order is their commit order, and a
+	// sealing transaction sees every record written before it.
+	OneWriter bool
 }
 
 // Enqueuer inserts a durable job inside the current transaction.
