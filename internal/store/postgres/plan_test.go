@@ -41,6 +41,9 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			query: "SELECT id FROM identities WHERE source = $1 AND external_id = $2", args: "('hr', 'u1')"},
 		{name: "identities locked by source and external ID", index: "identities_source_external_id_key",
 			query: "SELECT id FROM identities WHERE id IN (SELECT id FROM identities WHERE source = $1 AND external_id = $2 UNION ALL SELECT id FROM identities WHERE source = $3 AND external_id = $4) ORDER BY id FOR UPDATE", args: "('hr', 'u1', 'hr', 'u2')"},
+		{name: "identities by owner", index: "identities_owner",
+			fill:  ownersFill,
+			query: "SELECT id FROM identities WHERE owner_id = $1 AND owner_id <> '' ORDER BY id LIMIT $2", args: "('idn_7', 1000)"},
 		{name: "guard window", index: "events_type_source",
 			query: "SELECT COUNT(*) FROM events WHERE source = $1 AND type IN ($2, $3) AND received_at >= $4", args: "('hr', 'leaver', 'suspend', 0)"},
 		// The partial indexes on steps: with many done steps and a few
@@ -102,3 +105,10 @@ ANALYZE steps`
 const auditFill = `INSERT INTO audit_records (id, xid, at, actor, action, identity_id)
 SELECT i, i / 20, 0, 'a', 'x', 'id-' || (i % 2000) FROM generate_series(1, 20000) i;
 ANALYZE audit_records`
+
+// ownersFill adds 20 000 people without an owner and 2 000 pipelines
+// owned by 200 of them, then analyzes.
+const ownersFill = `INSERT INTO identities (id, source, external_id, kind, state, display_name, owner_id, manager_id, attributes, created_at, updated_at)
+SELECT 'idn_' || i, 'hr', 'u' || i, CASE WHEN i > 20000 THEN 'pipeline' ELSE 'human' END, 'active', '', CASE WHEN i > 20000 THEN 'idn_' || (i % 200) ELSE '' END, '', '{}', 0, 0
+FROM generate_series(1, 22000) i;
+ANALYZE identities`

@@ -93,7 +93,14 @@ func lastPerKey(tuples []string, args []any, perTuple int, keyCols []int) ([]str
 	keyOf := func(i int) string {
 		var b strings.Builder
 		for _, c := range keyCols {
-			fmt.Fprintf(&b, "%T:%v\x00", args[i*perTuple+c], args[i*perTuple+c])
+			switch v := args[i*perTuple+c].(type) {
+			case string: // the usual key column, without fmt's cost
+				b.WriteString("s:")
+				b.WriteString(v)
+			default:
+				fmt.Fprintf(&b, "%T:%v", v, v)
+			}
+			b.WriteByte(0)
 		}
 		return b.String()
 	}

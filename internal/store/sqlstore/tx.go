@@ -334,6 +334,10 @@ func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]iden
 			args = append(args, c.v)
 		}
 	}
+	if f.Owner != "" {
+		// identities_owner holds only identities that have an owner.
+		where = append(where, "owner_id <> ''")
+	}
 	if f.After != "" {
 		where = append(where, "id > ?")
 		args = append(args, f.After)
