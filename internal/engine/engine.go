@@ -744,7 +744,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	// here, in the accepting transaction, exactly once. Only steps that
 	// call out to other systems wait for a River job.
 	if !e.deferBuiltin {
-		if _, err := e.applyTransactional(ctx, tx, c, after, now, false); err != nil {
+		if _, err := e.applyTransactional(ctx, tx, c, after, now, false, before == nil); err != nil {
 			return nil, err
 		}
 	}

@@ -467,7 +467,7 @@ func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Iden
 		if err != nil {
 			return err
 		}
-		recs, err := e.applyTransactional(ctx, tx, c, id, e.now().UTC(), true)
+		recs, err := e.applyTransactional(ctx, tx, c, id, e.now().UTC(), true, false)
 		if err != nil {
 			return err
 		}
@@ -486,8 +486,9 @@ func (e *Engine) transactional(system string) bool {
 // to transactional connectors (steps of other systems are theirs to run). It
 // updates c.Steps in memory; with persist it also stores each step and
 // returns an audit record per step (without, the caller stores the case
-// and its plan record shows the results).
-func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, id *identity.Identity, now time.Time, persist bool) ([]audit.Record, error) {
+// and its plan record shows the results). fresh says the identity was
+// created in this transaction and so holds nothing yet.
+func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, id *identity.Identity, now time.Time, persist, fresh bool) ([]audit.Record, error) {
 	var recs []audit.Record
 	failed := map[string]bool{}
 	for i := range c.Steps {
@@ -514,7 +515,7 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 				return nil, err
 			}
 		}
-		result, err := e.record(ctx, tx, c, s, secret, now)
+		result, err := e.record(ctx, tx, c, s, secret, now, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -671,7 +672,7 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 				}
 				recs = append(recs, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
 			default:
-				result, err := e.record(ctx, tx, cur, st, o.secret, now)
+				result, err := e.record(ctx, tx, cur, st, o.secret, now, false)
 				if err != nil {
 					return err
 				}
@@ -723,8 +724,11 @@ func (e *Engine) newSecret(s *store.Step) (string, error) {
 }
 
 // record writes a step's effect to jml's own tables and returns the result
-// text for the case. For the built-in vault this is the effect itself.
-func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *store.Step, secret string, now time.Time) (string, error) {
+// text for the case. For the built-in vault this is the effect itself. A
+// fresh identity (created in this transaction) holds no grant yet, so its
+// grants are inserted where others are upserted (a retried step may find
+// its grant already there).
+func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *store.Step, secret string, now time.Time, fresh bool) (string, error) {
 	switch s.Action {
 	case plan.Grant:
 		g := &identity.Grant{IdentityID: c.IdentityID, Entitlement: s.Entitlement, System: s.System, Reason: s.Reason, CaseID: c.ID, GrantedAt: now, ApprovedBy: s.DecidedBy}
@@ -734,7 +738,11 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 				return "", err
 			}
 		}
-		if err := tx.PutGrant(ctx, g); err != nil {
+		put := tx.PutGrant
+		if fresh {
+			put = tx.InsertGrant
+		}
+		if err := put(ctx, g); err != nil {
 			return "", err
 		}
 		if !g.ExpiresAt.IsZero() {

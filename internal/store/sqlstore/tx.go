@@ -389,13 +389,18 @@ func (t *Tx) ListGrants(ctx context.Context, identityID string) ([]identity.Gran
 	return out, rows.Err()
 }
 
+const insertGrant = `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
 func (t *Tx) PutGrant(ctx context.Context, g *identity.Grant) error {
-	err := t.write(ctx, `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	return t.write(ctx, insertGrant+`
 ON CONFLICT (identity_id, entitlement) DO UPDATE SET system = excluded.system, reason = excluded.reason, case_id = excluded.case_id,
   granted_at = excluded.granted_at, expires_at = excluded.expires_at, approved_by = excluded.approved_by`,
 		g.IdentityID, g.Entitlement, g.System, g.Reason, g.CaseID, micros(g.GrantedAt), micros(g.ExpiresAt), g.ApprovedBy)
-	return err
+}
+
+func (t *Tx) InsertGrant(ctx context.Context, g *identity.Grant) error {
+	return t.write(ctx, insertGrant, g.IdentityID, g.Entitlement, g.System, g.Reason, g.CaseID, micros(g.GrantedAt), micros(g.ExpiresAt), g.ApprovedBy)
 }
 
 func (t *Tx) DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error) {

@@ -338,6 +338,24 @@ func testGrants(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	// InsertGrant adds a grant the identity does not hold, and refuses one
+	// it holds (the store may report that only at commit).
+	update(t, s, func(tx store.Tx) error {
+		return tx.InsertGrant(ctx, &identity.Grant{IdentityID: "i1", Entitlement: "c", System: "vault", Reason: "birthright:r", CaseID: "c3", GrantedAt: t0})
+	})
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.InsertGrant(ctx, &identity.Grant{IdentityID: "i1", Entitlement: "b", System: "vault", Reason: "other", CaseID: "c3", GrantedAt: t0})
+	})
+	if err == nil {
+		t.Error("InsertGrant of a held grant succeeded")
+	}
+	view(t, s, func(tx store.Tx) error {
+		gs, err := tx.ListGrants(ctx, "i1")
+		if err != nil || len(gs) != 2 || gs[0].Entitlement != "b" || gs[0].Reason != "birthright:r" || gs[1].Entitlement != "c" {
+			t.Errorf("after InsertGrant: ListGrants = %+v, %v", gs, err)
+		}
+		return nil
+	})
 }
 
 func cred(id, identityID string, hash, sealed []byte) *store.StoredCredential {
