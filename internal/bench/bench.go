@@ -43,6 +43,7 @@ type Options struct {
 	Leavers          int // leavers for time to revoke (≥ 1000 for the quoted figure)
 	Events           int // joiners for throughput (≥ 20000 for the quoted figure)
 	Submitters       int // concurrent submitters
+	Rounds           int // throughput rounds (jml, then River), reported as medians
 	Jobs             store.JobConfig
 	// RealLeavers, RedisAddr and MySQLDSN are for time to revoke across
 	// real systems (part "systems").
@@ -301,7 +302,10 @@ func openBackend(ctx context.Context, o Options, backend, name string) (store.St
 // throughputBench: joiner events fully applied per second (case completed),
 // with Submitters concurrent submitters and River working, then River's own
 // no-op job throughput on a fresh database of the same backend with the
-// same job configuration.
+// same job configuration. It runs Rounds rounds, each measuring jml and
+// River back to back, and reports medians: the machines are noisy, and a
+// ratio of two runs seconds apart drifts less than one of runs minutes
+// apart.
 func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs bool) error {
 	// jml runs with the submitters asked for and, where that differs,
 	// with as many as River has workers: River's baseline works its queue
@@ -311,39 +315,73 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 		levels = append(levels, o.Jobs.Workers)
 	}
 	type result struct {
-		submitters        int
-		rate              float64
 		accepted, applied time.Duration
 	}
-	var results []result
-	for _, n := range levels {
-		rate, accepted, applied, err := joinerThroughput(ctx, o, backend, stepsAsJobs, n)
-		if err != nil {
-			return err
+	rates := make([][]float64, len(levels))  // [level][round]
+	ratios := make([][]float64, len(levels)) // [level][round]
+	last := make([]result, len(levels))
+	var noops []float64
+	for round := 0; round < max(1, o.Rounds); round++ {
+		roundRates := make([]float64, len(levels))
+		for i, n := range levels {
+			rate, accepted, applied, err := joinerThroughput(ctx, o, backend, stepsAsJobs, n)
+			if err != nil {
+				return err
+			}
+			roundRates[i], last[i] = rate, result{accepted, applied}
+			rates[i] = append(rates[i], rate)
 		}
-		results = append(results, result{n, rate, accepted, applied})
-	}
-	noop, err := riverNoop(ctx, o, backend)
-	if err != nil {
-		return fmt.Errorf("river baseline: %w", err)
+		noop, err := riverNoop(ctx, o, backend)
+		if err != nil {
+			return fmt.Errorf("river baseline: %w", err)
+		}
+		noops = append(noops, noop)
+		for i := range levels {
+			ratios[i] = append(ratios[i], roundRates[i]/noop)
+		}
 	}
 	mode := "built-in steps applied in the accepting transaction"
 	if stepsAsJobs {
 		mode = "built-in steps run as River jobs (jobs.builtinAsJobs)"
 	}
-	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d workers, fetch cooldown %s, poll %s)\n",
-		backend, mode, o.Events, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval)
-	for _, r := range results {
-		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (accepted in %s, all cases completed in %s)\n",
-			r.submitters, r.rate, r.accepted.Round(time.Millisecond), r.applied.Round(time.Millisecond))
+	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d workers, fetch cooldown %s, poll %s; median of %d rounds, each jml then River)\n",
+		backend, mode, o.Events, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval, len(noops))
+	for i, n := range levels {
+		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (rounds %s; last round accepted in %s, all cases completed in %s)\n",
+			n, median(rates[i]), rangeOf(rates[i], "%.0f"), last[i].accepted.Round(time.Millisecond), last[i].applied.Round(time.Millisecond))
 	}
-	fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (same backend and job settings, %d jobs)\n", o.Jobs.Workers, noop, o.Events)
-	var ratios []string
-	for _, r := range results {
-		ratios = append(ratios, fmt.Sprintf("%.2f with %d submitters", r.rate/noop, r.submitters))
+	fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (rounds %s; same backend and job settings, %d jobs)\n",
+		o.Jobs.Workers, median(noops), rangeOf(noops, "%.0f"), o.Events)
+	var parts []string
+	for i, n := range levels {
+		parts = append(parts, fmt.Sprintf("%.2f with %d submitters (rounds %s)", median(ratios[i]), n, rangeOf(ratios[i], "%.2f")))
 	}
-	fmt.Fprintf(o.Out, "  ratio %s  (target >= 0.5; SQLite target >= 1500/s)\n", strings.Join(ratios, ", "))
+	fmt.Fprintf(o.Out, "  ratio %s  (target >= 0.5; SQLite target >= 1500/s)\n", strings.Join(parts, ", "))
 	return nil
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count).
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// rangeOf prints xs in the order measured, formatted with verb.
+func rangeOf(xs []float64, verb string) string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = fmt.Sprintf(verb, x)
+	}
+	return strings.Join(out, ", ")
 }
 
 // joinerThroughput times submitters concurrent callers submitting

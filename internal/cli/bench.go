@@ -54,6 +54,7 @@ func benchCmd(ev *env) *cobra.Command {
 	cmd.Flags().IntVar(&o.Leavers, "leavers", 1000, "leavers for time to revoke")
 	cmd.Flags().IntVar(&o.Events, "events", 20000, "joiners for throughput")
 	cmd.Flags().IntVar(&o.Submitters, "submitters", 16, "concurrent event submitters (throughput also runs with as many as --workers)")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 3, "throughput rounds, each jml then River back to back; medians are reported")
 	cmd.Flags().IntVar(&o.Jobs.Workers, "workers", 100, "River workers")
 	cmd.Flags().DurationVar(&o.Jobs.FetchCooldown, "fetch-cooldown", time.Millisecond, "River fetch cooldown")
 	cmd.Flags().DurationVar(&o.Jobs.PollInterval, "poll-interval", 10*time.Millisecond, "River fetch poll interval")
