@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -18,9 +20,19 @@ func BenchmarkSubmitJoinerSQLite(b *testing.B) { benchSerial(b, openSQLiteB(b)) 
 // each event a batch of one.
 func BenchmarkSubmitJoinerPostgres(b *testing.B) { benchSerial(b, openPostgresB(b)) }
 
+// BenchmarkSubmitJoinerGuardedPostgres: one submitter at a time, from a
+// source whose guard bounds revocations (each event its own transaction).
+func BenchmarkSubmitJoinerGuardedPostgres(b *testing.B) {
+	benchSerial(b, openPostgresB(b), guardRevocations)
+}
+
 // benchSerial submits joiners one after another.
-func benchSerial(b *testing.B, s store.Store) {
-	f := newFixtureB(b, s)
+func benchSerial(b *testing.B, s store.Store, configure ...func(*Config)) {
+	var cfg func(*Config)
+	if len(configure) > 0 {
+		cfg = configure[0]
+	}
+	f := newFixtureTB(b, s, cfg)
 	ctx := context.Background()
 	var i int64
 	for b.Loop() {
@@ -64,11 +76,23 @@ func benchParallel(b *testing.B, s store.Store, parallelism int) {
 
 // BenchmarkImportJoiners: an HR import of b.N joiners applied through
 // Engine.Import.
-func BenchmarkImportJoinersPostgres(b *testing.B) { benchImport(b, openPostgresB(b)) }
-func BenchmarkImportJoinersSQLite(b *testing.B)   { benchImport(b, openSQLiteB(b)) }
+func BenchmarkImportJoinersPostgres(b *testing.B) { benchImport(b, openPostgresB(b), nil) }
+func BenchmarkImportJoinersSQLite(b *testing.B)   { benchImport(b, openSQLiteB(b), nil) }
 
-func benchImport(b *testing.B, s store.Store) {
-	f := newFixtureB(b, s)
+// BenchmarkImportJoinersGuarded: the same import from a source whose guard
+// also bounds revocations; joiners revoke nothing, so it should cost about
+// the same.
+func BenchmarkImportJoinersGuardedPostgres(b *testing.B) {
+	benchImport(b, openPostgresB(b), guardRevocations)
+}
+func BenchmarkImportJoinersGuardedSQLite(b *testing.B) { benchImport(b, openSQLiteB(b), guardRevocations) }
+
+func guardRevocations(c *Config) {
+	c.Guards = map[string]SourceGuard{"hr": {Limits: guard.Limits{MaxLeavers: 1000}, Window: time.Hour, MaxRevocations: 100}}
+}
+
+func benchImport(b *testing.B, s store.Store, configure func(*Config)) {
+	f := newFixtureTB(b, s, configure)
 	evs := make([]identity.Event, b.N)
 	for i := range evs {
 		evs[i] = identity.Event{Source: "hr", ID: fmt.Sprint("imp-", i), Type: identity.Joiner, ExternalID: fmt.Sprint("u", i), Kind: identity.Human,

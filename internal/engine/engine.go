@@ -391,10 +391,14 @@ func (e *Engine) submitAll(ctx context.Context, p Principal, evs []identity.Even
 				}
 			}
 			if !held {
-				if results[i], _, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
+				var c *store.Case
+				if results[i], c, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
 					return err
 				}
-				if guarded && !results[i].Duplicate {
+				// Only an event that plans revocations can take its source
+				// over the bound (each one before it was checked), so the
+				// window is counted only then, not after every joiner.
+				if guarded && !results[i].Duplicate && c != nil && c.Revocations() > 0 {
 					if err := e.checkRevocations(ctx, tx, ev, g); err != nil {
 						return err
 					}

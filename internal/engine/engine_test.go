@@ -70,12 +70,14 @@ func openPostgresB(t testing.TB) store.Store {
 func newFixture(t *testing.T, s store.Store) *fixture { return newFixtureDeferred(t, s, false) }
 
 func newFixtureDeferred(t *testing.T, s store.Store, deferBuiltin bool) *fixture {
-	return newFixtureTB(t, s, deferBuiltin)
+	return newFixtureTB(t, s, func(c *Config) { c.DeferBuiltin = deferBuiltin })
 }
 
-func newFixtureB(b *testing.B, s store.Store) *fixture { return newFixtureTB(b, s, false) }
+func newFixtureB(b *testing.B, s store.Store) *fixture { return newFixtureTB(b, s, nil) }
 
-func newFixtureTB(t testing.TB, s store.Store, deferBuiltin bool) *fixture {
+// newFixtureTB builds an engine on s with the quickstart policy; configure,
+// if not nil, adjusts its configuration first.
+func newFixtureTB(t testing.TB, s store.Store, configure func(*Config)) *fixture {
 	t.Helper()
 	pol, err := policy.LoadFile("../../examples/quickstart/policy.yaml")
 	if err != nil {
@@ -83,7 +85,11 @@ func newFixtureTB(t testing.TB, s store.Store, deferBuiltin bool) *fixture {
 	}
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
 	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	e, err := New(Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader, DeferBuiltin: deferBuiltin})
+	cfg := Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader}
+	if configure != nil {
+		configure(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,6 +220,20 @@ type Case struct {
 	Steps       []Step    `json:"steps"`
 }
 
+// Revocations counts the case's steps that take access away (revoke a
+// grant or a credential, disable an account): what the mass-change guard
+// adds up.
+func (c *Case) Revocations() int {
+	n := 0
+	for _, s := range c.Steps {
+		switch s.Action {
+		case plan.RevokeGrant, plan.RevokeCredential, plan.DisableAccount:
+			n++
+		}
+	}
+	return n
+}
+
 // StepStatus is where a step is.
 type StepStatus string
 

@@ -560,13 +560,7 @@ func scanCase(scan func(...any) error) (*store.Case, error) {
 }
 
 func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
-	revocations := 0
-	for _, s := range c.Steps {
-		switch s.Action {
-		case plan.RevokeGrant, plan.RevokeCredential, plan.DisableAccount:
-			revocations++
-		}
-	}
+	revocations := c.Revocations()
 	inline := ""
 	if c.Status == store.CaseCompleted && len(c.Steps) > 0 {
 		b, err := json.Marshal(stepsToJSON(c.Steps))
