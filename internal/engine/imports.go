@@ -223,7 +223,7 @@ func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identit
 		if !narrowing || (ev.EffectiveAt != nil && ev.EffectiveAt.After(now)) {
 			return nil, false, nil
 		}
-		recent, err := tx.CountEvents(ctx, ev.Source, []identity.EventType{identity.Leaver, identity.Suspend}, now.Add(-g.Window))
+		recent, err := tx.CountNarrowingEvents(ctx, ev.Source, now.Add(-g.Window))
 		if err != nil {
 			return nil, false, err
 		}

@@ -391,10 +391,11 @@ type Tx interface {
 	GetOpenHold(ctx context.Context, source string) (*Hold, error)
 	// SetHoldEvents replaces the events of a batch still held.
 	SetHoldEvents(ctx context.Context, id string, events []identity.Event) error
-	// CountEvents counts a source's events of the types received since.
-	CountEvents(ctx context.Context, source string, types []identity.EventType, since time.Time) (int, error)
-	// CountRevocations counts the revoke and disable steps of the cases of
-	// a source's events received since.
+	// CountNarrowingEvents counts a source's leaver and suspend events
+	// received since.
+	CountNarrowingEvents(ctx context.Context, source string, since time.Time) (int, error)
+	// CountRevocations adds up the revoke and disable steps planned by the
+	// cases of a source's events created since.
 	CountRevocations(ctx context.Context, source string, since time.Time) (int, error)
 	// CountIdentities counts a source's identities in the states.
 	CountIdentities(ctx context.Context, source string, states []identity.State) (int, error)

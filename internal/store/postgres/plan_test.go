@@ -44,8 +44,11 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{name: "identities by owner", index: "identities_owner",
 			fill:  ownersFill,
 			query: "SELECT id FROM identities WHERE owner_id = $1 AND owner_id <> '' ORDER BY id LIMIT $2", args: "('idn_7', 1000)"},
-		{name: "guard window", index: "events_type_source",
-			query: "SELECT COUNT(*) FROM events WHERE source = $1 AND type IN ($2, $3) AND received_at >= $4", args: "('hr', 'leaver', 'suspend', 0)"},
+		{name: "guard window", index: "events_narrowing",
+			query: "SELECT COUNT(*) FROM events WHERE type IN ('leaver', 'suspend') AND source = $1 AND received_at >= $2", args: "('hr', 0)"},
+		{name: "guard revocations", index: "cases_revoking",
+			fill:  casesFill,
+			query: "SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id WHERE c.revocations > 0 AND c.created_at >= $1 AND e.source = $2", args: "(0, 'hr')"},
 		// The partial indexes on steps: with many done steps and a few
 		// waiting ones, the waiting ones are found through them.
 		{name: "open steps of an identity", index: "steps_waiting",
@@ -112,3 +115,10 @@ const ownersFill = `INSERT INTO identities (id, source, external_id, kind, state
 SELECT 'idn_' || i, 'hr', 'u' || i, CASE WHEN i > 20000 THEN 'pipeline' ELSE 'human' END, 'active', '', CASE WHEN i > 20000 THEN 'idn_' || (i % 200) ELSE '' END, '', '{}', 0, 0
 FROM generate_series(1, 22000) i;
 ANALYZE identities`
+
+// casesFill adds 20 000 joiner cases that revoke nothing and 200 that
+// revoke, then analyzes.
+const casesFill = `INSERT INTO cases (id, event_id, identity_id, type, status, submitted_by, reason, created_at, updated_at, completed_at, revocations)
+SELECT 'case_' || i, 'evt_' || i, 'idn_' || i, CASE WHEN i % 100 = 0 THEN 'leaver' ELSE 'joiner' END, 'completed', 'hr', '', i, i, i, CASE WHEN i % 100 = 0 THEN 3 ELSE 0 END
+FROM generate_series(1, 20000) i;
+ANALYZE cases`

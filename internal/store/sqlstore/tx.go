@@ -1339,32 +1339,19 @@ func (t *Tx) SetHoldEvents(ctx context.Context, id string, events []identity.Eve
 	return err
 }
 
-func (t *Tx) CountEvents(ctx context.Context, source string, types []identity.EventType, since time.Time) (int, error) {
-	if len(types) == 0 {
-		return 0, nil
-	}
-	args := []any{source}
-	for _, ty := range types {
-		args = append(args, string(ty))
-	}
-	args = append(args, micros(since))
+func (t *Tx) CountNarrowingEvents(ctx context.Context, source string, since time.Time) (int, error) {
 	var n int
-	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM events WHERE source = ? AND type IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(types)), ", ")+") AND received_at >= ?", args...)
+	// The predicate is events_narrowing's, word for word.
+	err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM events WHERE type IN ('leaver', 'suspend') AND source = ? AND received_at >= ?", source, micros(since))
 	return n, err
 }
 
 func (t *Tx) CountRevocations(ctx context.Context, source string, since time.Time) (int, error) {
-	// Every event type is named so that events_type_source serves the
-	// window (its first column is the type).
-	args := make([]any, 0, len(identity.EventTypes)+2)
-	for _, ty := range identity.EventTypes {
-		args = append(args, string(ty))
-	}
-	args = append(args, source, micros(since))
 	var n int
-	err := t.row(ctx, []any{&n}, `SELECT COALESCE(SUM(c.revocations), 0) FROM events e JOIN cases c ON c.id = e.case_id
-WHERE e.type IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(identity.EventTypes)), ", ")+`) AND e.source = ? AND e.received_at >= ?`,
-		args...)
+	// cases_revoking holds only cases with revocations (its predicate is
+	// repeated here); each is matched to its event by primary key.
+	err := t.row(ctx, []any{&n}, `SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id
+WHERE c.revocations > 0 AND c.created_at >= ? AND e.source = ?`, micros(since), source)
 	return n, err
 }
 

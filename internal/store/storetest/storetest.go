@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"Identities", testIdentities},
 		{"EventDedupe", testEventDedupe},
+		{"NarrowingEvents", testNarrowingEvents},
 		{"LookupMany", testLookupMany},
 		{"SnapshotsAndHolds", testSnapshotsAndHolds},
 		{"SCIM", testSCIM},
@@ -165,6 +166,35 @@ func testEventDedupe(t *testing.T, s store.Store) {
 		existing, inserted, err := tx.InsertEvent(ctx, &dup)
 		if err != nil || inserted || existing == nil || existing.ID != "evt_1" || existing.CaseID != "case_1" || existing.Event.ExternalID != "a" {
 			t.Errorf("duplicate InsertEvent = %+v, %v, %v", existing, inserted, err)
+		}
+		return nil
+	})
+}
+
+// testNarrowingEvents: the guard's count takes a source's leavers and
+// suspensions received within the window, and nothing else.
+func testNarrowingEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for i, e := range []struct {
+			source string
+			typ    identity.EventType
+			at     time.Time
+		}{
+			{"hr", identity.Leaver, t0}, {"hr", identity.Suspend, t0}, {"hr", identity.Joiner, t0}, {"hr", identity.Mover, t0},
+			{"hr", identity.Resume, t0}, {"hr", identity.Leaver, t0.Add(-2 * time.Hour)}, {"idp", identity.Leaver, t0},
+		} {
+			if _, _, err := tx.InsertEvent(ctx, &store.Event{ID: fmt.Sprint("evt_", i), Event: identity.Event{Source: e.source, ID: fmt.Sprint(i), Type: e.typ, ExternalID: "a"},
+				Status: store.EventApplied, ReceivedAt: e.at, EffectiveAt: e.at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		n, err := tx.CountNarrowingEvents(ctx, "hr", t0.Add(-time.Hour))
+		if err != nil || n != 2 {
+			t.Errorf("CountNarrowingEvents = %d, %v; want 2", n, err)
 		}
 		return nil
 	})
