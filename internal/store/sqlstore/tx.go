@@ -846,14 +846,26 @@ type auditPlace struct{ xid, id int64 }
 
 // placeCond is the condition "(xid, id) op place" on the columns named
 // (prefix+"xid", prefix+"id"), with its arguments, in the form d's planner
-// serves from an index: a row-value comparison on PostgreSQL; on a
-// single-writer backend, where every xid is 0, an equality on xid and a
-// range on id (SQLite scans an index for a row-value range).
+// serves from an index: a row-value comparison on PostgreSQL. On a
+// single-writer backend every xid is 0: records compare on id alone (the
+// rowid there), seals on an equality on xid and a range on id (SQLite
+// scans an index for a row-value range).
 func (d Dialect) placeCond(prefix, op string, p auditPlace) (string, []any) {
-	if d.OneWriter {
+	switch {
+	case d.OneWriter && prefix == "":
+		return "id " + op + " ?", []any{p.id}
+	case d.OneWriter:
 		return prefix + "xid = ? AND " + prefix + "id " + op + " ?", []any{p.xid, p.id}
 	}
 	return "(" + prefix + "xid, " + prefix + "id) " + op + " (?, ?)", []any{p.xid, p.id}
+}
+
+// auditOrder is ORDER BY for chain order.
+func (d Dialect) auditOrder() string {
+	if d.OneWriter {
+		return " ORDER BY id"
+	}
+	return " ORDER BY xid, id"
 }
 
 // SealAudit chains up to limit unsealed records (all of them when limit
@@ -877,7 +889,7 @@ func SealAudit(ctx context.Context, c Conn, d Dialect, limit int) (int, error) {
 	if d.Horizon != "" {
 		q += " AND xid < " + d.Horizon
 	}
-	q += " ORDER BY xid, id"
+	q += d.auditOrder()
 	if limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, limit)
@@ -1040,7 +1052,7 @@ func (t *Tx) ScanAudit(ctx context.Context, identityID string, fn func(*audit.Re
 			q += " AND " + cond
 			args = append(args, more...)
 		}
-		if err := t.zipSeals(ctx, seals, q+" ORDER BY xid, id", args, fn); err != nil {
+		if err := t.zipSeals(ctx, seals, q+t.d.auditOrder(), args, fn); err != nil {
 			return err
 		}
 		if next == nil {
@@ -1124,7 +1136,7 @@ func (t *Tx) zipSeals(ctx context.Context, seals []*seal, q string, args []any, 
 func (t *Tx) scanIdentityAudit(ctx context.Context, identityID string, sealed auditPlace, fn func(*audit.Record) error) error {
 	var recs []*auditRecord
 	upTo, args := t.d.placeCond("", "<=", sealed)
-	rows, err := t.c.Query(ctx, "SELECT "+recordCols+" FROM audit_records WHERE identity_id = ? AND "+upTo+" ORDER BY xid, id",
+	rows, err := t.c.Query(ctx, "SELECT "+recordCols+" FROM audit_records WHERE identity_id = ? AND "+upTo+t.d.auditOrder(),
 		append([]any{identityID}, args...)...)
 	if err != nil {
 		return err

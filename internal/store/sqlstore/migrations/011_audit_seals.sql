@@ -13,10 +13,12 @@
 -- PostgreSQL (0 on SQLite, whose single writer commits in id order). A
 -- sealer takes records only from transactions older than every running
 -- one, so no record can still appear before the ones it seals.
+-- On SQLite xid is always 0, so chain order is the rowid's and its
+-- indexes leave xid out.
 --@sqlite CREATE TABLE audit_records (id INTEGER PRIMARY KEY, xid BIGINT NOT NULL DEFAULT 0, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, identity_id TEXT NOT NULL DEFAULT '', case_id TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '');
---@sqlite CREATE UNIQUE INDEX audit_records_order ON audit_records (xid, id);
+--@sqlite CREATE INDEX audit_records_identity ON audit_records (identity_id, id);
 --@postgres CREATE TABLE audit_records (id BIGSERIAL NOT NULL, xid BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint), at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, identity_id TEXT NOT NULL DEFAULT '', case_id TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '', PRIMARY KEY (xid, id));
-CREATE INDEX audit_records_identity ON audit_records (identity_id, xid, id);
+--@postgres CREATE INDEX audit_records_identity ON audit_records (identity_id, xid, id);
 
 CREATE TABLE audit_seals (
   first_seq BIGINT PRIMARY KEY,
