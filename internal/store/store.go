@@ -33,7 +33,8 @@ type Store interface {
 	// must not call Update itself: SQLite runs every fn on its one writer,
 	// and a nested call would wait for itself.
 	Update(ctx context.Context, fn func(Tx) error) error
-	// View runs fn in a read-only transaction.
+	// View runs fn in a read-only transaction that reads one consistent
+	// snapshot of the database.
 	View(ctx context.Context, fn func(Tx) error) error
 	// Jobs is the durable job queue on the same database.
 	Jobs() Jobs

@@ -282,9 +282,12 @@ func (s *Store) update(ctx context.Context, holdWrites bool, fns ...func(store.T
 	})
 }
 
-// View implements store.Store.
+// View implements store.Store. The transaction reads one snapshot
+// (REPEATABLE READ; read-only, so it never fails to serialise): a reader
+// that reads the audit head, then seals and records, must not see a seal
+// that committed in between, nor any view mix two moments.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		return fn(sqlstore.NewTx(&conn{tx: tx}, dialect, nil))
 	})
 }
