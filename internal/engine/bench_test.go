@@ -85,7 +85,9 @@ func BenchmarkImportJoinersSQLite(b *testing.B)   { benchImport(b, openSQLiteB(b
 func BenchmarkImportJoinersGuardedPostgres(b *testing.B) {
 	benchImport(b, openPostgresB(b), guardRevocations)
 }
-func BenchmarkImportJoinersGuardedSQLite(b *testing.B) { benchImport(b, openSQLiteB(b), guardRevocations) }
+func BenchmarkImportJoinersGuardedSQLite(b *testing.B) {
+	benchImport(b, openSQLiteB(b), guardRevocations)
+}
 
 func guardRevocations(c *Config) {
 	c.Guards = map[string]SourceGuard{"hr": {Limits: guard.Limits{MaxLeavers: 1000}, Window: time.Hour, MaxRevocations: 100}}

@@ -159,27 +159,34 @@ func (s *Store) seal(ctx context.Context) error {
 // because a transaction older than theirs is still running.
 const sealWait = time.Second
 
-// SealAudit implements store.Store: it chains every committed record now.
-// Records behind a transaction that is still running (any write
-// transaction on the server that began before theirs committed) wait for
-// it to end; SealAudit waits for that up to sealWait, then returns with
-// them unsealed, for the sealer to chain when the transaction ends.
+// SealAudit implements store.Store: it chains every record committed
+// before it was called (records written meanwhile are the sealer's, so a
+// steady stream of writes does not keep it busy). Records behind a
+// transaction that is still running (any write transaction on the server
+// that began before theirs committed) wait for it to end; SealAudit waits
+// for that up to sealWait, then returns with them unsealed, for the sealer
+// to chain when the transaction ends.
 func (s *Store) SealAudit(ctx context.Context) error {
 	deadline := time.Now().Add(sealWait)
+	// Every record committed by now has an id the sequence has handed out.
+	var last int64
+	if err := s.pool.QueryRow(ctx, "SELECT last_value FROM audit_records_id_seq").Scan(&last); err != nil {
+		return err
+	}
 	for {
 		if err := s.seal(ctx); err != nil {
 			return err
 		}
 		var pending bool
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_records
-WHERE (xid, id) > (SELECT sealed_xid, sealed_id FROM audit_head WHERE id = 1))`).Scan(&pending); err != nil || !pending {
+WHERE (xid, id) > (SELECT sealed_xid, sealed_id FROM audit_head WHERE id = 1) AND id <= $1)`, last).Scan(&pending); err != nil || !pending {
 			return err
 		}
 		if time.Now().After(deadline) {
 			return nil
 		}
-		// Another replica holds the seal lock, records committed
-		// meanwhile, or an older transaction is still open: go again.
+		// Another replica holds the seal lock, or an older transaction
+		// is still open: go again.
 		time.Sleep(time.Millisecond)
 	}
 }
