@@ -85,19 +85,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("migrate river: %w", err)
 	}
-	if err := sqlstore.Migrate(ctx, dialect, func(ctx context.Context, fn func(sqlstore.Conn) error) error {
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			// One migrator at a time across replicas.
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7414967)"); err != nil {
-				return err
-			}
-			c := &conn{tx: tx}
-			if err := fn(c); err != nil {
-				return err
-			}
-			return c.flush(ctx)
-		})
-	}); err != nil {
+	if err := sqlstore.Migrate(ctx, dialect, migrator(pool)); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -113,7 +101,24 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 	return s, nil
 }
 
-// sealLoop chains pending audit records every sealInterval.
+// migrator runs each migration in a transaction of its own, one migrator
+// at a time across replicas.
+func migrator(pool *pgxpool.Pool) func(ctx context.Context, fn func(sqlstore.Conn) error) error {
+	return func(ctx context.Context, fn func(sqlstore.Conn) error) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7414967)"); err != nil {
+				return err
+			}
+			c := &conn{tx: tx}
+			if err := fn(c); err != nil {
+				return err
+			}
+			return c.flush(ctx)
+		})
+	}
+}
+
+// sealLoop chains unsealed audit records every sealInterval.
 func (s *Store) sealLoop(ctx context.Context) {
 	defer close(s.sealerDone)
 	t := time.NewTicker(sealInterval)

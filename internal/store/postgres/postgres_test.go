@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
@@ -228,5 +229,56 @@ func TestAuditVerifyWhileSealing(t *testing.T) {
 	}
 	if n, err := storetest.Verify(ctx, s); err != nil || n == 0 {
 		t.Fatalf("Verify = %d, %v", n, err)
+	}
+}
+
+// TestAuditMigrationKeepsTheChain: a database the audit_log layout left
+// (three chained records, one written but not yet chained) migrates to
+// seals with its chain intact, the unchained record is sealed after the
+// others, and new records follow.
+func TestAuditMigrationKeepsTheChain(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlstore.MigrateUpTo(ctx, dialect, migrator(pool), 10); err != nil {
+		pool.Close()
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+	recs := storetest.ChainedRecords("i1", "i2", "i1")
+	for _, r := range recs {
+		if _, err := pool.Exec(ctx, "INSERT INTO audit_log (seq, at, actor, action, identity_id, case_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+			r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.IdentityID, r.CaseID, string(r.Data), r.PrevHash, r.Hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", recs[2].Seq, recs[2].Hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO audit_pending (at, actor, action, identity_id, case_id, data) VALUES ($1, 'tok_1', 'pending', 'i1', '', '')", t0.UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	s, err := Open(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, audit.New(t0, "tok_1", "after", "i1", "", nil)) }); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := storetest.Verify(ctx, s); err != nil || n != 5 {
+		t.Fatalf("Verify = %d, %v; want 5 records", n, err)
+	}
+	var got []string
+	err = s.View(ctx, func(tx store.Tx) error {
+		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, r.Action)); return nil })
+	})
+	if err != nil || fmt.Sprint(got) != "[1event.accepted 3event.accepted 4pending 5after]" {
+		t.Fatalf("records of i1 = %v, %v", got, err)
 	}
 }

@@ -91,6 +91,13 @@ var migrations embed.FS
 // Migrate applies every migration not yet applied, each in its own
 // transaction run by begin. It is safe to call on every start.
 func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn func(Conn) error) error) error {
+	return MigrateUpTo(ctx, d, run, 0)
+}
+
+// MigrateUpTo is Migrate stopping after version last (every version when
+// last is 0): tests of a migration use it to build the database the
+// versions before it left.
+func MigrateUpTo(ctx context.Context, d Dialect, run func(ctx context.Context, fn func(Conn) error) error, last int) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
@@ -107,6 +114,9 @@ func Migrate(ctx context.Context, d Dialect, run func(ctx context.Context, fn fu
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with its version", name)
+		}
+		if last > 0 && version > last {
+			break
 		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {

@@ -594,6 +594,21 @@ func Verify(ctx context.Context, s store.Store) (int64, error) {
 	return v.Count(), err
 }
 
+// ChainedRecords returns one record per identity, chained from the start
+// of a log as the audit_log layout (before migration 011) stored them.
+func ChainedRecords(identities ...string) []audit.Record {
+	var out []audit.Record
+	var seq int64
+	var hash string
+	for i, who := range identities {
+		r := audit.New(t0.Add(time.Duration(i)*time.Second), "tok_1", "event.accepted", who, "", map[string]any{"n": i})
+		r.Chain(seq, hash)
+		seq, hash = r.Seq, r.Hash
+		out = append(out, r)
+	}
+	return out
+}
+
 func testAudit(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
