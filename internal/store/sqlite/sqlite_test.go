@@ -64,7 +64,9 @@ func TestAuditMigrationKeepsTheChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, audit.New(recs[0].At, "tok_1", "after", "i1", "", nil)) }); err != nil {
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.AppendAudit(ctx, audit.New(recs[0].At, "tok_1", "after", "i1", "", nil))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := storetest.Verify(ctx, s); err != nil || n != 4 {
