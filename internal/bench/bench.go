@@ -348,13 +348,13 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 		backend, mode, o.Events, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval, len(noops))
 	for i, n := range levels {
 		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (rounds %s; last round accepted in %s, all cases completed in %s)\n",
-			n, median(rates[i]), rangeOf(rates[i], "%.0f"), last[i].accepted.Round(time.Millisecond), last[i].applied.Round(time.Millisecond))
+			n, median(rates[i]), roundsOf(rates[i], "%.0f"), last[i].accepted.Round(time.Millisecond), last[i].applied.Round(time.Millisecond))
 	}
 	fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (rounds %s; same backend and job settings, %d jobs)\n",
-		o.Jobs.Workers, median(noops), rangeOf(noops, "%.0f"), o.Events)
+		o.Jobs.Workers, median(noops), roundsOf(noops, "%.0f"), o.Events)
 	var parts []string
 	for i, n := range levels {
-		parts = append(parts, fmt.Sprintf("%.2f with %d submitters (rounds %s)", median(ratios[i]), n, rangeOf(ratios[i], "%.2f")))
+		parts = append(parts, fmt.Sprintf("%.2f with %d submitters (rounds %s)", median(ratios[i]), n, roundsOf(ratios[i], "%.2f")))
 	}
 	fmt.Fprintf(o.Out, "  ratio %s  (target >= 0.5; SQLite target >= 1500/s)\n", strings.Join(parts, ", "))
 	return nil
@@ -375,8 +375,9 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// rangeOf prints xs in the order measured, formatted with verb.
-func rangeOf(xs []float64, verb string) string {
+// roundsOf prints xs, one per round in the order measured, formatted
+// with verb.
+func roundsOf(xs []float64, verb string) string {
 	out := make([]string, len(xs))
 	for i, x := range xs {
 		out[i] = fmt.Sprintf(verb, x)

@@ -14,11 +14,11 @@ import (
 
 // BenchmarkSubmitJoinerSQLite measures accepting (and, for built-in steps,
 // applying) one human joiner on SQLite.
-func BenchmarkSubmitJoinerSQLite(b *testing.B) { benchSerial(b, openSQLiteB(b)) }
+func BenchmarkSubmitJoinerSQLite(b *testing.B) { benchSerial(b, openSQLiteB(b), nil) }
 
 // BenchmarkSubmitJoinerPostgres: one submitter at a time on PostgreSQL,
 // each event a batch of one.
-func BenchmarkSubmitJoinerPostgres(b *testing.B) { benchSerial(b, openPostgresB(b)) }
+func BenchmarkSubmitJoinerPostgres(b *testing.B) { benchSerial(b, openPostgresB(b), nil) }
 
 // BenchmarkSubmitJoinerGuardedPostgres: one submitter at a time, from a
 // source whose guard bounds revocations (each event its own transaction).
@@ -26,13 +26,10 @@ func BenchmarkSubmitJoinerGuardedPostgres(b *testing.B) {
 	benchSerial(b, openPostgresB(b), guardRevocations)
 }
 
-// benchSerial submits joiners one after another.
-func benchSerial(b *testing.B, s store.Store, configure ...func(*Config)) {
-	var cfg func(*Config)
-	if len(configure) > 0 {
-		cfg = configure[0]
-	}
-	f := newFixtureTB(b, s, cfg)
+// benchSerial submits joiners one after another; configure, if not nil,
+// adjusts the engine's configuration.
+func benchSerial(b *testing.B, s store.Store, configure func(*Config)) {
+	f := newFixtureTB(b, s, configure)
 	ctx := context.Background()
 	var i int64
 	for b.Loop() {

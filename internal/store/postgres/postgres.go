@@ -41,7 +41,7 @@ type Store struct {
 	sealerDone chan struct{}
 }
 
-// sealInterval is how often pending audit records are chained: the
+// sealInterval is how often unsealed audit records are chained: the
 // longest a written record stays unchained.
 const sealInterval = 10 * time.Millisecond
 
@@ -308,7 +308,7 @@ func (s *Store) Jobs() store.Jobs               { return s.jobs }
 func (s *Store) Backend() string                { return "postgres" }
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// Close stops the sealer (sealing what is pending) and closes the pool.
+// Close stops the sealer (sealing what is unsealed) and closes the pool.
 func (s *Store) Close() error {
 	s.stopSealer()
 	<-s.sealerDone

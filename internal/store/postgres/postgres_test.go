@@ -18,14 +18,18 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(t.Context(), pgtest.NewDatabase(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
+	storetest.Run(t, func(t *testing.T) store.Store { return openStore(t, pgtest.NewDatabase(t)) })
+}
+
+// openStore opens the store on the database at url, closed when t ends.
+func openStore(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // TestUpdateBatchPipelined: a pipelined batch commits what it wrote; one
@@ -33,11 +37,7 @@ func TestConformance(t *testing.T) {
 // connections stay usable (none is left inside a transaction).
 func TestUpdateBatchPipelined(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, pgtest.NewDatabase(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, pgtest.NewDatabase(t))
 	t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 	event := func(id, sourceID string) *store.Event {
 		return &store.Event{ID: id, Event: identity.Event{Source: "hr", ID: sourceID, Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
@@ -60,7 +60,7 @@ func TestUpdateBatchPipelined(t *testing.T) {
 			t.Fatal("a batch inserting an existing (source, event ID) committed")
 		}
 	}
-	err = s.View(ctx, func(tx store.Tx) error {
+	err := s.View(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetEvent(ctx, "evt_1"); err != nil {
 			return err
 		}
@@ -82,11 +82,7 @@ func TestUpdateBatchPipelined(t *testing.T) {
 func TestAuditSealHorizon(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.NewDatabase(t)
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, url)
 	raw, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -178,11 +174,7 @@ func TestAuditSealHorizon(t *testing.T) {
 // it began without chasing writers that keep writing.
 func TestAuditVerifyWhileSealing(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, pgtest.NewDatabase(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, pgtest.NewDatabase(t))
 	t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 	const writers = 8
 	stop := make(chan struct{})
@@ -262,23 +254,5 @@ func TestAuditMigrationKeepsTheChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool.Close()
-
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, audit.New(t0, "tok_1", "after", "i1", "", nil)) }); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := storetest.Verify(ctx, s); err != nil || n != 5 {
-		t.Fatalf("Verify = %d, %v; want 5 records", n, err)
-	}
-	var got []string
-	err = s.View(ctx, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, r.Action)); return nil })
-	})
-	if err != nil || fmt.Sprint(got) != "[1event.accepted 3event.accepted 4pending 5after]" {
-		t.Fatalf("records of i1 = %v, %v", got, err)
-	}
+	storetest.CheckMigratedChain(t, openStore(t, url), 5, "[1 event.accepted 3 event.accepted 4 pending 5 after]")
 }

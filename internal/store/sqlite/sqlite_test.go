@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"path/filepath"
 	"testing"
 
-	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 	"github.com/jml-dev/jml/internal/store/storetest"
@@ -58,25 +56,10 @@ func TestAuditMigrationKeepsTheChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-
 	s, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Update(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, audit.New(recs[0].At, "tok_1", "after", "i1", "", nil))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := storetest.Verify(ctx, s); err != nil || n != 4 {
-		t.Fatalf("Verify = %d, %v; want 4 records", n, err)
-	}
-	var got []string
-	err = s.View(ctx, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, r.Action)); return nil })
-	})
-	if err != nil || fmt.Sprint(got) != "[1event.accepted 3event.accepted 4after]" {
-		t.Fatalf("records of i1 = %v, %v", got, err)
-	}
+	storetest.CheckMigratedChain(t, s, 4, "[1 event.accepted 3 event.accepted 4 after]")
 }

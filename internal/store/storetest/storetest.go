@@ -609,6 +609,27 @@ func ChainedRecords(identities ...string) []audit.Record {
 	return out
 }
 
+// CheckMigratedChain appends a record for i1 to s, whose log a migration
+// carried over from ChainedRecords("i1", "i2", "i1") (and, where the old
+// layout had them, records not yet chained), and checks that the whole log
+// verifies with want records and that i1's records, as "seq action", are
+// wantI1.
+func CheckMigratedChain(t *testing.T, s store.Store, want int64, wantI1 string) {
+	t.Helper()
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error { return tx.AppendAudit(ctx, audit.New(t0, "tok_1", "after", "i1", "", nil)) })
+	if n, err := Verify(ctx, s); err != nil || n != want {
+		t.Fatalf("Verify = %d, %v; want %d records", n, err, want)
+	}
+	var got []string
+	view(t, s, func(tx store.Tx) error {
+		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, " ", r.Action)); return nil })
+	})
+	if fmt.Sprint(got) != wantI1 {
+		t.Fatalf("records of i1 = %v, want %s", got, wantI1)
+	}
+}
+
 func testAudit(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
