@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -306,6 +307,11 @@ func openBackend(ctx context.Context, o Options, backend, name string) (store.St
 // River back to back, and reports medians: the machines are noisy, and a
 // ratio of two runs seconds apart drifts less than one of runs minutes
 // apart.
+//
+// The target compares jml with River tuned for throughput (Jobs.Workers
+// workers). Where jml runs with fewer submitters than that, River also runs
+// with as many workers as jml has submitters, so that each jml figure has a
+// baseline at its own concurrency beside the tuned one.
 func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs bool) error {
 	// jml runs with the submitters asked for and, where that differs,
 	// with as many as River has workers: River's baseline works its queue
@@ -317,27 +323,28 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 	type result struct {
 		accepted, applied time.Duration
 	}
-	rates := make([][]float64, len(levels))  // [level][round]
-	ratios := make([][]float64, len(levels)) // [level][round]
+	rates := make([][]float64, len(levels)) // [level][round]
 	last := make([]result, len(levels))
-	var noops []float64
+	// River's rates by worker count, per round; tuned is Jobs.Workers.
+	tuned := o.Jobs.Workers
+	noops := map[int][]float64{}
 	for round := 0; round < max(1, o.Rounds); round++ {
-		roundRates := make([]float64, len(levels))
 		for i, n := range levels {
 			rate, accepted, applied, err := joinerThroughput(ctx, o, backend, stepsAsJobs, n)
 			if err != nil {
 				return err
 			}
-			roundRates[i], last[i] = rate, result{accepted, applied}
+			last[i] = result{accepted, applied}
 			rates[i] = append(rates[i], rate)
 		}
-		noop, err := riverNoop(ctx, o, backend)
-		if err != nil {
-			return fmt.Errorf("river baseline: %w", err)
-		}
-		noops = append(noops, noop)
-		for i := range levels {
-			ratios[i] = append(ratios[i], roundRates[i]/noop)
+		for _, w := range riverLevels(levels, tuned) {
+			jobs := o.Jobs
+			jobs.Workers = w
+			noop, err := riverNoop(ctx, o, backend, jobs)
+			if err != nil {
+				return fmt.Errorf("river baseline, %d workers: %w", w, err)
+			}
+			noops[w] = append(noops[w], noop)
 		}
 	}
 	mode := "built-in steps applied in the accepting transaction"
@@ -345,19 +352,54 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 		mode = "built-in steps run as River jobs (jobs.builtinAsJobs)"
 	}
 	fmt.Fprintf(o.Out, "\nthroughput (%s, %s; %d joiners, 3 steps each, %d workers, fetch cooldown %s, poll %s; median of %d rounds, each jml then River)\n",
-		backend, mode, o.Events, o.Jobs.Workers, o.Jobs.FetchCooldown, o.Jobs.PollInterval, len(noops))
+		backend, mode, o.Events, tuned, o.Jobs.FetchCooldown, o.Jobs.PollInterval, len(noops[tuned]))
 	for i, n := range levels {
 		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (rounds %s; last round accepted in %s, all cases completed in %s)\n",
 			n, median(rates[i]), roundsOf(rates[i], "%.0f"), last[i].accepted.Round(time.Millisecond), last[i].applied.Round(time.Millisecond))
 	}
-	fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (rounds %s; same backend and job settings, %d jobs)\n",
-		o.Jobs.Workers, median(noops), roundsOf(noops, "%.0f"), o.Events)
-	var parts []string
-	for i, n := range levels {
-		parts = append(parts, fmt.Sprintf("%.2f with %d submitters (rounds %s)", median(ratios[i]), n, roundsOf(ratios[i], "%.2f")))
+	for _, w := range riverLevels(levels, tuned) {
+		what := "tuned: the baseline of the target"
+		if w != tuned {
+			what = fmt.Sprintf("as many as jml's %d submitters", w)
+		}
+		fmt.Fprintf(o.Out, "  River no-op jobs, %3d workers:            %.0f/s  (rounds %s; %s; same backend and job settings, %d jobs)\n",
+			w, median(noops[w]), roundsOf(noops[w], "%.0f"), what, o.Events)
 	}
-	fmt.Fprintf(o.Out, "  ratio %s  (target >= 0.5; SQLite target >= 1500/s)\n", strings.Join(parts, ", "))
+	var toTuned, toEqual []string
+	for i, n := range levels {
+		r := ratios(rates[i], noops[tuned])
+		toTuned = append(toTuned, fmt.Sprintf("%.2f with %d submitters (rounds %s)", median(r), n, roundsOf(r, "%.2f")))
+		if n != tuned {
+			r := ratios(rates[i], noops[n])
+			toEqual = append(toEqual, fmt.Sprintf("%.2f with %d submitters against %d workers (rounds %s)", median(r), n, n, roundsOf(r, "%.2f")))
+		}
+	}
+	fmt.Fprintf(o.Out, "  ratio to River with %d workers: %s  (target >= 0.5; SQLite target >= 1500/s)\n", tuned, strings.Join(toTuned, ", "))
+	if len(toEqual) > 0 {
+		fmt.Fprintf(o.Out, "  ratio at equal concurrency: %s\n", strings.Join(toEqual, ", "))
+	}
 	return nil
+}
+
+// riverLevels is the worker counts River's baseline runs with: the tuned
+// count, then each jml concurrency that differs from it.
+func riverLevels(levels []int, tuned int) []int {
+	out := []int{tuned}
+	for _, n := range levels {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ratios divides jml's rate by River's, round by round.
+func ratios(jml, river []float64) []float64 {
+	out := make([]float64, len(jml))
+	for i := range jml {
+		out[i] = jml[i] / river[i]
+	}
+	return out
 }
 
 // median returns the median of xs (the mean of the middle two for an even
@@ -488,8 +530,8 @@ type noopWorker struct {
 func (w *noopWorker) Work(context.Context, *river.Job[noopArgs]) error { w.done.Add(1); return nil }
 
 // riverNoop inserts Events no-op jobs (in transactions of 1000) and times
-// River working them all.
-func riverNoop(ctx context.Context, o Options, backend string) (float64, error) {
+// River working them all with the job configuration jobs.
+func riverNoop(ctx context.Context, o Options, backend string, jobs store.JobConfig) (float64, error) {
 	s, cleanup, err := openBackend(ctx, o, backend, "river_noop")
 	if err != nil {
 		return 0, err
@@ -512,7 +554,7 @@ func riverNoop(ctx context.Context, o Options, backend string) (float64, error) 
 	w := river.NewWorkers()
 	river.AddWorker(w, &noopWorker{done: &done})
 	start := time.Now()
-	if err := s.Jobs().Start(ctx, w, o.Jobs); err != nil {
+	if err := s.Jobs().Start(ctx, w, jobs); err != nil {
 		return 0, err
 	}
 	deadline := time.Now().Add(10 * time.Minute)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -61,5 +62,29 @@ func TestNativeRulesAgree(t *testing.T) {
 				t.Errorf("rule %d (%s) for %s: native %v, CEL %v", i, b.Name, id.Kind, got, want)
 			}
 		}
+	}
+}
+
+func TestRiverLevels(t *testing.T) {
+	for _, c := range []struct {
+		levels []int
+		tuned  int
+		want   string
+	}{
+		{[]int{16, 100}, 100, "[100 16]"}, // tuned first, then jml's other concurrency
+		{[]int{100}, 100, "[100]"},        // no second baseline when jml matches River
+		{[]int{16}, 100, "[100 16]"},      // the jobs part: jml runs at 16 only
+		{[]int{8, 8}, 4, "[4 8]"},         // each count once
+	} {
+		if got := fmt.Sprint(riverLevels(c.levels, c.tuned)); got != c.want {
+			t.Errorf("riverLevels(%v, %d) = %s, want %s", c.levels, c.tuned, got, c.want)
+		}
+	}
+}
+
+func TestRatiosAndMedian(t *testing.T) {
+	r := ratios([]float64{50, 30, 80}, []float64{100, 100, 100})
+	if fmt.Sprint(r) != "[0.5 0.3 0.8]" || median(r) != 0.5 || median([]float64{1, 2, 3, 10}) != 2.5 {
+		t.Fatalf("ratios %v, median %v", r, median(r))
 	}
 }
