@@ -31,9 +31,12 @@ const (
 )
 
 type submission struct {
-	ctx      context.Context
-	p        Principal
-	ev       identity.Event
+	ctx context.Context
+	p   Principal
+	ev  identity.Event
+	// keys are ev's identityKeys, computed once: a submission may wait
+	// through several batches, each of which looks at it.
+	keys     []string
 	res      *Result
 	err      error
 	counters acceptCounters
@@ -51,7 +54,7 @@ type coalescer struct {
 }
 
 func (e *Engine) submitCoalesced(ctx context.Context, p Principal, ev identity.Event) (*Result, error) {
-	s := &submission{ctx: ctx, p: p, ev: ev, done: make(chan struct{})}
+	s := &submission{ctx: ctx, p: p, ev: ev, keys: identityKeys(ev), done: make(chan struct{})}
 	c := e.coalescer
 	c.mu.Lock()
 	c.pending = append(c.pending, s)
@@ -86,12 +89,17 @@ func (e *Engine) lead() {
 
 // independent takes, in arrival order, up to max submissions that touch
 // no identity another taken one touches, and returns them and the rest.
+// Once max are taken it looks no further: with many callers waiting, every
+// batch would otherwise pass over all of them.
 func independent(pending []*submission, max int) (taken, rest []*submission) {
-	touched := map[string]bool{}
-	for _, s := range pending {
-		keys := identityKeys(s.ev)
-		free := len(taken) < max
-		for _, k := range keys {
+	touched := make(map[string]bool, 3*min(max, len(pending)))
+	for i, s := range pending {
+		if len(taken) == max {
+			rest = append(rest, pending[i:]...)
+			break
+		}
+		free := true
+		for _, k := range s.keys {
 			if touched[k] {
 				free = false
 			}
@@ -100,7 +108,7 @@ func independent(pending []*submission, max int) (taken, rest []*submission) {
 			rest = append(rest, s)
 			continue
 		}
-		for _, k := range keys {
+		for _, k := range s.keys {
 			touched[k] = true
 		}
 		taken = append(taken, s)

@@ -168,13 +168,14 @@ func TestBatchFallback(t *testing.T) {
 }
 
 func TestIndependent(t *testing.T) {
-	a := &submission{ev: identity.Event{Source: "hr", ID: "1", ExternalID: "alice"}}
-	bot := &submission{ev: identity.Event{Source: "hr", ID: "2", ExternalID: "bot", Owner: "alice"}}
-	bob := &submission{ev: identity.Event{Source: "hr", ID: "3", ExternalID: "bob", Manager: "carol"}}
-	carol := &submission{ev: identity.Event{Source: "hr", ID: "4", ExternalID: "carol"}}
-	other := &submission{ev: identity.Event{Source: "ci", ID: "5", ExternalID: "alice"}}
+	sub := func(ev identity.Event) *submission { return &submission{ev: ev, keys: identityKeys(ev)} }
+	a := sub(identity.Event{Source: "hr", ID: "1", ExternalID: "alice"})
+	bot := sub(identity.Event{Source: "hr", ID: "2", ExternalID: "bot", Owner: "alice"})
+	bob := sub(identity.Event{Source: "hr", ID: "3", ExternalID: "bob", Manager: "carol"})
+	carol := sub(identity.Event{Source: "hr", ID: "4", ExternalID: "carol"})
+	other := sub(identity.Event{Source: "ci", ID: "5", ExternalID: "alice"})
 	// The same event ID again, about someone else: never in one batch.
-	again := &submission{ev: identity.Event{Source: "hr", ID: "1", ExternalID: "dave"}}
+	again := sub(identity.Event{Source: "hr", ID: "1", ExternalID: "dave"})
 	taken, rest := independent([]*submission{a, bot, bob, carol, other, again}, 10)
 	if len(taken) != 3 || taken[0] != a || taken[1] != bob || taken[2] != other {
 		t.Fatalf("taken = %v", taken)
@@ -183,8 +184,13 @@ func TestIndependent(t *testing.T) {
 		t.Fatalf("rest = %v", rest)
 	}
 	taken, rest = independent([]*submission{a, bob, carol}, 1)
-	if len(taken) != 1 || len(rest) != 2 {
-		t.Fatalf("max 1: taken %d rest %d", len(taken), len(rest))
+	if len(taken) != 1 || len(rest) != 2 || rest[0] != bob || rest[1] != carol {
+		t.Fatalf("max 1: taken %v rest %v", taken, rest)
+	}
+	// A full batch leaves the rest in arrival order, conflicting or not.
+	taken, rest = independent([]*submission{a, bob, bot, carol, other}, 2)
+	if len(taken) != 2 || taken[0] != a || taken[1] != bob || len(rest) != 3 || rest[0] != bot || rest[1] != carol || rest[2] != other {
+		t.Fatalf("max 2: taken %v rest %v", taken, rest)
 	}
 }
 
