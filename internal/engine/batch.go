@@ -162,9 +162,12 @@ func (e *Engine) runBatch(batch []*submission) {
 	for _, s := range batch {
 		fns = append(fns, func(tx store.Tx) error {
 			s.counters = acceptCounters{}
+			btx := &batchTx{Tx: tx, pre: pre}
 			var err error
-			s.res, _, err = e.accept(ctx, &batchTx{Tx: tx, pre: pre}, s.p, s.ev, &s.counters)
-			return err
+			if s.res, _, err = e.accept(ctx, btx, s.p, s.ev, &s.counters); err != nil {
+				return err
+			}
+			return btx.writeHeld(ctx)
 		})
 	}
 	if len(batch) > 1 {
@@ -230,9 +233,15 @@ func (p *prefetched) load(ctx context.Context, tx store.Tx, batch []*submission)
 // exact because batched events are independent (no event writes what
 // another reads) and each event reads its identity, owner and manager only
 // before writing them.
+//
+// It also holds back the event an accept inserts until its case is known,
+// so that a case completed on acceptance is stored in the event's row
+// (store.Inlinable): one row instead of two. writeHeld writes an event
+// that opened no case; an accept that fails takes its transaction with it.
 type batchTx struct {
 	store.Tx
-	pre *prefetched
+	pre  *prefetched
+	held *store.Event
 }
 
 func (b *batchTx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
@@ -253,5 +262,32 @@ func (b *batchTx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Even
 	if existing, ok := b.pre.events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}]; ok {
 		return existing, false, nil
 	}
-	return nil, true, b.Tx.InsertNewEvent(ctx, ev)
+	if err := b.writeHeld(ctx); err != nil {
+		return nil, false, err
+	}
+	held := *ev
+	b.held = &held
+	return nil, true, nil
+}
+
+func (b *batchTx) InsertCase(ctx context.Context, c *store.Case) error {
+	if ev := b.held; ev != nil && c.EventID == ev.ID && store.Inlinable(ev, c) {
+		b.held = nil
+		ev.Case = c
+		return b.Tx.InsertNewEvent(ctx, ev)
+	}
+	if err := b.writeHeld(ctx); err != nil {
+		return err
+	}
+	return b.Tx.InsertCase(ctx, c)
+}
+
+// writeHeld writes the held event, if any, in a row of its own.
+func (b *batchTx) writeHeld(ctx context.Context) error {
+	ev := b.held
+	if ev == nil {
+		return nil
+	}
+	b.held = nil
+	return b.Tx.InsertNewEvent(ctx, ev)
 }

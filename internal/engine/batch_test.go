@@ -6,8 +6,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/pgtest"
+	"github.com/jml-dev/jml/internal/store/postgres"
 	"github.com/jml-dev/jml/internal/store/storetest"
 )
 
@@ -309,5 +313,80 @@ func TestConcurrentLeaverAndMover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestCaseInEventRowPostgres: on PostgreSQL's batch path a case completed
+// on acceptance is stored in its event's row (store.Inlinable), one row
+// instead of two, and reads back as any case does; a case with steps left
+// to run keeps a row of its own.
+func TestCaseInEventRowPostgres(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s, err := postgres.Open(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f := newFixture(t, s)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows := func() (cases, inline int) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, "SELECT (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM events WHERE case_steps <> '')").Scan(&cases, &inline); err != nil {
+			t.Fatal(err)
+		}
+		return cases, inline
+	}
+
+	f.submit(t, ev("0", identity.Joiner, "alice", func(e *identity.Event) {
+		e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+	}))
+	joiner := ev("1", identity.Joiner, "triage-agent", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"search-docs"}}
+	})
+	res := f.submit(t, joiner)
+	if res.CaseID != store.CaseIDFor(res.EventID) {
+		t.Fatalf("case %s of event %s: not the event's ID", res.CaseID, res.EventID)
+	}
+	if cases, inline := rows(); cases != 0 || inline != 2 {
+		t.Fatalf("after two joiners: %d case rows, %d cases in event rows; want 0 and 2", cases, inline)
+	}
+	c := f.getCase(t, res.CaseID)
+	if c.Status != store.CaseCompleted || c.EventID != res.EventID || c.IdentityID != res.IdentityID || c.SubmittedBy != source.ID || len(c.Steps) == 0 || c.Steps[0].Status != store.StepDone {
+		t.Fatalf("case in its event's row = %+v", c)
+	}
+	// A duplicate answers with the same case, which reads back.
+	dup, err := f.e.Submit(ctx, source, joiner)
+	if err != nil || !dup.Duplicate || dup.CaseID != res.CaseID {
+		t.Fatalf("duplicate = %+v, %v", dup, err)
+	}
+	// Widening to a production tool waits for approval: its case has a
+	// step left, and a row of its own.
+	widen := f.submit(t, ev("2", identity.Mover, "triage-agent", func(e *identity.Event) {
+		e.Attributes = map[string]any{"tools": []any{"search-docs", "prod-db-write"}}
+	}))
+	if c := f.getCase(t, widen.CaseID); c.Status != store.CaseAwaitingApproval {
+		t.Fatalf("widening case = %s", c.Status)
+	}
+	if cases, inline := rows(); cases != 1 || inline != 2 {
+		t.Fatalf("after the widening: %d case rows, %d cases in event rows; want 1 and 2", cases, inline)
+	}
+	if err := s.View(ctx, func(tx store.Tx) error {
+		// (The test's clock stands still: both were opened at one moment.)
+		cs, err := tx.ListCases(ctx, res.IdentityID, 10)
+		ids := map[string]bool{}
+		for _, c := range cs {
+			ids[c.ID] = true
+		}
+		if err != nil || len(cs) != 2 || !ids[widen.CaseID] || !ids[res.CaseID] {
+			t.Errorf("ListCases = %+v, %v; want the joiner's and the widening's", cs, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

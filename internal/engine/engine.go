@@ -464,7 +464,9 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		rec.IdentityID = cur.ID
 	}
 	if !future {
-		rec.CaseID = e.newID("case_")
+		// The case's ID is the event's: a case completed on acceptance
+		// may be stored in the event's row (store.Inlinable).
+		rec.CaseID = store.CaseIDFor(rec.ID)
 	}
 	existing, inserted, err := tx.InsertEvent(ctx, rec)
 	if err != nil {

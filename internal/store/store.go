@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -119,6 +120,40 @@ type Event struct {
 	Error       string         `json:"error,omitempty"`
 	ReceivedAt  time.Time      `json:"receivedAt"`
 	EffectiveAt time.Time      `json:"effectiveAt"`
+	// Case, when set on InsertNewEvent, is the event's case, completed on
+	// acceptance, to be stored in the event's row rather than a row of its
+	// own (see Inlinable). Reads of cases find it like any other.
+	Case *Case `json:"-"`
+}
+
+// CaseIDFor is the ID of the case an event opens when accepted: its own
+// ULID under the case prefix, so that a case stored in its event's row is
+// found from its ID.
+func CaseIDFor(eventID string) string {
+	if u, ok := strings.CutPrefix(eventID, "evt_"); ok {
+		return "case_" + u
+	}
+	return ""
+}
+
+// EventIDOf is the inverse of CaseIDFor ("" for an ID it did not make).
+func EventIDOf(caseID string) string {
+	if u, ok := strings.CutPrefix(caseID, "case_"); ok {
+		return "evt_" + u
+	}
+	return ""
+}
+
+// Inlinable reports whether c can be stored in ev's row: it is ev's case
+// (CaseIDFor), completed with no reason given, opened by ev's principal for
+// ev's identity and type, and created, updated and completed at one moment.
+// Such a case never changes again; everything else about it is a column of
+// the event.
+func Inlinable(ev *Event, c *Case) bool {
+	return c != nil && c.ID != "" && c.ID == CaseIDFor(ev.ID) && c.ID == ev.CaseID && c.EventID == ev.ID &&
+		c.IdentityID == ev.IdentityID && c.Type == ev.Event.Type && c.SubmittedBy == ev.Principal &&
+		c.Status == CaseCompleted && c.Reason == "" && len(c.Steps) > 0 &&
+		c.UpdatedAt.Equal(c.CreatedAt) && c.CompletedAt.Equal(c.CreatedAt)
 }
 
 // SCIMResource is a resource as provisioned over SCIM.
@@ -321,7 +356,8 @@ type Tx interface {
 	// transaction (GetIdentitiesAndEvents). It may be written only at commit;
 	// an event with the same (source, event ID) committed meanwhile fails
 	// the transaction with a conflict that the store's retry turns into a
-	// fresh run, where the lookup finds it.
+	// fresh run, where the lookup finds it. ev.Case, if set, must be
+	// Inlinable; it is stored in the event's row (InsertEvent takes none).
 	InsertNewEvent(ctx context.Context, ev *Event) error
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error

@@ -48,7 +48,16 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			query: "SELECT COUNT(*) FROM events WHERE type IN ('leaver', 'suspend') AND source = $1 AND received_at >= $2", args: "('hr', 0)"},
 		{name: "guard revocations", index: "cases_revoking",
 			fill:  casesFill,
-			query: "SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id WHERE c.revocations > 0 AND c.created_at >= $1 AND e.source = $2", args: "(0, 'hr')"},
+			query: guardRevocations, args: "(0, 'hr', 0, 'hr')"},
+		// Cases stored in their events' rows (migration 014), among many
+		// events whose case revokes nothing.
+		{name: "guard revocations in events", index: "events_revoking",
+			fill:  eventCasesFill,
+			query: guardRevocations, args: "(0, 'hr', 0, 'hr')"},
+		{name: "cases of an identity", index: "cases_identity",
+			query: casesOfIdentity, args: "('idn_7', 'idn_7', 100)"},
+		{name: "cases of an identity in events", index: "events_cases",
+			query: casesOfIdentity, args: "('idn_7', 'idn_7', 100)"},
 		// The partial indexes on steps: with many done steps and a few
 		// waiting ones, the waiting ones are found through them.
 		{name: "open steps of an identity", index: "steps_waiting",
@@ -115,6 +124,23 @@ const ownersFill = `INSERT INTO identities (id, source, external_id, kind, state
 SELECT 'idn_' || i, 'hr', 'u' || i, CASE WHEN i > 20000 THEN 'pipeline' ELSE 'human' END, 'active', '', CASE WHEN i > 20000 THEN 'idn_' || (i % 200) ELSE '' END, '', '{}', 0, 0
 FROM generate_series(1, 22000) i;
 ANALYZE identities`
+
+// guardRevocations and casesOfIdentity are sqlstore's CountRevocations
+// and ListCases, placeholders numbered.
+const (
+	guardRevocations = `SELECT (SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id
+WHERE c.revocations > 0 AND c.created_at >= $1 AND e.source = $2)
++ (SELECT COALESCE(SUM(case_revocations), 0) FROM events WHERE case_revocations > 0 AND case_at >= $3 AND source = $4)`
+	casesOfIdentity = "SELECT id, created_at FROM cases WHERE identity_id = $1 UNION ALL SELECT 'case_' || substr(id, 5), case_at FROM events WHERE identity_id = $2 AND case_steps <> '' ORDER BY created_at DESC, id DESC LIMIT $3"
+)
+
+// eventCasesFill adds 20 000 events whose cases live in their rows, 200
+// of them revoking, and 20 000 without a case, then analyzes.
+const eventCasesFill = `INSERT INTO events (id, source, source_event_id, type, identity_id, payload, principal, status, case_id, error, received_at, effective_at, case_steps, case_revocations, case_at)
+SELECT 'evt_' || i, 'hr', 'e' || i, CASE WHEN i % 100 = 0 THEN 'leaver' ELSE 'joiner' END, 'idn_' || (i % 20000), '{}', 'tok', 'applied', 'case_' || i, '', i, i,
+  CASE WHEN i <= 20000 THEN '[]' ELSE '' END, CASE WHEN i <= 20000 AND i % 100 = 0 THEN 3 ELSE 0 END, CASE WHEN i <= 20000 THEN i ELSE 0 END
+FROM generate_series(1, 40000) i;
+ANALYZE events`
 
 // casesFill adds 20 000 joiner cases that revoke nothing and 200 that
 // revoke, then analyzes.

@@ -92,13 +92,45 @@ func scanEvent(scan func(...any) error) (*store.Event, error) {
 	return &ev, nil
 }
 
-func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
+// insertEventCols are the columns an event is inserted with: eventCols and
+// the case it may carry (migration 014).
+const insertEventCols = eventCols + ", case_steps, case_revocations, case_at"
+
+// eventArgs are ev's values for insertEventCols.
+func eventArgs(ev *store.Event) ([]any, error) {
 	payload, err := json.Marshal(ev.Event)
+	if err != nil {
+		return nil, err
+	}
+	var steps string
+	var revocations int
+	var at int64
+	if c := ev.Case; c != nil {
+		if !store.Inlinable(ev, c) {
+			return nil, fmt.Errorf("insert event %s: case %s cannot be stored in the event's row", ev.ID, c.ID)
+		}
+		b, err := json.Marshal(stepsToJSON(c.Steps))
+		if err != nil {
+			return nil, fmt.Errorf("insert event %s: case steps: %w", ev.ID, err)
+		}
+		steps, revocations, at = string(b), c.Revocations(), micros(c.CreatedAt)
+		for i := range c.Steps {
+			c.Steps[i].CaseID = c.ID
+		}
+	}
+	return []any{ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error,
+		micros(ev.ReceivedAt), micros(ev.EffectiveAt), steps, revocations, at}, nil
+}
+
+func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
+	if ev.Case != nil {
+		return nil, false, fmt.Errorf("insert event %s: a case goes in the event's row only with InsertNewEvent", ev.ID)
+	}
+	args, err := eventArgs(ev)
 	if err != nil {
 		return nil, false, err
 	}
-	n, err := t.c.Exec(ctx, "INSERT INTO events ("+eventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, source_event_id) DO NOTHING",
-		ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error, micros(ev.ReceivedAt), micros(ev.EffectiveAt))
+	n, err := t.c.Exec(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, source_event_id) DO NOTHING", args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert event: %w", err)
 	}
@@ -111,12 +143,11 @@ func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bo
 }
 
 func (t *Tx) InsertNewEvent(ctx context.Context, ev *store.Event) error {
-	payload, err := json.Marshal(ev.Event)
+	args, err := eventArgs(ev)
 	if err != nil {
 		return err
 	}
-	return t.write(ctx, "INSERT INTO events ("+eventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error, micros(ev.ReceivedAt), micros(ev.EffectiveAt))
+	return t.write(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args...)
 }
 
 // pairChunk bounds the pairs one lookup query binds (SQLite allows 500
@@ -674,11 +705,25 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 	return out, rows.Err()
 }
 
+// eventCaseCols are an event row's case (migration 014) as caseCols,
+// completed and created, updated and completed at case_at. Queries that
+// read them state events_cases' predicate, eventCaseStored.
+const (
+	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(store.CaseCompleted) + "', principal, '', case_at, case_at, case_at"
+	eventCaseStored = "case_steps <> ''"
+)
+
 func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
 	var inline string
 	c, err := one(ctx, t.c, "case", id, func(scan func(...any) error) (*store.Case, error) {
 		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
 	}, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
+	if store.IsNotFound(err) && store.EventIDOf(id) != "" {
+		// A case completed on acceptance may live in its event's row.
+		c, err = one(ctx, t.c, "case", id, func(scan func(...any) error) (*store.Case, error) {
+			return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
+		}, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, store.EventIDOf(id))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -749,7 +794,10 @@ func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]sto
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE identity_id = ? ORDER BY created_at DESC, id DESC LIMIT ?", identityID, limit)
+	// Cases in their own rows, and those completed on acceptance that live
+	// in their event's row.
+	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE identity_id = ? UNION ALL SELECT "+eventCaseCols+" FROM events WHERE identity_id = ? AND "+eventCaseStored+
+		" ORDER BY created_at DESC, id DESC LIMIT ?", identityID, identityID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -1361,9 +1409,12 @@ func (t *Tx) CountNarrowingEvents(ctx context.Context, source string, since time
 func (t *Tx) CountRevocations(ctx context.Context, source string, since time.Time) (int, error) {
 	var n int
 	// cases_revoking holds only cases with revocations (its predicate is
-	// repeated here); each is matched to its event by primary key.
-	err := t.row(ctx, []any{&n}, `SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id
-WHERE c.revocations > 0 AND c.created_at >= ? AND e.source = ?`, micros(since), source)
+	// repeated here); each is matched to its event by primary key. Cases
+	// stored in their event's row are counted from events_revoking.
+	err := t.row(ctx, []any{&n}, `SELECT (SELECT COALESCE(SUM(c.revocations), 0) FROM cases c JOIN events e ON e.id = c.event_id
+WHERE c.revocations > 0 AND c.created_at >= ? AND e.source = ?)
++ (SELECT COALESCE(SUM(case_revocations), 0) FROM events WHERE case_revocations > 0 AND case_at >= ? AND source = ?)`,
+		micros(since), source, micros(since), source)
 	return n, err
 }
 

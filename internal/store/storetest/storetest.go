@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -550,6 +551,99 @@ func testCases(t *testing.T, s store.Store) {
 		n, err := tx.CountRevocations(ctx, "guarded", t0.Add(-time.Minute))
 		if err != nil || n != 4 {
 			t.Errorf("CountRevocations = %d, %v; want 2 per case", n, err)
+		}
+		return nil
+	})
+	testCaseInEvent(t, s, done)
+}
+
+// testCaseInEvent: a case completed on acceptance stored in its event's
+// row (store.Inlinable) reads back like done, stored in a row of its own
+// for the same identity, and is listed and counted with it.
+func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
+	ctx := context.Background()
+	at := t0.Add(time.Second)
+	ev := func(id string) *store.Event {
+		return &store.Event{ID: id, Event: identity.Event{Source: "guarded", ID: id, Type: identity.Leaver, ExternalID: done.IdentityID},
+			CaseID: store.CaseIDFor(id), IdentityID: done.IdentityID, Principal: done.SubmittedBy, Status: store.EventApplied, ReceivedAt: at, EffectiveAt: at}
+	}
+	inline := ev("evt_01INLINE")
+	inline.Case = &store.Case{ID: inline.CaseID, EventID: inline.ID, IdentityID: done.IdentityID, Type: identity.Leaver, Status: store.CaseCompleted,
+		SubmittedBy: done.SubmittedBy, CreatedAt: at, UpdatedAt: at, CompletedAt: at, Steps: slices.Clone(done.Steps)}
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.InsertNewEvent(ctx, inline); err != nil {
+			return err
+		}
+		// An event without a case, whose case ID therefore finds nothing.
+		return tx.InsertNewEvent(ctx, ev("evt_01NOCASE"))
+	})
+	// A case that may change again, or that says anything the event's row
+	// cannot, is refused, and so is a case with InsertEvent.
+	for name, insert := range map[string]func(tx store.Tx) error{
+		"running": func(tx store.Tx) error {
+			e := ev("evt_01RUNNING")
+			e.Case = &store.Case{ID: e.CaseID, EventID: e.ID, IdentityID: e.IdentityID, Type: identity.Leaver, Status: store.CaseRunning, SubmittedBy: e.Principal, CreatedAt: at, UpdatedAt: at, Steps: slices.Clone(done.Steps)}
+			return tx.InsertNewEvent(ctx, e)
+		},
+		"reason": func(tx store.Tx) error {
+			e := ev("evt_01REASON")
+			c := *inline.Case
+			c.ID, c.EventID, c.Reason = e.CaseID, e.ID, "why"
+			e.Case = &c
+			return tx.InsertNewEvent(ctx, e)
+		},
+		"InsertEvent": func(tx store.Tx) error {
+			e := ev("evt_01INSERTEVENT")
+			c := *inline.Case
+			c.ID, c.EventID = e.CaseID, e.ID
+			e.Case = &c
+			_, _, err := tx.InsertEvent(ctx, e)
+			return err
+		},
+	} {
+		if err := s.Update(ctx, insert); err == nil {
+			t.Errorf("%s: a case that cannot live in its event's row was accepted", name)
+		}
+	}
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetCase(ctx, inline.CaseID)
+		if err != nil {
+			return err
+		}
+		// It reads back as done does from its own row, but for what names
+		// and times it, and its steps as done's (stored with the same
+		// precision).
+		row, err := tx.GetCase(ctx, done.ID)
+		if err != nil {
+			return err
+		}
+		want := *row
+		want.ID, want.EventID, want.CreatedAt, want.UpdatedAt, want.CompletedAt = inline.CaseID, inline.ID, at, at, at
+		want.Steps = slices.Clone(row.Steps)
+		for i := range want.Steps {
+			want.Steps[i].CaseID = inline.CaseID
+		}
+		if !reflect.DeepEqual(*got, want) {
+			t.Errorf("case in its event's row =\n%+v\nwant\n%+v", *got, want)
+		}
+		for _, id := range []string{store.CaseIDFor("evt_01NOCASE"), store.CaseIDFor("evt_01RUNNING"), "case_"} {
+			if _, err := tx.GetCase(ctx, id); !store.IsNotFound(err) {
+				t.Errorf("GetCase(%s) = %v, want not found", id, err)
+			}
+		}
+		cs, err := tx.ListCases(ctx, done.IdentityID, 10)
+		if err != nil || len(cs) != 2 || cs[0].ID != inline.CaseID || cs[1].ID != done.ID || cs[0].Status != store.CaseCompleted || !cs[0].CreatedAt.Equal(at) {
+			t.Errorf("ListCases = %+v, %v; want the case in the event's row, then %s", cs, err, done.ID)
+		}
+		if cs, _ := tx.ListCases(ctx, done.IdentityID, 1); len(cs) != 1 || cs[0].ID != inline.CaseID {
+			t.Errorf("ListCases limit 1 = %+v", cs)
+		}
+		n, err := tx.CountRevocations(ctx, "guarded", t0.Add(-time.Minute))
+		if err != nil || n != 6 {
+			t.Errorf("CountRevocations = %d, %v; want 2 per case, the one in its event's row too", n, err)
+		}
+		if n, _ := tx.CountRevocations(ctx, "guarded", at.Add(time.Microsecond)); n != 0 {
+			t.Errorf("CountRevocations after the window = %d", n)
 		}
 		return nil
 	})
