@@ -705,9 +705,11 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 	return out, rows.Err()
 }
 
-// eventCaseCols are an event row's case (migration 014) as caseCols,
-// completed and created, updated and completed at case_at. Queries that
-// read them state events_cases' predicate, eventCaseStored.
+// eventCaseCols are the case an event's row holds (migration 014), in
+// caseCols' order: completed, with no reason, created, updated and
+// completed at case_at. Queries that read them state events_cases'
+// predicate, eventCaseStored, literally. Only events whose IDs CaseIDFor
+// maps ("evt_" and a ULID) hold a case.
 const (
 	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(store.CaseCompleted) + "', principal, '', case_at, case_at, case_at"
 	eventCaseStored = "case_steps <> ''"
@@ -715,14 +717,13 @@ const (
 
 func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
 	var inline string
-	c, err := one(ctx, t.c, "case", id, func(scan func(...any) error) (*store.Case, error) {
+	scan := func(scan func(...any) error) (*store.Case, error) {
 		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
-	}, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
+	}
+	c, err := one(ctx, t.c, "case", id, scan, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
 	if store.IsNotFound(err) && store.EventIDOf(id) != "" {
 		// A case completed on acceptance may live in its event's row.
-		c, err = one(ctx, t.c, "case", id, func(scan func(...any) error) (*store.Case, error) {
-			return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
-		}, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, store.EventIDOf(id))
+		c, err = one(ctx, t.c, "case", id, scan, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, store.EventIDOf(id))
 	}
 	if err != nil {
 		return nil, err
