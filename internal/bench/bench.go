@@ -329,6 +329,7 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 	last := make([]result, len(levels))
 	// River's rates by worker count, per round; tuned is Jobs.Workers.
 	tuned := o.Jobs.Workers
+	workers := riverLevels(levels, tuned)
 	noops := map[int][]float64{}
 	for round := 0; round < max(1, o.Rounds); round++ {
 		for i, n := range levels {
@@ -339,7 +340,7 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 			last[i] = result{accepted, applied}
 			rates[i] = append(rates[i], rate)
 		}
-		for _, w := range riverLevels(levels, tuned) {
+		for _, w := range workers {
 			jobs := o.Jobs
 			jobs.Workers = w
 			noop, err := riverNoop(ctx, o, backend, jobs)
@@ -359,7 +360,7 @@ func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs
 		fmt.Fprintf(o.Out, "  jml joiners fully applied, %3d submitters: %.0f/s  (rounds %s; last round accepted in %s, all cases completed in %s)\n",
 			n, median(rates[i]), roundsOf(rates[i], "%.0f"), last[i].accepted.Round(time.Millisecond), last[i].applied.Round(time.Millisecond))
 	}
-	for _, w := range riverLevels(levels, tuned) {
+	for _, w := range workers {
 		what := "the target's baseline"
 		if w != tuned {
 			what = fmt.Sprintf("as many as jml's %d submitters", w)

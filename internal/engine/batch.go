@@ -271,7 +271,7 @@ func (b *batchTx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Even
 }
 
 func (b *batchTx) InsertCase(ctx context.Context, c *store.Case) error {
-	if ev := b.held; ev != nil && c.EventID == ev.ID && store.Inlinable(ev, c) {
+	if ev := b.held; ev != nil && store.Inlinable(ev, c) {
 		b.held = nil
 		ev.Case = c
 		return b.Tx.InsertNewEvent(ctx, ev)

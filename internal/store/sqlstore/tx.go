@@ -109,14 +109,10 @@ func eventArgs(ev *store.Event) ([]any, error) {
 		if !store.Inlinable(ev, c) {
 			return nil, fmt.Errorf("insert event %s: case %s cannot be stored in the event's row", ev.ID, c.ID)
 		}
-		b, err := json.Marshal(stepsToJSON(c.Steps))
-		if err != nil {
+		if steps, err = encodeSteps(c); err != nil {
 			return nil, fmt.Errorf("insert event %s: case steps: %w", ev.ID, err)
 		}
-		steps, revocations, at = string(b), c.Revocations(), micros(c.CreatedAt)
-		for i := range c.Steps {
-			c.Steps[i].CaseID = c.ID
-		}
+		revocations, at = c.Revocations(), micros(c.CreatedAt)
 	}
 	return []any{ev.ID, ev.Event.Source, ev.Event.ID, string(ev.Event.Type), ev.IdentityID, string(payload), ev.Principal, string(ev.Status), ev.CaseID, ev.Error,
 		micros(ev.ReceivedAt), micros(ev.EffectiveAt), steps, revocations, at}, nil
@@ -594,11 +590,10 @@ func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
 	revocations := c.Revocations()
 	inline := ""
 	if c.Status == store.CaseCompleted && len(c.Steps) > 0 {
-		b, err := json.Marshal(stepsToJSON(c.Steps))
-		if err != nil {
+		var err error
+		if inline, err = encodeSteps(c); err != nil {
 			return fmt.Errorf("insert case: %w", err)
 		}
-		inline = string(b)
 	}
 	if err := t.write(ctx, "INSERT INTO cases ("+caseCols+", steps_json, revocations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt),
@@ -676,6 +671,16 @@ func stepsToJSON(steps []store.Step) []stepJSON {
 			LastError: s.LastError, Result: s.Result, DecidedBy: s.DecidedBy, UpdatedAt: micros(s.UpdatedAt)}
 	}
 	return out
+}
+
+// encodeSteps is c's steps as one column holds them (cases.steps_json,
+// events.case_steps); each step is marked as c's.
+func encodeSteps(c *store.Case) (string, error) {
+	for i := range c.Steps {
+		c.Steps[i].CaseID = c.ID
+	}
+	b, err := json.Marshal(stepsToJSON(c.Steps))
+	return string(b), err
 }
 
 func stepsFromJSON(caseID string, js []stepJSON) []store.Step {
