@@ -14,6 +14,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -122,4 +123,32 @@ type Lister interface {
 // applies its steps inside the transaction that records them.
 type Transactional interface {
 	InTransaction() bool
+}
+
+// NameChecker is a connector that can tell, without calling its system,
+// whether it can hold an account of a given name. The engine asks it when
+// it accepts an event that would create or enable an account there, so
+// that a name the system cannot hold is refused with a 4xx naming the
+// system and its rule, instead of becoming a step that can never succeed.
+type NameChecker interface {
+	// CheckName returns nil when name can be an account here, or an
+	// *identity.Error saying which rule it breaks.
+	CheckName(name string) error
+}
+
+// Permanent reports whether err from a connector operation says the call
+// can never succeed as asked: the system cannot hold the name, the account
+// is protected, the entitlement has no target. Retrying such a step only
+// delays the alert; everything else (a timeout, a refused connection, a
+// server error) may pass, and is retried.
+func Permanent(err error) bool {
+	var ie *identity.Error
+	if !errors.As(err, &ie) {
+		return false
+	}
+	switch ie.Code {
+	case identity.Invalid, identity.Forbidden:
+		return true
+	}
+	return false
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/store/pgtest"
+	"github.com/jml-dev/jml/internal/store/postgres"
 	"github.com/jml-dev/jml/internal/store/sqlite"
 	"github.com/jml-dev/jml/internal/testsvc"
 	"github.com/jml-dev/jml/internal/vault"
@@ -124,10 +126,14 @@ entitlements:
   - {name: devs, system: dir, target: {group: "{{devs}}"}}
   - {name: cache-read, system: cache, target: {rules: ["+@read", "+ping", "~e2e:*"]}}
   - {name: maria-read, system: maria, target: {database: e2e_app, privileges: [SELECT]}}
+  - {name: cache-ops, system: cache, target: {rules: ["+set", "~e2e-ops:*"]}}
 birthright:
   - name: engineering
     when: identity.attributes.department == "Engineering"
     entitlements: [api, app-read, devs, cache-read, maria-read]
+  - name: ops
+    when: identity.attributes.department == "Ops"
+    entitlements: [cache-ops]
 credentials:
   - {name: api-key, when: 'identity.kind == "human"', system: vault, type: api_key, ttl: 90d}
   - {name: pg-pw, when: 'identity.kind == "human"', system: appdb, type: password, ttl: 30d}
@@ -150,6 +156,13 @@ var admin = engine.Principal{ID: "tok_e2e_admin", Role: engine.RoleAdmin}
 // is every target system's account retention.
 func setup(t *testing.T, account string, deleteAfter ...string) *fixture {
 	t.Helper()
+	return setupOn(t, "sqlite", account, deleteAfter...)
+}
+
+// setupOn is setup on a backend: "sqlite", or "postgres" (a database of
+// the test's own on the machine's server).
+func setupOn(t *testing.T, backend, account string, deleteAfter ...string) *fixture {
+	t.Helper()
 	retention, retentionLine := "", ""
 	if len(deleteAfter) > 0 {
 		retention, retentionLine = ", deleteAfter: "+deleteAfter[0], "deleteAfter: "+deleteAfter[0]
@@ -166,7 +179,12 @@ func setup(t *testing.T, account string, deleteAfter ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	var s store.Store
+	if backend == "postgres" {
+		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), nil)
+	} else {
+		s, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -677,8 +677,24 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 	}
+	// A newer event replaces the widening earlier cases have not applied
+	// yet (see supersede); what of it was due to run may have landed, and
+	// the plan narrows it like held access.
+	var superseded []string
+	var possible []plan.Step
+	var reach *policy.Desired
+	if before != nil { // a new identity has no earlier cases
+		var err error
+		if superseded, possible, err = e.supersede(ctx, tx, after.ID, now, counters); err != nil {
+			return nil, err
+		}
+		reach = pol.Desired(before)
+	}
 	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
-		Grants: grants, Credentials: creds, Accounts: accounts})
+		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Reach: reach})
+	if err := e.checkNames(after, steps); err != nil {
+		return nil, err
+	}
 
 	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
 		SubmittedBy: p.ID, CreatedAt: now, UpdatedAt: now}
@@ -696,15 +712,6 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	accepted := len(recs)
 	recs = append(recs, audit.Record{})
 
-	// A newer event replaces the widening earlier cases have not applied
-	// yet (see supersede).
-	var superseded []string
-	if before != nil { // a new identity has no earlier cases
-		var err error
-		if superseded, err = e.supersede(ctx, tx, after.ID, now, counters); err != nil {
-			return nil, err
-		}
-	}
 	if len(superseded) > 0 {
 		recs = append(recs, audit.New(now, p.ID, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
 	}
@@ -798,6 +805,25 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	return c, nil
 }
 
+// checkNames refuses a plan that would create or enable an account under a
+// name one of its systems cannot hold: the event is invalid for that
+// system, and saying so now beats a step that can never succeed.
+func (e *Engine) checkNames(id *identity.Identity, steps []plan.Step) error {
+	for _, s := range steps {
+		if s.Action != plan.EnsureAccount && s.Action != plan.EnableAccount {
+			continue
+		}
+		nc, ok := e.conn(s.System).(connector.NameChecker)
+		if !ok {
+			continue
+		}
+		if err := nc.CheckName(id.ExternalID); err != nil {
+			return identity.FieldError("externalId", "system %s cannot hold account %q: %s", s.System, id.ExternalID, identity.ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
 // ownerFindings records "owner not active" for every NHI the identity owns.
 func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity.Identity, now time.Time) (int, []audit.Record, error) {
 	owned, err := tx.ListIdentities(ctx, store.IdentityFilter{Owner: owner.ID})
@@ -830,41 +856,43 @@ func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity
 // computed from stale facts, and a grant still queued must not land after
 // a leaver. Pending narrowing steps stay: they are still right, and
 // idempotent if the new plan repeats them.
-func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, error) {
+//
+// It returns the superseded cases and the superseded steps that were
+// pending: their case may be running them right now (the fast path starts
+// at commit) or may have called them before a crash, so they are possibly
+// applied, and the caller's plan must narrow them. A step awaiting
+// approval was never called.
+func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, []plan.Step, error) {
 	steps, err := tx.ListOpenSteps(ctx, identityID)
 	if err != nil || len(steps) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
 	cases := map[string]bool{}
+	var possible []plan.Step
 	for i := range steps {
 		s := &steps[i]
-		if s.Status == store.StepPending && !widening(s.Action) {
+		if s.Status == store.StepPending && !s.Action.Widening() {
 			continue
 		}
-		s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "a later event replaced this plan", now
+		s.Result = "a later event replaced this plan"
+		if s.Status == store.StepPending {
+			possible = append(possible, s.Step)
+			s.Result += "; it may have been applied, and that plan undoes it"
+		}
+		s.Status, s.UpdatedAt = store.StepSuperseded, now
 		if err := tx.UpdateStep(ctx, s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cases[s.CaseID] = true
 	}
 	for id := range cases {
 		moved, err := e.settle(ctx, tx, id, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		counters.completed += boolInt(moved == store.CaseCompleted)
 	}
-	return slices.Sorted(maps.Keys(cases)), nil
-}
-
-// widening reports whether a step gives access (and so must not apply to an
-// identity that is no longer active, nor outlive a newer plan).
-func widening(a plan.Action) bool {
-	switch a {
-	case plan.Grant, plan.IssueCredential, plan.RotateCredential, plan.EnsureAccount, plan.EnableAccount:
-		return true
-	}
-	return false
+	return slices.Sorted(maps.Keys(cases)), possible, nil
 }
 
 // settle recomputes a case's status from its steps and stores it. It

@@ -344,7 +344,7 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 			continue
 		}
 		var err error
-		moved, err = e.recordOutcomes(ctx, c.ID, outcomes)
+		moved, err = e.recordOutcomes(ctx, c, outcomes)
 		for _, r := range batch {
 			switch {
 			case len(r.outcomes) == 0:
@@ -379,13 +379,15 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 	// RevokeAll call where the connector has it; the steps it covers are
 	// recorded as done by it.
 	covered := map[int]bool{}
+	// A departed identity's disable is always made with RevokeAll: it acts
+	// by name on everything the account may hold, recorded or not.
 	if ra, ok := conn.(connector.RevokeAller); ok {
-		if d := pendingDisable(c, system); d != nil && pendingRevokes(c, system) {
+		if d := pendingDisable(c, system); d != nil && (pendingRevokes(c, system) || id.State == identity.Departed) {
 			o := outcome{seq: d.Seq}
 			o.err = ra.RevokeAll(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(d.Seq), CaseID: c.ID},
 				connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes})
 			if o.err != nil {
-				o.final = lastAttempt
+				o.final = lastAttempt || connector.Permanent(o.err)
 				failure = &o
 			} else {
 				outcomes = append(outcomes, o)
@@ -420,7 +422,7 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 		}
 		o := e.callExternal(ctx, c, id, s, conn)
 		if o.err != nil {
-			o.final = lastAttempt
+			o.final = lastAttempt || connector.Permanent(o.err)
 			failure = &o
 			break
 		}
@@ -499,7 +501,7 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 		if s.Status.Final() || s.Status == store.StepAwaitingApproval || failed[s.System] || !e.transactional(s.System) {
 			continue
 		}
-		if widening(s.Action) && id.State != identity.Active {
+		if s.Action.Widening() && id.State != identity.Active {
 			s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
 			if persist {
 				if err := tx.UpdateStep(ctx, s); err != nil {
@@ -592,7 +594,7 @@ func pendingDisable(c *store.Case, system string) *store.Step {
 // identity that is no longer active is superseded instead of called.
 func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) outcome {
 	o := outcome{seq: s.Seq}
-	if widening(s.Action) && id.State != identity.Active {
+	if s.Action.Widening() && id.State != identity.Active {
 		o.superseded = "not applied: the identity is " + string(id.State)
 		return o
 	}
@@ -645,21 +647,45 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 // recordOutcomes records, in one transaction that then settles the case,
 // each outcome whose step is still pending: its effect in jml's tables and
 // an audit record.
-func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []outcome) (store.CaseStatus, error) {
+//
+// It first locks the identity, as accepting an event about it does, so
+// that a record and a later event apply one after the other on every
+// backend. A widening call that landed for a step no longer pending (a
+// later event superseded it meanwhile, planning without it) or for an
+// identity no longer active is not recorded as access: it is undone by a
+// compensating case opened in the same transaction (plan.Undo), which runs
+// at once.
+func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []outcome) (store.CaseStatus, error) {
 	var moved store.CaseStatus
+	var undo *loaded
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		cur, err := tx.GetCase(ctx, caseID)
+		undo = nil
+		id, err := tx.GetIdentity(ctx, c.IdentityID)
+		if err != nil {
+			return err
+		}
+		cur, err := tx.GetCase(ctx, c.ID)
 		if err != nil {
 			return err
 		}
 		now := e.now().UTC()
 		var recs []audit.Record
+		var landed []plan.Step // widening effects that must not stand
 		for _, o := range outcomes {
 			st := &cur.Steps[o.seq-1]
+			applied := o.err == nil && o.superseded == "" && st.Action.Widening()
 			if st.Status != store.StepPending {
-				continue // another run got there first
+				// Another run recorded it first (done), or a later event
+				// superseded it while its call was in flight.
+				if applied && st.Status == store.StepSuperseded {
+					landed = append(landed, st.Step)
+				}
+				continue
 			}
 			switch {
+			case applied && id.State != identity.Active:
+				st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "applied after the identity became "+string(id.State)+"; undone", now
+				landed = append(landed, st.Step)
 			case o.superseded != "":
 				st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, o.superseded, now
 			case o.err != nil:
@@ -693,6 +719,13 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 				return err
 			}
 		}
+		if len(landed) > 0 {
+			var rec audit.Record
+			if undo, rec, err = e.openUndo(ctx, tx, id, cur.ID, landed, now); err != nil {
+				return err
+			}
+			recs = append(recs, rec)
+		}
 		if err := tx.AppendAudit(ctx, recs...); err != nil {
 			return err
 		}
@@ -704,7 +737,63 @@ func (e *Engine) recordOutcomes(ctx context.Context, caseID string, outcomes []o
 		return "", err
 	}
 	e.metrics.countSettled(moved)
+	if undo != nil {
+		e.startCases([]loaded{*undo})
+	}
 	return moved, nil
+}
+
+// CaseUndo is the type of cases the engine opens to take back a widening
+// effect that landed after a later event planned without it.
+const CaseUndo identity.EventType = "undo"
+
+// openUndo stores, in tx, a case that undoes the landed widening steps of
+// case from (plan.Undo), with its job, and returns it for the fast path
+// with the audit record that explains it. It returns a nil case when the
+// identity is still due everything that landed.
+func (e *Engine) openUndo(ctx context.Context, tx store.Tx, id *identity.Identity, from string, landed []plan.Step, now time.Time) (*loaded, audit.Record, error) {
+	pol := e.Policy()
+	grants, err := tx.ListGrants(ctx, id.ID)
+	if err != nil {
+		return nil, audit.Record{}, err
+	}
+	creds, err := tx.ListCredentials(ctx, id.ID, true)
+	if err != nil {
+		return nil, audit.Record{}, err
+	}
+	accounts, err := tx.ListAccounts(ctx, id.ID)
+	if err != nil {
+		return nil, audit.Record{}, err
+	}
+	steps := plan.Undo(plan.Input{After: id, Policy: pol, Desired: pol.Desired(id), Grants: grants, Credentials: creds, Accounts: accounts, Possible: landed})
+	summary := make([]string, len(landed))
+	for i, s := range landed {
+		summary[i] = s.String()
+	}
+	data := map[string]any{"case": from, "landed": summary, "state": string(id.State)}
+	if len(steps) == 0 {
+		return nil, audit.New(now, System.ID, "steps.landed_late", id.ID, from, data), nil
+	}
+	c := &store.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseUndo, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now}
+	for i, s := range steps {
+		c.Steps = append(c.Steps, store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: now})
+	}
+	if err := tx.InsertCase(ctx, c); err != nil {
+		return nil, audit.Record{}, err
+	}
+	runAt := time.Time{}
+	if e.fastPathGrace > 0 {
+		runAt = now.Add(e.fastPathGrace)
+	}
+	if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, runAt); err != nil {
+		return nil, audit.Record{}, err
+	}
+	data["undo"], data["steps"] = c.ID, planSummary(c.Steps)
+	var l *loaded
+	if e.fastPathGrace > 0 {
+		l = &loaded{c: c, id: id}
+	}
+	return l, audit.New(now, System.ID, "steps.landed_late", id.ID, from, data), nil
 }
 
 func credentialID(caseID string, seq int) string {

@@ -41,7 +41,24 @@ var order = map[Action]int{
 }
 
 // Narrowing reports whether a removes access (such steps never wait).
-func (a Action) Narrowing() bool { return order[a] <= order[DisableAccount] }
+func (a Action) Narrowing() bool {
+	switch a {
+	case RevokeCredential, RevokeGrant, DisableAccount, DeleteAccount:
+		return true
+	}
+	return false
+}
+
+// Widening reports whether a gives access: such a step must not apply to
+// an identity that is not active, nor outlive a newer plan, and once its
+// call may have started its effect must be assumed.
+func (a Action) Widening() bool {
+	switch a {
+	case Grant, IssueCredential, RotateCredential, EnsureAccount, EnableAccount:
+		return true
+	}
+	return false
+}
 
 // Step is one idempotent change in one system.
 type Step struct {
@@ -88,6 +105,16 @@ type Input struct {
 	Grants      []identity.Grant
 	Credentials []identity.Credential // active ones
 	Accounts    []identity.Account
+	// Possible is access that may be in place though jml has not recorded
+	// it: widening steps of earlier cases that were due to run, so that
+	// their calls may have started (or landed before a crash), when this
+	// event replaced them. Revoking is idempotent and under-revoking is
+	// never safe, so a plan that narrows treats them as held.
+	Possible []Step
+	// Reach is what policy gave the identity before this event (nil for a
+	// new one): a leaver disables the account, by name, in each of its
+	// systems whatever jml recorded there.
+	Reach *policy.Desired
 }
 
 // Make returns the ordered steps for in.
@@ -95,31 +122,36 @@ func Make(in Input) []Step {
 	var steps []Step
 	add := func(s Step) { steps = append(steps, s) }
 	id := in.After
-	builtin := func(system string) bool {
-		s := in.Policy.Systems[system]
-		return s == nil || s.Type == "builtin"
-	}
+	builtin := func(system string) bool { return isBuiltin(in.Policy, system) }
 
 	switch id.State {
 	case identity.Departed:
 		for _, c := range in.Credentials {
 			add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, CredentialID: c.ID, Reason: "leaver"})
 		}
+		for _, c := range possibleCredentials(in, nil) {
+			add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, Reason: "leaver: may have been issued"})
+		}
 		for _, g := range in.Grants {
 			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "leaver"})
 		}
-		for _, a := range in.Accounts {
-			if a.Status == identity.AccountActive {
-				add(Step{Action: DisableAccount, System: a.System, Reason: "leaver"})
-			}
+		for _, g := range possibleGrants(in) {
+			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "leaver: may have been granted"})
+		}
+		for _, sys := range reachedSystems(in) {
+			add(Step{Action: DisableAccount, System: sys, Reason: "leaver"})
 		}
 		return sorted(steps)
 	case identity.Suspended:
 		if in.Event == identity.Suspend {
-			for _, a := range in.Accounts {
-				if a.Status == identity.AccountActive {
-					add(Step{Action: DisableAccount, System: a.System, Reason: "suspend"})
-				}
+			// Recorded grants stay (a resume restores them behind the
+			// disabled account); access that may have landed unrecorded
+			// goes.
+			for _, g := range possibleGrants(in) {
+				add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "suspend: may have been granted"})
+			}
+			for _, sys := range reachedSystems(in) {
+				add(Step{Action: DisableAccount, System: sys, Reason: "suspend"})
 			}
 			return sorted(steps)
 		}
@@ -139,10 +171,15 @@ func Make(in Input) []Step {
 	}
 	needSystem := map[string]bool{}
 
-	// Narrow first: what is held but no longer justified.
+	// Narrow first: what is held, or may be, but is no longer justified.
 	for _, g := range in.Grants {
 		if _, ok := want[g.Entitlement]; !ok {
 			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: reason + ": no longer granted by policy"})
+		}
+	}
+	for _, g := range possibleGrants(in) {
+		if _, ok := want[g.Entitlement]; !ok {
+			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: reason + ": may have been granted, not granted by policy"})
 		}
 	}
 	wantCred := map[string]*policy.CredentialRule{}
@@ -185,10 +222,21 @@ func Make(in Input) []Step {
 			add(Step{Action: EnableAccount, System: sys, Reason: reason})
 		}
 	}
+	disabled := map[string]bool{}
 	for _, a := range in.Accounts {
 		if !needSystem[a.System] && a.Status == identity.AccountActive && !builtin(a.System) {
 			add(Step{Action: DisableAccount, System: a.System, Reason: reason + ": no access left in this system"})
+			disabled[a.System] = true
 		}
+	}
+	for _, s := range in.Possible {
+		if s.Action.Widening() && !needSystem[s.System] && !disabled[s.System] && !builtin(s.System) {
+			add(Step{Action: DisableAccount, System: s.System, Reason: reason + ": may have an account, no access in this system"})
+			disabled[s.System] = true
+		}
+	}
+	for _, c := range possibleCredentials(in, wantCred) {
+		add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, Reason: reason + ": may have been issued, not issued by policy"})
 	}
 	for _, c := range in.Desired.Credentials {
 		held, ok := heldCred[c.Name]
@@ -201,6 +249,86 @@ func Make(in Input) []Step {
 		}
 	}
 	return sorted(steps)
+}
+
+// possibleGrants returns the grants in.Possible may have made that are not
+// recorded, one per entitlement.
+func possibleGrants(in Input) []Step {
+	held := map[string]bool{}
+	for _, g := range in.Grants {
+		held[g.Entitlement] = true
+	}
+	var out []Step
+	for _, s := range in.Possible {
+		if s.Action == Grant && !held[s.Entitlement] {
+			held[s.Entitlement] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// possibleCredentials returns the credentials in.Possible may have
+// installed outside the built-in vault, one per (system, rule), except
+// rules in keep (still issued: the plan re-issues them) and rules with a
+// recorded credential in that system (its revoke step covers the account's
+// secret). The built-in vault's are jml's own rows, never unrecorded.
+func possibleCredentials(in Input, keep map[string]*policy.CredentialRule) []Step {
+	seen := map[string]bool{}
+	for _, c := range in.Credentials {
+		seen[c.System+"\x00"+c.Rule] = true
+	}
+	var out []Step
+	for _, s := range in.Possible {
+		k := s.System + "\x00" + s.Rule
+		if (s.Action != IssueCredential && s.Action != RotateCredential) || seen[k] || keep[s.Rule] != nil || isBuiltin(in.Policy, s.System) {
+			continue
+		}
+		seen[k] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// reachedSystems returns, sorted, every system other than the built-in
+// vault where the identity may have an account: recorded ones (disabled
+// ones too: a disable acts by name, whatever jml believes), the systems of
+// possibly applied steps, and the systems policy gave it access in.
+func reachedSystems(in Input) []string {
+	set := map[string]bool{}
+	for _, a := range in.Accounts {
+		if a.Status != identity.AccountDeleted {
+			set[a.System] = true
+		}
+	}
+	for _, s := range in.Possible {
+		set[s.System] = true
+	}
+	if in.Reach != nil {
+		for _, g := range in.Reach.Grants {
+			if e := in.Policy.Entitlement(g.Entitlement); e != nil {
+				set[e.System] = true
+			}
+		}
+		for _, c := range in.Reach.Credentials {
+			set[c.System] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for sys := range set {
+		if !isBuiltin(in.Policy, sys) {
+			out = append(out, sys)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isBuiltin reports whether system is jml's built-in vault (or no longer in
+// the policy: nothing can be called there).
+func isBuiltin(p *policy.Policy, system string) bool {
+	s := p.Systems[system]
+	return s == nil || s.Type == "builtin"
 }
 
 // rotateReason says why a held credential of rule c must be rotated on this
@@ -256,4 +384,55 @@ func sorted(steps []Step) []Step {
 		return a.CredentialID < b.CredentialID
 	})
 	return steps
+}
+
+// Undo returns the steps that take back what in.Possible may have done
+// that the identity must not hold: the steps of in.Possible's calls landed
+// after a later event had already planned without them (a grant that
+// completed while a leaver was accepted, say). For an identity that is not
+// active it is the leaver's or suspend's plan in those systems (for a
+// leaver, the account disabled by name); for an active one, each possible
+// grant, account and credential that policy no longer justifies and jml
+// does not record. Access the identity is still due is left alone: a
+// pending step of the newer plan applies it.
+func Undo(in Input) []Step {
+	switch in.After.State {
+	case identity.Departed:
+		in.Event = identity.Leaver
+	case identity.Suspended:
+		in.Event = identity.Suspend
+	case identity.Active:
+		in.Event = identity.Mover
+	default: // pending: its plan is empty, everything possible goes
+		in.After = &identity.Identity{State: identity.Departed}
+		in.Event = identity.Leaver
+	}
+	systems := map[string]bool{}
+	grants := map[string]bool{}
+	rules := map[string]bool{}
+	for _, s := range in.Possible {
+		systems[s.System] = true
+		switch s.Action {
+		case Grant:
+			grants[s.Entitlement] = true
+		case IssueCredential, RotateCredential:
+			rules[s.System+"\x00"+s.Rule] = true
+		}
+	}
+	active := in.After.State == identity.Active
+	var out []Step
+	for _, s := range Make(in) {
+		if !s.Action.Narrowing() || !systems[s.System] {
+			continue
+		}
+		switch {
+		case s.Action == RevokeGrant && active && !grants[s.Entitlement]:
+			continue // held but unjustified: the next event's to narrow
+		case s.Action == RevokeCredential && active && (s.CredentialID != "" || !rules[s.System+"\x00"+s.Rule]):
+			continue
+		}
+		s.Reason = "undo, applied after a later plan: " + s.Reason
+		out = append(out, s)
+	}
+	return out
 }

@@ -269,6 +269,14 @@ func (c *Conn) dn(a connector.Account) (string, error) {
 	return c.st.RDNAttribute + "=" + ldap.EscapeDN(a.Name) + "," + c.st.BaseDN, nil
 }
 
+// CheckName implements connector.NameChecker.
+func (c *Conn) CheckName(name string) error {
+	_, err := c.dn(connector.Account{Name: name})
+	return err
+}
+
+var _ connector.NameChecker = (*Conn)(nil)
+
 func (c *Conn) memberValue(dn, name string) string {
 	if c.st.MemberIsName {
 		return name

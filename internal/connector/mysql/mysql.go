@@ -219,6 +219,14 @@ func (c *Conn) name(a connector.Account) (string, error) {
 	return a.Name, nil
 }
 
+// CheckName implements connector.NameChecker.
+func (c *Conn) CheckName(name string) error {
+	_, err := c.name(connector.Account{Name: name})
+	return err
+}
+
+var _ connector.NameChecker = (*Conn)(nil)
+
 // existing validates a's name and reports whether its account exists.
 func (c *Conn) existing(ctx context.Context, a connector.Account) (string, bool, error) {
 	name, err := c.name(a)

@@ -204,6 +204,18 @@ func accountName(a connector.Account) (string, error) {
 	return a.Name, nil
 }
 
+// CheckName implements connector.NameChecker: the name rules, the
+// connector's own role and the roles entitlements grant (whether a role is
+// a superuser is the server's to say, when the step runs).
+func (c *Conn) CheckName(name string) error {
+	if _, err := accountName(connector.Account{Name: name}); err != nil {
+		return err
+	}
+	return c.guard(name, role{})
+}
+
+var _ connector.NameChecker = (*Conn)(nil)
+
 // role is what the server says of a role.
 type role struct {
 	exists, super, login bool

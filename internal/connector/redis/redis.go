@@ -159,6 +159,14 @@ func (c *Conn) name(a connector.Account) (string, error) {
 	return a.Name, nil
 }
 
+// CheckName implements connector.NameChecker.
+func (c *Conn) CheckName(name string) error {
+	_, err := c.name(connector.Account{Name: name})
+	return err
+}
+
+var _ connector.NameChecker = (*Conn)(nil)
+
 // selector is an ACL selector as ACL GETUSER reports it.
 type selector struct{ commands, keys, channels string }
 
