@@ -129,7 +129,10 @@ type Engine struct {
 	// caseLocks keeps two runs of one case in this process apart (the fast
 	// path and the case's job); fastRuns tracks fast-path goroutines.
 	caseLocks caseLocks
-	fastRuns  sync.WaitGroup
+	// accessLocks keeps runs that call one system for one identity apart
+	// (runSystem).
+	accessLocks caseLocks
+	fastRuns    sync.WaitGroup
 }
 
 // New returns an engine. Missing Now, Rand and Logger default to the clock,
@@ -160,6 +163,7 @@ func New(cfg Config) (*Engine, error) {
 		e.fastPathGrace = cfg.FastPathGrace
 	}
 	e.caseLocks.m = map[string]*caseLock{}
+	e.accessLocks.m = map[string]*caseLock{}
 	e.guards = map[string]SourceGuard{}
 	for src, g := range cfg.Guards {
 		var err error
@@ -850,18 +854,20 @@ func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity
 	return n, recs, nil
 }
 
-// supersede retires the steps earlier cases of the identity have not
-// applied yet and that the new plan re-derives from held access: widening
-// steps (pending or awaiting approval). An approval would be for access
-// computed from stale facts, and a grant still queued must not land after
-// a leaver. Pending narrowing steps stay: they are still right, and
-// idempotent if the new plan repeats them.
+// supersede retires every step earlier cases of the identity have not
+// applied yet (pending or awaiting approval): the new plan is made from
+// recorded access and these steps, and replaces them. An approval would
+// be for access computed from stale facts, a grant still queued must not
+// land after a leaver, and a revoke still queued must not land after a
+// mover that keeps the access.
 //
 // It returns the superseded cases and the superseded steps that were
 // pending: their case may be running them right now (the fast path starts
 // at commit) or may have called them before a crash, so they are possibly
-// applied, and the caller's plan must narrow them. A step awaiting
-// approval was never called.
+// applied, and the caller's plan accounts for them (plan.Input.Possible).
+// A step awaiting approval was never called. Runs of one identity's steps
+// in one system never overlap (runSystem), so the new plan's calls there
+// come after any such call has returned.
 func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, []plan.Step, error) {
 	steps, err := tx.ListOpenSteps(ctx, identityID)
 	if err != nil || len(steps) == 0 {
@@ -871,9 +877,6 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 	var possible []plan.Step
 	for i := range steps {
 		s := &steps[i]
-		if s.Status == store.StepPending && !s.Action.Widening() {
-			continue
-		}
 		s.Result = "a later event replaced this plan"
 		if s.Status == store.StepPending {
 			possible = append(possible, s.Step)

@@ -111,7 +111,8 @@ func (e *Engine) startCases(cases []loaded) {
 	}
 }
 
-// caseLocks are per-case mutexes, dropped when nobody holds or waits.
+// caseLocks are mutexes by key (a case, an identity in a system), dropped
+// when nobody holds or waits.
 type caseLocks struct {
 	mu sync.Mutex
 	m  map[string]*caseLock
@@ -291,7 +292,7 @@ func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, f
 		// the sum of them, and a system that is down delays no other.
 		results := make(chan systemRun, len(runnable))
 		for _, first := range runnable {
-			go func() { results <- e.callSystem(ctx, c, id, first.System, lastAttempt) }()
+			go func() { results <- e.runSystem(ctx, c, id, first.System, lastAttempt) }()
 		}
 		if e.recordRuns(ctx, c, results, len(runnable), fail) {
 			return firstErr
@@ -363,6 +364,44 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 		}
 	}
 	return moved == store.CaseCompleted || moved == store.CaseFailed
+}
+
+// runSystem is callSystem under the lock of (identity, system), held by
+// this process and, where the store is shared by several, across all of
+// them (store.AccessLocker): no two runs call one system for one identity
+// at once. Under the lock the case is read again, so a step that a later
+// event superseded while this run waited is not called: the later plan
+// was made knowing that step might run, and its own calls there come
+// after this run's.
+func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
+	key := c.IdentityID + "/" + system
+	unlock := e.accessLocks.lock(key)
+	defer unlock()
+	fail := func(err error) systemRun {
+		for i := range c.Steps {
+			if s := &c.Steps[i]; s.System == system && s.Status == store.StepPending {
+				o := outcome{seq: s.Seq, err: err}
+				return systemRun{system: system, outcomes: []outcome{o}, failure: &o}
+			}
+		}
+		return systemRun{system: system}
+	}
+	if l, ok := e.store.(store.AccessLocker); ok {
+		release, err := l.LockAccess(ctx, key)
+		if err != nil {
+			return fail(fmt.Errorf("lock %s: %w", key, err))
+		}
+		defer release()
+	}
+	var cur *store.Case
+	if err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		cur, err = tx.GetCase(ctx, c.ID)
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+	return e.callSystem(ctx, cur, id, system, lastAttempt)
 }
 
 // callSystem applies, in plan order, the pending steps of one system in c,

@@ -105,11 +105,13 @@ type Input struct {
 	Grants      []identity.Grant
 	Credentials []identity.Credential // active ones
 	Accounts    []identity.Account
-	// Possible is access that may be in place though jml has not recorded
-	// it: widening steps of earlier cases that were due to run, so that
-	// their calls may have started (or landed before a crash), when this
-	// event replaced them. Revoking is idempotent and under-revoking is
-	// never safe, so a plan that narrows treats them as held.
+	// Possible are the steps of earlier cases that were due to run when
+	// this event replaced them: their calls may have started, or landed
+	// before a crash, and they are not recorded. A widening one may have
+	// given access, which a narrowing plan revokes like held access
+	// (revoking is idempotent; under-revoking is never safe). A narrowing
+	// one may have taken away access jml still records, which a plan that
+	// keeps it re-applies.
 	Possible []Step
 	// Reach is what policy gave the identity before this event (nil for a
 	// new one): a leaver disables the account, by name, in each of its
@@ -196,11 +198,18 @@ func Make(in Input) []Step {
 		heldCred[c.Rule] = c
 	}
 
+	// What a superseded narrowing step may have taken away in the system
+	// though jml still records it: re-applied where it is still due.
+	undone := possiblyUndone(in)
+
 	// Then widen.
 	for _, g := range in.Desired.Grants {
 		e := in.Policy.Entitlement(g.Entitlement)
 		needSystem[e.System] = true
 		if _, ok := held[g.Entitlement]; ok {
+			if undone.grants[g.Entitlement] {
+				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, a revoke may have run"})
+			}
 			continue
 		}
 		add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Duration: e.MaxDuration,
@@ -220,6 +229,8 @@ func Make(in Input) []Step {
 			add(Step{Action: EnsureAccount, System: sys, Reason: reason})
 		case a.Status == identity.AccountDisabled:
 			add(Step{Action: EnableAccount, System: sys, Reason: reason})
+		case undone.accounts[sys]:
+			add(Step{Action: EnableAccount, System: sys, Reason: reason + ": re-applied, a disable may have run"})
 		}
 	}
 	disabled := map[string]bool{}
@@ -244,11 +255,49 @@ func Make(in Input) []Step {
 			add(Step{Action: IssueCredential, System: c.System, Rule: c.Name, Reason: reason + ": credential rule " + c.Name})
 			continue
 		}
-		if why := rotateReason(in, c); why != "" {
+		why := rotateReason(in, c)
+		if why == "" && undone.credentials[held.ID] {
+			why = reason + ": re-issued, a revoke may have run"
+		}
+		if why != "" {
 			add(Step{Action: RotateCredential, System: c.System, Rule: c.Name, CredentialID: held.ID, Reason: why})
 		}
 	}
 	return sorted(steps)
+}
+
+// undone is what superseded narrowing steps may have taken away.
+type undone struct {
+	grants, accounts, credentials map[string]bool
+}
+
+// possiblyUndone returns, from in.Possible's narrowing steps, the grants
+// (by entitlement), accounts (by system) and credentials (by ID) they may
+// have removed from their systems.
+func possiblyUndone(in Input) undone {
+	u := undone{grants: map[string]bool{}, accounts: map[string]bool{}, credentials: map[string]bool{}}
+	for _, s := range in.Possible {
+		switch s.Action {
+		case RevokeGrant:
+			u.grants[s.Entitlement] = true
+		case DisableAccount:
+			u.accounts[s.System] = true
+		case RevokeCredential:
+			u.credentials[s.CredentialID] = true
+		}
+	}
+	// A revoke of every credential (the leaver's RevokeAll, a revoke with
+	// no ID) may have taken any secret of its system.
+	for _, s := range in.Possible {
+		if s.Action == DisableAccount || (s.Action == RevokeCredential && s.CredentialID == "") {
+			for _, c := range in.Credentials {
+				if c.System == s.System {
+					u.credentials[c.ID] = true
+				}
+			}
+		}
+	}
+	return u
 }
 
 // possibleGrants returns the grants in.Possible may have made that are not

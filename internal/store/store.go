@@ -62,6 +62,16 @@ type Batcher interface {
 	UpdateBatch(ctx context.Context, fns []func(Tx) error) error
 }
 
+// AccessLocker is a Store shared by several processes (PostgreSQL
+// replicas) that can serialise, across all of them, the calls jml makes
+// for one identity in one system. LockAccess blocks until key is free (or
+// ctx ends, with its error) and returns the function that frees it; a
+// process that dies frees its keys. A store with one process (SQLite)
+// needs none: the engine's own lock covers it.
+type AccessLocker interface {
+	LockAccess(ctx context.Context, key string) (unlock func(), err error)
+}
+
 // JobArgs is a durable job's arguments; Kind names its worker. The same
 // shape as River's JobArgs.
 type JobArgs interface{ Kind() string }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -32,7 +33,11 @@ var dialect = sqlstore.Dialect{Name: "postgres", Blob: "BYTEA", ForUpdate: " FOR
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool   *pgxpool.Pool
+	pool *pgxpool.Pool
+	// locks holds the sessions of LockAccess's advisory locks, apart from
+	// pool so that a lock waiting or held never takes a connection that a
+	// transaction needs.
+	locks  *pgxpool.Pool
 	logger *slog.Logger
 	insert *river.Client[pgx.Tx]
 	jobs   *sqlstore.Jobs[pgx.Tx]
@@ -75,7 +80,14 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	s := &Store{pool: pool, logger: logger}
+	lcfg := cfg.Copy()
+	lcfg.MaxConns, lcfg.MinConns = 64, 0
+	locks, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, locks: locks, logger: logger}
 	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
 	if err != nil {
 		pool.Close()
@@ -315,8 +327,43 @@ func (s *Store) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.SealAudit(ctx)
+	s.locks.Close()
 	s.pool.Close()
 	return err
+}
+
+// accessLockClass is the first key of LockAccess's advisory locks (the
+// two-key space, apart from the one-key locks of the sealer and migrator).
+const accessLockClass = 7414969
+
+var _ store.AccessLocker = (*Store)(nil)
+
+// LockAccess implements store.AccessLocker with a session-level advisory
+// lock on a connection of its own: a replica that dies releases its locks
+// with its sessions. Two keys that hash alike only wait for each other.
+func (s *Store) LockAccess(ctx context.Context, key string) (func(), error) {
+	c, err := s.locks.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	k := int32(h.Sum32())
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", accessLockClass, k); err != nil {
+		// The wait may have been cut while the lock was granted: end the
+		// session rather than return it to the pool holding the lock.
+		c.Conn().Close(context.Background())
+		c.Release()
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", accessLockClass, k); err != nil {
+			c.Conn().Close(ctx)
+		}
+		c.Release()
+	}, nil
 }
 
 // conn adapts pgx.Tx to sqlstore.Conn, rewriting ? placeholders to $n. It
