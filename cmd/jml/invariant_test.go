@@ -30,6 +30,7 @@ import (
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/postgres"
 	"github.com/jml-dev/jml/internal/store/sqlite"
+	"github.com/jml-dev/jml/internal/testsvc"
 )
 
 // The randomised invariant test's knobs. The defaults are the short
@@ -465,4 +466,89 @@ func checkAuditOnce(t *testing.T, st store.Store) {
 			t.Errorf("step %s recorded done %d times", step, n)
 		}
 	}
+}
+
+// TestResumeWithinSecondsOfRestart: leavers wait on a Redis that hangs,
+// their jobs mid-call, when jml serve is SIGKILLed. After the restart
+// (default job settings) and Redis's recovery, every leaver is done in
+// Redis within ten seconds, not after River's rescue delay.
+func TestResumeWithinSecondsOfRestart(t *testing.T) {
+	tg := newInvTargets(t)
+	proxy, err := testsvc.StartProxy(tg.redisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	bin := filepath.Join(t.TempDir(), "jml")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	pol := `
+systems:
+  - {name: vault, type: builtin}
+  - {name: cache, type: redis, config: {addr: "` + proxy.Addr + `"}}
+entitlements:
+  - {name: cache-read, system: cache, target: {rules: ["+get", "~app:*"]}}
+birthright:
+  - {name: all, when: 'true', entitlements: [cache-read]}
+credentials:
+  - {name: cache-pw, when: 'true', system: cache, type: password}
+`
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jml.yaml"), []byte("policy: policy.yaml\ndb: sqlite:jml.db\nlog:\n  level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	accounts := []string{"jmlresume.0", "jmlresume.1", "jmlresume.2", "jmlresume.3"}
+	tg.drop(t, accounts)
+	t.Cleanup(func() { tg.drop(t, accounts) })
+	const token = "resume-test-admin-token-000"
+	srv := startServer(t, bin, dir, token)
+	cl := &cluster{t: t, token: token, srvs: []*server{srv}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, a := range accounts {
+		ev := map[string]any{"source": "hr", "id": "j-" + a, "type": "joiner", "externalId": a, "kind": "human"}
+		if code := sendRetrying(cl, rng, ev); code != 202 {
+			t.Fatalf("joiner %s: %d", a, code)
+		}
+	}
+	redisOn := func(a string) bool {
+		h, err := invariant.Redis{Client: tg.redis}.Read(context.Background(), a)
+		return err == nil && h.Enabled && h.Secret
+	}
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		for _, a := range accounts {
+			if !redisOn(a) {
+				return false, a + " was not provisioned in Redis"
+			}
+		}
+		return true, ""
+	})
+	proxy.Hang()
+	for _, a := range accounts {
+		ev := map[string]any{"source": "hr", "id": "l-" + a, "type": "leaver", "externalId": a}
+		if code := sendRetrying(cl, rng, ev); code != 202 {
+			t.Fatalf("leaver %s: %d", a, code)
+		}
+	}
+	// Past the fast path's grace, so the leavers' jobs are running (their
+	// calls hang) when the process dies.
+	time.Sleep(11 * time.Second)
+	srv.cmd.Process.Signal(syscall.SIGKILL)
+	srv.cmd.Wait()
+	proxy.Up()
+	srv = startServer(t, bin, dir, token)
+	restarted := time.Now()
+	defer func() { srv.cmd.Process.Signal(syscall.SIGTERM); srv.cmd.Wait() }()
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		for _, a := range accounts {
+			if redisOn(a) {
+				return false, fmt.Sprintf("%s still enabled in Redis %s after the restart\n%s", a, time.Since(restarted).Round(time.Millisecond), srv.log)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("every leaver done in Redis %s after the restart", time.Since(restarted).Round(time.Millisecond))
 }

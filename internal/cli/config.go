@@ -40,6 +40,10 @@ type Config struct {
 		// RescueStuckAfter: a job running this long died with its
 		// process and is retried.
 		RescueStuckAfter time.Duration `yaml:"rescueStuckAfter"`
+		// CallTimeout bounds each call to a system (default 1.5s): a
+		// system that does not answer by then fails the attempt, which
+		// is retried, and the case says what it waits on.
+		CallTimeout time.Duration `yaml:"callTimeout"`
 		// BuiltinAsJobs applies built-in vault steps in River jobs instead
 		// of the accepting transaction (slower; exercises the job path).
 		BuiltinAsJobs bool `yaml:"builtinAsJobs"`

@@ -92,7 +92,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	}
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Guards: guards, Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
-		Open: connectors.Open, Getenv: ev.getenv})
+		Open: connectors.Open, Getenv: ev.getenv, CallTimeout: cfg.Jobs.CallTimeout})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -181,6 +181,11 @@ func serveCmd(ev *env) *cobra.Command {
 				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
 				Timeout: rt.cfg.Jobs.Timeout, RescueAfter: rt.cfg.Jobs.RescueStuckAfter}); err != nil {
 				return fmt.Errorf("start workers: %w", err)
+			}
+			if n, err := rt.engine.Resume(ctx); err != nil {
+				return fmt.Errorf("resume cases: %w", err)
+			} else if n > 0 {
+				log.Info("resumed cases left running", "cases", n)
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -179,4 +180,92 @@ func moverAndLeaverAtOnce(t *testing.T, backend string) {
 	}
 	f.quiesce(t, 60*time.Second)
 	f.checkInvariant(t, accounts)
+}
+
+// TestLeaverWhileTargetHangs: Redis accepts connections and answers
+// nothing. Within two seconds the leaver's case says what it waits on and
+// every other system is revoked; when Redis answers again the case
+// completes with nothing left.
+func TestLeaverWhileTargetHangs(t *testing.T) {
+	const account = "e2e.hung"
+	f := setup(t, account)
+	c := f.complete(t, joiner(account))
+	f.proxy.Hang()
+	start := time.Now()
+	res, err := f.e.Submit(context.Background(), admin, leaver(account))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = f.waitCase(t, res.CaseID, 2*time.Second, func(c *store.Case) bool {
+		for _, s := range c.Steps {
+			if s.System != "cache" && s.Status != store.StepDone {
+				return false
+			}
+		}
+		return strings.HasPrefix(c.Reason, "waiting on cache: no answer from cache within")
+	})
+	t.Logf("after %s: %s", time.Since(start).Round(time.Millisecond), c.Reason)
+	f.proxy.Up()
+	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *store.Case) bool { return c.Status != store.CaseRunning })
+	if c.Status != store.CaseCompleted {
+		t.Fatalf("after Redis answered again: %s (%s)\n%s", c.Status, c.Reason, steps(c))
+	}
+	f.quiesce(t, 30*time.Second)
+	f.checkInvariant(t, []string{account})
+}
+
+// TestNamesASystemCannotHold: a joiner whose external ID a system of its
+// plan cannot hold is refused when it is submitted, naming the system and
+// its rule, and nothing is stored.
+func TestNamesASystemCannotHold(t *testing.T) {
+	f := setup(t, "")
+	for _, tc := range []struct{ name, system string }{
+		{"q:colon", "cache"},
+		{"q/slash", "cache"},
+		{"e2e." + strings.Repeat("x", 60), "appdb"},
+		{"pg_reserved", "appdb"},
+	} {
+		_, err := f.e.Submit(context.Background(), admin, joiner(tc.name))
+		if identity.ErrorCode(err) != identity.Invalid || !strings.Contains(err.Error(), "system "+tc.system) {
+			t.Errorf("joiner %q: %v, want invalid naming system %s", tc.name, err, tc.system)
+			continue
+		}
+		t.Logf("%s: %v", tc.name, err)
+		rec, err := invariant.Read(context.Background(), f.s, "hr", tc.name)
+		if err != nil || rec.Identity.State != identity.None {
+			t.Errorf("joiner %q was refused but jml stored %+v (%v)", tc.name, rec.Identity, err)
+		}
+	}
+}
+
+// TestPermanentErrorFailsAtOnce: PostgreSQL refuses to manage a superuser
+// (a permanent error): the step fails on its first attempt and the case
+// needs attention, instead of being retried for hours.
+func TestPermanentErrorFailsAtOnce(t *testing.T) {
+	const account = "e2e_super"
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	if _, err := pc.Exec(ctx, "CREATE ROLE e2e_super SUPERUSER NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Exec(context.Background(), "DROP ROLE IF EXISTS e2e_super") })
+	f := setup(t, account)
+	c := f.submit(t, joiner(account))
+	if c.Status != store.CaseFailed {
+		t.Fatalf("joiner of a superuser's name: %s (%s), want failed\n%s", c.Status, c.Reason, steps(c))
+	}
+	for _, s := range c.Steps {
+		if s.System == "appdb" && s.Status == store.StepFailed && s.Attempts != 1 {
+			t.Errorf("step %d failed after %d attempts, want 1", s.Seq, s.Attempts)
+		}
+	}
+	var login bool
+	if err := pc.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'e2e_super'").Scan(&login); err != nil || login {
+		t.Errorf("the superuser's LOGIN = %v, %v; jml must not touch it", login, err)
+	}
+	t.Logf("%s", c.Reason)
 }

@@ -97,7 +97,16 @@ type Config struct {
 	// job takes over if that process dies or a step fails. Zero means
 	// 10s; negative turns the fast path off (the job is due at once).
 	FastPathGrace time.Duration
+	// CallTimeout bounds each call to a system; a call without an answer by
+	// then fails its attempt ("no answer from SYSTEM within …", the case's
+	// reason) and is retried. Zero means DefaultCallTimeout.
+	CallTimeout time.Duration
 }
+
+// DefaultCallTimeout is how long a connector call may take before its
+// attempt fails: long for a database or directory on the same network,
+// short enough that a hung system shows in its case within two seconds.
+const DefaultCallTimeout = 1500 * time.Millisecond
 
 // Engine is safe for concurrent use.
 type Engine struct {
@@ -131,7 +140,9 @@ type Engine struct {
 	caseLocks caseLocks
 	// accessLocks keeps runs that call one system for one identity apart
 	// (runSystem).
-	accessLocks caseLocks
+	accessLocks keyLocks
+	// callTimeout bounds each connector call: see Config.CallTimeout.
+	callTimeout time.Duration
 	fastRuns    sync.WaitGroup
 }
 
@@ -163,7 +174,10 @@ func New(cfg Config) (*Engine, error) {
 		e.fastPathGrace = cfg.FastPathGrace
 	}
 	e.caseLocks.m = map[string]*caseLock{}
-	e.accessLocks.m = map[string]*caseLock{}
+	e.callTimeout = cfg.CallTimeout
+	if e.callTimeout <= 0 {
+		e.callTimeout = DefaultCallTimeout
+	}
 	e.guards = map[string]SourceGuard{}
 	for src, g := range cfg.Guards {
 		var err error
@@ -822,7 +836,12 @@ func (e *Engine) checkNames(id *identity.Identity, steps []plan.Step) error {
 			continue
 		}
 		if err := nc.CheckName(id.ExternalID); err != nil {
-			return identity.FieldError("externalId", "system %s cannot hold account %q: %s", s.System, id.ExternalID, identity.ErrorMessage(err))
+			msg := identity.ErrorMessage(err)
+			var ie *identity.Error
+			if errors.As(err, &ie) {
+				msg = ie.Message
+			}
+			return identity.FieldError("externalId", "system %s cannot hold account %q: %s", s.System, id.ExternalID, msg)
 		}
 	}
 	return nil

@@ -88,6 +88,39 @@ func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs
 	return w.e.RunCase(ctx, job.Args.CaseID, job.Attempt >= job.MaxAttempts)
 }
 
+// Resume enqueues a job, due now, for every case that has a step waiting
+// to run, and returns how many. jml serve calls it on start: a case whose
+// run died with the previous process (its fast path, or a job River still
+// counts as running until its rescuer's delay has passed) then resumes
+// within a job fetch instead of minutes later. A second job for a case
+// that another replica is running is harmless: runs of one case, like runs
+// of one identity in one system, never overlap, and a run calls only the
+// steps still pending once it holds the lock.
+func (e *Engine) Resume(ctx context.Context) (int, error) {
+	var ids []string
+	if err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		ids, err = tx.ListPendingCases(ctx, 100000)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(start+500, len(ids))]
+		if err := e.store.Update(ctx, func(tx store.Tx) error {
+			for _, id := range batch {
+				if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: id}, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
 // fastRunTimeout bounds a fast-path run, as River's job timeout bounds a
 // job's.
 const fastRunTimeout = time.Minute
@@ -140,6 +173,47 @@ func (l *caseLocks) lock(id string) (unlock func()) {
 			delete(l.m, id)
 		}
 		l.mu.Unlock()
+	}
+}
+
+// keyLocks are mutexes by key that can be waited for with a deadline,
+// dropped when nobody holds or waits.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	ch   chan struct{} // holds a token while locked
+	refs int
+}
+
+// lock takes key's lock, or returns ctx's error if ctx ends first.
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*keyLock{}
+	}
+	kl := l.m[key]
+	if kl == nil {
+		kl = &keyLock{ch: make(chan struct{}, 1)}
+		l.m[key] = kl
+	}
+	kl.refs++
+	l.mu.Unlock()
+	drop := func() {
+		l.mu.Lock()
+		if kl.refs--; kl.refs == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case kl.ch <- struct{}{}:
+		return func() { <-kl.ch; drop() }, nil
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
 	}
 }
 
@@ -309,6 +383,9 @@ type systemRun struct {
 	system   string
 	outcomes []outcome // every step called, the failure last
 	failure  *outcome
+	// release frees the (identity, system) lock once the run is recorded
+	// (or its record failed); nil when nothing is held.
+	release func()
 }
 
 // recordRuns receives n systems' runs and records them: each batch of runs
@@ -342,11 +419,19 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 			outcomes = append(outcomes, r.outcomes...)
 		}
 		if len(outcomes) == 0 {
+			for _, r := range batch {
+				if r.release != nil {
+					r.release()
+				}
+			}
 			continue
 		}
 		var err error
 		moved, err = e.recordOutcomes(ctx, c, outcomes)
 		for _, r := range batch {
+			if r.release != nil {
+				r.release()
+			}
 			switch {
 			case len(r.outcomes) == 0:
 			case err != nil:
@@ -368,15 +453,17 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 
 // runSystem is callSystem under the lock of (identity, system), held by
 // this process and, where the store is shared by several, across all of
-// them (store.AccessLocker): no two runs call one system for one identity
-// at once. Under the lock the case is read again, so a step that a later
-// event superseded while this run waited is not called: the later plan
-// was made knowing that step might run, and its own calls there come
-// after this run's.
+// them (store.AccessLocker), until the run is recorded: no two runs call
+// one system for one identity at once, and none starts before the
+// previous one's results are committed. Under the lock the case is read
+// again, so a step that a later event superseded, or that another run of
+// the same case applied, while this run waited is not called: the later
+// plan was made knowing that step might run, and its own calls there come
+// after this run's. A call that outlives its deadline keeps the lock
+// until it returns (its effect may still land); waiting for the lock is
+// bounded by the same deadline.
 func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
 	key := c.IdentityID + "/" + system
-	unlock := e.accessLocks.lock(key)
-	defer unlock()
 	fail := func(err error) systemRun {
 		for i := range c.Steps {
 			if s := &c.Steps[i]; s.System == system && s.Status == store.StepPending {
@@ -386,12 +473,30 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 		}
 		return systemRun{system: system}
 	}
+	wait, cancel := context.WithTimeout(ctx, e.callTimeout)
+	defer cancel()
+	unlock, err := e.accessLocks.lock(wait, key)
+	if err != nil {
+		return fail(fmt.Errorf("an earlier call to %s for this identity has not returned after %s", system, e.callTimeout))
+	}
+	calls := &sync.WaitGroup{}
+	releases := []func(){unlock}
+	release := func() {
+		// After every call of the run has returned, timed out or not.
+		go func() {
+			calls.Wait()
+			for i := len(releases) - 1; i >= 0; i-- {
+				releases[i]()
+			}
+		}()
+	}
 	if l, ok := e.store.(store.AccessLocker); ok {
-		release, err := l.LockAccess(ctx, key)
+		r, err := l.LockAccess(wait, key)
 		if err != nil {
-			return fail(fmt.Errorf("lock %s: %w", key, err))
+			release()
+			return fail(fmt.Errorf("an earlier call to %s for this identity, on another replica, has not returned after %s", system, e.callTimeout))
 		}
-		defer release()
+		releases = append(releases, r)
 	}
 	var cur *store.Case
 	if err := e.store.View(ctx, func(tx store.Tx) error {
@@ -399,9 +504,37 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 		cur, err = tx.GetCase(ctx, c.ID)
 		return err
 	}); err != nil {
+		release()
 		return fail(err)
 	}
-	return e.callSystem(ctx, cur, id, system, lastAttempt)
+	run := e.callSystem(ctx, cur, id, system, lastAttempt, calls)
+	run.release = release
+	return run
+}
+
+// call runs one connector call with the system's deadline. A call that
+// does not return by then is left running (calls tracks it, so that the
+// run's lock outlives it) and reported as timed out: its effect may still
+// land, so its step stays pending and is retried or, if superseded,
+// undone.
+func (e *Engine) call(ctx context.Context, system string, calls *sync.WaitGroup, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, e.callTimeout)
+	done := make(chan error, 1)
+	calls.Add(1)
+	go func() {
+		defer calls.Done()
+		defer cancel()
+		done <- fn(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil && ctx.Err() == context.DeadlineExceeded {
+			return fmt.Errorf("no answer from %s within %s: %w", system, e.callTimeout, err)
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from %s within %s", system, e.callTimeout)
+	}
 }
 
 // callSystem applies, in plan order, the pending steps of one system in c,
@@ -410,7 +543,7 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 // crash before that commit repeats the calls, which are idempotent. Each
 // step is recorded only if still pending, so a concurrent run of the same
 // case cannot record one twice.
-func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
+func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool, calls *sync.WaitGroup) systemRun {
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
@@ -423,8 +556,10 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 	if ra, ok := conn.(connector.RevokeAller); ok {
 		if d := pendingDisable(c, system); d != nil && (pendingRevokes(c, system) || id.State == identity.Departed) {
 			o := outcome{seq: d.Seq}
-			o.err = ra.RevokeAll(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(d.Seq), CaseID: c.ID},
-				connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes})
+			o.err = e.call(ctx, system, calls, func(ctx context.Context) error {
+				return ra.RevokeAll(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(d.Seq), CaseID: c.ID},
+					connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes})
+			})
 			if o.err != nil {
 				o.final = lastAttempt || connector.Permanent(o.err)
 				failure = &o
@@ -459,7 +594,7 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 			failure = &outcome{seq: s.Seq, err: fmt.Errorf("no connector for system %q", system), final: true}
 			break
 		}
-		o := e.callExternal(ctx, c, id, s, conn)
+		o := e.callExternal(ctx, c, id, s, conn, calls)
 		if o.err != nil {
 			o.final = lastAttempt || connector.Permanent(o.err)
 			failure = &o
@@ -631,40 +766,54 @@ func pendingDisable(c *store.Case, system string) *store.Step {
 
 // callExternal calls the connector for one step. A widening step for an
 // identity that is no longer active is superseded instead of called.
-func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector) outcome {
+func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, calls *sync.WaitGroup) outcome {
 	o := outcome{seq: s.Seq}
 	if s.Action.Widening() && id.State != identity.Active {
 		o.superseded = "not applied: the identity is " + string(id.State)
 		return o
 	}
+	if s.Action == plan.IssueCredential || s.Action == plan.RotateCredential {
+		if o.secret, o.err = e.newSecret(s); o.err != nil {
+			return o
+		}
+	}
+	if ov, ok := conn.(connector.OverlapRotator); ok && s.Action == plan.RotateCredential && ov.RotationOverlap() > 0 {
+		o.retireAt = e.now().Add(ov.RotationOverlap())
+	}
+	secret := o.secret
+	o.err = e.call(ctx, s.System, calls, func(ctx context.Context) error {
+		return e.callStep(ctx, c, id, s, conn, secret)
+	})
+	return o
+}
+
+// callStep makes the connector call of one step, with the secret to install
+// for a credential step. It may outlive its caller (see call), so it
+// writes nothing the caller reads.
+func (e *Engine) callStep(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, secret string) error {
 	op := connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq), CaseID: c.ID}
 	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
 	switch s.Action {
 	case plan.EnsureAccount, plan.EnableAccount:
-		o.err = conn.EnsureAccount(ctx, op, acct)
+		return conn.EnsureAccount(ctx, op, acct)
 	case plan.DisableAccount:
-		o.err = conn.DisableAccount(ctx, op, acct)
+		return conn.DisableAccount(ctx, op, acct)
 	case plan.DeleteAccount:
-		o.err = conn.DeleteAccount(ctx, op, acct)
+		return conn.DeleteAccount(ctx, op, acct)
 	case plan.Grant:
-		o.err = conn.Grant(ctx, op, acct, s.Entitlement)
+		return conn.Grant(ctx, op, acct, s.Entitlement)
 	case plan.RevokeGrant:
-		o.err = conn.Revoke(ctx, op, acct, s.Entitlement)
+		return conn.Revoke(ctx, op, acct, s.Entitlement)
 	case plan.IssueCredential, plan.RotateCredential, plan.RevokeCredential:
 		setter, ok := conn.(connector.CredentialSetter)
 		if !ok {
-			o.err = fmt.Errorf("system %s cannot hold credentials", s.System)
-			break
+			return fmt.Errorf("system %s cannot hold credentials", s.System)
 		}
 		if s.Action == plan.RevokeCredential {
-			o.err = setter.RevokeCredential(ctx, op, acct, s.CredentialID)
-			break
-		}
-		if o.secret, o.err = e.newSecret(s); o.err != nil {
-			break
+			return setter.RevokeCredential(ctx, op, acct, s.CredentialID)
 		}
 		rule := e.Policy().CredentialRule(s.Rule)
-		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: o.secret}
+		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: secret}
 		if rule.TTL > 0 {
 			cred.ExpiresAt = e.now().Add(rule.TTL)
 		}
@@ -672,15 +821,11 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 		// overlap adds the new one; a job retires the old one when the
 		// overlap ends.
 		if ov, ok := conn.(connector.OverlapRotator); ok && s.Action == plan.RotateCredential && ov.RotationOverlap() > 0 {
-			o.err = ov.AddCredential(ctx, op, acct, cred)
-			o.retireAt = e.now().Add(ov.RotationOverlap())
-			break
+			return ov.AddCredential(ctx, op, acct, cred)
 		}
-		o.err = setter.SetCredential(ctx, op, acct, cred)
-	default:
-		o.err = fmt.Errorf("unknown action %q", s.Action)
+		return setter.SetCredential(ctx, op, acct, cred)
 	}
-	return o
+	return fmt.Errorf("unknown action %q", s.Action)
 }
 
 // recordOutcomes records, in one transaction that then settles the case,

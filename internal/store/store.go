@@ -100,10 +100,10 @@ type JobConfig struct {
 	FetchCooldown time.Duration // minimum time between fetches (River default 100ms)
 	PollInterval  time.Duration // how often to poll for new jobs (River default 1s)
 	MaxAttempts   int           // attempts before a job is discarded (default 25)
-	// Timeout bounds one run of a job (default 1m).
+	// Timeout bounds one run of a job (default 30s).
 	Timeout time.Duration
 	// RescueAfter is how long a job may stay running before it is retried
-	// (its worker died with it); more than Timeout. Default 5m.
+	// (its worker died with it); at least Timeout. Default 45s.
 	RescueAfter time.Duration
 }
 
@@ -460,6 +460,9 @@ type Tx interface {
 	// ListSCIM returns the total matching q and one page of them.
 	ListSCIM(ctx context.Context, q SCIMQuery) (int, []SCIMResource, error)
 
+	// ListPendingCases returns, in ID order, up to limit cases that have a
+	// step waiting to run (pending, not awaiting approval).
+	ListPendingCases(ctx context.Context, limit int) ([]string, error)
 	// CountPendingSteps counts the steps waiting to run (pending, not
 	// awaiting approval) by system and action.
 	CountPendingSteps(ctx context.Context) ([]StepCount, error)

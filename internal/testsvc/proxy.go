@@ -15,6 +15,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	down  bool
+	hung  bool // accept, never answer
 	conns map[net.Conn]bool
 }
 
@@ -36,7 +37,7 @@ func (p *Proxy) serve() {
 			return
 		}
 		p.mu.Lock()
-		down := p.down
+		down, hung := p.down, p.hung
 		if !down {
 			p.conns[c] = true
 		}
@@ -44,6 +45,9 @@ func (p *Proxy) serve() {
 		if down {
 			c.Close() // a system that is down: connection refused, as near as TCP allows
 			continue
+		}
+		if hung {
+			continue // held open, unread, until Up or Close cuts it
 		}
 		go p.pipe(c)
 	}
@@ -88,11 +92,32 @@ func (p *Proxy) Down() {
 	}
 }
 
-// Up forwards again.
+// Hang cuts every open connection, then accepts new ones and never
+// answers on them: a system that hangs, until Up.
+func (p *Proxy) Hang() {
+	p.Down()
+	p.mu.Lock()
+	p.down, p.hung = false, true
+	p.mu.Unlock()
+}
+
+// Up forwards again; connections a hang held are cut.
 func (p *Proxy) Up() {
 	p.mu.Lock()
 	p.down = false
+	wasHung := p.hung
+	p.hung = false
+	var held []net.Conn
+	if wasHung {
+		for c := range p.conns {
+			held = append(held, c)
+		}
+		p.conns = map[net.Conn]bool{}
+	}
 	p.mu.Unlock()
+	for _, c := range held {
+		c.Close()
+	}
 }
 
 // Close stops the proxy.

@@ -23,10 +23,13 @@ func RiverConfig(logger *slog.Logger, workers *river.Workers, cfg store.JobConfi
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.PollInterval,
 		MaxAttempts:       cfg.MaxAttempts,
-		JobTimeout:        cmp.Or(cfg.Timeout, time.Minute),
+		JobTimeout:        cmp.Or(cfg.Timeout, 30*time.Second),
 		// A job still running after this died with its process (a crash,
-		// a SIGKILL): River's rescuer retries it.
-		RescueStuckJobsAfter: cmp.Or(cfg.RescueAfter, 5*time.Minute),
+		// a SIGKILL): River's rescuer, which looks every 30 s, retries it.
+		// A restarted jml serve does not wait for it (Engine.Resume); this
+		// bounds how long a replica that died and stays down delays its
+		// cases on the others.
+		RescueStuckJobsAfter: cmp.Or(cfg.RescueAfter, 45*time.Second),
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		// Jobs are jml's steps; their history is in cases and the audit
 		// log, so River's completed rows need not linger.

@@ -779,6 +779,23 @@ const (
 	stepsPending = "status = '" + string(store.StepPending) + "'"
 )
 
+func (t *Tx) ListPendingCases(ctx context.Context, limit int) ([]string, error) {
+	rows, err := t.c.Query(ctx, "SELECT DISTINCT case_id FROM steps WHERE "+stepsPending+" ORDER BY case_id LIMIT ?", limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
 	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
 	if err != nil {

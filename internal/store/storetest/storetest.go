@@ -482,6 +482,9 @@ func testCases(t *testing.T, s store.Store) {
 		if err != nil || len(counts) != 1 || counts[0] != (store.StepCount{System: "vault", Action: "grant", Count: 1}) {
 			t.Errorf("CountPendingSteps = %+v, %v", counts, err)
 		}
+		if ids, err := tx.ListPendingCases(ctx, 10); err != nil || len(ids) != 1 || ids[0] != "case_1" {
+			t.Errorf("ListPendingCases = %v, %v", ids, err)
+		}
 		st := got.Steps[0]
 		st.Status, st.Attempts, st.Result = store.StepDone, 1, "granted"
 		if err := tx.UpdateStep(ctx, &st); err != nil {
@@ -491,6 +494,9 @@ func testCases(t *testing.T, s store.Store) {
 		return tx.UpdateCase(ctx, got)
 	})
 	view(t, s, func(tx store.Tx) error {
+		if ids, err := tx.ListPendingCases(ctx, 10); err != nil || len(ids) != 0 {
+			t.Errorf("ListPendingCases after the step ran = %v, %v", ids, err)
+		}
 		got, _ := tx.GetCase(ctx, "case_1")
 		if got.Status != store.CaseCompleted || got.Steps[0].Status != store.StepDone || got.Steps[0].Attempts != 1 || !got.CompletedAt.Equal(t0.Add(time.Second)) {
 			t.Errorf("after update = %+v", got)
