@@ -152,3 +152,21 @@ func Permanent(err error) bool {
 	}
 	return false
 }
+
+// Prober is a connector that can tell whether an account exists. Before
+// jml first creates an identity's account in a system, it asks: an account
+// that exists and that jml did not create is someone else's, and is never
+// taken over silently.
+type Prober interface {
+	// AccountExists reports whether the system has an account of a's name.
+	AccountExists(ctx context.Context, a Account) (bool, error)
+}
+
+// Adopter is a connector that can take over an existing account for a
+// system whose policy says adopt: true. Adopt resets it to what jml would
+// have created: no password (or one nobody knows), no live sessions, and
+// none of the privileges, roles or groups it held; the plan's steps then
+// give it what policy grants. Missing is success.
+type Adopter interface {
+	Adopt(ctx context.Context, op Op, a Account) error
+}

@@ -269,3 +269,133 @@ func TestPermanentErrorFailsAtOnce(t *testing.T) {
 	}
 	t.Logf("%s", c.Reason)
 }
+
+// TestAccountsMadeOutsideJMLAreNotTakenOver: a PostgreSQL role, a MariaDB
+// user and a Redis user with every permission exist before the joiner of
+// their name. Each of those systems' steps fails with an
+// account_exists_unmanaged finding and nothing in the accounts changes;
+// with adopt: true, Redis's user is reset and taken over.
+func TestAccountsMadeOutsideJMLAreNotTakenOver(t *testing.T) {
+	const account = "e2e.outside"
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	rc := goredis.NewClient(&goredis.Options{Addr: redisAddr, Protocol: 2})
+	defer rc.Close()
+	made := func() {
+		for _, q := range []string{`DROP ROLE IF EXISTS "e2e.outside"`, `CREATE ROLE "e2e.outside" LOGIN PASSWORD 'theirs-pg'`, `GRANT e2e_app_read TO "e2e.outside"`} {
+			if _, err := pc.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, q := range []string{"DROP USER IF EXISTS `e2e.outside`@'%'", "CREATE USER `e2e.outside`@'%' IDENTIFIED BY 'theirs-maria'", "GRANT ALL ON e2e_app.* TO `e2e.outside`@'%'"} {
+			if _, err := mysqlAdmin.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rc.Do(ctx, "ACL", "SETUSER", account, "reset", "on", ">theirs-redis", "~*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { pc.Exec(context.Background(), `DROP ROLE IF EXISTS "e2e.outside"`) })
+	made()
+	f := setup(t, account)
+	made() // setup removed the Redis and MariaDB users
+	c := f.submit(t, joiner(account))
+	if c.Status != store.CaseFailed {
+		t.Fatalf("joiner over accounts made outside jml: %s, want failed\n%s", c.Status, steps(c))
+	}
+	for _, s := range c.Steps {
+		if s.Action == "ensure_account" && s.System != "dir" && (s.Status != store.StepFailed || !strings.Contains(s.LastError, "jml did not create it")) {
+			t.Errorf("step %d %s %s: %s %s", s.Seq, s.Action, s.System, s.Status, s.LastError)
+		}
+		if s.Status == store.StepDone && (s.System == "appdb" || s.System == "cache" || s.System == "maria") {
+			t.Errorf("step %d %s %s ran on an account jml did not create", s.Seq, s.Action, s.System)
+		}
+	}
+	var findings []identity.Finding
+	f.s.View(ctx, func(tx store.Tx) error {
+		findings, err = tx.ListFindings(ctx, store.FindingFilter{IdentityID: c.IdentityID, Kind: identity.FindingAccountExistsUnmanaged})
+		return err
+	})
+	bySystem := map[string]bool{}
+	for _, fd := range findings {
+		bySystem[fd.System] = true
+		t.Logf("finding: %s", fd.Message)
+	}
+	if !bySystem["appdb"] || !bySystem["maria"] || !bySystem["cache"] || len(findings) != 3 {
+		t.Errorf("account_exists_unmanaged findings by system: %v, want appdb, cache and maria", bySystem)
+	}
+	// Untouched: each still logs in with its own password and keeps its
+	// privileges.
+	for sys, secret := range map[string]string{"appdb": "theirs-pg", "maria": "theirs-maria", "cache": "theirs-redis"} {
+		s, err := loginTo(sys, account, secret)
+		if err != nil {
+			t.Errorf("%s: the account's own password no longer works: %v", sys, err)
+			continue
+		}
+		if err := s.check(); err != nil {
+			t.Errorf("%s: the account lost its own access: %v", sys, err)
+		}
+		s.close()
+	}
+	if err := goredis.NewClient(&goredis.Options{Addr: redisAddr, Username: account, Password: "theirs-redis", Protocol: 2}).Set(ctx, "anykey", "1", 0).Err(); err != nil {
+		t.Errorf("Redis: the user's own permissions changed: %v", err)
+	}
+	rc.Del(ctx, "anykey")
+}
+
+// TestAdoptResetsAndTakesOver: with adopt: true on Redis, a user made
+// outside jml with every permission is reset and taken over: its own
+// password and permissions stop working, jml's grant and password work,
+// and an account_adopted finding records it.
+func TestAdoptResetsAndTakesOver(t *testing.T) {
+	const account = "e2e.adopted"
+	ctx := context.Background()
+	f := setupWith(t, options{account: account, edit: func(p string) string {
+		return strings.Replace(p, `config: {addr: "`, `adopt: true, config: {addr: "`, 1)
+	}})
+	rc := goredis.NewClient(&goredis.Options{Addr: redisAddr, Protocol: 2})
+	defer rc.Close()
+	if err := rc.Do(ctx, "ACL", "SETUSER", account, "reset", "on", ">theirs-redis", "~*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := f.complete(t, joiner(account))
+	secrets := f.secrets(t, c.IdentityID)
+	if _, err := loginTo("cache", account, "theirs-redis"); err == nil {
+		t.Error("the adopted user's own password still works")
+	}
+	s, err := loginTo("cache", account, secrets["cache"])
+	if err != nil {
+		t.Fatalf("jml's password for the adopted user: %v", err)
+	}
+	s.close()
+	u := goredis.NewClient(&goredis.Options{Addr: redisAddr, Username: account, Password: secrets["cache"], Protocol: 2})
+	defer u.Close()
+	if err := u.Set(ctx, "other:key", "1", 0).Err(); err == nil {
+		t.Error("the adopted user kept its permissions outside what policy grants")
+	}
+	var findings []identity.Finding
+	f.s.View(ctx, func(tx store.Tx) error {
+		findings, err = tx.ListFindings(ctx, store.FindingFilter{IdentityID: c.IdentityID, Kind: identity.FindingAccountAdopted})
+		return err
+	})
+	if len(findings) != 1 || findings[0].System != "cache" {
+		t.Fatalf("account_adopted findings: %+v", findings)
+	}
+	f.quiesce(t, 10*time.Second)
+	f.checkInvariant(t, []string{account})
+}
+
+func invariantRedis(t *testing.T, account string) (invariant.Held, error) {
+	rc := goredis.NewClient(&goredis.Options{Addr: redisAddr, Protocol: 2})
+	defer rc.Close()
+	return invariant.Redis{Client: rc}.Read(context.Background(), account)
+}
+
+func invariantRead(t *testing.T, st store.Store, account string) (*invariant.Recorded, error) {
+	return invariant.Read(context.Background(), st, "hr", account)
+}

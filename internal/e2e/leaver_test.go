@@ -156,13 +156,27 @@ var admin = engine.Principal{ID: "tok_e2e_admin", Role: engine.RoleAdmin}
 // is every target system's account retention.
 func setup(t *testing.T, account string, deleteAfter ...string) *fixture {
 	t.Helper()
-	return setupOn(t, "sqlite", account, deleteAfter...)
+	return setupWith(t, options{account: account, deleteAfter: deleteAfter})
 }
 
 // setupOn is setup on a backend: "sqlite", or "postgres" (a database of
 // the test's own on the machine's server).
-func setupOn(t *testing.T, backend, account string, deleteAfter ...string) *fixture {
+func setupOn(t *testing.T, backend, account string) *fixture {
 	t.Helper()
+	return setupWith(t, options{backend: backend, account: account})
+}
+
+// options are a fixture's variations.
+type options struct {
+	backend, account string
+	deleteAfter      []string
+	// edit, when set, rewrites the policy text.
+	edit func(string) string
+}
+
+func setupWith(t *testing.T, o options) *fixture {
+	t.Helper()
+	account, deleteAfter, backend := o.account, o.deleteAfter, o.backend
 	retention, retentionLine := "", ""
 	if len(deleteAfter) > 0 {
 		retention, retentionLine = ", deleteAfter: "+deleteAfter[0], "deleteAfter: "+deleteAfter[0]
@@ -175,6 +189,9 @@ func setupOn(t *testing.T, backend, account string, deleteAfter ...string) *fixt
 	t.Cleanup(proxy.Close)
 	text := strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
 		"{{devs}}", devsGroup, "{{redis}}", proxy.Addr, "{{retention}}", retention, "{{retentionLine}}", retentionLine).Replace(policyYAML)
+	if o.edit != nil {
+		text = o.edit(text)
+	}
 	pol, err := policy.Parse("e2e.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)

@@ -251,6 +251,12 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 			conns[name], opened[name] = c, openedConn{cfg: cfg, conn: c}
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
+		if _, ok := conns[name].(connector.Adopter); p.Systems[name].Adopt && !ok {
+			closeAll(fresh)
+			return identity.Errorf(identity.Invalid, "system %q: adopt: type %s cannot take over existing accounts; remove adopt, or create the accounts through jml", name, p.Systems[name].Type)
+		}
+	}
 	// Connectors the new policy dropped or replaced may still be running a
 	// step; they are closed once a step has had time to finish.
 	var retired []connector.Connector
@@ -700,16 +706,14 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	// the plan narrows it like held access.
 	var superseded []string
 	var possible []plan.Step
-	var reach *policy.Desired
 	if before != nil { // a new identity has no earlier cases
 		var err error
 		if superseded, possible, err = e.supersede(ctx, tx, after.ID, now, counters); err != nil {
 			return nil, err
 		}
-		reach = pol.Desired(before)
 	}
 	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
-		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Reach: reach})
+		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible})
 	if err := e.checkNames(after, steps); err != nil {
 		return nil, err
 	}

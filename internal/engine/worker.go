@@ -499,15 +499,22 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 		releases = append(releases, r)
 	}
 	var cur *store.Case
+	managed := false // jml records an account of the identity here
 	if err := e.store.View(ctx, func(tx store.Tx) error {
 		var err error
-		cur, err = tx.GetCase(ctx, c.ID)
+		if cur, err = tx.GetCase(ctx, c.ID); err != nil {
+			return err
+		}
+		accounts, err := tx.ListAccounts(ctx, c.IdentityID)
+		for _, a := range accounts {
+			managed = managed || (a.System == system && a.Status != identity.AccountDeleted)
+		}
 		return err
 	}); err != nil {
 		release()
 		return fail(err)
 	}
-	run := e.callSystem(ctx, cur, id, system, lastAttempt, calls)
+	run := e.callSystem(ctx, cur, id, system, lastAttempt, managed, calls)
 	run.release = release
 	return run
 }
@@ -543,7 +550,7 @@ func (e *Engine) call(ctx context.Context, system string, calls *sync.WaitGroup,
 // crash before that commit repeats the calls, which are idempotent. Each
 // step is recorded only if still pending, so a concurrent run of the same
 // case cannot record one twice.
-func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool, calls *sync.WaitGroup) systemRun {
+func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt, managed bool, calls *sync.WaitGroup) systemRun {
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
@@ -594,7 +601,18 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 			failure = &outcome{seq: s.Seq, err: fmt.Errorf("no connector for system %q", system), final: true}
 			break
 		}
+		adopted := false
+		if s.Action == plan.EnsureAccount && !managed && id.State == identity.Active {
+			// The first create here: whose is an account of the name?
+			claim, ok := e.claimAccount(ctx, c, id, s, conn, calls)
+			if !ok {
+				failure = &claim
+				break
+			}
+			managed, adopted = true, claim.adopted
+		}
 		o := e.callExternal(ctx, c, id, s, conn, calls)
+		o.adopted = adopted
 		if o.err != nil {
 			o.final = lastAttempt || connector.Permanent(o.err)
 			failure = &o
@@ -734,7 +752,77 @@ type outcome struct {
 	final      bool      // ... for good
 	retireAt   time.Time // rotated with overlap: retire the old secret then
 	note       string    // appended to the result ("by disable_account")
+	// unmanaged: the account exists and jml did not create it (the step
+	// fails, a finding is raised); adopted: it did, and was taken over.
+	unmanaged, adopted bool
 }
+
+// claimAccount runs before the first create of an identity's account in a
+// system: it asks the system whether an account of the name exists
+// (connector.Prober). One that does is someone else's: the step fails for
+// good with an account_exists_unmanaged finding and nothing in the
+// account changes, unless the system says adopt: true, when the account
+// is reset (connector.Adopter) and taken over. Otherwise, or after the
+// adoption, it records the account as being created (AccountCreating),
+// in a transaction that locks the identity and finds the step still
+// pending, so that after a crash between the create call and its record
+// the account is still known as jml's. It reports false with the failed
+// outcome.
+func (e *Engine) claimAccount(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, calls *sync.WaitGroup) (outcome, bool) {
+	o := outcome{seq: s.Seq}
+	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
+	if p, ok := conn.(connector.Prober); ok {
+		found := make(chan bool, 1)
+		o.err = e.call(ctx, s.System, calls, func(ctx context.Context) error {
+			ok, err := p.AccountExists(ctx, acct)
+			found <- ok
+			return err
+		})
+		if o.err != nil {
+			o.final = connector.Permanent(o.err)
+			return o, false
+		}
+		if <-found {
+			sys := e.Policy().Systems[s.System]
+			ad, ok := conn.(connector.Adopter)
+			if sys == nil || !sys.Adopt || !ok {
+				o.err, o.final, o.unmanaged = identity.Errorf(identity.Conflict,
+					"account %q exists in %s and jml did not create it; it was left as it is (adopt: true on the system takes such accounts over)", id.ExternalID, s.System), true, true
+				return o, false
+			}
+			if o.err = e.call(ctx, s.System, calls, func(ctx context.Context) error {
+				return ad.Adopt(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq) + "/adopt", CaseID: c.ID}, acct)
+			}); o.err != nil {
+				o.final = connector.Permanent(o.err)
+				return o, false
+			}
+			o.adopted = true
+		}
+	}
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		cur, err := tx.GetIdentity(ctx, id.ID)
+		if err != nil {
+			return err
+		}
+		cs, err := tx.GetCase(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != identity.Active || cs.Steps[s.Seq-1].Status != store.StepPending {
+			return errClaimStale
+		}
+		return tx.PutAccount(ctx, &identity.Account{IdentityID: id.ID, System: s.System, Status: identity.AccountCreating, UpdatedAt: e.now().UTC()})
+	})
+	if err != nil {
+		o.err = err
+		return o, false
+	}
+	return o, true
+}
+
+// errClaimStale stops a create whose step a later event superseded while
+// its system was asked; the run records nothing for it.
+var errClaimStale = errors.New("the step was superseded before its account was created")
 
 // pendingRevokes reports whether c has a pending revoke step in system.
 func pendingRevokes(c *store.Case, system string) bool {
@@ -881,6 +969,14 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 					st.Status, action = store.StepFailed, "step.failed"
 				}
 				recs = append(recs, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
+				if o.unmanaged {
+					rec, err := e.accountFinding(ctx, tx, id, st.System, identity.FindingAccountExistsUnmanaged, now,
+						fmt.Sprintf("account %q exists in %s and jml did not create it; jml left it as it is", id.ExternalID, st.System))
+					if err != nil {
+						return err
+					}
+					recs = append(recs, rec...)
+				}
 			default:
 				result, err := e.record(ctx, tx, cur, st, o.secret, now, false)
 				if err != nil {
@@ -894,6 +990,15 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 						return err
 					}
 					result += "; the previous secret works until " + o.retireAt.UTC().Format(time.RFC3339)
+				}
+				if o.adopted {
+					result = "adopted: an account of the name existed, reset and taken over; " + result
+					rec, err := e.accountFinding(ctx, tx, id, st.System, identity.FindingAccountAdopted, now,
+						fmt.Sprintf("account %q existed in %s, not created by jml; adopt: true reset it (password, sessions, privileges) and jml took it over", id.ExternalID, st.System))
+					if err != nil {
+						return err
+					}
+					recs = append(recs, rec...)
 				}
 				st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
 				e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
@@ -925,6 +1030,18 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 		e.startCases([]loaded{*undo})
 	}
 	return moved, nil
+}
+
+// accountFinding records a finding about the identity's account in a
+// system, with its audit record (none if one is open already).
+func (e *Engine) accountFinding(ctx context.Context, tx store.Tx, id *identity.Identity, system, kind string, now time.Time, msg string) ([]audit.Record, error) {
+	f := &identity.Finding{ID: e.newID("fnd_"), Kind: kind, IdentityID: id.ID, System: system, CreatedAt: now, Message: msg}
+	ok, err := tx.InsertFinding(ctx, f)
+	if err != nil || !ok {
+		return nil, err
+	}
+	e.metrics.findings.Inc()
+	return []audit.Record{audit.New(now, System.ID, "finding.created", id.ID, "", map[string]any{"finding": f.ID, "kind": kind, "system": system})}, nil
 }
 
 // CaseUndo is the type of cases the engine opens to take back a widening

@@ -52,6 +52,10 @@ type AccountStatus string
 const (
 	AccountActive   AccountStatus = "active"
 	AccountDisabled AccountStatus = "disabled"
+	// AccountCreating: jml found no account of the name and is creating
+	// it; written before the create call, so that after a crash between
+	// the call and its record the account is still known as jml's.
+	AccountCreating AccountStatus = "creating"
 	// AccountDeleted: removed from the system after the system's
 	// retention; the row stays as evidence.
 	AccountDeleted AccountStatus = "deleted"
@@ -67,9 +71,12 @@ type Account struct {
 
 // Finding is a gap between what should be and what is.
 type Finding struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"`
-	IdentityID string    `json:"identityId"`
+	ID         string `json:"id"`
+	Kind       string `json:"kind"`
+	IdentityID string `json:"identityId"`
+	// System names the system of a finding about an account there; ""
+	// for one about the identity as a whole.
+	System     string    `json:"system,omitempty"`
 	Message    string    `json:"message"`
 	CreatedAt  time.Time `json:"createdAt"`
 	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
@@ -78,4 +85,10 @@ type Finding struct {
 // Finding kinds.
 const (
 	FindingOwnerNotActive = "owner_not_active"
+	// FindingAccountExistsUnmanaged: a joiner's account name exists in a
+	// system, and jml did not create it; jml left it untouched.
+	FindingAccountExistsUnmanaged = "account_exists_unmanaged"
+	// FindingAccountAdopted: a system with adopt: true had such an
+	// account, and jml reset and took it over.
+	FindingAccountAdopted = "account_adopted"
 )

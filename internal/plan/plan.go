@@ -113,10 +113,6 @@ type Input struct {
 	// one may have taken away access jml still records, which a plan that
 	// keeps it re-applies.
 	Possible []Step
-	// Reach is what policy gave the identity before this event (nil for a
-	// new one): a leaver disables the account, by name, in each of its
-	// systems whatever jml recorded there.
-	Reach *policy.Desired
 }
 
 // Make returns the ordered steps for in.
@@ -198,9 +194,9 @@ func Make(in Input) []Step {
 		heldCred[c.Rule] = c
 	}
 
-	// What a superseded narrowing step may have taken away in the system
-	// though jml still records it: re-applied where it is still due.
-	undone := possiblyUndone(in)
+	// What superseded steps touched is in an unknown state in its system,
+	// though jml records it: re-applied where it is still due.
+	undone := unsettledBy(in)
 
 	// Then widen.
 	for _, g := range in.Desired.Grants {
@@ -208,7 +204,7 @@ func Make(in Input) []Step {
 		needSystem[e.System] = true
 		if _, ok := held[g.Entitlement]; ok {
 			if undone.grants[g.Entitlement] {
-				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, a revoke may have run"})
+				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, an earlier step on it may have run"})
 			}
 			continue
 		}
@@ -225,23 +221,23 @@ func Make(in Input) []Step {
 		}
 		a, ok := accounts[sys]
 		switch {
-		case !ok, a.Status == identity.AccountDeleted:
+		case !ok, a.Status == identity.AccountDeleted, a.Status == identity.AccountCreating:
 			add(Step{Action: EnsureAccount, System: sys, Reason: reason})
 		case a.Status == identity.AccountDisabled:
 			add(Step{Action: EnableAccount, System: sys, Reason: reason})
 		case undone.accounts[sys]:
-			add(Step{Action: EnableAccount, System: sys, Reason: reason + ": re-applied, a disable may have run"})
+			add(Step{Action: EnableAccount, System: sys, Reason: reason + ": re-applied, an earlier step on it may have run"})
 		}
 	}
 	disabled := map[string]bool{}
 	for _, a := range in.Accounts {
-		if !needSystem[a.System] && a.Status == identity.AccountActive && !builtin(a.System) {
+		if !needSystem[a.System] && (a.Status == identity.AccountActive || a.Status == identity.AccountCreating) && !builtin(a.System) {
 			add(Step{Action: DisableAccount, System: a.System, Reason: reason + ": no access left in this system"})
 			disabled[a.System] = true
 		}
 	}
 	for _, s := range in.Possible {
-		if s.Action.Widening() && !needSystem[s.System] && !disabled[s.System] && !builtin(s.System) {
+		if s.Action.Widening() && !needSystem[s.System] && !disabled[s.System] && !builtin(s.System) && hasAccount(in, s.System) {
 			add(Step{Action: DisableAccount, System: s.System, Reason: reason + ": may have an account, no access in this system"})
 			disabled[s.System] = true
 		}
@@ -257,7 +253,7 @@ func Make(in Input) []Step {
 		}
 		why := rotateReason(in, c)
 		if why == "" && undone.credentials[held.ID] {
-			why = reason + ": re-issued, a revoke may have run"
+			why = reason + ": re-issued, an earlier step on it may have run"
 		}
 		if why != "" {
 			add(Step{Action: RotateCredential, System: c.System, Rule: c.Name, CredentialID: held.ID, Reason: why})
@@ -266,33 +262,42 @@ func Make(in Input) []Step {
 	return sorted(steps)
 }
 
-// undone is what superseded narrowing steps may have taken away.
-type undone struct {
+// unsettled is what in.Possible's steps touched: grants (by entitlement),
+// accounts (by system), credentials (by ID, or every one of a system and
+// rule). Such a step may have run, may still be about to land (runs of one
+// system for one identity never overlap, so not after this plan's own
+// calls there) or may never run: the object's state in its system is not
+// known, whatever jml records. A plan that keeps it asserts it again.
+type unsettled struct {
 	grants, accounts, credentials map[string]bool
 }
 
-// possiblyUndone returns, from in.Possible's narrowing steps, the grants
-// (by entitlement), accounts (by system) and credentials (by ID) they may
-// have removed from their systems.
-func possiblyUndone(in Input) undone {
-	u := undone{grants: map[string]bool{}, accounts: map[string]bool{}, credentials: map[string]bool{}}
+func unsettledBy(in Input) unsettled {
+	u := unsettled{grants: map[string]bool{}, accounts: map[string]bool{}, credentials: map[string]bool{}}
 	for _, s := range in.Possible {
 		switch s.Action {
-		case RevokeGrant:
+		case Grant, RevokeGrant:
 			u.grants[s.Entitlement] = true
-		case DisableAccount:
+		case EnsureAccount, EnableAccount:
 			u.accounts[s.System] = true
-		case RevokeCredential:
-			u.credentials[s.CredentialID] = true
-		}
-	}
-	// A revoke of every credential (the leaver's RevokeAll, a revoke with
-	// no ID) may have taken any secret of its system.
-	for _, s := range in.Possible {
-		if s.Action == DisableAccount || (s.Action == RevokeCredential && s.CredentialID == "") {
+		case DisableAccount:
+			// A disable may have gone with RevokeAll, which takes the
+			// account's secrets too.
+			u.accounts[s.System] = true
 			for _, c := range in.Credentials {
 				if c.System == s.System {
 					u.credentials[c.ID] = true
+				}
+			}
+		case RevokeCredential, IssueCredential, RotateCredential:
+			for _, c := range in.Credentials {
+				switch {
+				case s.Action == RevokeCredential && s.CredentialID == "":
+					u.credentials[c.ID] = u.credentials[c.ID] || c.System == s.System // the system's secret
+				case s.Action == RevokeCredential:
+					u.credentials[c.ID] = u.credentials[c.ID] || c.ID == s.CredentialID
+				default: // an issue replaces the rule's secret in the system
+					u.credentials[c.ID] = u.credentials[c.ID] || (c.System == s.System && c.Rule == s.Rule)
 				}
 			}
 		}
@@ -301,7 +306,7 @@ func possiblyUndone(in Input) undone {
 }
 
 // possibleGrants returns the grants in.Possible may have made that are not
-// recorded, one per entitlement.
+// recorded, one per entitlement, in systems where jml records an account.
 func possibleGrants(in Input) []Step {
 	held := map[string]bool{}
 	for _, g := range in.Grants {
@@ -309,7 +314,7 @@ func possibleGrants(in Input) []Step {
 	}
 	var out []Step
 	for _, s := range in.Possible {
-		if s.Action == Grant && !held[s.Entitlement] {
+		if s.Action == Grant && !held[s.Entitlement] && hasAccount(in, s.System) {
 			held[s.Entitlement] = true
 			out = append(out, s)
 		}
@@ -330,7 +335,7 @@ func possibleCredentials(in Input, keep map[string]*policy.CredentialRule) []Ste
 	var out []Step
 	for _, s := range in.Possible {
 		k := s.System + "\x00" + s.Rule
-		if (s.Action != IssueCredential && s.Action != RotateCredential) || seen[k] || keep[s.Rule] != nil || isBuiltin(in.Policy, s.System) {
+		if (s.Action != IssueCredential && s.Action != RotateCredential) || seen[k] || keep[s.Rule] != nil || isBuiltin(in.Policy, s.System) || !hasAccount(in, s.System) {
 			continue
 		}
 		seen[k] = true
@@ -340,27 +345,16 @@ func possibleCredentials(in Input, keep map[string]*policy.CredentialRule) []Ste
 }
 
 // reachedSystems returns, sorted, every system other than the built-in
-// vault where the identity may have an account: recorded ones (disabled
-// ones too: a disable acts by name, whatever jml believes), the systems of
-// possibly applied steps, and the systems policy gave it access in.
+// vault where the identity may have an account jml created: every account
+// jml records, disabled ones too (a disable acts by name, whatever jml
+// believes), and those still being created. jml records an account before
+// its first create call, so a system with no record has no account of
+// jml's, and an account of the name there is someone else's.
 func reachedSystems(in Input) []string {
 	set := map[string]bool{}
 	for _, a := range in.Accounts {
 		if a.Status != identity.AccountDeleted {
 			set[a.System] = true
-		}
-	}
-	for _, s := range in.Possible {
-		set[s.System] = true
-	}
-	if in.Reach != nil {
-		for _, g := range in.Reach.Grants {
-			if e := in.Policy.Entitlement(g.Entitlement); e != nil {
-				set[e.System] = true
-			}
-		}
-		for _, c := range in.Reach.Credentials {
-			set[c.System] = true
 		}
 	}
 	out := make([]string, 0, len(set))
@@ -371,6 +365,18 @@ func reachedSystems(in Input) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// hasAccount reports whether jml records an account of the identity in
+// system (see reachedSystems): only there can a possibly applied step have
+// landed.
+func hasAccount(in Input, system string) bool {
+	for _, a := range in.Accounts {
+		if a.System == system && a.Status != identity.AccountDeleted {
+			return true
+		}
+	}
+	return false
 }
 
 // isBuiltin reports whether system is jml's built-in vault (or no longer in

@@ -53,6 +53,13 @@ type System struct {
 	// DeleteAfter, when non-zero, is how long a departed identity's
 	// account in this system is kept (disabled) before it is deleted.
 	DeleteAfter time.Duration
+	// Adopt lets a joiner take over an account of its name that exists in
+	// the system but that jml did not create: the account is reset first
+	// (its password and every privilege it holds; connector.Adopter), and
+	// a finding records the adoption. Without it such a joiner's step
+	// fails and an account_exists_unmanaged finding is raised, the
+	// account untouched.
+	Adopt bool
 }
 
 // Entitlement is one grantable thing in a system.
@@ -139,6 +146,7 @@ type file struct {
 		Type        string         `yaml:"type"`
 		Config      map[string]any `yaml:"config"`
 		DeleteAfter string         `yaml:"deleteAfter"`
+		Adopt       bool           `yaml:"adopt"`
 	} `yaml:"systems"`
 	Entitlements []struct {
 		Name             string         `yaml:"name"`
@@ -216,7 +224,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if deleteAfter > 0 && s.Type == "builtin" {
 			return nil, errf("system %q: deleteAfter: the built-in vault holds no accounts to delete", s.Name)
 		}
-		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config, DeleteAfter: deleteAfter}
+		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config, DeleteAfter: deleteAfter, Adopt: s.Adopt}
 	}
 	for i, e := range f.Entitlements {
 		if !namePattern.MatchString(e.Name) {

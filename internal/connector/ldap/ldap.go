@@ -434,6 +434,38 @@ func (c *Conn) RevokeAll(ctx context.Context, op connector.Op, a connector.Accou
 	return c.DisableAccount(ctx, op, a)
 }
 
+// AccountExists implements connector.Prober.
+func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
+	dn, err := c.dn(a)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = c.with(ctx, func(l *ldap.Conn) error {
+		_, err := l.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
+		switch {
+		case err == nil:
+			found = true
+			return nil
+		case is(err, ldap.LDAPResultNoSuchObject):
+			return nil
+		}
+		return err
+	})
+	return found, err
+}
+
+// Adopt implements connector.Adopter: RevokeAll (locked, no password,
+// in no group).
+func (c *Conn) Adopt(ctx context.Context, op connector.Op, a connector.Account) error {
+	return c.RevokeAll(ctx, op, a)
+}
+
+var (
+	_ connector.Prober  = (*Conn)(nil)
+	_ connector.Adopter = (*Conn)(nil)
+)
+
 func (c *Conn) DeleteAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
 	dn, err := c.dn(a)
 	if err != nil {

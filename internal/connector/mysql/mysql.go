@@ -227,6 +227,41 @@ func (c *Conn) CheckName(name string) error {
 
 var _ connector.NameChecker = (*Conn)(nil)
 
+// AccountExists implements connector.Prober.
+func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
+	_, ok, err := c.existing(ctx, a)
+	return ok, err
+}
+
+// Adopt implements connector.Adopter: the account is locked with a
+// password nobody knows, its connections are killed, and it loses every
+// privilege and every role it holds (RevokeAll keeps roles no entitlement
+// grants; an adopted account keeps none).
+func (c *Conn) Adopt(ctx context.Context, op connector.Op, a connector.Account) error {
+	name, ok, err := c.existing(ctx, a)
+	if err != nil || !ok {
+		return err
+	}
+	if err := c.RevokeAll(ctx, op, a); err != nil {
+		return err
+	}
+	var held []string
+	if err := eachRow(ctx, c.db, "SELECT Role FROM mysql.roles_mapping WHERE User = ? AND Host = ?", func(v []string) { held = append(held, v[0]) }, name, c.host); err != nil {
+		return err
+	}
+	for _, r := range held {
+		if _, err := c.db.ExecContext(ctx, "REVOKE "+quote(r)+" FROM "+c.account(name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	_ connector.Prober  = (*Conn)(nil)
+	_ connector.Adopter = (*Conn)(nil)
+)
+
 // existing validates a's name and reports whether its account exists.
 func (c *Conn) existing(ctx context.Context, a connector.Account) (string, bool, error) {
 	name, err := c.name(a)

@@ -288,6 +288,63 @@ func (c *Conn) existing(ctx context.Context, a connector.Account) (string, bool,
 	return name, true, c.guard(name, r)
 }
 
+// AccountExists implements connector.Prober. A superuser, the
+// connector's own role or a role an entitlement grants is a Forbidden
+// error, never an account to create.
+func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
+	_, ok, err := c.existing(ctx, a)
+	return ok, err
+}
+
+// Adopt implements connector.Adopter: in one transaction the role loses
+// LOGIN, its password and its role attributes, leaves every role it is a
+// member of, and loses the privileges the policy's targets grant; its
+// sessions are then terminated. Privileges granted to it directly on
+// objects no target names are not looked for (jml policy check's targets
+// are what jml manages); list them with ListAccounts' Other.
+func (c *Conn) Adopt(ctx context.Context, _ connector.Op, a connector.Account) error {
+	name, ok, err := c.existing(ctx, a)
+	if err != nil || !ok {
+		return err
+	}
+	var member []string
+	rows, err := c.pool.Query(ctx, "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1 ORDER BY 1", name)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			rows.Close()
+			return err
+		}
+		member = append(member, ident(g))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue("ALTER ROLE " + ident(name) + " NOLOGIN PASSWORD NULL NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
+	if len(member) > 0 {
+		b.Queue("REVOKE " + strings.Join(member, ", ") + " FROM " + ident(name))
+	}
+	for _, tg := range c.targets {
+		if tg.Role == "" {
+			b.Queue(grantSQL(tg, name, false))
+		}
+	}
+	if err := c.pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	return c.terminate(ctx, name)
+}
+
+var (
+	_ connector.Prober  = (*Conn)(nil)
+	_ connector.Adopter = (*Conn)(nil)
+)
+
 func (c *Conn) DisableAccount(ctx context.Context, _ connector.Op, a connector.Account) error {
 	name, ok, err := c.existing(ctx, a)
 	if err != nil || !ok {

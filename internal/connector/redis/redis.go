@@ -167,6 +167,31 @@ func (c *Conn) CheckName(name string) error {
 
 var _ connector.NameChecker = (*Conn)(nil)
 
+// AccountExists implements connector.Prober.
+func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
+	_, u, err := c.account(ctx, a)
+	return u != nil, err
+}
+
+// Adopt implements connector.Adopter: ACL SETUSER reset takes the user
+// off with no password, no commands, keys, channels or selectors, and its
+// connections are killed.
+func (c *Conn) Adopt(ctx context.Context, _ connector.Op, a connector.Account) error {
+	name, u, err := c.account(ctx, a)
+	if err != nil || u == nil {
+		return err
+	}
+	if err := c.client.Do(ctx, "ACL", "SETUSER", name, "reset").Err(); err != nil {
+		return err
+	}
+	return c.kill(ctx, name)
+}
+
+var (
+	_ connector.Prober  = (*Conn)(nil)
+	_ connector.Adopter = (*Conn)(nil)
+)
+
 // selector is an ACL selector as ACL GETUSER reports it.
 type selector struct{ commands, keys, channels string }
 

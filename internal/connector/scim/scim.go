@@ -414,6 +414,14 @@ func (c *Conn) EnsureAccount(ctx context.Context, _ connector.Op, a connector.Ac
 
 // setActive switches a user on or off: PATCH where supported, else a PUT
 // of the user as read with active changed.
+// AccountExists implements connector.Prober.
+func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
+	u, err := c.findUser(ctx, a.Name)
+	return u != nil, err
+}
+
+var _ connector.Prober = (*Conn)(nil)
+
 func (c *Conn) setActive(ctx context.Context, id string, active bool) error {
 	spc, err := c.config(ctx)
 	if err != nil {

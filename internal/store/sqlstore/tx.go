@@ -840,19 +840,19 @@ func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]sto
 
 func (t *Tx) InsertFinding(ctx context.Context, f *identity.Finding) (bool, error) {
 	var n int
-	if err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM findings WHERE identity_id = ? AND kind = ? AND resolved_at = 0", f.IdentityID, f.Kind); err != nil {
+	if err := t.row(ctx, []any{&n}, "SELECT COUNT(*) FROM findings WHERE identity_id = ? AND kind = ? AND resolved_at = 0 AND system = ?", f.IdentityID, f.Kind, f.System); err != nil {
 		return false, err
 	}
 	if n > 0 {
 		return false, nil
 	}
-	_, err := t.c.Exec(ctx, "INSERT INTO findings (id, kind, identity_id, message, created_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?)",
-		f.ID, f.Kind, f.IdentityID, f.Message, micros(f.CreatedAt), micros(f.ResolvedAt))
+	_, err := t.c.Exec(ctx, "INSERT INTO findings (id, kind, identity_id, system, message, created_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		f.ID, f.Kind, f.IdentityID, f.System, f.Message, micros(f.CreatedAt), micros(f.ResolvedAt))
 	return err == nil, err
 }
 
 func (t *Tx) ListFindings(ctx context.Context, f store.FindingFilter) ([]identity.Finding, error) {
-	q := "SELECT id, kind, identity_id, message, created_at, resolved_at FROM findings WHERE 1 = 1"
+	q := "SELECT id, kind, identity_id, system, message, created_at, resolved_at FROM findings WHERE 1 = 1"
 	var args []any
 	if f.Kind != "" {
 		q += " AND kind = ?"
@@ -880,7 +880,7 @@ func (t *Tx) ListFindings(ctx context.Context, f store.FindingFilter) ([]identit
 	for rows.Next() {
 		var fd identity.Finding
 		var created, resolved int64
-		if err := rows.Scan(&fd.ID, &fd.Kind, &fd.IdentityID, &fd.Message, &created, &resolved); err != nil {
+		if err := rows.Scan(&fd.ID, &fd.Kind, &fd.IdentityID, &fd.System, &fd.Message, &created, &resolved); err != nil {
 			return nil, err
 		}
 		fd.CreatedAt, fd.ResolvedAt = fromMicros(created), fromMicros(resolved)
