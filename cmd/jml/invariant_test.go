@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
@@ -48,30 +49,35 @@ systems:
   - {name: appdb, type: postgres, config: {url: env:INV_PG_URL}}
   - {name: cache, type: redis, config: {addr: "{{redis}}"}}
   - {name: maria, type: mysql, config: {dsn: env:INV_MYSQL_DSN}}
+  - name: dir
+    type: ldap
+    config: {url: "{{ldap}}", bindDN: "{{ldapAdmin}}", bindPassword: env:INV_LDAP_PW, baseDN: "{{people}}"}
 entitlements:
   - {name: api, system: vault}
   - {name: app-read, system: appdb, target: {role: jmlinv_app_read}}
   - {name: cache-read, system: cache, target: {rules: ["+get", "~app:*"]}}
   - {name: cache-ops, system: cache, target: {rules: ["+set", "~ops:*"]}}
   - {name: maria-read, system: maria, target: {database: jmlinv_app, privileges: [SELECT]}}
+  - {name: devs, system: dir, target: {group: "{{devs}}"}}
 birthright:
   - name: engineering
     when: identity.attributes.department == "Engineering"
-    entitlements: [api, app-read, cache-read, maria-read]
+    entitlements: [api, app-read, cache-read, maria-read, devs]
   - name: ops
     when: identity.attributes.department == "Ops"
-    entitlements: [cache-ops]
+    entitlements: [cache-ops, devs]
 credentials:
   - {name: api-key, when: 'identity.kind == "human"', system: vault, type: api_key}
   - {name: cache-pw, when: 'identity.attributes.department != "Sales"', system: cache, type: password}
   - {name: pg-pw, when: 'identity.attributes.department == "Engineering"', system: appdb, type: password}
   - {name: maria-pw, when: 'identity.attributes.department == "Engineering"', system: maria, type: password}
+  - {name: dir-pw, when: 'identity.attributes.department == "Ops"', system: dir, type: password}
 `
 
 // TestInvariantUnderCrashes is jml's central promise tried from outside:
 // clients send interleaved joiners, movers (widening and narrowing, both
 // ways), leavers, suspends, resumes and duplicates about a few identities,
-// with real Redis, PostgreSQL and MariaDB targets, while jml serve is
+// with real Redis, PostgreSQL, MariaDB and LDAP targets, while jml serve is
 // SIGKILLed at random moments and restarted: on SQLite, and on PostgreSQL
 // with two replicas. Once jml has quiesced, every target is read as its
 // administrator and checked against the invariant (invariant.Check), the
@@ -106,7 +112,10 @@ type invTargets struct {
 	pgURL, mysqlDSN, redisAddr string
 	maria                      *sql.DB
 	redis                      *goredis.Client
+	dir                        *testsvc.Server // a private slapd
 }
+
+const invDevs = "cn=jmlinv-devs," + testsvc.SlapdGroups
 
 func newInvTargets(t *testing.T) *invTargets {
 	t.Helper()
@@ -140,6 +149,24 @@ func newInvTargets(t *testing.T) *invTargets {
 	if err := tg.redis.Ping(ctx).Err(); err != nil {
 		t.Fatalf("Redis is required at %s: %v", tg.redisAddr, err)
 	}
+	if tg.dir, err = testsvc.StartSlapd(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.dir.Stop() })
+	l, err := ldap.DialURL(tg.dir.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Bind(testsvc.SlapdAdminDN, tg.dir.Password); err != nil {
+		t.Fatal(err)
+	}
+	req := ldap.NewAddRequest(invDevs, nil)
+	req.Attribute("objectClass", []string{"groupOfNames"})
+	req.Attribute("member", []string{"cn=placeholder," + testsvc.SlapdSuffix})
+	if err := l.Add(req); err != nil {
+		t.Fatal(err)
+	}
 	return tg
 }
 
@@ -164,6 +191,7 @@ func (tg *invTargets) targets() map[string]invariant.Target {
 		"appdb": invariant.Postgres{URL: tg.pgURL, Roles: []string{"jmlinv_app_read"}},
 		"cache": invariant.Redis{Client: tg.redis},
 		"maria": invariant.MariaDB{DB: tg.maria, Host: "%"},
+		"dir":   invariant.LDAP{URL: tg.dir.URL, BindDN: testsvc.SlapdAdminDN, Password: tg.dir.Password, People: testsvc.SlapdPeople, Groups: testsvc.SlapdGroups},
 	}
 }
 
@@ -231,9 +259,12 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 
 	t.Setenv("INV_PG_URL", tg.pgURL)
 	t.Setenv("INV_MYSQL_DSN", tg.mysqlDSN)
+	t.Setenv("INV_LDAP_PW", tg.dir.Password)
 	base := t.TempDir()
 	policy := filepath.Join(base, "policy.yaml")
-	if err := os.WriteFile(policy, []byte(strings.ReplaceAll(invPolicy, "{{redis}}", tg.redisAddr)), 0o600); err != nil {
+	text := strings.NewReplacer("{{redis}}", tg.redisAddr, "{{ldap}}", tg.dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN,
+		"{{people}}", testsvc.SlapdPeople, "{{devs}}", invDevs).Replace(invPolicy)
+	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db, replicas := "sqlite:"+filepath.Join(base, "jml.db"), 1

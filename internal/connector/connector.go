@@ -153,6 +153,15 @@ func Permanent(err error) bool {
 	return false
 }
 
+// DisableResetter is a connector whose DisableAccount also takes the
+// account's entitlements and secrets away (LDAP's leaves every group and
+// drops the password), so that enabling it again must restore them: the
+// plan that enables such an account grants what jml records again and
+// re-issues its credentials there.
+type DisableResetter interface {
+	DisableRemovesAccess() bool
+}
+
 // Prober is a connector that can tell whether an account exists. Before
 // jml first creates an identity's account in a system, it asks: an account
 // that exists and that jml did not create is someone else's, and is never

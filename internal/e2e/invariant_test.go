@@ -14,6 +14,7 @@ import (
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/invariant"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/testsvc"
 )
 
 // dropAccounts removes accounts from the shared Redis and MariaDB (the
@@ -68,6 +69,7 @@ func (f *fixture) checkInvariant(t *testing.T, accounts []string) {
 		"cache": invariant.Redis{Client: rc},
 		"appdb": invariant.Postgres{URL: pg.URL, Roles: []string{"e2e_app_read"}},
 		"maria": invariant.MariaDB{DB: mysqlAdmin, Host: "%"},
+		"dir":   invariant.LDAP{URL: dir.URL, BindDN: testsvc.SlapdAdminDN, Password: dir.Password, People: testsvc.SlapdPeople, Groups: testsvc.SlapdGroups},
 	}
 	vs, err := invariant.Check(context.Background(), f.s, "hr", accounts, targets)
 	if err != nil {
@@ -398,4 +400,24 @@ func invariantRedis(t *testing.T, account string) (invariant.Held, error) {
 
 func invariantRead(t *testing.T, st store.Store, account string) (*invariant.Recorded, error) {
 	return invariant.Read(context.Background(), st, "hr", account)
+}
+
+// TestResumeRestoresWhatSuspendTookAway: LDAP's disable leaves every
+// group and drops the password; after a suspend and a resume every system
+// holds what jml records again, and the credentials jml shows active log
+// in everywhere.
+func TestResumeRestoresWhatSuspendTookAway(t *testing.T) {
+	const account = "e2e.resumed"
+	f := setup(t, account)
+	f.complete(t, joiner(account))
+	f.complete(t, identity.Event{Source: "hr", ID: "suspend-" + account, Type: identity.Suspend, ExternalID: account})
+	f.quiesce(t, 10*time.Second)
+	f.checkInvariant(t, []string{account})
+	c := f.complete(t, identity.Event{Source: "hr", ID: "resume-" + account, Type: identity.Resume, ExternalID: account})
+	f.quiesce(t, 10*time.Second)
+	f.checkInvariant(t, []string{account})
+	live := login(t, account, f.secrets(t, c.IdentityID))
+	for _, s := range live {
+		s.close()
+	}
 }

@@ -713,7 +713,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 	}
 	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
-		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible})
+		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Resets: e.resets(accounts)})
 	if err := e.checkNames(after, steps); err != nil {
 		return nil, err
 	}
@@ -825,6 +825,21 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		return nil, err
 	}
 	return c, nil
+}
+
+// resets returns the systems of accounts whose connector's disable takes
+// access away (connector.DisableResetter), nil when there are none.
+func (e *Engine) resets(accounts []identity.Account) map[string]bool {
+	var out map[string]bool
+	for _, a := range accounts {
+		if r, ok := e.conn(a.System).(connector.DisableResetter); ok && r.DisableRemovesAccess() {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[a.System] = true
+		}
+	}
+	return out
 }
 
 // checkNames refuses a plan that would create or enable an account under a

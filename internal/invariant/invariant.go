@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
@@ -124,6 +125,53 @@ func (m MariaDB) Read(ctx context.Context, account string) (Held, error) {
 	grantee := "'" + account + "'@'" + m.Host + "'"
 	err = m.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?", grantee).Scan(&h.Entitlements)
 	return h, err
+}
+
+// LDAP reads entries RDNAttribute=account,People as BindDN. An entry is
+// enabled unless ppolicy locked it (pwdAccountLockedTime); its
+// entitlements are the groups under Groups that list it as a member.
+type LDAP struct {
+	URL, BindDN, Password string
+	People, Groups        string
+	RDNAttribute          string // default uid
+}
+
+func (d LDAP) Read(ctx context.Context, account string) (Held, error) {
+	var h Held
+	l, err := ldap.DialURL(d.URL)
+	if err != nil {
+		return h, err
+	}
+	defer l.Close()
+	if err := l.Bind(d.BindDN, d.Password); err != nil {
+		return h, err
+	}
+	rdn := d.RDNAttribute
+	if rdn == "" {
+		rdn = "uid"
+	}
+	dn := rdn + "=" + ldap.EscapeDN(account) + "," + d.People
+	res, err := l.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)",
+		[]string{"userPassword", "pwdAccountLockedTime"}, nil))
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("ldap %s: %w", dn, err)
+	}
+	if len(res.Entries) == 1 {
+		e := res.Entries[0]
+		h.Exists = true
+		h.Enabled = e.GetAttributeValue("pwdAccountLockedTime") == ""
+		h.Secret = len(e.GetRawAttributeValues("userPassword")) > 0
+	}
+	groups, err := l.Search(ldap.NewSearchRequest(d.Groups, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(member="+ldap.EscapeFilter(dn)+")", []string{"1.1"}, nil))
+	if err != nil {
+		return h, fmt.Errorf("ldap groups of %s: %w", dn, err)
+	}
+	h.Entitlements = len(groups.Entries)
+	return h, nil
 }
 
 // Recorded is what jml's store says of an identity.

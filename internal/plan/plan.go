@@ -113,6 +113,10 @@ type Input struct {
 	// one may have taken away access jml still records, which a plan that
 	// keeps it re-applies.
 	Possible []Step
+	// Resets are the systems whose disable takes the account's
+	// entitlements and secrets away (connector.DisableResetter): enabling
+	// an account there grants and issues again what jml records.
+	Resets map[string]bool
 }
 
 // Make returns the ordered steps for in.
@@ -195,8 +199,24 @@ func Make(in Input) []Step {
 	}
 
 	// What superseded steps touched is in an unknown state in its system,
-	// though jml records it: re-applied where it is still due.
+	// though jml records it: re-applied where it is still due. So is what
+	// a disabled account in a resetting system lost with its disable.
 	undone := unsettledBy(in)
+	for _, a := range in.Accounts {
+		if a.Status != identity.AccountDisabled || !in.Resets[a.System] {
+			continue
+		}
+		for _, g := range in.Grants {
+			if g.System == a.System {
+				undone.grants[g.Entitlement] = true
+			}
+		}
+		for _, c := range in.Credentials {
+			if c.System == a.System {
+				undone.credentials[c.ID] = true
+			}
+		}
+	}
 
 	// Then widen.
 	for _, g := range in.Desired.Grants {
@@ -204,7 +224,7 @@ func Make(in Input) []Step {
 		needSystem[e.System] = true
 		if _, ok := held[g.Entitlement]; ok {
 			if undone.grants[g.Entitlement] {
-				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, an earlier step on it may have run"})
+				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, its state in the system is not known"})
 			}
 			continue
 		}
@@ -226,7 +246,7 @@ func Make(in Input) []Step {
 		case a.Status == identity.AccountDisabled:
 			add(Step{Action: EnableAccount, System: sys, Reason: reason})
 		case undone.accounts[sys]:
-			add(Step{Action: EnableAccount, System: sys, Reason: reason + ": re-applied, an earlier step on it may have run"})
+			add(Step{Action: EnableAccount, System: sys, Reason: reason + ": re-applied, its state in the system is not known"})
 		}
 	}
 	disabled := map[string]bool{}
@@ -253,7 +273,7 @@ func Make(in Input) []Step {
 		}
 		why := rotateReason(in, c)
 		if why == "" && undone.credentials[held.ID] {
-			why = reason + ": re-issued, an earlier step on it may have run"
+			why = reason + ": re-issued, its state in the system is not known"
 		}
 		if why != "" {
 			add(Step{Action: RotateCredential, System: c.System, Rule: c.Name, CredentialID: held.ID, Reason: why})

@@ -434,6 +434,12 @@ func (c *Conn) RevokeAll(ctx context.Context, op connector.Op, a connector.Accou
 	return c.DisableAccount(ctx, op, a)
 }
 
+// DisableRemovesAccess implements connector.DisableResetter: a disabled
+// entry leaves every group and loses its password.
+func (c *Conn) DisableRemovesAccess() bool { return true }
+
+var _ connector.DisableResetter = (*Conn)(nil)
+
 // AccountExists implements connector.Prober.
 func (c *Conn) AccountExists(ctx context.Context, a connector.Account) (bool, error) {
 	dn, err := c.dn(a)
