@@ -533,14 +533,24 @@ func (e *Engine) call(ctx context.Context, system string, calls *sync.WaitGroup,
 		defer cancel()
 		done <- fn(ctx)
 	}()
-	select {
-	case err := <-done:
+	answered := func(err error) error {
 		if err != nil && ctx.Err() == context.DeadlineExceeded {
 			return fmt.Errorf("no answer from %s within %s: %w", system, e.callTimeout, err)
 		}
 		return err
+	}
+	select {
+	case err := <-done:
+		return answered(err)
 	case <-ctx.Done():
-		return fmt.Errorf("no answer from %s within %s", system, e.callTimeout)
+		// The call's own goroutine cancels ctx once it has answered, so
+		// an answer may be waiting: only an empty done is a timeout.
+		select {
+		case err := <-done:
+			return answered(err)
+		default:
+			return fmt.Errorf("no answer from %s within %s", system, e.callTimeout)
+		}
 	}
 }
 
