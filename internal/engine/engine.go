@@ -713,9 +713,11 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 	}
 	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
-		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Resets: e.resets(accounts)})
-	if err := e.checkNames(after, steps); err != nil {
-		return nil, err
+		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Resets: e.resets(accounts), Now: now})
+	if typ == identity.Joiner {
+		if err := e.checkNames(after, steps); err != nil {
+			return nil, err
+		}
 	}
 
 	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
@@ -842,12 +844,14 @@ func (e *Engine) resets(accounts []identity.Account) map[string]bool {
 	return out
 }
 
-// checkNames refuses a plan that would create or enable an account under a
+// checkNames refuses a joiner whose plan would create an account under a
 // name one of its systems cannot hold: the event is invalid for that
-// system, and saying so now beats a step that can never succeed.
+// system, and saying so now beats a step that can never succeed. Other
+// events are not refused for it (a mover's narrowing must apply); such a
+// step fails at once, its error being permanent.
 func (e *Engine) checkNames(id *identity.Identity, steps []plan.Step) error {
 	for _, s := range steps {
-		if s.Action != plan.EnsureAccount && s.Action != plan.EnableAccount {
+		if s.Action != plan.EnsureAccount {
 			continue
 		}
 		nc, ok := e.conn(s.System).(connector.NameChecker)

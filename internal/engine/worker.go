@@ -257,9 +257,18 @@ func (w *retireCredentialsWorker) Work(ctx context.Context, job *river.Job[Retir
 // fingerprint) and removes every other secret of the account. If none is
 // active any more (revoked meanwhile), it removes them all.
 func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs) error {
+	// Under the (identity, system) lock, so that no issue or rotation of
+	// the account is between its call and its record while the secret to
+	// keep is read.
+	calls := &sync.WaitGroup{}
+	release, err := e.lockAccess(ctx, a.IdentityID+"/"+a.System, calls)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var id *identity.Identity
 	var keep string
-	err := e.store.View(ctx, func(tx store.Tx) error {
+	err = e.store.View(ctx, func(tx store.Tx) error {
 		var err error
 		if id, err = tx.GetIdentity(ctx, a.IdentityID); err != nil {
 			return err
@@ -283,7 +292,9 @@ func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs)
 		return fmt.Errorf("system %s no longer rotates with overlap", a.System)
 	}
 	op := connector.Op{IdempotencyKey: "retire/" + a.IdentityID + "/" + a.System + "/" + a.Rule}
-	if err := ov.RetireCredentials(ctx, op, connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}, keep); err != nil {
+	if err := e.call(ctx, a.System, calls, func(ctx context.Context) error {
+		return ov.RetireCredentials(ctx, op, connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}, keep)
+	}); err != nil {
 		return err
 	}
 	return e.store.Update(ctx, func(tx store.Tx) error {
@@ -461,42 +472,22 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 // plan was made knowing that step might run, and its own calls there come
 // after this run's. A call that outlives its deadline keeps the lock
 // until it returns (its effect may still land); waiting for the lock is
-// bounded by the same deadline.
+// bounded by lockWaits deadlines.
 func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
 	key := c.IdentityID + "/" + system
 	fail := func(err error) systemRun {
 		for i := range c.Steps {
 			if s := &c.Steps[i]; s.System == system && s.Status == store.StepPending {
-				o := outcome{seq: s.Seq, err: err}
+				o := outcome{seq: s.Seq, err: err, final: lastAttempt}
 				return systemRun{system: system, outcomes: []outcome{o}, failure: &o}
 			}
 		}
 		return systemRun{system: system}
 	}
-	wait, cancel := context.WithTimeout(ctx, e.callTimeout)
-	defer cancel()
-	unlock, err := e.accessLocks.lock(wait, key)
-	if err != nil {
-		return fail(fmt.Errorf("an earlier call to %s for this identity has not returned after %s", system, e.callTimeout))
-	}
 	calls := &sync.WaitGroup{}
-	releases := []func(){unlock}
-	release := func() {
-		// After every call of the run has returned, timed out or not.
-		go func() {
-			calls.Wait()
-			for i := len(releases) - 1; i >= 0; i-- {
-				releases[i]()
-			}
-		}()
-	}
-	if l, ok := e.store.(store.AccessLocker); ok {
-		r, err := l.LockAccess(wait, key)
-		if err != nil {
-			release()
-			return fail(fmt.Errorf("an earlier call to %s for this identity, on another replica, has not returned after %s", system, e.callTimeout))
-		}
-		releases = append(releases, r)
+	release, err := e.lockAccess(ctx, key, calls)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", system, err))
 	}
 	var cur *store.Case
 	managed := false // jml records an account of the identity here
@@ -517,6 +508,42 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 	run := e.callSystem(ctx, cur, id, system, lastAttempt, managed, calls)
 	run.release = release
 	return run
+}
+
+// lockWaits is how many call deadlines a run waits for the (identity,
+// system) lock: the run holding it may make several calls.
+const lockWaits = 5
+
+// lockAccess takes the (identity, system) lock of key, in this process
+// and, where the store is shared, across replicas, waiting at most
+// lockWaits call deadlines. The returned release frees it once every call
+// tracked by calls has returned.
+func (e *Engine) lockAccess(ctx context.Context, key string, calls *sync.WaitGroup) (release func(), err error) {
+	wait, cancel := context.WithTimeout(ctx, lockWaits*e.callTimeout)
+	defer cancel()
+	unlock, err := e.accessLocks.lock(wait, key)
+	if err != nil {
+		return nil, fmt.Errorf("an earlier run for this identity has not finished after %s", lockWaits*e.callTimeout)
+	}
+	releases := []func(){unlock}
+	release = func() {
+		// After every call of the run has returned, timed out or not.
+		go func() {
+			calls.Wait()
+			for i := len(releases) - 1; i >= 0; i-- {
+				releases[i]()
+			}
+		}()
+	}
+	if l, ok := e.store.(store.AccessLocker); ok {
+		r, err := l.LockAccess(wait, key)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("an earlier run for this identity (here or on another replica) has not finished after %s: %v", lockWaits*e.callTimeout, err)
+		}
+		releases = append(releases, r)
+	}
+	return release, nil
 }
 
 // call runs one connector call with the system's deadline. A call that
@@ -569,9 +596,11 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 	// recorded as done by it.
 	covered := map[int]bool{}
 	// A departed identity's disable is always made with RevokeAll: it acts
-	// by name on everything the account may hold, recorded or not.
+	// by name on everything the account may hold, recorded or not. So is an
+	// active one's that takes its last access in the system. A suspend's
+	// never is: what the account holds stays, behind the lock, for a resume.
 	if ra, ok := conn.(connector.RevokeAller); ok {
-		if d := pendingDisable(c, system); d != nil && (pendingRevokes(c, system) || id.State == identity.Departed) {
+		if d := pendingDisable(c, system); d != nil && (id.State == identity.Departed || (id.State == identity.Active && pendingRevokes(c, system))) {
 			o := outcome{seq: d.Seq}
 			o.err = e.call(ctx, system, calls, func(ctx context.Context) error {
 				return ra.RevokeAll(ctx, connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(d.Seq), CaseID: c.ID},
@@ -616,6 +645,7 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 			// The first create here: whose is an account of the name?
 			claim, ok := e.claimAccount(ctx, c, id, s, conn, calls)
 			if !ok {
+				claim.final = claim.final || lastAttempt
 				failure = &claim
 				break
 			}
@@ -979,6 +1009,11 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 					st.Status, action = store.StepFailed, "step.failed"
 				}
 				recs = append(recs, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
+				if o.final && st.Action.Widening() && !o.unmanaged && !connector.Permanent(o.err) {
+					// It gave up, but its last call (a timeout, a lost
+					// answer) may have landed: assume it did.
+					landed = append(landed, st.Step)
+				}
 				if o.unmanaged {
 					rec, err := e.accountFinding(ctx, tx, id, st.System, identity.FindingAccountExistsUnmanaged, now,
 						fmt.Sprintf("account %q exists in %s and jml did not create it; jml left it as it is", id.ExternalID, st.System))
@@ -1076,7 +1111,7 @@ func (e *Engine) openUndo(ctx context.Context, tx store.Tx, id *identity.Identit
 	if err != nil {
 		return nil, audit.Record{}, err
 	}
-	steps := plan.Undo(plan.Input{After: id, Policy: pol, Desired: pol.Desired(id), Grants: grants, Credentials: creds, Accounts: accounts, Possible: landed})
+	steps := plan.Undo(plan.Input{After: id, Policy: pol, Desired: pol.Desired(id), Grants: grants, Credentials: creds, Accounts: accounts, Possible: landed, Now: now})
 	summary := make([]string, len(landed))
 	for i, s := range landed {
 		summary[i] = s.String()
@@ -1131,6 +1166,9 @@ func (e *Engine) newSecret(s *store.Step) (string, error) {
 func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *store.Step, secret string, now time.Time, fresh bool) (string, error) {
 	switch s.Action {
 	case plan.Grant:
+		if s.Reapply {
+			return "re-applied; the recorded grant is unchanged", nil
+		}
 		g := &identity.Grant{IdentityID: c.IdentityID, Entitlement: s.Entitlement, System: s.System, Reason: s.Reason, CaseID: c.ID, GrantedAt: now, ApprovedBy: s.DecidedBy}
 		if s.Duration > 0 {
 			g.ExpiresAt = now.Add(s.Duration)

@@ -73,8 +73,12 @@ type Step struct {
 	// Duration bounds a Grant: it expires this long after it is applied.
 	Duration time.Duration `json:"duration,omitempty"`
 	// NeedsApproval marks a widening step that waits for an approval.
-	NeedsApproval bool   `json:"needsApproval,omitempty"`
-	Reason        string `json:"reason"`
+	NeedsApproval bool `json:"needsApproval,omitempty"`
+	// Reapply marks a Grant of access jml records already, asserted again
+	// in the system because its state there is not known: the record,
+	// with its expiry and approvals, stays as it is.
+	Reapply bool   `json:"reapply,omitempty"`
+	Reason  string `json:"reason"`
 }
 
 func (s Step) String() string {
@@ -105,6 +109,9 @@ type Input struct {
 	Grants      []identity.Grant
 	Credentials []identity.Credential // active ones
 	Accounts    []identity.Account
+	// Now is when the plan is made: a recorded grant whose expiry has
+	// passed is no longer held (its expiry case may have been superseded).
+	Now time.Time
 	// Possible are the steps of earlier cases that were due to run when
 	// this event replaced them: their calls may have started, or landed
 	// before a crash, and they are not recorded. A widening one may have
@@ -173,8 +180,15 @@ func Make(in Input) []Step {
 	}
 	needSystem := map[string]bool{}
 
-	// Narrow first: what is held, or may be, but is no longer justified.
+	// Narrow first: what is held, or may be, but is no longer justified,
+	// and what has expired (granting it again is a new grant, with its
+	// approval).
 	for _, g := range in.Grants {
+		if !g.ExpiresAt.IsZero() && !in.Now.IsZero() && !in.Now.Before(g.ExpiresAt) {
+			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: reason + ": expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)})
+			delete(held, g.Entitlement)
+			continue
+		}
 		if _, ok := want[g.Entitlement]; !ok {
 			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: reason + ": no longer granted by policy"})
 		}
@@ -224,7 +238,7 @@ func Make(in Input) []Step {
 		needSystem[e.System] = true
 		if _, ok := held[g.Entitlement]; ok {
 			if undone.grants[g.Entitlement] {
-				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reason: reason + ": re-applied, its state in the system is not known"})
+				add(Step{Action: Grant, System: e.System, Entitlement: e.Name, Reapply: true, Reason: reason + ": re-applied, its state in the system is not known"})
 			}
 			continue
 		}
@@ -302,11 +316,16 @@ func unsettledBy(in Input) unsettled {
 			u.accounts[s.System] = true
 		case DisableAccount:
 			// A disable may have gone with RevokeAll, which takes the
-			// account's secrets too.
+			// account's entitlements and secrets too.
 			u.accounts[s.System] = true
 			for _, c := range in.Credentials {
 				if c.System == s.System {
 					u.credentials[c.ID] = true
+				}
+			}
+			for _, g := range in.Grants {
+				if g.System == s.System {
+					u.grants[g.Entitlement] = true
 				}
 			}
 		case RevokeCredential, IssueCredential, RotateCredential:

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/tools/txtar"
 
@@ -26,6 +27,10 @@ type goldenInput struct {
 	Grants      []identity.Grant      `json:"grants"`
 	Credentials []identity.Credential `json:"credentials"`
 	Accounts    []identity.Account    `json:"accounts"`
+	// Possible are superseded steps that may have run; Now is the plan's
+	// moment.
+	Possible []Step    `json:"possible"`
+	Now      time.Time `json:"now"`
 }
 
 // TestGolden runs every testdata/*.txtar: the policy file named in its
@@ -58,7 +63,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("input: %v", err)
 			}
 			steps := Make(Input{Event: in.Event, Before: in.Before, After: in.After, Policy: pol,
-				Desired: pol.Desired(in.After), Grants: in.Grants, Credentials: in.Credentials, Accounts: in.Accounts})
+				Desired: pol.Desired(in.After), Grants: in.Grants, Credentials: in.Credentials, Accounts: in.Accounts, Possible: in.Possible, Now: in.Now})
 			var got strings.Builder
 			widened := false
 			for _, s := range steps {

@@ -81,7 +81,10 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
 	lcfg := cfg.Copy()
-	lcfg.MaxConns, lcfg.MinConns = 64, 0
+	// A run holds one for each system it calls; 16 per replica keeps two
+	// replicas and their main pools within PostgreSQL's default 100
+	// connections. A run that finds none free waits, within its bound.
+	lcfg.MaxConns, lcfg.MinConns = 16, 0
 	locks, err := pgxpool.NewWithConfig(ctx, lcfg)
 	if err != nil {
 		pool.Close()
