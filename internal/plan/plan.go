@@ -155,9 +155,26 @@ func Make(in Input) []Step {
 		if in.Event == identity.Suspend {
 			// Recorded grants stay (a resume restores them behind the
 			// disabled account); access that may have landed unrecorded
-			// goes.
+			// goes, and so does recorded access whose state in its system
+			// is not known: once revoked its record goes too, and a
+			// resume grants or issues it afresh, so that what jml records
+			// stays true.
 			for _, g := range possibleGrants(in) {
 				add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "suspend: may have been granted"})
+			}
+			for _, c := range possibleCredentials(in, nil) {
+				add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, Reason: "suspend: may have been issued"})
+			}
+			u := unsettledBy(in)
+			for _, g := range in.Grants {
+				if u.grants[g.Entitlement] && !isBuiltin(in.Policy, g.System) {
+					add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "suspend: its state in the system is not known"})
+				}
+			}
+			for _, c := range in.Credentials {
+				if u.credentials[c.ID] && !isBuiltin(in.Policy, c.System) {
+					add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, CredentialID: c.ID, Reason: "suspend: its state in the system is not known"})
+				}
 			}
 			for _, sys := range reachedSystems(in) {
 				add(Step{Action: DisableAccount, System: sys, Reason: "suspend"})
@@ -271,7 +288,7 @@ func Make(in Input) []Step {
 		}
 	}
 	for _, s := range in.Possible {
-		if s.Action.Widening() && !needSystem[s.System] && !disabled[s.System] && !builtin(s.System) && hasAccount(in, s.System) {
+		if !needSystem[s.System] && !disabled[s.System] && !builtin(s.System) && hasAccount(in, s.System) {
 			add(Step{Action: DisableAccount, System: s.System, Reason: reason + ": may have an account, no access in this system"})
 			disabled[s.System] = true
 		}
@@ -344,8 +361,10 @@ func unsettledBy(in Input) unsettled {
 	return u
 }
 
-// possibleGrants returns the grants in.Possible may have made that are not
-// recorded, one per entitlement, in systems where jml records an account.
+// possibleGrants returns the grants in.Possible touched (a grant that may
+// have landed, or a revoke that may not have run, of something an earlier
+// plan thought there) that are not recorded, one per entitlement, in
+// systems where jml records an account: each may be in place.
 func possibleGrants(in Input) []Step {
 	held := map[string]bool{}
 	for _, g := range in.Grants {
@@ -353,7 +372,7 @@ func possibleGrants(in Input) []Step {
 	}
 	var out []Step
 	for _, s := range in.Possible {
-		if s.Action == Grant && !held[s.Entitlement] && hasAccount(in, s.System) {
+		if (s.Action == Grant || s.Action == RevokeGrant) && !held[s.Entitlement] && hasAccount(in, s.System) {
 			held[s.Entitlement] = true
 			out = append(out, s)
 		}
@@ -374,7 +393,7 @@ func possibleCredentials(in Input, keep map[string]*policy.CredentialRule) []Ste
 	var out []Step
 	for _, s := range in.Possible {
 		k := s.System + "\x00" + s.Rule
-		if (s.Action != IssueCredential && s.Action != RotateCredential) || seen[k] || keep[s.Rule] != nil || isBuiltin(in.Policy, s.System) || !hasAccount(in, s.System) {
+		if (s.Action != IssueCredential && s.Action != RotateCredential && s.Action != RevokeCredential) || s.Rule == "" || seen[k] || keep[s.Rule] != nil || isBuiltin(in.Policy, s.System) || !hasAccount(in, s.System) {
 			continue
 		}
 		seen[k] = true
