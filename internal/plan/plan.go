@@ -152,35 +152,50 @@ func Make(in Input) []Step {
 		}
 		return sorted(steps)
 	case identity.Suspended:
-		if in.Event == identity.Suspend {
-			// Recorded grants stay (a resume restores them behind the
-			// disabled account); access that may have landed unrecorded
-			// goes, and so does recorded access whose state in its system
-			// is not known: once revoked its record goes too, and a
-			// resume grants or issues it afresh, so that what jml records
-			// stays true.
-			for _, g := range possibleGrants(in) {
-				add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "suspend: may have been granted"})
-			}
-			for _, c := range possibleCredentials(in, nil) {
-				add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, Reason: "suspend: may have been issued"})
-			}
-			u := unsettledBy(in)
-			for _, g := range in.Grants {
-				if u.grants[g.Entitlement] && !isBuiltin(in.Policy, g.System) {
-					add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "suspend: its state in the system is not known"})
-				}
-			}
-			for _, c := range in.Credentials {
-				if u.credentials[c.ID] && !isBuiltin(in.Policy, c.System) {
-					add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, CredentialID: c.ID, Reason: "suspend: its state in the system is not known"})
-				}
-			}
-			for _, sys := range reachedSystems(in) {
-				add(Step{Action: DisableAccount, System: sys, Reason: "suspend"})
-			}
-			return sorted(steps)
+		// A suspend, or another event (a mover) while suspended: nothing
+		// widens. Recorded grants stay (a resume restores them behind the
+		// disabled account), unless policy no longer gives them; access
+		// that may have landed unrecorded goes, and so does recorded
+		// access whose state in its system is not known: once revoked its
+		// record goes too, and a resume grants or issues it afresh, so
+		// that what jml records stays true. Every account is disabled by
+		// name again (a superseded disable may not have run).
+		why := string(in.Event)
+		want := map[string]bool{}
+		for _, g := range in.Desired.Grants {
+			want[g.Entitlement] = true
 		}
+		wantCred := map[string]bool{}
+		for _, c := range in.Desired.Credentials {
+			wantCred[c.Name] = true
+		}
+		for _, g := range possibleGrants(in) {
+			add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: why + ": may have been granted"})
+		}
+		for _, c := range possibleCredentials(in, nil) {
+			add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, Reason: why + ": may have been issued"})
+		}
+		u := unsettledBy(in)
+		for _, g := range in.Grants {
+			switch {
+			case !want[g.Entitlement]:
+				add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: why + ": no longer granted by policy"})
+			case u.grants[g.Entitlement] && !isBuiltin(in.Policy, g.System):
+				add(Step{Action: RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: why + ": its state in the system is not known"})
+			}
+		}
+		for _, c := range in.Credentials {
+			switch {
+			case !wantCred[c.Rule]:
+				add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, CredentialID: c.ID, Reason: why + ": no longer issued by policy"})
+			case u.credentials[c.ID] && !isBuiltin(in.Policy, c.System):
+				add(Step{Action: RevokeCredential, System: c.System, Rule: c.Rule, CredentialID: c.ID, Reason: why + ": its state in the system is not known"})
+			}
+		}
+		for _, sys := range reachedSystems(in) {
+			add(Step{Action: DisableAccount, System: sys, Reason: why})
+		}
+		return sorted(steps)
 	case identity.Pending:
 		// No access before the start date.
 		return nil
