@@ -701,9 +701,9 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 	}
-	// A newer event replaces the widening earlier cases have not applied
-	// yet (see supersede); what of it was due to run may have landed, and
-	// the plan narrows it like held access.
+	// A newer event replaces every step earlier cases have not applied
+	// (see supersede); what was due to run may have run, and the plan
+	// treats what it touched as unsettled (plan.Input.Possible).
 	var superseded []string
 	var possible []plan.Step
 	if before != nil { // a new identity has no earlier cases
