@@ -23,7 +23,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 	var out *store.Case
 	var moved store.CaseStatus
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		c, err := tx.GetCase(ctx, caseID)
+		c, id, err := lockedCase(ctx, tx, caseID)
 		if err != nil {
 			return err
 		}
@@ -43,10 +43,6 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 			return identity.Errorf(identity.Conflict, "case %s has no step awaiting approval (status %s)", caseID, c.Status)
 		}
 		now := e.now().UTC()
-		id, err := tx.GetIdentity(ctx, c.IdentityID)
-		if err != nil {
-			return err
-		}
 		still := map[string]bool{}
 		if id.State == identity.Active {
 			for _, g := range e.Policy().Desired(id).Grants {
@@ -102,7 +98,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.Case, error) {
 	var out *store.Case
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		c, err := tx.GetCase(ctx, caseID)
+		c, id, err := lockedCase(ctx, tx, caseID)
 		if err != nil {
 			return err
 		}
@@ -114,6 +110,16 @@ func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.
 		for i := range c.Steps {
 			s := &c.Steps[i]
 			if s.Status == store.StepFailed {
+				if s.Action.Widening() && (id.State != identity.Active || id.UpdatedAt.After(c.CreatedAt)) {
+					// A later event planned without it (a failed step is
+					// not open): running it now would give access no
+					// plan expects.
+					s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not retried: a later event replaced this plan", now
+					if err := tx.UpdateStep(ctx, s); err != nil {
+						return err
+					}
+					continue
+				}
 				s.Status, s.UpdatedAt = store.StepPending, now
 				if err := tx.UpdateStep(ctx, s); err != nil {
 					return err
@@ -170,4 +176,23 @@ var permissions = map[Action][]Role{
 	ActReveal:   {RoleAdmin, RoleSource, RoleApprover, RoleAuditor}, // further limited to the owner, see Reveal
 	ActAdminTok: {RoleAdmin},
 	ActOperate:  {RoleAdmin},
+}
+
+// lockedCase reads a case and locks its identity, then reads the case
+// again: a decision made under the identity's lock sees every step as the
+// last accepted event left it (one that superseded a step meanwhile has
+// committed), and no event is accepted until the decision commits.
+func lockedCase(ctx context.Context, tx store.Tx, caseID string) (*store.Case, *identity.Identity, error) {
+	c, err := tx.GetCase(ctx, caseID)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := tx.GetIdentity(ctx, c.IdentityID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err = tx.GetCase(ctx, caseID); err != nil {
+		return nil, nil, err
+	}
+	return c, id, nil
 }
