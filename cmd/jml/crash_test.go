@@ -18,6 +18,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlite"
 )
@@ -79,19 +80,7 @@ func startServer(t *testing.T, bin, dir, token string) *server {
 // cond's message when it still does not after timeout.
 func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		<-tick.C
-	}
+	poll.Until(t, timeout, 10*time.Millisecond, cond)
 }
 
 type submitResult struct {
@@ -206,8 +195,8 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	t.Logf("killed with %d of %d events acknowledged", before, 2*people)
 
-	// Past the rescue threshold, so jobs that died running are retried.
-	time.Sleep(2500 * time.Millisecond)
+	// No wait for River's rescuer: jml serve resumes the cases that were
+	// running when it died (Engine.Resume).
 	srv = startServer(t, bin, dir, token)
 	defer srv.cmd.Process.Kill()
 	submit(srv.url)

@@ -24,9 +24,11 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
+	_ "modernc.org/sqlite"
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/invariant"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/postgres"
@@ -289,16 +291,18 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 	}
 	defer cl.stop()
 
-	// The kills, at seeded moments.
+	// The kills, at seeded moments within the run's duration.
 	deadline := time.Now().Add(*invDuration)
+	run, stop := context.WithDeadline(context.Background(), deadline)
+	defer stop()
 	killsDone := make(chan struct{})
 	go func() {
 		defer close(killsDone)
 		for k := 0; k < *invKills; k++ {
-			time.Sleep(time.Duration(rng.Int64N(int64(*invDuration) / int64(*invKills+1))))
+			poll.Pause(run, time.Duration(rng.Int64N(int64(*invDuration)/int64(*invKills+1))))
 			i := k % replicas
 			cl.kill(i)
-			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			poll.Pause(context.Background(), time.Duration(rng.IntN(300))*time.Millisecond) // down a moment
 			cl.start(i)
 		}
 	}()
@@ -320,7 +324,7 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 				mu.Lock()
 				sent[fmt.Sprintf("%v %d", ev["type"], code)]++
 				mu.Unlock()
-				time.Sleep(time.Duration(crng.IntN(15)) * time.Millisecond)
+				poll.Pause(run, time.Duration(crng.IntN(15))*time.Millisecond)
 			}
 		}()
 	}
@@ -331,7 +335,7 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 	// Quiesced: no step pending on any replica, twice in a row. A system
 	// that is down would hold steps pending; none is down here.
 	calm := 0
-	waitFor(t, 90*time.Second, func() (bool, string) {
+	poll.Until(t, 90*time.Second, 100*time.Millisecond, func() (bool, string) {
 		n, err := pendingSteps(cl.urls()[0])
 		if err != nil {
 			calm = 0
@@ -342,7 +346,6 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 		} else {
 			calm = 0
 		}
-		time.Sleep(100 * time.Millisecond)
 		return calm >= 3, fmt.Sprintf("jml has not quiesced: %d steps pending", n)
 	})
 	cl.stop()
@@ -400,15 +403,16 @@ func randomEvent(rng *rand.Rand, accounts []string, id string, history []map[str
 	return ev
 }
 
-// sendRetrying posts ev to a live server, as a source would: again after
-// a connection error (the server died), until some server answers. It
-// returns the HTTP status.
+// sendRetrying posts ev to a live server, as a source would: again, every
+// 50 ms, after a connection error (the server died) or a 5xx, until some
+// server answers or 10 s have passed (then 0). It returns the HTTP status.
 func sendRetrying(cl *cluster, rng *rand.Rand, ev map[string]any) int {
 	b, _ := json.Marshal(ev)
-	for attempt := 0; attempt < 200; attempt++ {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
 		urls := cl.urls()
 		if len(urls) == 0 {
-			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		req, _ := http.NewRequest("POST", urls[rng.IntN(len(urls))]+"/v1/events", bytes.NewReader(b))
@@ -416,16 +420,13 @@ func sendRetrying(cl *cluster, rng *rand.Rand, ev map[string]any) int {
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 		if err != nil {
-			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode >= 500 {
-			time.Sleep(50 * time.Millisecond)
-			continue
+		if resp.StatusCode < 500 {
+			return resp.StatusCode
 		}
-		return resp.StatusCode
 	}
 	return 0
 }
@@ -564,9 +565,18 @@ credentials:
 			t.Fatalf("leaver %s: %d", a, code)
 		}
 	}
-	// Past the fast path's grace, so the leavers' jobs are running (their
-	// calls hang) when the process dies.
-	time.Sleep(11 * time.Second)
+	// Once the fast path's grace has passed, the leavers' jobs run (their
+	// calls hang): the process dies while River counts them as running.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "jml.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+		var n int
+		err := db.QueryRow("SELECT COUNT(*) FROM river_job WHERE kind = 'jml.apply_case' AND state = 'running'").Scan(&n)
+		return err == nil && n > 0, fmt.Sprintf("no leaver's job is running (%v)", err)
+	})
+	db.Close()
 	srv.cmd.Process.Signal(syscall.SIGKILL)
 	srv.cmd.Wait()
 	proxy.Up()

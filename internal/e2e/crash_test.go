@@ -14,6 +14,7 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlite"
 	"github.com/jml-dev/jml/internal/testsvc"
@@ -128,13 +129,9 @@ func TestCrashAfterCallsLanded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for !dead.dead.Load() {
-				if time.Now().After(deadline) {
-					t.Fatal("the joiner's Redis password was never set")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			poll.Until(t, 10*time.Second, 5*time.Millisecond, func() (bool, string) {
+				return dead.dead.Load(), "the joiner's Redis password was never set"
+			})
 			if h, _ := invariantRedis(t, account); !h.Enabled || !h.Secret {
 				t.Fatalf("Redis before the restart: %s, want the joiner's user with its password", h)
 			}

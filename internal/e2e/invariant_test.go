@@ -13,6 +13,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/invariant"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/testsvc"
 )
@@ -31,9 +32,8 @@ func dropAccounts(accounts []string) {
 // quiesce waits until no step of any case is pending, twice in a row.
 func (f *fixture) quiesce(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	calm := 0
-	for calm < 2 {
+	poll.Until(t, timeout, 50*time.Millisecond, func() (bool, string) {
 		var counts []store.StepCount
 		if err := f.s.View(context.Background(), func(tx store.Tx) error {
 			var err error
@@ -42,20 +42,14 @@ func (f *fixture) quiesce(t *testing.T, timeout time.Duration) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		calm++
 		for _, c := range counts {
-			n += c.Count
+			if c.Count > 0 {
+				calm = 0
+			}
 		}
-		if n == 0 {
-			calm++
-		} else {
-			calm = 0
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not quiesced after %s: %+v", timeout, counts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return calm >= 2, fmt.Sprintf("not quiesced after %s: %+v", timeout, counts)
+	})
 }
 
 // checkInvariant reads Redis, PostgreSQL and MariaDB as their

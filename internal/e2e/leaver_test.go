@@ -23,6 +23,7 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/postgres"
@@ -274,9 +275,8 @@ func (f *fixture) complete(t *testing.T, ev identity.Event) *store.Case {
 
 func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done func(*store.Case) bool) *store.Case {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var c *store.Case
+	var c *store.Case
+	poll.Until(t, timeout, 20*time.Millisecond, func() (bool, string) {
 		err := f.s.View(context.Background(), func(tx store.Tx) error {
 			var err error
 			c, err = tx.GetCase(context.Background(), id)
@@ -285,14 +285,9 @@ func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if done(c) {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("case %s after %s: %s (%s)\n%s", id, timeout, c.Status, c.Reason, steps(c))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return done(c), fmt.Sprintf("case %s after %s: %s (%s)\n%s", id, timeout, c.Status, c.Reason, steps(c))
+	})
+	return c
 }
 
 func steps(c *store.Case) string {
@@ -558,8 +553,7 @@ func TestAccountsDeletedAfterRetention(t *testing.T) {
 	}
 	c := f.complete(t, leaver(account))
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
 		var accounts []identity.Account
 		if err := f.s.View(ctx, func(tx store.Tx) error {
 			var err error
@@ -574,14 +568,8 @@ func TestAccountsDeletedAfterRetention(t *testing.T) {
 				deleted++
 			}
 		}
-		if len(accounts) == 4 && deleted == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("accounts 30 s after a 1 s retention: %+v", accounts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(accounts) == 4 && deleted == 4, fmt.Sprintf("accounts 30 s after a 1 s retention: %+v", accounts)
+	})
 	for _, sys := range []string{"appdb", "dir", "cache", "maria"} {
 		if accountExists(t, sys, account) {
 			t.Errorf("%s: the account is still there after its retention", sys)

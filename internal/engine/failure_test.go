@@ -13,6 +13,7 @@ import (
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
 )
@@ -333,24 +334,20 @@ birthright:
 	}
 	done := make(chan error, 1)
 	go func() { done <- f.e.RunCase(ctx, res.CaseID, false) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.Until(t, 5*time.Second, 5*time.Millisecond, func() (bool, string) {
 		c := f.getCase(t, res.CaseID)
 		status := map[string]store.StepStatus{}
 		for _, s := range c.Steps {
 			status[s.System] = s.Status
 		}
-		if status["crm"] == store.StepDone {
-			if status["erp"] != store.StepPending || c.Status != store.CaseRunning {
-				t.Fatalf("while erp works: erp step %s, case %s; want pending, running", status["erp"], c.Status)
-			}
-			break
+		if status["crm"] != store.StepDone {
+			return false, "crm's grant was not recorded while erp was still working"
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("crm's grant was not recorded while erp was still working")
+		if status["erp"] != store.StepPending || c.Status != store.CaseRunning {
+			t.Fatalf("while erp works: erp step %s, case %s; want pending, running", status["erp"], c.Status)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return true, ""
+	})
 	close(erp.gate)
 	if err := <-done; err != nil {
 		t.Fatal(err)

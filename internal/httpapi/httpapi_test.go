@@ -22,6 +22,7 @@ import (
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/signature"
 	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
@@ -202,18 +203,13 @@ func (a *api) errorOf(data []byte) ErrorBody {
 // waitCase polls a case until it reaches status, within a deadline.
 func (a *api) waitCase(id string, status store.CaseStatus) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var c map[string]any
+	var c map[string]any
+	poll.Until(a.t, 10*time.Second, 10*time.Millisecond, func() (bool, string) {
+		c = nil
 		a.do("GET", "/v1/cases/"+id, "auditor", nil, 200, &c)
-		if c["status"] == string(status) {
-			return c
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("case %s is %v (%v), want %s", id, c["status"], c["reason"], status)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return c["status"] == string(status), fmt.Sprintf("case %s is %v (%v), want %s", id, c["status"], c["reason"], status)
+	})
+	return c
 }
 
 func TestAPI(t *testing.T) {
