@@ -461,8 +461,9 @@ func pendingSteps(url string) (int, error) {
 }
 
 // checkAuditOnce verifies the audit chain and that no step was recorded
-// done twice.
-func checkAuditOnce(t *testing.T, st store.Store) {
+// done twice; it returns how many records it verified and how many steps
+// were done.
+func checkAuditOnce(t *testing.T, st store.Store) (records, steps int) {
 	t.Helper()
 	ctx := context.Background()
 	if err := st.SealAudit(ctx); err != nil {
@@ -498,6 +499,7 @@ func checkAuditOnce(t *testing.T, st store.Store) {
 			t.Errorf("step %s recorded done %d times", step, n)
 		}
 	}
+	return int(v.Count()), len(done)
 }
 
 // TestResumeWithinSecondsOfRestart: leavers wait on a Redis that hangs,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlite"
-	"github.com/jml-dev/jml/internal/testsvc"
 	"github.com/jml-dev/jml/internal/vault"
 )
 
@@ -66,9 +64,7 @@ func (c crashAfterPassword) RevokeCredential(ctx context.Context, op connector.O
 // directly); wrap, when set, may replace a system's connector.
 func newEngine(t *testing.T, st store.Store, wrap func(system string, c connector.Connector) connector.Connector) *engine.Engine {
 	t.Helper()
-	text := strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
-		"{{devs}}", devsGroup, "{{redis}}", redisAddr, "{{retention}}", "", "{{retentionLine}}", "").Replace(policyYAML)
-	pol, err := policy.Parse("e2e.yaml", []byte(text))
+	pol, err := policy.Parse("e2e.yaml", []byte(policyText(redisAddr, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,6 +143,17 @@ credentials:
   - {name: maria-pw, when: 'identity.kind == "human"', system: maria, type: password}
 `
 
+// policyText is policyYAML with its servers filled in, Redis at redis and,
+// when given, every target system's account retention.
+func policyText(redis string, deleteAfter []string) string {
+	retention, retentionLine := "", ""
+	if len(deleteAfter) > 0 {
+		retention, retentionLine = ", deleteAfter: "+deleteAfter[0], "deleteAfter: "+deleteAfter[0]
+	}
+	return strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
+		"{{devs}}", devsGroup, "{{redis}}", redis, "{{retention}}", retention, "{{retentionLine}}", retentionLine).Replace(policyYAML)
+}
+
 type fixture struct {
 	e       *engine.Engine
 	s       store.Store
@@ -178,18 +189,13 @@ type options struct {
 func setupWith(t *testing.T, o options) *fixture {
 	t.Helper()
 	account, deleteAfter, backend := o.account, o.deleteAfter, o.backend
-	retention, retentionLine := "", ""
-	if len(deleteAfter) > 0 {
-		retention, retentionLine = ", deleteAfter: "+deleteAfter[0], "deleteAfter: "+deleteAfter[0]
-	}
 	ctx := context.Background()
 	proxy, err := testsvc.StartProxy(redisAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
-	text := strings.NewReplacer("{{ldap}}", dir.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
-		"{{devs}}", devsGroup, "{{redis}}", proxy.Addr, "{{retention}}", retention, "{{retentionLine}}", retentionLine).Replace(policyYAML)
+	text := policyText(proxy.Addr, deleteAfter)
 	if o.edit != nil {
 		text = o.edit(text)
 	}

@@ -137,7 +137,7 @@ type Engine struct {
 	fastPathGrace time.Duration
 	// caseLocks keeps two runs of one case in this process apart (the fast
 	// path and the case's job); fastRuns tracks fast-path goroutines.
-	caseLocks caseLocks
+	caseLocks keyLocks
 	// accessLocks keeps runs that call one system for one identity apart
 	// (runSystem).
 	accessLocks keyLocks
@@ -173,7 +173,6 @@ func New(cfg Config) (*Engine, error) {
 	default:
 		e.fastPathGrace = cfg.FastPathGrace
 	}
-	e.caseLocks.m = map[string]*caseLock{}
 	e.callTimeout = cfg.CallTimeout
 	if e.callTimeout <= 0 {
 		e.callTimeout = DefaultCallTimeout

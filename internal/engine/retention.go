@@ -45,7 +45,7 @@ func (w *deleteAccountWorker) Work(ctx context.Context, job *river.Job[DeleteAcc
 	if err != nil || caseID == "" {
 		return err
 	}
-	unlock := w.e.caseLocks.lock(caseID)
+	unlock := w.e.caseLocks.hold(caseID)
 	defer unlock()
 	// Failures are left to the case's own job, already scheduled.
 	if err := w.e.RunCase(ctx, caseID, false); err != nil {

@@ -83,7 +83,7 @@ type applyCaseWorker struct {
 }
 
 func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs]) error {
-	unlock := w.e.caseLocks.lock(job.Args.CaseID)
+	unlock := w.e.caseLocks.hold(job.Args.CaseID)
 	defer unlock()
 	return w.e.RunCase(ctx, job.Args.CaseID, job.Attempt >= job.MaxAttempts)
 }
@@ -135,44 +135,12 @@ func (e *Engine) startCases(cases []loaded) {
 			defer e.fastRuns.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), fastRunTimeout)
 			defer cancel()
-			unlock := e.caseLocks.lock(l.c.ID)
+			unlock := e.caseLocks.hold(l.c.ID)
 			defer unlock()
 			if err := e.runCase(ctx, l.c.ID, false, &l); err != nil {
 				e.log.Debug("fast path: case left to its job", "case", l.c.ID, "error", err)
 			}
 		}()
-	}
-}
-
-// caseLocks are mutexes by key (a case, an identity in a system), dropped
-// when nobody holds or waits.
-type caseLocks struct {
-	mu sync.Mutex
-	m  map[string]*caseLock
-}
-
-type caseLock struct {
-	sync.Mutex
-	refs int
-}
-
-func (l *caseLocks) lock(id string) (unlock func()) {
-	l.mu.Lock()
-	cl := l.m[id]
-	if cl == nil {
-		cl = &caseLock{}
-		l.m[id] = cl
-	}
-	cl.refs++
-	l.mu.Unlock()
-	cl.Lock()
-	return func() {
-		cl.Unlock()
-		l.mu.Lock()
-		if cl.refs--; cl.refs == 0 {
-			delete(l.m, id)
-		}
-		l.mu.Unlock()
 	}
 }
 
@@ -186,6 +154,12 @@ type keyLocks struct {
 type keyLock struct {
 	ch   chan struct{} // holds a token while locked
 	refs int
+}
+
+// hold takes key's lock, waiting as long as it takes.
+func (l *keyLocks) hold(key string) (unlock func()) {
+	unlock, _ = l.lock(context.Background(), key)
+	return unlock
 }
 
 // lock takes key's lock, or returns ctx's error if ctx ends first.
@@ -495,6 +469,9 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 		var err error
 		if cur, err = tx.GetCase(ctx, c.ID); err != nil {
 			return err
+		}
+		if !pendingEnsure(cur, system) {
+			return nil // only a create asks whose the account is (claimAccount)
 		}
 		accounts, err := tx.ListAccounts(ctx, c.IdentityID)
 		for _, a := range accounts {
@@ -868,6 +845,17 @@ var errClaimStale = errors.New("the step was superseded before its account was c
 func pendingRevokes(c *store.Case, system string) bool {
 	for _, s := range c.Steps {
 		if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingEnsure reports whether c has a pending ensure_account step in
+// system.
+func pendingEnsure(c *store.Case, system string) bool {
+	for _, s := range c.Steps {
+		if s.System == system && s.Status == store.StepPending && s.Action == plan.EnsureAccount {
 			return true
 		}
 	}
