@@ -55,12 +55,22 @@ wait_case() {
   fail "case $1 is $(jq -r '.status + " " + .reason' <<<"$body"), want $2"
 }
 
-introspect() { curl -sS -X POST "$JML_URL/v1/introspect" --data-urlencode "token=$1" | jq -r .active; }
+# introspect KEY: what a protected resource asks (RFC 7662), with its own token.
+introspect() { curl -sS -X POST "$JML_URL/v1/introspect" -H "Authorization: Bearer $RESOURCE" --data-urlencode "token=$1" | jq -r .active; }
 
-say "tokens: a source (HR feed) submits events, an approver approves"
-api POST /v1/tokens "$JML_TOKEN" '{"role":"source","name":"hr-feed"}'; expect "source token created" "$code" 201
+say "tokens: a source (the HR feed) submits the events of source hr; a resource server introspects keys"
+api POST /v1/tokens "$JML_TOKEN" '{"role":"source","source":"hr"}'; expect "source token created" "$code" 201
 SRC=$(jq -r .token <<<"$body")
-api POST /v1/tokens "$JML_TOKEN" '{"role":"approver","name":"security-lead"}'; expect "approver token created" "$code" 201
+api POST /v1/tokens "$JML_TOKEN" '{"role":"resource","name":"deploy-api"}'; expect "resource token created" "$code" 201
+RESOURCE=$(jq -r .token <<<"$body")
+api POST /v1/events "$SRC" "{\"source\":\"workday\",\"id\":\"$run-0\",\"type\":\"joiner\",\"externalId\":\"x-$run\",\"kind\":\"human\"}"
+expect "the hr token cannot submit another source's events" "$code $(jq -r .error.field <<<"$body")" "403 source"
+
+say "approver: bob, the security lead, is a person; his approver token is bound to him"
+api POST /v1/events "$SRC" "{\"source\":\"hr\",\"id\":\"$run-b\",\"type\":\"joiner\",\"externalId\":\"bob-$run\",\"kind\":\"human\",\"attributes\":{\"department\":\"Security\"}}"
+expect "bob joins" "$code" 202
+api POST /v1/tokens "$JML_TOKEN" '{"role":"approver"}'; expect "an approver token must name its person" "$code $(jq -r .error.field <<<"$body")" "400 identity"
+api POST /v1/tokens "$JML_TOKEN" "{\"role\":\"approver\",\"identity\":\"hr/bob-$run\"}"; expect "approver token created" "$code" 201
 APPROVER=$(jq -r .token <<<"$body")
 
 say "joiner: alice, an engineer, gets the engineering birthright role and a personal token"
@@ -80,15 +90,20 @@ BOT=$(jq -r .identityId <<<"$body"); wait_case "$(jq -r .caseId <<<"$body")" com
 api GET "/v1/identities/$BOT" "$JML_TOKEN"
 expect "deploy-bot's grants" "$(jq -r '[.grants[].entitlement] | join(",")' <<<"$body")" "ci-deploy-staging,git-read"
 BOT_CRED=$(jq -r '.credentials[0].id' <<<"$body")
-expect "its key is shown by prefix only" "$(jq -r '.credentials[0].prefix | startswith("jml_")' <<<"$body")" true
+expect "its key is named by marker and fingerprint only" "$(jq -r '.credentials[0] | "\(.marker) \(.fingerprint | test("^[0-9a-f]{16}$"))"' <<<"$body")" "jml_ true"
 
-say "reveal: alice, the owner, collects the pipeline's key exactly once"
-api POST /v1/tokens "$JML_TOKEN" "{\"role\":\"source\",\"name\":\"alice\",\"identity\":\"$ALICE\"}"
+say "member: alice's own token reads her identity and deploy-bot's, and reveals the pipeline's key exactly once"
+api POST /v1/tokens "$JML_TOKEN" "{\"role\":\"member\",\"identity\":\"$ALICE\"}"
 ALICE_TOKEN=$(jq -r .token <<<"$body")
+api GET "/v1/identities/$BOT" "$ALICE_TOKEN"; expect "alice reads what she owns, without the audit timeline" "$code $(jq 'has("timeline")' <<<"$body")" "200 false"
+api GET "/v1/identities?source=hr" "$ALICE_TOKEN"; expect "alice lists herself and deploy-bot only" "$(jq '.items | length' <<<"$body")" 2
+api POST /v1/events "$ALICE_TOKEN" "{\"source\":\"hr\",\"id\":\"$run-x\",\"type\":\"leaver\",\"externalId\":\"bob-$run\"}"; expect "alice cannot submit events" "$code" 403
 api POST "/v1/credentials/$BOT_CRED/reveal" "$APPROVER"; expect "a stranger may not reveal it" "$code" 403
 api POST "/v1/credentials/$BOT_CRED/reveal" "$ALICE_TOKEN"; expect "the owner reveals it" "$code" 200
 BOT_KEY=$(jq -r .secret <<<"$body")
 api POST "/v1/credentials/$BOT_CRED/reveal" "$ALICE_TOKEN"; expect "a second reveal is gone" "$code" 410
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$JML_URL/v1/introspect" --data-urlencode "token=$BOT_KEY")
+expect "introspection needs a resource token" "$code" 401
 expect "introspection: the pipeline key is active" "$(introspect "$BOT_KEY")" true
 
 say "joiner: triage-agent, an AI agent owned by alice, gets the tools its attributes name"
@@ -102,7 +117,10 @@ api POST /v1/events "$SRC" "{\"source\":\"hr\",\"id\":\"$run-4\",\"type\":\"move
 WIDEN=$(jq -r .caseId <<<"$body"); wait_case "$WIDEN" awaiting_approval; ok "case awaits approval"
 api GET "/v1/identities/$AGENT" "$JML_TOKEN"
 expect "no production tool before approval" "$(jq -r '[.grants[].entitlement] | index("tool:prod-db-write")' <<<"$body")" null
-api POST "/v1/cases/$WIDEN/approve" "$SRC" '{}'; expect "the submitter cannot approve (no self-approval)" "$code" 403
+api POST "/v1/cases/$WIDEN/approve" "$SRC" '{}'; expect "the submitter cannot approve" "$code" 403
+api POST "/v1/cases/$WIDEN/approve" "$JML_TOKEN" '{}'; expect "an admin token that is nobody's cannot decide" "$code" 403
+api POST /v1/tokens "$JML_TOKEN" "{\"role\":\"approver\",\"identity\":\"$ALICE\"}"; ALICE_APPROVER=$(jq -r .token <<<"$body")
+api POST "/v1/cases/$WIDEN/approve" "$ALICE_APPROVER" '{}'; expect "alice owns the agent, so she cannot approve its access" "$code $(jq -r '.error.message | test("you own")' <<<"$body")" "403 true"
 api POST "/v1/cases/$WIDEN/approve" "$APPROVER" '{"comment":"change OPS-42"}'; expect "the approver approves" "$code" 200
 wait_case "$WIDEN" completed
 api GET "/v1/identities/$AGENT" "$JML_TOKEN"
@@ -121,6 +139,8 @@ api POST /v1/events "$SRC" "{\"source\":\"hr\",\"id\":\"$run-6\",\"type\":\"leav
 expect "leaver accepted" "$code" 202
 LEAVE=$(jq -r .caseId <<<"$body")
 expect "alice's token is inactive at once" "$(introspect "$ALICE_KEY")" false
+api GET "/v1/identities/$BOT" "$ALICE_TOKEN"; expect "her member token is refused at once" "$code" 401
+api GET "/v1/identities/$BOT" "$ALICE_APPROVER"; expect "so is her approver token" "$code" 401
 wait_case "$LEAVE" completed
 api GET "/v1/cases/$LEAVE" "$JML_TOKEN"
 expect "every leaver step is done" "$(jq -r '[.steps[].status] | unique | join(",")' <<<"$body")" done

@@ -46,7 +46,7 @@ func scimBench(ctx context.Context, o Options) error {
 	}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	token, _, err := e.IssueToken(ctx, admin, "idp", engine.RoleSource, "")
+	token, _, err := e.IssueToken(ctx, admin, engine.TokenSpec{Role: engine.RoleSource, Source: "idp"})
 	if err != nil {
 		return err
 	}

@@ -255,7 +255,7 @@ func identityCmd(ev *env) *cobra.Command {
 					return err
 				}
 			}
-			v, err := httpapi.LoadIdentityView(cmd.Context(), s, id)
+			v, err := httpapi.LoadIdentityView(cmd.Context(), s, id, true)
 			if err != nil {
 				return err
 			}
@@ -269,9 +269,9 @@ func identityCmd(ev *env) *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Entitlement, g.System, g.Reason, exp)
 				}
-				fmt.Fprintln(tw, "\nCREDENTIAL\tTYPE\tPREFIX\tSTATUS")
+				fmt.Fprintln(tw, "\nCREDENTIAL\tTYPE\tFINGERPRINT\tSTATUS")
 				for _, c := range v.Credentials {
-					fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\n", c.ID, c.Type, c.Prefix, c.Status)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Type, c.Fingerprint, c.Status)
 				}
 				fmt.Fprintln(tw, "\nCASE\tTYPE\tSTATUS")
 				for _, c := range v.Cases {
@@ -397,10 +397,18 @@ func auditCmd(ev *env) *cobra.Command {
 
 func tokenCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
-	var cfgPath, dsn, role, name, identityID string
+	var cfgPath, dsn, role, name, sourceName, identityID string
 	create := &cobra.Command{
-		Use:   "create --role ROLE",
-		Short: "Create an API token (admin, source, approver, auditor); prints it once",
+		Use:   "create --role ROLE [--source NAME] [--identity ID]",
+		Short: "Create an API token (admin, source, approver, auditor, member, resource); prints it once",
+		Long: `Create an API token for jml's own API and print it once; jml keeps only its hash.
+
+A source token submits the events of one source (--source). A member token is
+a person's own (--identity): it reads their identity and those they own or
+manage, and reveals their own and their NHIs' credentials. An approver token
+is bound to a person too: decisions are made by people, never on their own
+behalf. A resource token introspects credentials (RFC 7662). A token bound to
+an identity works only while that identity is active.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
@@ -408,7 +416,7 @@ func tokenCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			secret, tk, err := rt.engine.IssueToken(cmd.Context(), cliPrincipal, name, engine.Role(role), identityID)
+			secret, tk, err := rt.engine.IssueToken(cmd.Context(), cliPrincipal, engine.TokenSpec{Name: name, Role: engine.Role(role), Source: sourceName, Identity: identityID})
 			if err != nil {
 				return err
 			}
@@ -417,9 +425,10 @@ func tokenCmd(ev *env) *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().StringVar(&role, "role", "", "admin, source, approver or auditor")
+	create.Flags().StringVar(&role, "role", "", "admin, source, approver, auditor, member or resource")
 	create.Flags().StringVar(&name, "name", "", "a label for the token")
-	create.Flags().StringVar(&identityID, "identity", "", "bind the token to an identity ID (its owner may reveal owned credentials)")
+	create.Flags().StringVar(&sourceName, "source", "", "the one source a source token submits events of")
+	create.Flags().StringVar(&identityID, "identity", "", "bind the token to an identity: jml ID or SOURCE/EXTERNAL_ID (required for member and approver)")
 	create.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
 	dbFlag(create, &dsn)
 	create.MarkFlagRequired("role")
@@ -440,13 +449,20 @@ func tokenCmd(ev *env) *cobra.Command {
 				return err
 			}
 			return output(ev.stdout, format, items, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "ID\tNAME\tROLE\tIDENTITY\tCREATED\tREVOKED")
+				fmt.Fprintln(tw, "ID\tNAME\tROLE\tSOURCE\tIDENTITY\tCREATED\tREVOKED")
 				for _, t := range items {
 					revoked := "-"
 					if !t.RevokedAt.IsZero() {
 						revoked = t.RevokedAt.Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.IdentityID, t.CreatedAt.Format(time.RFC3339), revoked)
+					src, idn := "-", "-"
+					if t.Source != "" {
+						src = t.Source
+					}
+					if t.IdentityID != "" {
+						idn = t.IdentityID + " (" + string(t.IdentityState) + ")"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, src, idn, t.CreatedAt.Format(time.RFC3339), revoked)
 				}
 			})
 		},

@@ -62,6 +62,14 @@ type Config struct {
 	SCIM struct {
 		Sources []scimserver.SourceConfig `yaml:"sources"`
 	} `yaml:"scim"`
+	// Introspection configures POST /v1/introspect, which answers only
+	// resource (and admin) tokens.
+	Introspection struct {
+		// Claims are members the answer carries beyond active, scope,
+		// exp, iat, sub, client_id and token_type: any of username, iss,
+		// credential_id, identity_kind, owner.
+		Claims []string `yaml:"claims"`
+	} `yaml:"introspection"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json

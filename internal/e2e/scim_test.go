@@ -28,7 +28,7 @@ func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
 	}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	token, _, err := f.e.IssueToken(context.Background(), admin, "idp", engine.RoleSource, "")
+	token, _, err := f.e.IssueToken(context.Background(), admin, engine.TokenSpec{Role: engine.RoleSource, Source: "idp"})
 	if err != nil {
 		t.Fatal(err)
 	}

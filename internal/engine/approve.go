@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -12,13 +11,20 @@ import (
 )
 
 // Decide approves (approve=true) or denies every step of a case that awaits
-// approval. The principal must not be the one that submitted the event,
-// nor the identity the access is for. On approval the access is reviewed
-// afresh: a step whose entitlement the identity's policy no longer grants,
-// or whose identity is no longer active, is superseded instead of applied.
+// approval. Decisions are made by people, never on their own behalf: the
+// principal's token must be bound to an active human identity, who is not
+// the person that submitted the event (under any of their tokens), not the
+// identity the access is for, and not the owner of that identity (an owner
+// deciding on their own agent's access is deciding for themselves). On
+// approval the access is reviewed afresh: a step whose entitlement the
+// identity's policy no longer grants, or whose identity is no longer
+// active, is superseded instead of applied. A refusal changes nothing.
 func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
-	if p.Role != RoleAdmin && p.Role != RoleApprover {
+	if !Allowed(p.Role, ActDecide) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
+	}
+	if p.IdentityID == "" {
+		return nil, identity.Errorf(identity.Forbidden, "decisions are made by people: this token is not bound to a person. Make one with: jml token create --role approver --identity SOURCE/EXTERNAL_ID")
 	}
 	var out *store.Case
 	var moved store.CaseStatus
@@ -27,11 +33,8 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 		if err != nil {
 			return err
 		}
-		if c.SubmittedBy == p.ID {
-			return identity.Errorf(identity.Forbidden, "no self-approval: %s submitted the event of case %s and cannot decide on it", p.ID, caseID)
-		}
-		if p.IdentityID != "" && p.IdentityID == c.IdentityID {
-			return identity.Errorf(identity.Forbidden, "no self-approval: the access of case %s is for your own identity", caseID)
+		if err := e.mayDecide(ctx, tx, p, c, id); err != nil {
+			return err
 		}
 		var awaiting []int
 		for i, s := range c.Steps {
@@ -56,11 +59,11 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 			s.DecidedBy, s.UpdatedAt = p.ID, now
 			switch {
 			case !approve:
-				s.Status, s.Result = store.StepDenied, "denied by "+p.ID+comment2(comment)
+				s.Status, s.Result = store.StepDenied, "denied by "+p.ID+withComment(comment)
 			case !still[s.Entitlement]:
 				s.Status, s.Result = store.StepSuperseded, fmt.Sprintf("not applied: on review, %s is no longer granted to this %s identity", s.Entitlement, id.State)
 			default:
-				s.Status, s.Result = store.StepPending, "approved by "+p.ID+comment2(comment)
+				s.Status, s.Result = store.StepPending, "approved by "+p.ID+withComment(comment)
 				pending++
 			}
 			if err := tx.UpdateStep(ctx, s); err != nil {
@@ -142,40 +145,43 @@ func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.
 	return out, err
 }
 
-func comment2(c string) string {
+// mayDecide refuses a decision that is not a person's, or is on their own
+// behalf (see Decide).
+func (e *Engine) mayDecide(ctx context.Context, tx store.Tx, p Principal, c *store.Case, subject *identity.Identity) error {
+	me, err := tx.GetIdentity(ctx, p.IdentityID)
+	if err != nil {
+		return err
+	}
+	if me.Kind != identity.Human || me.State != identity.Active {
+		return identity.Errorf(identity.Forbidden, "decisions are made by active people: this token is bound to %s, a %s %s", me.ID, me.State, me.Kind)
+	}
+	if c.SubmittedBy == p.ID {
+		return identity.Errorf(identity.Forbidden, "no self-approval: this token submitted the event of case %s", c.ID)
+	}
+	if c.SubmittedBy != "" {
+		sub, err := tx.GetToken(ctx, c.SubmittedBy)
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		if err == nil && sub.IdentityID == me.ID {
+			return identity.Errorf(identity.Forbidden, "no self-approval: %s submitted the event of case %s (with token %s)", me.ID, c.ID, sub.ID)
+		}
+	}
+	if subject.ID == me.ID {
+		return identity.Errorf(identity.Forbidden, "no self-approval: the access of case %s is for your own identity", c.ID)
+	}
+	if subject.OwnerID == me.ID {
+		return identity.Errorf(identity.Forbidden, "no self-approval: you own %s %s, so its access is decided by someone else", subject.Kind, subject.ID)
+	}
+	return nil
+}
+
+// withComment appends a decision's comment to its step result.
+func withComment(c string) string {
 	if c == "" {
 		return ""
 	}
 	return ": " + c
-}
-
-// Allowed reports whether role r may perform action a. This table is the
-// whole authorisation model of the API.
-func Allowed(r Role, a Action) bool {
-	return slices.Contains(permissions[a], r)
-}
-
-// Action is an API operation subject to authorisation.
-type Action string
-
-const (
-	ActSubmit   Action = "submit"
-	ActRead     Action = "read"
-	ActDecide   Action = "decide"
-	ActAudit    Action = "audit"
-	ActReveal   Action = "reveal"
-	ActAdminTok Action = "tokens"
-	ActOperate  Action = "operate"
-)
-
-var permissions = map[Action][]Role{
-	ActSubmit:   {RoleAdmin, RoleSource},
-	ActRead:     {RoleAdmin, RoleSource, RoleApprover, RoleAuditor},
-	ActDecide:   {RoleAdmin, RoleApprover},
-	ActAudit:    {RoleAdmin, RoleAuditor},
-	ActReveal:   {RoleAdmin, RoleSource, RoleApprover, RoleAuditor}, // further limited to the owner, see Reveal
-	ActAdminTok: {RoleAdmin},
-	ActOperate:  {RoleAdmin},
 }
 
 // lockedCase reads a case and locks its identity, then reads the case

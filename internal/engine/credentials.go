@@ -10,9 +10,9 @@ import (
 	"github.com/jml-dev/jml/internal/vault"
 )
 
-// Reveal hands out a credential's secret, once. Only an admin, the owner of
-// the credential's identity, or a human identity itself may reveal it; a
-// second reveal is Gone. The secret is never logged; the audit record
+// Reveal hands out a credential's secret, once. Only an admin, or a member
+// token of the active owner of the credential's identity or of the human
+// identity itself, may reveal it; a second reveal is Gone. The secret is never logged; the audit record
 // names who revealed which credential.
 func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (string, *identity.Credential, error) {
 	var secret string
@@ -26,9 +26,24 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		if err != nil {
 			return err
 		}
-		owner := p.IdentityID != "" && (p.IdentityID == id.OwnerID || (p.IdentityID == id.ID && id.Kind == identity.Human))
-		if p.Role != RoleAdmin && !owner {
-			return identity.Errorf(identity.Forbidden, "only an admin or the owner of identity %s may reveal its credentials", id.ID)
+		switch ReachOf(p.Role, ActReveal) {
+		case Anywhere:
+		case Own:
+			if !p.Holds(id) {
+				return identity.Errorf(identity.Forbidden, "only an admin, the owner of identity %s or the person themself may reveal its credentials", id.ID)
+			}
+			// The holder's token authenticated while they were active;
+			// read it again here, in the transaction that hands out the
+			// secret.
+			me, err := tx.GetIdentity(ctx, p.IdentityID)
+			if err != nil {
+				return err
+			}
+			if me.State != identity.Active {
+				return identity.Errorf(identity.Forbidden, "identity %s is %s: only an active owner may reveal a credential", me.ID, me.State)
+			}
+		default:
+			return identity.Errorf(identity.Forbidden, "role %s may not reveal credentials (a person reveals with their member token)", p.Role)
 		}
 		sealed, err := tx.TakeSecret(ctx, credentialID)
 		if err != nil {
@@ -40,7 +55,7 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		}
 		secret, cred = string(plain), &c.Credential
 		cred.Revealed = true
-		return tx.AppendAudit(ctx, audit.New(e.now(), p.ID, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "prefix": c.Prefix}))
+		return tx.AppendAudit(ctx, audit.New(e.now(), p.ID, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "fingerprint": c.Fingerprint}))
 	})
 	if err != nil {
 		return "", nil, err
@@ -48,27 +63,38 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 	return secret, cred, nil
 }
 
-// Introspection is an RFC 7662 token introspection response.
+// Introspection is an RFC 7662 token introspection response. By default it
+// carries what a resource server needs to decide (active, scope, exp, iat,
+// sub, client_id, token_type); the members marked extra are added only when
+// the configuration names them (IntrospectionExtras).
 type Introspection struct {
 	Active    bool   `json:"active"`
 	Scope     string `json:"scope,omitempty"`
 	ClientID  string `json:"client_id,omitempty"`
-	Username  string `json:"username,omitempty"`
 	TokenType string `json:"token_type,omitempty"`
 	Exp       int64  `json:"exp,omitempty"`
 	Iat       int64  `json:"iat,omitempty"`
 	Sub       string `json:"sub,omitempty"`
-	Iss       string `json:"iss,omitempty"`
-	// jml extensions (RFC 7662 §2.2 allows more members).
+	// Extra: the identity's external ID, jml's issuer name, and jml
+	// extensions (RFC 7662 §2.2 allows more members).
+	Username     string        `json:"username,omitempty"`
+	Iss          string        `json:"iss,omitempty"`
 	CredentialID string        `json:"credential_id,omitempty"`
 	IdentityKind identity.Kind `json:"identity_kind,omitempty"`
 	Owner        string        `json:"owner,omitempty"`
 }
 
+// IntrospectionExtras names the members an introspection answer may carry
+// when configured to (engine.Config.IntrospectionClaims).
+var IntrospectionExtras = []string{"username", "iss", "credential_id", "identity_kind", "owner"}
+
 // Introspect says whether secret is an active jml-issued credential: it
 // exists, is not revoked or expired, and its identity is active. Anything
 // else, including a malformed secret, is {"active": false} and nothing more
 // (RFC 7662 §2.2).
+//
+// The caller must be authorised to introspect (RFC 7662 §2.1: a protected
+// resource's token, ActIntrospect); package httpapi checks it.
 func (e *Engine) Introspect(ctx context.Context, secret string) (*Introspection, error) {
 	inactive := &Introspection{Active: false}
 	if !strings.HasPrefix(secret, vault.APIKeyPrefix) || len(secret) > 256 {
@@ -105,8 +131,21 @@ func (e *Engine) Introspect(ctx context.Context, secret string) (*Introspection,
 				scopes = append(scopes, g.Entitlement)
 			}
 		}
-		out = &Introspection{Active: true, Scope: strings.Join(scopes, " "), ClientID: c.Rule, Username: id.ExternalID, TokenType: c.Type,
-			Iat: c.IssuedAt.Unix(), Sub: id.ID, Iss: "jml", CredentialID: c.ID, IdentityKind: id.Kind, Owner: id.OwnerID}
+		out = &Introspection{Active: true, Scope: strings.Join(scopes, " "), ClientID: c.Rule, TokenType: c.Type, Iat: c.IssuedAt.Unix(), Sub: id.ID}
+		for _, claim := range e.claims {
+			switch claim {
+			case "username":
+				out.Username = id.ExternalID
+			case "iss":
+				out.Iss = "jml"
+			case "credential_id":
+				out.CredentialID = c.ID
+			case "identity_kind":
+				out.IdentityKind = id.Kind
+			case "owner":
+				out.Owner = id.OwnerID
+			}
+		}
 		if !c.ExpiresAt.IsZero() {
 			out.Exp = c.ExpiresAt.Unix()
 		}
@@ -129,35 +168,89 @@ func boolLabel(b bool) string {
 	return "false"
 }
 
+// TokenSpec is what an API token is made for.
+type TokenSpec struct {
+	Name string
+	Role Role
+	// Source binds a source token to the one source it submits events of
+	// (required for role source, refused for the others).
+	Source string
+	// Identity binds the token to an identity, by jml ID or as
+	// SOURCE/EXTERNAL_ID (required for member and approver tokens, which
+	// stand for a person).
+	Identity string
+}
+
 // IssueToken creates an API token for jml itself and returns its secret,
-// shown once. Only its hash is stored.
-func (e *Engine) IssueToken(ctx context.Context, p Principal, name string, role Role, identityID string) (string, *store.Token, error) {
+// shown once. Only its hash is stored. A token bound to an identity works
+// only while that identity is active.
+func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (string, *store.Token, error) {
+	role := spec.Role
 	if !validRole(role) {
 		return "", nil, identity.FieldError("role", "unknown role %q (want one of %v)", role, Roles)
 	}
+	switch {
+	case role == RoleSource && spec.Source == "":
+		return "", nil, identity.FieldError("source", "a source token is bound to the one source whose events it submits: give it (--source hr, or \"source\": \"hr\")")
+	case role != RoleSource && spec.Source != "":
+		return "", nil, identity.FieldError("source", "only a source token has a source (this one is %s)", role)
+	case (role == RoleMember || role == RoleApprover) && spec.Identity == "":
+		return "", nil, identity.FieldError("identity", "%s tokens stand for a person: give the person's identity (--identity ID or SOURCE/EXTERNAL_ID)", role)
+	}
+	if spec.Source != "" {
+		if err := identity.ValidName("source", spec.Source); err != nil {
+			return "", nil, err
+		}
+	}
+	name := spec.Name
 	if name == "" {
 		name = string(role)
+		if spec.Source != "" {
+			name = spec.Source
+		}
 	}
 	secret, err := vault.NewSecret(e.rand, vault.TokenPrefix)
 	if err != nil {
 		return "", nil, err
 	}
-	tk := &store.Token{ID: e.newID("tok_"), Name: name, Role: string(role), IdentityID: identityID, Hash: vault.Hash(secret), CreatedAt: e.now().UTC()}
+	tk := &store.Token{ID: e.newID("tok_"), Name: name, Role: string(role), Source: spec.Source, Hash: vault.Hash(secret), CreatedAt: e.now().UTC()}
 	err = e.store.Update(ctx, func(tx store.Tx) error {
-		if identityID != "" {
-			if _, err := tx.GetIdentity(ctx, identityID); err != nil {
-				return identity.FieldError("identity", "no identity %q", identityID)
+		if spec.Identity != "" {
+			id, err := lookupIdentity(ctx, tx, spec.Identity)
+			if err != nil {
+				return err
 			}
+			if id.State != identity.Active {
+				return identity.FieldError("identity", "%s (%s/%s) is %s: a token bound to it would not work", id.ID, id.Source, id.ExternalID, id.State)
+			}
+			if role == RoleApprover && id.Kind != identity.Human {
+				return identity.FieldError("identity", "%s is a %s: decisions are made by people, so an approver token is bound to a human identity", id.ID, id.Kind)
+			}
+			tk.IdentityID = id.ID
 		}
 		if err := tx.InsertToken(ctx, tk); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(tk.CreatedAt, p.ID, "token.created", identityID, "", map[string]any{"token": tk.ID, "role": tk.Role, "name": name}))
+		return tx.AppendAudit(ctx, audit.New(tk.CreatedAt, p.ID, "token.created", tk.IdentityID, "", map[string]any{"token": tk.ID, "role": tk.Role, "name": name, "source": tk.Source}))
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	return secret, tk, nil
+}
+
+// lookupIdentity finds an identity by jml ID or as SOURCE/EXTERNAL_ID.
+func lookupIdentity(ctx context.Context, tx store.Tx, ref string) (*identity.Identity, error) {
+	id, err := tx.GetIdentity(ctx, ref)
+	if store.IsNotFound(err) {
+		if src, ext, ok := strings.Cut(ref, "/"); ok {
+			id, err = tx.GetIdentityByExternalID(ctx, src, ext)
+		}
+	}
+	if store.IsNotFound(err) {
+		return nil, identity.FieldError("identity", "no identity %q (give a jml ID or SOURCE/EXTERNAL_ID)", ref)
+	}
+	return id, err
 }
 
 // Bootstrap makes secret an admin token when the store has no token yet,
@@ -187,7 +280,11 @@ func (e *Engine) Bootstrap(ctx context.Context, secret string) (bool, error) {
 	return created, err
 }
 
-// Authenticate resolves a bearer token to its principal.
+// Authenticate resolves a bearer token to its principal. A token bound
+// to an identity authenticates only while that identity is active: a
+// suspended person's tokens stop working and work again on resume, a
+// departed person's were revoked when the leaver was accepted. The
+// identity's state comes with the token, in the same query.
 func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, error) {
 	unauth := identity.Errorf(identity.Unauthorized, "unknown or revoked API token")
 	if secret == "" || len(secret) > 256 {
@@ -205,19 +302,17 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 		if !tk.RevokedAt.IsZero() {
 			return unauth
 		}
-		p = Principal{ID: tk.ID, Name: tk.Name, Role: Role(tk.Role), IdentityID: tk.IdentityID}
+		if tk.IdentityID != "" && tk.IdentityState != identity.Active {
+			state := tk.IdentityState
+			if state == "" {
+				state = "gone"
+			}
+			return identity.Errorf(identity.Unauthorized, "this API token is bound to identity %s, which is %s: a token bound to an identity works only while it is active", tk.IdentityID, state)
+		}
+		p = Principal{ID: tk.ID, Name: tk.Name, Role: Role(tk.Role), Source: tk.Source, IdentityID: tk.IdentityID}
 		return nil
 	})
 	return p, err
-}
-
-func validRole(r Role) bool {
-	for _, v := range Roles {
-		if r == v {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckMasterKey records the vault key's check value in a database that has

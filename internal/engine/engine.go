@@ -34,29 +34,6 @@ import (
 	"github.com/jml-dev/jml/internal/vault"
 )
 
-// Role is what an API principal may do.
-type Role string
-
-const (
-	RoleAdmin    Role = "admin"    // everything
-	RoleSource   Role = "source"   // submit events, read their cases
-	RoleApprover Role = "approver" // approve or deny, read
-	RoleAuditor  Role = "auditor"  // read and export evidence
-)
-
-// Roles lists every role.
-var Roles = []Role{RoleAdmin, RoleSource, RoleApprover, RoleAuditor}
-
-// Principal is who calls the engine: an API token, or jml itself.
-type Principal struct {
-	ID   string // token ID, or "jml" for the engine's own actions
-	Name string // the token's name (a SCIM source's tokens are named after it)
-	Role Role
-	// IdentityID binds the token to an identity (a person using jml), for
-	// owner-only actions such as revealing a secret.
-	IdentityID string
-}
-
 // System is the principal of the engine's own actions (timers, expiry).
 var System = Principal{ID: "jml", Role: RoleAdmin}
 
@@ -101,6 +78,10 @@ type Config struct {
 	// then fails its attempt ("no answer from SYSTEM within …", the case's
 	// reason) and is retried. Zero means DefaultCallTimeout.
 	CallTimeout time.Duration
+	// IntrospectionClaims are the members an introspection answer carries
+	// beyond what a resource server needs (active, scope, exp, iat, sub,
+	// client_id, token_type): any of IntrospectionExtras.
+	IntrospectionClaims []string
 }
 
 // DefaultCallTimeout is how long a connector call may take before its
@@ -111,6 +92,7 @@ const DefaultCallTimeout = 1500 * time.Millisecond
 // Engine is safe for concurrent use.
 type Engine struct {
 	store  store.Store
+	claims []string // extra introspection members (Config.IntrospectionClaims)
 	policy atomic.Pointer[policy.Policy]
 	sealer *vault.Sealer
 	// conns maps system names to connectors. SetPolicy replaces the map
@@ -173,6 +155,12 @@ func New(cfg Config) (*Engine, error) {
 	default:
 		e.fastPathGrace = cfg.FastPathGrace
 	}
+	for _, c := range cfg.IntrospectionClaims {
+		if !slices.Contains(IntrospectionExtras, c) {
+			return nil, identity.FieldError("introspection.claims", "unknown claim %q (want some of %v)", c, IntrospectionExtras)
+		}
+	}
+	e.claims = cfg.IntrospectionClaims
 	e.callTimeout = cfg.CallTimeout
 	if e.callTimeout <= 0 {
 		e.callTimeout = DefaultCallTimeout
@@ -335,10 +323,28 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
+	if err := mayEmit(p, ev.Source); err != nil {
+		return nil, err
+	}
 	if _, ok := e.guards[ev.Source]; ok {
 		return e.SubmitWith(ctx, p, ev, nil)
 	}
 	return e.submitUnguarded(ctx, p, ev)
+}
+
+// mayEmit refuses an event of a source other than the one p's source
+// token is bound to.
+func mayEmit(p Principal, source string) error {
+	switch ReachOf(p.Role, ActSubmit) {
+	case Anywhere:
+		return nil
+	case Own:
+		if p.Source == source {
+			return nil
+		}
+		return &identity.Error{Code: identity.Forbidden, Field: "source", Message: fmt.Sprintf("this token submits the events of source %q only, not %q", p.Source, source)}
+	}
+	return identity.Errorf(identity.Forbidden, "role %s may not submit events", p.Role)
 }
 
 // submitUnguarded accepts an event without asking the mass-change guard
@@ -377,6 +383,9 @@ func (e *Engine) SubmitWith(ctx context.Context, p Principal, ev identity.Event,
 func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.Event, fn func(tx store.Tx, res []*Result) error) ([]*Result, error) {
 	for i := range evs {
 		if err := evs[i].Validate(); err != nil {
+			return nil, err
+		}
+		if err := mayEmit(p, evs[i].Source); err != nil {
 			return nil, err
 		}
 	}
@@ -763,6 +772,16 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		if len(revokedHere) > 0 {
 			counters.revoked += len(revokedHere)
 			recs = append(recs, audit.New(now, p.ID, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revokedHere)), "when": "in the leaver's transaction"}))
+		}
+		// So do the person's tokens for jml's own API (Authenticate
+		// already refuses a token whose identity is not active; revoking
+		// them means a rehire does not bring them back).
+		tokens, err := tx.RevokeIdentityTokens(ctx, after.ID, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(tokens) > 0 {
+			recs = append(recs, audit.New(now, p.ID, "tokens.revoked", after.ID, c.ID, map[string]any{"tokens": tokens, "reason": "the identity departed (event " + eventID + ")"}))
 		}
 	}
 

@@ -40,7 +40,8 @@ type fixture struct {
 }
 
 var (
-	source   = Principal{ID: "tok_source", Role: RoleSource}
+	source   = Principal{ID: "tok_source", Role: RoleSource, Source: "hr"}
+	idpFeed  = Principal{ID: "tok_idp", Role: RoleSource, Source: "idp"}
 	approver = Principal{ID: "tok_approver", Role: RoleApprover}
 	admin    = Principal{ID: "tok_admin", Role: RoleAdmin}
 )
@@ -94,6 +95,16 @@ func newFixtureTB(t testing.TB, s store.Store, configure func(*Config)) *fixture
 		t.Fatal(err)
 	}
 	return &fixture{e: e, s: s, clock: c}
+}
+
+// person makes an active human identity for externalID (no birthright of
+// the test policies applies to department "Approvals") and returns a
+// principal of role bound to it: someone who may decide.
+func (f *fixture) person(t *testing.T, externalID string, role Role) Principal {
+	t.Helper()
+	res := f.submit(t, identity.Event{Source: "hr", ID: "person-" + externalID, Type: identity.Joiner, ExternalID: externalID, Kind: identity.Human,
+		Attributes: map[string]any{"department": "Approvals"}})
+	return Principal{ID: "tok_" + externalID, Role: role, IdentityID: res.IdentityID}
 }
 
 func (f *fixture) submit(t *testing.T, ev identity.Event) *Result {
@@ -185,13 +196,13 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
 	}))
 	pipeCreds := f.activeCreds(t, pipe.IdentityID)
-	if len(pipeCreds) != 1 || !strings.HasPrefix(pipeCreds[0].Prefix, "jml_") {
+	if len(pipeCreds) != 1 || pipeCreds[0].Marker != "jml_" {
 		t.Fatalf("pipeline credentials = %+v", pipeCreds)
 	}
 	// The owner reveals the key once.
-	owner := Principal{ID: "tok_alice", Role: RoleSource, IdentityID: alice.IdentityID}
+	owner := Principal{ID: "tok_alice", Role: RoleMember, IdentityID: alice.IdentityID}
 	key, _, err := f.e.Reveal(ctx, owner, pipeCreds[0].ID)
-	if err != nil || !strings.HasPrefix(key, pipeCreds[0].Prefix) {
+	if err != nil || !strings.HasPrefix(key, pipeCreds[0].Marker) || vault.Fingerprint(key) != pipeCreds[0].Fingerprint {
 		t.Fatalf("Reveal = %q, %v", key, err)
 	}
 	if _, _, err := f.e.Reveal(ctx, owner, pipeCreds[0].ID); identity.ErrorCode(err) != identity.Gone {
@@ -233,7 +244,9 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 	if _, err := f.e.Decide(ctx, source, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Forbidden {
 		t.Fatalf("approval by a source = %v, want forbidden", err)
 	}
-	selfApprover := Principal{ID: source.ID, Role: RoleApprover}
+	approver := f.person(t, "lead", RoleApprover)
+	selfApprover := approver
+	selfApprover.ID = source.ID
 	if _, err := f.e.Decide(ctx, selfApprover, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Forbidden || !strings.Contains(err.Error(), "self-approval") {
 		t.Fatalf("self-approval = %v, want forbidden", err)
 	}
@@ -408,6 +421,7 @@ func TestGrantExpiry(t *testing.T) {
 	res := f.submit(t, ev("2", identity.Joiner, "agent", func(e *identity.Event) {
 		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"prod-db-write"}}
 	}))
+	approver := f.person(t, "lead", RoleApprover)
 	if _, err := f.e.Decide(ctx, approver, res.CaseID, true, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -137,27 +137,27 @@ func TestSourceGuard(t *testing.T) {
 		return identity.Event{Source: "idp", ID: id, Type: typ, ExternalID: ext, Kind: identity.Human}
 	}
 	for i := 0; i < 10; i++ {
-		if _, err := e.Submit(ctx, source, idp(fmt.Sprint("j", i), identity.Joiner, fmt.Sprint("p", i))); err != nil {
+		if _, err := e.Submit(ctx, idpFeed, idp(fmt.Sprint("j", i), identity.Joiner, fmt.Sprint("p", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := 0; i < 3; i++ {
-		res, err := e.Submit(ctx, source, idp(fmt.Sprint("l", i), identity.Leaver, fmt.Sprint("p", i)))
+		res, err := e.Submit(ctx, idpFeed, idp(fmt.Sprint("l", i), identity.Leaver, fmt.Sprint("p", i)))
 		if err != nil || res.Status == store.EventHeld {
 			t.Fatalf("leaver %d = %+v, %v", i, res, err)
 		}
 	}
-	res, err := e.Submit(ctx, source, idp("l3", identity.Leaver, "p3"))
+	res, err := e.Submit(ctx, idpFeed, idp("l3", identity.Leaver, "p3"))
 	if err != nil || res.Status != store.EventHeld || res.HoldID == "" {
 		t.Fatalf("fourth leaver = %+v, %v; want held", res, err)
 	}
 	// Everything the source sends now waits in the same batch, in order.
 	moved := idp("m5", identity.Mover, "p5")
 	moved.Attributes = map[string]any{"team": "x"}
-	if r, err := e.Submit(ctx, source, moved); err != nil || r.HoldID != res.HoldID {
+	if r, err := e.Submit(ctx, idpFeed, moved); err != nil || r.HoldID != res.HoldID {
 		t.Fatalf("mover while held = %+v, %v", r, err)
 	}
-	if r, _ := e.Submit(ctx, source, moved); !r.Duplicate {
+	if r, _ := e.Submit(ctx, idpFeed, moved); !r.Duplicate {
 		t.Fatalf("the same event again = %+v; want a duplicate of the held one", r)
 	}
 	// Other sources are not held.
@@ -176,7 +176,7 @@ func TestSourceGuard(t *testing.T) {
 	}
 	// An hour later the window is clear again.
 	c.Add(61 * time.Minute)
-	if r, err := e.Submit(ctx, source, idp("l6", identity.Leaver, "p6")); err != nil || r.Status == store.EventHeld {
+	if r, err := e.Submit(ctx, idpFeed, idp("l6", identity.Leaver, "p6")); err != nil || r.Status == store.EventHeld {
 		t.Fatalf("leaver after the window = %+v, %v", r, err)
 	}
 }
@@ -194,18 +194,18 @@ birthright: [{name: all, when: 'identity.kind == "human"', entitlements: [a, b]}
 	e := f.e
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		if _, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: fmt.Sprint("j", i), Type: identity.Joiner, ExternalID: fmt.Sprint("p", i), Kind: identity.Human}); err != nil {
+		if _, err := e.Submit(ctx, idpFeed, identity.Event{Source: "idp", ID: fmt.Sprint("j", i), Type: identity.Joiner, ExternalID: fmt.Sprint("p", i), Kind: identity.Human}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Each leaver revokes two grants: two leavers make 4, the third 6.
 	for i := 0; i < 2; i++ {
-		res, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: fmt.Sprint("l", i), Type: identity.Leaver, ExternalID: fmt.Sprint("p", i)})
+		res, err := e.Submit(ctx, idpFeed, identity.Event{Source: "idp", ID: fmt.Sprint("l", i), Type: identity.Leaver, ExternalID: fmt.Sprint("p", i)})
 		if err != nil || res.Status == store.EventHeld {
 			t.Fatalf("leaver %d = %+v, %v", i, res, err)
 		}
 	}
-	res, err := e.Submit(ctx, source, identity.Event{Source: "idp", ID: "l2", Type: identity.Leaver, ExternalID: "p2"})
+	res, err := e.Submit(ctx, idpFeed, identity.Event{Source: "idp", ID: "l2", Type: identity.Leaver, ExternalID: "p2"})
 	if err != nil || res.Status != store.EventHeld {
 		t.Fatalf("third leaver = %+v, %v; want held", res, err)
 	}

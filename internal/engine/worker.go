@@ -1212,7 +1212,7 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 			return "", err
 		}
 		cred := &store.StoredCredential{Credential: identity.Credential{ID: id, IdentityID: c.IdentityID, Rule: rule.Name, System: s.System, Type: string(rule.Type),
-			Status: identity.CredentialActive, Prefix: vault.Prefix(secret, prefixMarker(rule.Type)), Fingerprint: vault.Fingerprint(secret), IssuedAt: now, CaseID: c.ID}, Sealed: sealed}
+			Status: identity.CredentialActive, Marker: secretMarker(rule.Type), Fingerprint: vault.Fingerprint(secret), IssuedAt: now, CaseID: c.ID}, Sealed: sealed}
 		if rule.Type == policy.APIKey {
 			cred.Hash = vault.Hash(secret)
 		}
@@ -1228,14 +1228,15 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 			if _, err := tx.RevokeCredential(ctx, old, now); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("issued %s (%s…), revoked %s", id, cred.Prefix, old), nil
+			return fmt.Sprintf("issued %s (fingerprint %s), revoked %s", id, cred.Fingerprint, old), nil
 		}
-		return fmt.Sprintf("issued %s (%s…)", id, cred.Prefix), nil
+		return fmt.Sprintf("issued %s (fingerprint %s)", id, cred.Fingerprint), nil
 	}
 	return "", fmt.Errorf("unknown action %q", s.Action)
 }
 
-func prefixMarker(t policy.CredentialType) string {
+// secretMarker is the public marker secrets of type t start with.
+func secretMarker(t policy.CredentialType) string {
 	if t == policy.APIKey {
 		return vault.APIKeyPrefix
 	}

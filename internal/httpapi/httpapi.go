@@ -2,10 +2,11 @@
 // and findings out, approvals, reveal-once secrets, RFC 7662 introspection,
 // health, readiness, Prometheus metrics and the OpenAPI document.
 //
-// Every route but health, readiness, metrics, the OpenAPI document and
-// introspection requires a bearer token whose role the route allows (the
-// table in engine.Allowed). This package alone maps error codes to HTTP
-// status codes.
+// Every route but health, readiness, metrics, the OpenAPI document and the
+// signed webhooks requires a bearer token whose role the route's action
+// allows (the table in engine's authz.go). A role whose reach is Own (a
+// member's token) is served only by the routes that limit it to its own.
+// This package alone maps error codes to HTTP status codes.
 package httpapi
 
 import (
@@ -47,6 +48,9 @@ type Server struct {
 	requests *prometheus.HistogramVec
 	webhooks map[string]*source.Webhook // by source name
 	scim     http.Handler
+	// endpoints are the sources whose events come only through their own
+	// endpoint (SCIM, signed webhooks), never POST /v1/events.
+	endpoints map[string]string
 }
 
 // route is one API operation. The table drives both the mux and the test
@@ -54,32 +58,35 @@ type Server struct {
 type route struct {
 	method, path string
 	// action is the permission required; "" means no token is needed.
-	action  engine.Action
+	action engine.Action
+	// own: the handler limits a principal whose reach is engine.Own to
+	// what is its own; other routes refuse such a principal.
+	own     bool
 	handler func(*Server, http.ResponseWriter, *http.Request, engine.Principal) error
 }
 
 var routes = []route{
-	{"POST", "/v1/events", engine.ActSubmit, (*Server).submitEvent},
-	{"GET", "/v1/identities", engine.ActRead, (*Server).listIdentities},
-	{"GET", "/v1/identities/{id}", engine.ActRead, (*Server).getIdentity},
-	{"GET", "/v1/cases/{id}", engine.ActRead, (*Server).getCase},
-	{"POST", "/v1/cases/{id}/approve", engine.ActDecide, (*Server).approve},
-	{"POST", "/v1/cases/{id}/deny", engine.ActDecide, (*Server).deny},
-	{"POST", "/v1/cases/{id}/retry", engine.ActOperate, (*Server).retry},
-	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, (*Server).reveal},
-	{"POST", "/v1/introspect", "", (*Server).introspect},
-	{"GET", "/v1/findings", engine.ActRead, (*Server).listFindings},
-	{"POST", "/v1/sources/{name}/webhook", "", (*Server).sourceWebhook},
-	{"GET", "/v1/holds", engine.ActRead, (*Server).listHolds},
-	{"POST", "/v1/holds/{id}/release", engine.ActOperate, (*Server).releaseHold},
-	{"POST", "/v1/holds/{id}/discard", engine.ActOperate, (*Server).discardHold},
-	{"GET", "/v1/audit", engine.ActAudit, (*Server).exportAudit},
-	{"POST", "/v1/tokens", engine.ActAdminTok, (*Server).createToken},
-	{"GET", "/v1/tokens", engine.ActAdminTok, (*Server).listTokens},
-	{"DELETE", "/v1/tokens/{id}", engine.ActAdminTok, (*Server).revokeToken},
-	{"GET", "/healthz", "", (*Server).healthz},
-	{"GET", "/readyz", "", (*Server).readyz},
-	{"GET", "/openapi.json", "", (*Server).openapi},
+	{"POST", "/v1/events", engine.ActSubmit, true, (*Server).submitEvent},
+	{"GET", "/v1/identities", engine.ActRead, true, (*Server).listIdentities},
+	{"GET", "/v1/identities/{id}", engine.ActRead, true, (*Server).getIdentity},
+	{"GET", "/v1/cases/{id}", engine.ActRead, true, (*Server).getCase},
+	{"POST", "/v1/cases/{id}/approve", engine.ActDecide, false, (*Server).approve},
+	{"POST", "/v1/cases/{id}/deny", engine.ActDecide, false, (*Server).deny},
+	{"POST", "/v1/cases/{id}/retry", engine.ActOperate, false, (*Server).retry},
+	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, true, (*Server).reveal},
+	{"POST", "/v1/introspect", engine.ActIntrospect, false, (*Server).introspect},
+	{"GET", "/v1/findings", engine.ActRead, false, (*Server).listFindings},
+	{"POST", "/v1/sources/{name}/webhook", "", false, (*Server).sourceWebhook},
+	{"GET", "/v1/holds", engine.ActRead, false, (*Server).listHolds},
+	{"POST", "/v1/holds/{id}/release", engine.ActOperate, false, (*Server).releaseHold},
+	{"POST", "/v1/holds/{id}/discard", engine.ActOperate, false, (*Server).discardHold},
+	{"GET", "/v1/audit", engine.ActAudit, false, (*Server).exportAudit},
+	{"POST", "/v1/tokens", engine.ActAdminTok, false, (*Server).createToken},
+	{"GET", "/v1/tokens", engine.ActAdminTok, false, (*Server).listTokens},
+	{"DELETE", "/v1/tokens/{id}", engine.ActAdminTok, false, (*Server).revokeToken},
+	{"GET", "/healthz", "", false, (*Server).healthz},
+	{"GET", "/readyz", "", false, (*Server).readyz},
+	{"GET", "/openapi.json", "", false, (*Server).openapi},
 }
 
 // Option configures a Server.
@@ -90,19 +97,26 @@ func WithWebhooks(ws []*source.Webhook) Option {
 	return func(s *Server) {
 		for _, w := range ws {
 			s.webhooks[w.Name] = w
+			s.endpoints[w.Name] = "POST /v1/sources/" + w.Name + "/webhook, signed"
 		}
 	}
 }
 
-// WithSCIM serves SCIM (package scimserver) under /scim/.
-func WithSCIM(h http.Handler) Option {
-	return func(s *Server) { s.scim = h }
+// WithSCIM serves SCIM (package scimserver) under /scim/, for the SCIM
+// sources named.
+func WithSCIM(h http.Handler, sources ...string) Option {
+	return func(s *Server) {
+		s.scim = h
+		for _, name := range sources {
+			s.endpoints[name] = "/scim/" + name + "/v2"
+		}
+	}
 }
 
 // New returns the API server. reg receives the HTTP metrics and gatherer
 // serves /metrics (both may be nil).
 func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, opts ...Option) *Server {
-	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux(), webhooks: map[string]*source.Webhook{}}
+	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux(), webhooks: map[string]*source.Webhook{}, endpoints: map[string]string{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -151,8 +165,13 @@ func (s *Server) wrap(rt route) http.Handler {
 				if p, err = s.authenticate(r); err != nil {
 					return err
 				}
-				if !engine.Allowed(p.Role, rt.action) {
+				switch engine.ReachOf(p.Role, rt.action) {
+				case engine.Nowhere:
 					return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action)
+				case engine.Own:
+					if !rt.own {
+						return identity.Errorf(identity.Forbidden, "role %s may %s only what is its own, which %s does not limit itself to", p.Role, rt.action, name)
+					}
 				}
 			}
 			return rt.handler(s, sw, r, p)
@@ -271,6 +290,9 @@ func (s *Server) submitEvent(w http.ResponseWriter, r *http.Request, p engine.Pr
 	if err := decode(r, &ev); err != nil {
 		return err
 	}
+	if ep, ok := s.endpoints[ev.Source]; ok {
+		return identity.Errorf(identity.Forbidden, "source %q takes events only through its own endpoint (%s), not POST /v1/events", ev.Source, ep)
+	}
 	res, err := s.e.Submit(r.Context(), p, ev)
 	if err != nil {
 		return err
@@ -312,7 +334,7 @@ func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.
 	if ignored {
 		return writeJSON(w, http.StatusOK, map[string]bool{"ignored": true})
 	}
-	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource}, ev)
+	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource, Source: name}, ev)
 	if err != nil {
 		return err
 	}
@@ -364,7 +386,7 @@ type IdentityList struct {
 	Next string `json:"next,omitempty"`
 }
 
-func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	q, err := listQuery(r, "kind", "state", "source", "owner", "after", "limit")
 	if err != nil {
 		return err
@@ -380,6 +402,9 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, _ engine
 	}
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err
+	}
+	if engine.ReachOf(p.Role, engine.ActRead) == engine.Own {
+		f.VisibleTo = p.IdentityID
 	}
 	var out IdentityList
 	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
@@ -397,7 +422,9 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, _ engine
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// IdentityView is an identity with its access and history.
+// IdentityView is an identity with its access and history. Timeline is
+// audit data: it is served only to the roles that read the audit trail,
+// and is absent for the others.
 type IdentityView struct {
 	identity.Identity
 	Grants      []identity.Grant      `json:"grants"`
@@ -405,14 +432,17 @@ type IdentityView struct {
 	Accounts    []identity.Account    `json:"accounts"`
 	Findings    []identity.Finding    `json:"findings"`
 	Cases       []store.Case          `json:"cases"`
-	Timeline    []audit.Record        `json:"timeline"`
+	Timeline    []audit.Record        `json:"timeline,omitzero"`
 }
 
-// LoadIdentityView reads everything about one identity in one transaction.
-func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityView, error) {
+// LoadIdentityView reads everything about one identity in one transaction,
+// its audit timeline only when withTimeline.
+func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimeline bool) (*IdentityView, error) {
 	var v IdentityView
-	if err := s.SealAudit(ctx); err != nil {
-		return nil, err
+	if withTimeline {
+		if err := s.SealAudit(ctx); err != nil {
+			return nil, err
+		}
 	}
 	err := s.View(ctx, func(tx store.Tx) error {
 		idn, err := tx.GetIdentity(ctx, id)
@@ -435,6 +465,10 @@ func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityV
 		if v.Cases, err = tx.ListCases(ctx, id, 100); err != nil {
 			return err
 		}
+		if !withTimeline {
+			return nil
+		}
+		v.Timeline = []audit.Record{}
 		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
 	})
 	if err != nil {
@@ -442,7 +476,7 @@ func LoadIdentityView(ctx context.Context, s store.Store, id string) (*IdentityV
 	}
 	// Empty lists are [] in JSON, never null.
 	v.Grants, v.Credentials, v.Accounts = nonNil(v.Grants), nonNil(v.Credentials), nonNil(v.Accounts)
-	v.Findings, v.Cases, v.Timeline = nonNil(v.Findings), nonNil(v.Cases), nonNil(v.Timeline)
+	v.Findings, v.Cases = nonNil(v.Findings), nonNil(v.Cases)
 	return &v, nil
 }
 
@@ -453,20 +487,42 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
-	v, err := LoadIdentityView(r.Context(), s.e.Store(), r.PathValue("id"))
+func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	id := r.PathValue("id")
+	v, err := LoadIdentityView(r.Context(), s.e.Store(), id, engine.Allowed(p.Role, engine.ActAudit))
+	if err == nil && !p.MaySee(engine.ActRead, &v.Identity) {
+		err = notYours("identity", id)
+	}
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) getCase(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+// notYours is what a principal limited to its own gets for what is not:
+// the same answer as for what does not exist, so that IDs cannot be probed.
+func notYours(what, id string) error {
+	return identity.Errorf(identity.NotFound, "no %s %q among those this token may read (its own identity and those it owns or manages)", what, id)
+}
+
+func (s *Server) getCase(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	var c *store.Case
 	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
 		var err error
-		c, err = tx.GetCase(r.Context(), r.PathValue("id"))
-		return err
+		if c, err = tx.GetCase(r.Context(), r.PathValue("id")); err != nil {
+			return err
+		}
+		if engine.ReachOf(p.Role, engine.ActRead) == engine.Anywhere {
+			return nil
+		}
+		id, err := tx.GetIdentity(r.Context(), c.IdentityID)
+		if err != nil {
+			return err
+		}
+		if !p.MaySee(engine.ActRead, id) {
+			return notYours("case", c.ID)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -596,9 +652,12 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, _ engine.Pr
 
 // TokenRequest creates an API token.
 type TokenRequest struct {
-	Name     string      `json:"name"`
-	Role     engine.Role `json:"role"`
-	Identity string      `json:"identity"`
+	Name string      `json:"name"`
+	Role engine.Role `json:"role"`
+	// Source binds a source token to its one source.
+	Source string `json:"source"`
+	// Identity binds the token to an identity (jml ID or SOURCE/EXTERNAL_ID).
+	Identity string `json:"identity"`
 }
 
 // TokenCreated is the one-time answer with a new token's secret.
@@ -614,7 +673,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p engine.Pr
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	secret, tk, err := s.e.IssueToken(r.Context(), p, req.Name, req.Role, req.Identity)
+	secret, tk, err := s.e.IssueToken(r.Context(), p, engine.TokenSpec{Name: req.Name, Role: req.Role, Source: req.Source, Identity: req.Identity})
 	if err != nil {
 		return err
 	}

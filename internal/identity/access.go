@@ -34,9 +34,11 @@ type Credential struct {
 	System     string           `json:"system"`
 	Type       string           `json:"type"`
 	Status     CredentialStatus `json:"status"`
-	// Prefix is the first characters of the secret, enough to recognise
-	// it in a log or a leak report, never enough to use it.
-	Prefix      string    `json:"prefix"`
+	// Marker is the public marker every secret of the type starts with
+	// ("jml_" for API keys, "" for passwords), never a character of the
+	// secret itself. Fingerprint (the first 8 bytes of the secret's SHA-256,
+	// in hex) tells one credential from another in a log or a leak report.
+	Marker      string    `json:"marker,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
 	IssuedAt    time.Time `json:"issuedAt"`
 	ExpiresAt   time.Time `json:"expiresAt,omitzero"`

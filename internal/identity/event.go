@@ -150,6 +150,11 @@ func ValidateAttributes(attrs map[string]any, patch bool) error {
 	return nil
 }
 
+// ValidName checks a name as events' source and external IDs are checked:
+// required, at most 255 characters of [A-Za-z0-9._:@/+-], starting with a
+// letter or digit. The error names field.
+func ValidName(field, v string) error { return checkName(field, v) }
+
 func checkName(field, v string) error {
 	if v == "" {
 		return FieldError(field, "is required")

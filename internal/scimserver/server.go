@@ -144,16 +144,16 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 			name := r.PathValue("source")
 			if name == "" {
 				if p.Role != engine.RoleSource {
-					return errf(400, "invalidSyntax", "/scim/v2 serves the source a source token is named after; with this token use /scim/{source}/v2")
+					return errf(400, "invalidSyntax", "/scim/v2 serves the source a source token is bound to; with this token use /scim/{source}/v2")
 				}
-				name = p.Name
+				name = p.Source
 			}
 			sc, ok := s.sources[name]
 			if !ok {
 				return errf(404, "", "no SCIM source %q", name)
 			}
-			if p.Role != engine.RoleAdmin && (p.Role != engine.RoleSource || p.Name != sc.Name) {
-				return errf(403, "", "this token may not provision source %q (it needs role source and the name %q)", sc.Name, sc.Name)
+			if p.Role != engine.RoleAdmin && (p.Role != engine.RoleSource || p.Source != sc.Name) {
+				return errf(403, "", "this token may not provision source %q (it needs role source, bound to source %q: jml token create --role source --source %s)", sc.Name, sc.Name, sc.Name)
 			}
 			return h(w, r, sc, p)
 		}()

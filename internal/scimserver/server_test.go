@@ -54,7 +54,11 @@ func setup(t *testing.T) *fixture {
 	f := &fixture{t: t, e: e, s: s, url: hs.URL, tokens: map[string]string{}}
 	admin := engine.Principal{ID: "tok_admin", Role: engine.RoleAdmin}
 	for _, tc := range []struct{ name, role string }{{"entra", "source"}, {"okta", "source"}, {"hr", "source"}, {"admin", "admin"}, {"auditor", "auditor"}} {
-		secret, _, err := e.IssueToken(ctx, admin, tc.name, engine.Role(tc.role), "")
+		spec := engine.TokenSpec{Name: tc.name, Role: engine.Role(tc.role)}
+		if spec.Role == engine.RoleSource {
+			spec.Source = tc.name
+		}
+		secret, _, err := e.IssueToken(ctx, admin, spec)
 		if err != nil {
 			t.Fatal(err)
 		}

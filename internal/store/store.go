@@ -317,10 +317,19 @@ type Token struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name"`
 	Role       string    `json:"role"`
+	// Source binds a source token to the one source whose events it
+	// submits (empty for other roles).
+	Source string `json:"source,omitempty"`
+	// IdentityID binds the token to an identity: it authenticates only
+	// while that identity is active.
 	IdentityID string    `json:"identityId,omitempty"`
 	Hash       []byte    `json:"-"`
 	CreatedAt  time.Time `json:"createdAt"`
 	RevokedAt  time.Time `json:"revokedAt,omitzero"`
+	// IdentityState is the bound identity's state when the token was read
+	// (empty for an unbound token, or a bound identity that is gone); the
+	// store reads it in the same query as the token.
+	IdentityState identity.State `json:"identityState,omitempty"`
 }
 
 // IdentityFilter selects identities; every field is optional and matched
@@ -330,7 +339,10 @@ type IdentityFilter struct {
 	State  identity.State
 	Source string
 	Owner  string
-	After  string
+	// VisibleTo, when set, keeps the identity of that ID and the
+	// identities it owns or manages: what a member token may read.
+	VisibleTo string
+	After     string
 	Limit  int
 }
 
@@ -493,7 +505,13 @@ type Tx interface {
 	PutMeta(ctx context.Context, name, value string) error
 
 	InsertToken(ctx context.Context, t *Token) error
+	// GetTokenByHash and GetToken read a token with its bound identity's
+	// state, in one query.
 	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	GetToken(ctx context.Context, id string) (*Token, error)
+	// RevokeIdentityTokens revokes every token bound to the identity that
+	// is not revoked yet, at at, and returns their IDs.
+	RevokeIdentityTokens(ctx context.Context, identityID string, at time.Time) ([]string, error)
 	CountTokens(ctx context.Context) (int, error)
 	// ListTokens returns every token, oldest first (hashes included).
 	ListTokens(ctx context.Context) ([]Token, error)

@@ -30,11 +30,6 @@ const APIKeyPrefix = "jml_"
 // TokenPrefix starts every token for jml's own API.
 const TokenPrefix = "jmlt_"
 
-// prefixLen is how much of a secret is kept for display: the marker and
-// eight random characters (48 bits), enough to tell keys apart, far too few
-// to use one.
-const prefixLen = 8
-
 // NewSecret returns prefix followed by 32 random bytes (256 bits) in
 // unpadded base64url.
 func NewSecret(r io.Reader, prefix string) (string, error) {
@@ -71,15 +66,6 @@ func Hash(secret string) []byte {
 // of its hash, in hex.
 func Fingerprint(secret string) string {
 	return hex.EncodeToString(Hash(secret)[:8])
-}
-
-// Prefix returns the displayable start of a secret.
-func Prefix(secret string, marker string) string {
-	n := len(marker) + prefixLen
-	if len(secret) < n {
-		return marker
-	}
-	return secret[:n]
 }
 
 // Sealer encrypts and decrypts recoverable secrets with AES-256-GCM. It is

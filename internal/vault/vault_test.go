@@ -17,8 +17,8 @@ func TestSecretShape(t *testing.T) {
 	if !strings.HasPrefix(a, "jml_") || len(a) != 4+43 || a == b {
 		t.Fatalf("NewSecret = %q, %q", a, b)
 	}
-	if got := Prefix(a, APIKeyPrefix); got != a[:12] {
-		t.Fatalf("Prefix = %q", got)
+	if fp := Fingerprint(a); len(fp) != 16 || strings.Contains(a, fp) {
+		t.Fatalf("Fingerprint = %q", fp)
 	}
 	if bytes.Equal(Hash(a), Hash(b)) || len(Hash(a)) != 32 {
 		t.Fatal("Hash does not separate keys")

@@ -131,6 +131,11 @@ func MigrateUpTo(ctx context.Context, d Dialect, run func(ctx context.Context, f
 			if n > 0 {
 				return nil
 			}
+			if step := dataSteps[version]; step != nil {
+				if err := step(ctx, c); err != nil {
+					return fmt.Errorf("%s (data step): %w", base, err)
+				}
+			}
 			for _, stmt := range splitStatements(sqlText, d.Name) {
 				if _, err := c.Exec(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", base, err)

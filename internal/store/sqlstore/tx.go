@@ -365,6 +365,10 @@ func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]iden
 		// identities_owner holds only identities that have an owner.
 		where = append(where, "owner_id <> ''")
 	}
+	if f.VisibleTo != "" {
+		where = append(where, "(id = ? OR owner_id = ? OR manager_id = ?)")
+		args = append(args, f.VisibleTo, f.VisibleTo, f.VisibleTo)
+	}
 	if f.After != "" {
 		where = append(where, "id > ?")
 		args = append(args, f.After)
@@ -437,14 +441,14 @@ func (t *Tx) DeleteGrant(ctx context.Context, identityID, entitlement string) (b
 
 // ---- credentials
 
-const credCols = "id, identity_id, rule, system, type, status, prefix, fingerprint, hash, sealed, revealed, issued_at, expires_at, revoked_at, case_id"
+const credCols = "id, identity_id, rule, system, type, status, marker, fingerprint, hash, sealed, revealed, issued_at, expires_at, revoked_at, case_id"
 
 func scanCred(scan func(...any) error) (*store.StoredCredential, error) {
 	var c store.StoredCredential
 	var status string
 	var revealed int
 	var issued, expires, revoked int64
-	if err := scan(&c.ID, &c.IdentityID, &c.Rule, &c.System, &c.Type, &status, &c.Prefix, &c.Fingerprint, &c.Hash, &c.Sealed, &revealed, &issued, &expires, &revoked, &c.CaseID); err != nil {
+	if err := scan(&c.ID, &c.IdentityID, &c.Rule, &c.System, &c.Type, &status, &c.Marker, &c.Fingerprint, &c.Hash, &c.Sealed, &revealed, &issued, &expires, &revoked, &c.CaseID); err != nil {
 		return nil, err
 	}
 	c.Status = identity.CredentialStatus(status)
@@ -455,7 +459,7 @@ func scanCred(scan func(...any) error) (*store.StoredCredential, error) {
 
 func (t *Tx) InsertCredential(ctx context.Context, c *store.StoredCredential) error {
 	err := t.write(ctx, "INSERT INTO credentials ("+credCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.IdentityID, c.Rule, c.System, c.Type, string(c.Status), c.Prefix, c.Fingerprint, nullBytes(c.Hash), nullBytes(c.Sealed),
+		c.ID, c.IdentityID, c.Rule, c.System, c.Type, string(c.Status), c.Marker, c.Fingerprint, nullBytes(c.Hash), nullBytes(c.Sealed),
 		boolInt(c.Revealed), micros(c.IssuedAt), micros(c.ExpiresAt), micros(c.RevokedAt), c.CaseID)
 	if err != nil {
 		return fmt.Errorf("insert credential: %w", err)
@@ -1277,24 +1281,50 @@ func (t *Tx) PutMeta(ctx context.Context, name, value string) error {
 // ---- tokens
 
 func (t *Tx) InsertToken(ctx context.Context, tk *store.Token) error {
-	err := t.write(ctx, "INSERT INTO api_tokens (id, name, role, identity_id, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		tk.ID, tk.Name, tk.Role, tk.IdentityID, tk.Hash, micros(tk.CreatedAt), micros(tk.RevokedAt))
+	err := t.write(ctx, "INSERT INTO api_tokens (id, name, role, source, identity_id, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		tk.ID, tk.Name, tk.Role, tk.Source, tk.IdentityID, tk.Hash, micros(tk.CreatedAt), micros(tk.RevokedAt))
 	return err
 }
 
-func (t *Tx) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+// tokenQuery reads tokens with their bound identity's state: the request
+// path authenticates in this one query.
+const tokenQuery = "SELECT t.id, t.name, t.role, t.source, t.identity_id, t.hash, t.created_at, t.revoked_at, COALESCE(i.state, '') " +
+	"FROM api_tokens t LEFT JOIN identities i ON i.id = t.identity_id AND t.identity_id <> ''"
+
+func scanToken(scan func(...any) error) (store.Token, error) {
 	var tk store.Token
 	var created, revoked int64
-	err := t.row(ctx, []any{&tk.ID, &tk.Name, &tk.Role, &tk.IdentityID, &tk.Hash, &created, &revoked},
-		"SELECT id, name, role, identity_id, hash, created_at, revoked_at FROM api_tokens WHERE hash = ?", hash)
-	if errors.Is(err, ErrNoRows) {
-		return nil, notFound("token", "by hash")
-	}
+	var state string
+	err := scan(&tk.ID, &tk.Name, &tk.Role, &tk.Source, &tk.IdentityID, &tk.Hash, &created, &revoked, &state)
+	tk.CreatedAt, tk.RevokedAt, tk.IdentityState = fromMicros(created), fromMicros(revoked), identity.State(state)
+	return tk, err
+}
+
+func (t *Tx) getToken(ctx context.Context, what, where string, arg any) (*store.Token, error) {
+	rows, err := t.c.Query(ctx, tokenQuery+" WHERE "+where, arg)
 	if err != nil {
 		return nil, err
 	}
-	tk.CreatedAt, tk.RevokedAt = fromMicros(created), fromMicros(revoked)
-	return &tk, nil
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, notFound("token", what)
+	}
+	tk, err := scanToken(rows.Scan)
+	if err != nil {
+		return nil, err
+	}
+	return &tk, rows.Err()
+}
+
+func (t *Tx) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+	return t.getToken(ctx, "by hash", "t.hash = ?", hash)
+}
+
+func (t *Tx) GetToken(ctx context.Context, id string) (*store.Token, error) {
+	return t.getToken(ctx, id, "t.id = ?", id)
 }
 
 func (t *Tx) CountTokens(ctx context.Context) (int, error) {
@@ -1304,22 +1334,40 @@ func (t *Tx) CountTokens(ctx context.Context) (int, error) {
 }
 
 func (t *Tx) ListTokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := t.c.Query(ctx, "SELECT id, name, role, identity_id, hash, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+	rows, err := t.c.Query(ctx, tokenQuery+" ORDER BY t.created_at, t.id")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []store.Token
 	for rows.Next() {
-		var tk store.Token
-		var created, revoked int64
-		if err := rows.Scan(&tk.ID, &tk.Name, &tk.Role, &tk.IdentityID, &tk.Hash, &created, &revoked); err != nil {
+		tk, err := scanToken(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		tk.CreatedAt, tk.RevokedAt = fromMicros(created), fromMicros(revoked)
 		out = append(out, tk)
 	}
 	return out, rows.Err()
+}
+
+func (t *Tx) RevokeIdentityTokens(ctx context.Context, identityID string, at time.Time) ([]string, error) {
+	if identityID == "" {
+		return nil, nil
+	}
+	rows, err := t.c.Query(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE identity_id = ? AND revoked_at = 0 RETURNING id", micros(at), identityID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 func (t *Tx) RevokeToken(ctx context.Context, id string, at time.Time) (bool, error) {

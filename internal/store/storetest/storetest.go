@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"Audit", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Tokens", testTokens},
+		{"BoundTokens", testBoundTokens},
 		{"Rollback", testRollback},
 		{"Meta", testMeta},
 		{"Batch", testBatch},
@@ -391,7 +393,7 @@ func testGrants(t *testing.T, s store.Store) {
 
 func cred(id, identityID string, hash, sealed []byte) *store.StoredCredential {
 	return &store.StoredCredential{Credential: identity.Credential{ID: id, IdentityID: identityID, Rule: "r", System: "vault", Type: "api_key",
-		Status: identity.CredentialActive, Prefix: "jml_abcdefgh", Fingerprint: "00ff", IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), CaseID: "c1"},
+		Status: identity.CredentialActive, Marker: "jml_", Fingerprint: "00ff", IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), CaseID: "c1"},
 		Hash: hash, Sealed: sealed}
 }
 
@@ -821,6 +823,84 @@ func testTokens(t *testing.T, s store.Store) {
 		}
 		if n, _ := tx.CountTokens(ctx); n != 0 {
 			t.Errorf("CountTokens after revoke = %d", n)
+		}
+		return nil
+	})
+}
+
+// testBoundTokens: a token reads with its bound identity's state, a
+// person's tokens are revoked together, and VisibleTo keeps what a member
+// may read.
+func testBoundTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	boss := human("idn_boss", "boss")
+	report := human("idn_rep", "rep")
+	report.ManagerID = boss.ID
+	bot := human("idn_bot", "bot")
+	bot.Kind, bot.OwnerID = identity.AIAgent, boss.ID
+	other := human("idn_oth", "oth")
+	update(t, s, func(tx store.Tx) error {
+		for _, id := range []*identity.Identity{boss, report, bot, other} {
+			if err := tx.InsertIdentity(ctx, id); err != nil {
+				return err
+			}
+		}
+		for i, tk := range []*store.Token{
+			{ID: "tok_b1", Name: "boss", Role: "member", IdentityID: boss.ID},
+			{ID: "tok_b2", Name: "boss-approver", Role: "approver", IdentityID: boss.ID},
+			{ID: "tok_src", Name: "hr", Role: "source", Source: "hr"},
+		} {
+			tk.Hash, tk.CreatedAt = []byte{9, byte(i)}, t0
+			if err := tx.InsertToken(ctx, tk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		tk, err := tx.GetTokenByHash(ctx, []byte{9, 0})
+		if err != nil || tk.IdentityID != boss.ID || tk.IdentityState != identity.Active {
+			t.Errorf("bound token = %+v, %v", tk, err)
+		}
+		tk, err = tx.GetToken(ctx, "tok_src")
+		if err != nil || tk.Source != "hr" || tk.IdentityState != "" {
+			t.Errorf("source token = %+v, %v", tk, err)
+		}
+		if _, err := tx.GetToken(ctx, "tok_nope"); !store.IsNotFound(err) {
+			t.Errorf("GetToken(unknown) = %v", err)
+		}
+		ids, err := tx.ListIdentities(ctx, store.IdentityFilter{VisibleTo: boss.ID})
+		var got []string
+		for _, id := range ids {
+			got = append(got, id.ID)
+		}
+		if err != nil || strings.Join(got, ",") != "idn_boss,idn_bot,idn_rep" {
+			t.Errorf("VisibleTo(boss) = %v, %v", got, err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		boss.State = identity.Departed
+		if err := tx.UpdateIdentity(ctx, boss); err != nil {
+			return err
+		}
+		got, err := tx.RevokeIdentityTokens(ctx, boss.ID, t0.Add(time.Minute))
+		slices.Sort(got)
+		if err != nil || strings.Join(got, ",") != "tok_b1,tok_b2" {
+			t.Errorf("RevokeIdentityTokens = %v, %v", got, err)
+		}
+		if again, err := tx.RevokeIdentityTokens(ctx, boss.ID, t0.Add(2*time.Minute)); len(again) != 0 || err != nil {
+			t.Errorf("second RevokeIdentityTokens = %v, %v", again, err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		tk, err := tx.GetTokenByHash(ctx, []byte{9, 1})
+		if err != nil || tk.IdentityState != identity.Departed || !tk.RevokedAt.Equal(t0.Add(time.Minute)) {
+			t.Errorf("departed person's token = %+v, %v", tk, err)
+		}
+		if tk, _ := tx.GetToken(ctx, "tok_src"); !tk.RevokedAt.IsZero() {
+			t.Errorf("unbound token revoked with the person: %+v", tk)
 		}
 		return nil
 	})

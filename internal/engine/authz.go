@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"github.com/jml-dev/jml/internal/identity"
+)
+
+// Role is what an API principal may do.
+type Role string
+
+const (
+	// RoleAdmin may do everything but decide on its own behalf.
+	RoleAdmin Role = "admin"
+	// RoleSource is a feed of lifecycle events (an HR system, an identity
+	// provider, a CI system): it submits the events of its one source and
+	// reads identities and cases.
+	RoleSource Role = "source"
+	// RoleApprover is a person who approves or denies access that waits
+	// for approval, and reads identities and cases.
+	RoleApprover Role = "approver"
+	// RoleAuditor reads everything, the audit trail included.
+	RoleAuditor Role = "auditor"
+	// RoleMember is a person's own token: it reads their identity and the
+	// identities they own or manage, and reveals the credentials of
+	// themselves and of the identities they own.
+	RoleMember Role = "member"
+	// RoleResource is a protected resource (an API that accepts jml-issued
+	// keys): it introspects credentials (RFC 7662 §2.1) and nothing else.
+	RoleResource Role = "resource"
+)
+
+// Roles lists every role.
+var Roles = []Role{RoleAdmin, RoleSource, RoleApprover, RoleAuditor, RoleMember, RoleResource}
+
+func validRole(r Role) bool {
+	for _, v := range Roles {
+		if r == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Principal is who calls the engine: an API token, or jml itself.
+type Principal struct {
+	ID   string // token ID, or "jml" for the engine's own actions
+	Name string // the token's name
+	Role Role
+	// Source is the one source a source token submits events of.
+	Source string
+	// IdentityID binds the token to an identity: a person using jml, or a
+	// service acting through it. Such a token authenticates only while the
+	// identity is active.
+	IdentityID string
+}
+
+// Action is an API operation subject to authorisation.
+type Action string
+
+const (
+	ActSubmit     Action = "submit"
+	ActRead       Action = "read"
+	ActDecide     Action = "decide"
+	ActAudit      Action = "audit"
+	ActReveal     Action = "reveal"
+	ActIntrospect Action = "introspect"
+	ActAdminTok   Action = "tokens"
+	ActOperate    Action = "operate"
+)
+
+// Reach is how far a role's permission for an action extends.
+type Reach int
+
+const (
+	// Nowhere: the role may not perform the action.
+	Nowhere Reach = iota
+	// Own: only on what is the principal's own. For submit, the events of
+	// the token's source; for read, the principal's identity and those it
+	// owns or manages (Principal.Sees); for reveal, the credentials of the
+	// principal's own human identity and of the identities it owns
+	// (Principal.Holds).
+	Own
+	// Anywhere: on every identity, case and source.
+	Anywhere
+)
+
+// permissions is the whole authorisation model of the API: what each role
+// may do, and how far. Every route names one action (package httpapi);
+// the engine adds what no table can say (decisions are made by people,
+// never on their own behalf: see Decide).
+var permissions = map[Action]map[Role]Reach{
+	ActSubmit:     {RoleAdmin: Anywhere, RoleSource: Own},
+	ActRead:       {RoleAdmin: Anywhere, RoleSource: Anywhere, RoleApprover: Anywhere, RoleAuditor: Anywhere, RoleMember: Own},
+	ActDecide:     {RoleAdmin: Anywhere, RoleApprover: Anywhere},
+	ActAudit:      {RoleAdmin: Anywhere, RoleAuditor: Anywhere},
+	ActReveal:     {RoleAdmin: Anywhere, RoleMember: Own},
+	ActIntrospect: {RoleAdmin: Anywhere, RoleResource: Anywhere},
+	ActAdminTok:   {RoleAdmin: Anywhere},
+	ActOperate:    {RoleAdmin: Anywhere},
+}
+
+// ReachOf reports how far role r may perform action a.
+func ReachOf(r Role, a Action) Reach {
+	return permissions[a][r]
+}
+
+// Allowed reports whether role r may perform action a at all.
+func Allowed(r Role, a Action) bool {
+	return ReachOf(r, a) != Nowhere
+}
+
+// Sees reports whether p, limited to its own, may read id: id is p's
+// identity, or one p's identity owns or manages.
+func (p Principal) Sees(id *identity.Identity) bool {
+	me := p.IdentityID
+	return me != "" && (id.ID == me || id.OwnerID == me || id.ManagerID == me)
+}
+
+// Holds reports whether p may reveal id's credentials as their holder: id
+// is p's own human identity, or an identity p's identity owns. A manager
+// reads a report's identity but does not hold its secrets.
+func (p Principal) Holds(id *identity.Identity) bool {
+	me := p.IdentityID
+	return me != "" && (id.OwnerID == me || (id.ID == me && id.Kind == identity.Human))
+}
+
+// MaySee reports whether p may read id under action a's reach.
+func (p Principal) MaySee(a Action, id *identity.Identity) bool {
+	switch ReachOf(p.Role, a) {
+	case Anywhere:
+		return true
+	case Own:
+		return p.Sees(id)
+	}
+	return false
+}

@@ -1,0 +1,488 @@
+package httpapi
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// principalsPolicy gives people a password and agents an API key, both from
+// the built-in vault, and makes one agent tool critical.
+const principalsPolicy = `
+systems: [{name: vault, type: builtin}]
+entitlements:
+  - {name: tool:search, system: vault, risk: low}
+  - {name: tool:prod-write, system: vault, risk: critical, maxDuration: 72h}
+birthright:
+  - {name: search, when: 'identity.kind == "ai_agent" && "search" in identity.attributes.tools', entitlements: [tool:search]}
+  - {name: prod, when: 'identity.kind == "ai_agent" && "prod-write" in identity.attributes.tools', entitlements: [tool:prod-write]}
+credentials:
+  - {name: login, when: 'identity.kind == "human"', system: vault, type: password}
+  - {name: agent-key, when: 'identity.kind == "ai_agent"', system: vault, type: api_key, ttl: 7d}
+`
+
+func principalsAPI(t *testing.T, o apiOptions) *api {
+	t.Helper()
+	pol, err := policy.Parse("principals.yaml", []byte(principalsPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.policy = pol
+	return newAPIWith(t, "sqlite", o)
+}
+
+// join submits a joiner as admin and waits for its case; it returns the
+// result.
+func (a *api) join(src, ext, kind, owner string, attrs map[string]any) engine.Result {
+	a.t.Helper()
+	ev := map[string]any{"source": src, "id": "join-" + ext, "type": "joiner", "externalId": ext, "kind": kind}
+	if owner != "" {
+		ev["owner"], ev["ownerSource"] = owner, "staff"
+	}
+	if attrs != nil {
+		ev["attributes"] = attrs
+	}
+	var res engine.Result
+	a.do("POST", "/v1/events", "admin", ev, 202, &res)
+	if res.CaseID != "" {
+		if kind == "ai_agent" && attrs != nil && strings.Contains(fmt.Sprint(attrs["tools"]), "prod-write") {
+			a.waitCase(res.CaseID, store.CaseAwaitingApproval)
+		} else {
+			a.waitCase(res.CaseID, store.CaseCompleted)
+		}
+	}
+	return res
+}
+
+// token creates a token as admin and keeps it under name.
+func (a *api) token(name string, spec map[string]any) string {
+	a.t.Helper()
+	var tc TokenCreated
+	a.do("POST", "/v1/tokens", "admin", spec, 201, &tc)
+	a.tokens[name] = tc.Token
+	return tc.ID
+}
+
+// leave submits a leaver as admin.
+func (a *api) leave(src, ext string) {
+	a.t.Helper()
+	a.do("POST", "/v1/events", "admin", map[string]any{"source": src, "id": "leave-" + ext, "type": "leaver", "externalId": ext}, 202, nil)
+}
+
+// snapshot is what a refused request must leave as it was: the case and
+// the number of audit records.
+func (a *api) snapshot(caseID string) string {
+	a.t.Helper()
+	c := a.do("GET", "/v1/cases/"+caseID, "auditor", nil, 200, nil)
+	audit := a.do("GET", "/v1/audit", "auditor", nil, 200, nil)
+	return fmt.Sprintf("%s\naudit records: %d", c, bytes.Count(audit, []byte("\n")))
+}
+
+// TestAuthorisationMatrix sends every route of the OpenAPI document with a
+// token of every role, unbound, bound to an active person and bound to one
+// who has left, and holds each answer to the roles the document lists for
+// the route (x-jml-roles): a listed role is served (no 401 or 403), any
+// other is refused 403, every token of a departed person 401, and a route
+// without security answers the same with any token as with none.
+func TestAuthorisationMatrix(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	a.join("staff", "pat", "human", "", nil)
+	agent := a.join("staff", "pats-agent", "ai_agent", "pat", map[string]any{"tools": []any{"search"}})
+	a.join("staff", "dee", "human", "", nil)
+
+	type variant struct{ name, binding string }
+	variants := []variant{{"unbound", ""}, {"active", "staff/pat"}, {"departed", "staff/dee"}}
+	for _, role := range engine.Roles {
+		for _, v := range variants {
+			spec := map[string]any{"role": string(role)}
+			if role == engine.RoleSource {
+				spec["source"] = "staff"
+			}
+			if v.binding != "" {
+				spec["identity"] = v.binding
+			}
+			key := string(role) + "/" + v.name
+			if v.binding == "" && (role == engine.RoleMember || role == engine.RoleApprover) {
+				// A person's role cannot be nobody's.
+				a.do("POST", "/v1/tokens", "admin", spec, 400, nil)
+				continue
+			}
+			a.token(key, spec)
+		}
+	}
+	a.leave("staff", "dee")
+
+	// Concrete requests per route: IDs of what pat may read, or of nothing
+	// (a 404 after authorisation is a served request).
+	paths := map[string]string{"{id}": "nope", "{name}": "ci"}
+	requests := map[string]struct {
+		path string
+		body any
+	}{
+		"POST /v1/events":                  {"", map[string]any{"source": "staff", "id": "m-x", "type": "leaver", "externalId": "nobody"}},
+		"GET /v1/identities/{id}":          {"/v1/identities/" + agent.IdentityID, nil},
+		"GET /v1/cases/{id}":               {"/v1/cases/" + agent.CaseID, nil},
+		"POST /v1/credentials/{id}/reveal": {"/v1/credentials/nope/reveal", nil},
+		"POST /v1/introspect":              {"", url.Values{"token": {"jml_nothing"}}},
+		"POST /v1/tokens":                  {"", map[string]any{"role": "auditor", "name": "matrix"}},
+		"POST /v1/cases/{id}/approve":      {"", map[string]any{}},
+		"POST /v1/cases/{id}/deny":         {"", map[string]any{}},
+		"POST /v1/sources/{name}/webhook":  {"", `{"action":"joiner"}`},
+	}
+
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security []map[string][]string `json:"security"`
+			Roles    map[string]string     `json:"x-jml-roles"`
+		} `json:"paths"`
+	}
+	a.do("GET", "/openapi.json", "", nil, 200, &doc)
+	checked := 0
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			route := strings.ToUpper(method) + " " + path
+			req := requests[route]
+			concrete := req.path
+			if concrete == "" {
+				concrete = path
+				for k, v := range paths {
+					concrete = strings.ReplaceAll(concrete, k, v)
+				}
+			}
+			anonymous, _ := a.send(strings.ToUpper(method), concrete, "", req.body)
+			for _, role := range engine.Roles {
+				for _, v := range variants {
+					key := string(role) + "/" + v.name
+					if a.tokens[key] == "" {
+						continue
+					}
+					code, body := a.send(strings.ToUpper(method), concrete, key, req.body)
+					checked++
+					reach, listed := op.Roles[string(role)]
+					decision := strings.HasSuffix(route, "/approve") || strings.HasSuffix(route, "/deny")
+					switch {
+					case len(op.Security) == 0:
+						if code != anonymous {
+							t.Errorf("%s with %s = %d, without a token %d: a route without security must not care", route, key, code, anonymous)
+						}
+					case v.name == "departed":
+						if code != 401 {
+							t.Errorf("%s with %s = %d %s, want 401 (the person has left)", route, key, code, body)
+						}
+					case decision && listed && v.name == "unbound":
+						// Decisions are made by people: a token that is
+						// nobody's is refused whatever its role.
+						if code != 403 || !strings.Contains(string(body), "decisions are made by people") {
+							t.Errorf("%s with %s = %d %s, want 403: nobody's token", route, key, code, body)
+						}
+					case listed && (code == 401 || code == 403):
+						t.Errorf("%s with %s = %d %s; the document lists %s (%s)", route, key, code, body, role, reach)
+					case !listed && code != 403:
+						t.Errorf("%s with %s = %d %s, want 403 (the document does not list %s)", route, key, code, body, role)
+					}
+				}
+			}
+		}
+	}
+	if checked < len(routes)*10 {
+		t.Fatalf("checked %d requests for %d routes", checked, len(routes))
+	}
+}
+
+// TestDepartedPersonsTokensStop: a token bound to a person stops at the
+// leaver that departs them (defect: it kept working, revealing the keys of
+// NHIs they owned and submitting events).
+func TestDepartedPersonsTokensStop(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	a.join("staff", "alice", "human", "", nil)
+	agent := a.join("staff", "alices-agent", "ai_agent", "alice", map[string]any{"tools": []any{"search"}})
+	var view IdentityView
+	a.do("GET", "/v1/identities/"+agent.IdentityID, "admin", nil, 200, &view)
+	cred := view.Credentials[0].ID
+	ids := map[string]string{}
+	for _, role := range engine.Roles {
+		spec := map[string]any{"role": string(role), "identity": "staff/alice"}
+		if role == engine.RoleSource {
+			spec["source"] = "staff"
+		}
+		ids[string(role)] = a.token("alice-"+string(role), spec)
+	}
+	a.do("GET", "/v1/identities/"+agent.IdentityID, "alice-member", nil, 200, nil)
+	a.do("GET", "/v1/identities/"+agent.IdentityID, "alice-source", nil, 200, nil)
+
+	start := time.Now()
+	a.leave("staff", "alice")
+	for _, role := range engine.Roles {
+		tok := "alice-" + string(role)
+		a.do("GET", "/v1/identities/"+agent.IdentityID, tok, nil, 401, nil)
+		a.do("POST", "/v1/credentials/"+cred+"/reveal", tok, nil, 401, nil)
+		a.do("POST", "/v1/events", tok, map[string]any{"source": "staff", "id": "after", "type": "joiner", "externalId": "newbie", "kind": "human"}, 401, nil)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("refusing every token of the leaver took %v", d)
+	}
+	var list IdentityList
+	a.do("GET", "/v1/identities?source=staff", "auditor", nil, 200, &list)
+	for _, id := range list.Items {
+		if id.ExternalID == "newbie" {
+			t.Fatal("a departed person's token created an identity")
+		}
+	}
+	var toks TokenList
+	a.do("GET", "/v1/tokens", "admin", nil, 200, &toks)
+	for _, tk := range toks.Items {
+		if ids[tk.Role] == tk.ID && tk.RevokedAt.IsZero() {
+			t.Errorf("token %s (%s) of the leaver is not revoked", tk.ID, tk.Role)
+		}
+	}
+	audit := string(a.do("GET", "/v1/audit", "auditor", nil, 200, nil))
+	for _, id := range ids {
+		if !strings.Contains(audit, id) || !strings.Contains(audit, `"tokens.revoked"`) || !strings.Contains(audit, "the identity departed") {
+			t.Fatalf("no tokens.revoked audit record with its reason for %s", id)
+		}
+	}
+	// The owned key itself is still the agent's: an admin reveals it.
+	a.do("POST", "/v1/credentials/"+cred+"/reveal", "admin", nil, 200, nil)
+}
+
+// TestSuspendedPersonsTokensPause: a suspend stops a person's tokens and a
+// resume brings them back.
+func TestSuspendedPersonsTokensPause(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	alice := a.join("staff", "alice", "human", "", nil)
+	a.token("alice", map[string]any{"role": "member", "identity": "staff/alice"})
+	a.do("GET", "/v1/identities/"+alice.IdentityID, "alice", nil, 200, nil)
+	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "s1", "type": "suspend", "externalId": "alice"}, 202, nil)
+	e := a.errorOf(a.do("GET", "/v1/identities/"+alice.IdentityID, "alice", nil, 401, nil))
+	if !strings.Contains(e.Error.Message, "suspended") {
+		t.Fatalf("suspended token error = %+v", e)
+	}
+	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "r1", "type": "resume", "externalId": "alice"}, 202, nil)
+	a.do("GET", "/v1/identities/"+alice.IdentityID, "alice", nil, 200, nil)
+}
+
+// TestDecisionsAreMadeByPeople: approve and deny need a token bound to an
+// active human who is not the submitter (under any token), the subject or
+// its owner; each refusal leaves the case and the audit trail as they were.
+func TestDecisionsAreMadeByPeople(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	a.join("staff", "carol", "human", "", nil)
+	a.join("staff", "dave", "human", "", nil)
+	a.join("staff", "erin", "human", "", nil)
+	a.join("staff", "davebot", "ai_agent", "dave", map[string]any{"tools": []any{"search"}})
+	a.token("carol-source", map[string]any{"role": "source", "source": "staff", "identity": "staff/carol"})
+	a.token("carol-approver", map[string]any{"role": "approver", "identity": "staff/carol"})
+	a.token("dave-approver", map[string]any{"role": "approver", "identity": "staff/dave"})
+	a.token("erin-approver", map[string]any{"role": "approver", "identity": "staff/erin"})
+	a.token("bot-admin", map[string]any{"role": "admin", "identity": "staff/davebot"})
+	// Carol's source token asks for a critical tool for dave's agent.
+	var widen engine.Result
+	a.do("POST", "/v1/events", "carol-source", map[string]any{"source": "staff", "id": "w1", "type": "mover", "externalId": "davebot",
+		"attributes": map[string]any{"tools": []any{"search", "prod-write"}}}, 202, &widen)
+	a.waitCase(widen.CaseID, store.CaseAwaitingApproval)
+
+	before := a.snapshot(widen.CaseID)
+	for _, tc := range []struct{ token, want string }{
+		{"carol-approver", "submitted the event"},            // the submitter, under another token
+		{"dave-approver", "you own"},                         // the agent's owner
+		{"admin", "decisions are made by people"},            // nobody's token
+		{"bot-admin", "decisions are made by active people"}, // an NHI's token
+	} {
+		for _, verb := range []string{"approve", "deny"} {
+			e := a.errorOf(a.do("POST", "/v1/cases/"+widen.CaseID+"/"+verb, tc.token, map[string]any{"comment": "mine"}, 403, nil))
+			if !strings.Contains(e.Error.Message, tc.want) {
+				t.Errorf("%s by %s = %q, want it to say %q", verb, tc.token, e.Error.Message, tc.want)
+			}
+		}
+	}
+	if after := a.snapshot(widen.CaseID); after != before {
+		t.Fatalf("refused decisions changed something:\nbefore %s\nafter  %s", before, after)
+	}
+	// The subject itself: a person whose own access waits.
+	a.token("dave-source", map[string]any{"role": "source", "source": "staff"})
+	var self engine.Result
+	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "bot2", "type": "joiner", "externalId": "erinbot", "kind": "ai_agent", "owner": "erin", "ownerSource": "staff",
+		"attributes": map[string]any{"tools": []any{"prod-write"}}}, 202, &self)
+	a.waitCase(self.CaseID, store.CaseAwaitingApproval)
+	a.do("POST", "/v1/cases/"+self.CaseID+"/approve", "erin-approver", nil, 403, nil)
+
+	// Erin decides carol's request: a person, on someone else's behalf.
+	a.do("POST", "/v1/cases/"+widen.CaseID+"/approve", "erin-approver", map[string]any{"comment": "OPS-9"}, 200, nil)
+	a.waitCase(widen.CaseID, store.CaseCompleted)
+}
+
+// TestSourcesAreBound: a source token submits its own source's events
+// only; SCIM and webhook sources take events only through their own
+// endpoints; a member token submits nothing.
+func TestSourcesAreBound(t *testing.T) {
+	a := principalsAPI(t, apiOptions{scim: []string{"okta"}})
+	a.join("staff", "olive", "human", "", nil)
+	a.token("rel-hr", map[string]any{"role": "source", "source": "rel-hr"})
+	a.token("olive", map[string]any{"role": "member", "identity": "staff/olive"})
+	leaver := func(src string) map[string]any {
+		return map[string]any{"source": src, "id": "l-" + src, "type": "leaver", "externalId": "olive"}
+	}
+	before := string(a.do("GET", "/v1/audit", "auditor", nil, 200, nil))
+	for _, tc := range []struct {
+		token, source, want string
+	}{
+		{"rel-hr", "staff", `submits the events of source "rel-hr" only`},
+		{"rel-hr", "okta", "/scim/okta/v2"},
+		{"admin", "okta", "/scim/okta/v2"},
+		{"admin", "ci", "/v1/sources/ci/webhook, signed"},
+		{"olive", "staff", "role member may not submit"},
+	} {
+		e := a.errorOf(a.do("POST", "/v1/events", tc.token, leaver(tc.source), 403, nil))
+		if !strings.Contains(e.Error.Message, tc.want) {
+			t.Errorf("%s posting a %s leaver: %q, want %q", tc.token, tc.source, e.Error.Message, tc.want)
+		}
+	}
+	if after := string(a.do("GET", "/v1/audit", "auditor", nil, 200, nil)); after != before {
+		t.Fatal("refused events left audit records")
+	}
+	var id IdentityList
+	a.do("GET", "/v1/identities?state=active&source=staff", "auditor", nil, 200, &id)
+	if len(id.Items) != 2 || id.Items[1].ExternalID != "olive" && id.Items[0].ExternalID != "olive" {
+		t.Fatalf("active after refused leavers: %+v, want lead and olive", id.Items)
+	}
+	// Its own source's events are its own to send.
+	a.do("POST", "/v1/events", "rel-hr", map[string]any{"source": "rel-hr", "id": "j1", "type": "joiner", "externalId": "rita", "kind": "human"}, 202, nil)
+}
+
+// TestAuditDataOnlyForAuditRoles: the identity view's timeline is served
+// to admin and auditor, and absent for every other role.
+func TestAuditDataOnlyForAuditRoles(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	p := a.join("staff", "pia", "human", "", nil)
+	a.token("pia", map[string]any{"role": "member", "identity": "staff/pia"})
+	for _, tok := range []string{"admin", "auditor", "source", "approver", "pia"} {
+		var v map[string]any
+		a.do("GET", "/v1/identities/"+p.IdentityID, tok, nil, 200, &v)
+		_, has := v["timeline"]
+		if want := tok == "admin" || tok == "auditor"; has != want {
+			t.Errorf("identity view for %s has timeline: %v, want %v", tok, has, want)
+		}
+	}
+}
+
+// TestNoPartOfASecret: after jml issued a password and an API key, no
+// character run of either (beyond the public jml_ marker) appears in any
+// view, case, audit record, log line, metric or error, for any role; only
+// the reveal answer holds the secret.
+func TestNoPartOfASecret(t *testing.T) {
+	var logs syncBuffer
+	a := principalsAPI(t, apiOptions{log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	a.join("staff", "sam", "human", "", nil)
+	bot := a.join("staff", "sams-agent", "ai_agent", "sam", map[string]any{"tools": []any{"search"}})
+	a.token("sam", map[string]any{"role": "member", "identity": "staff/sam"})
+	var samView, botView IdentityView
+	var list IdentityList
+	a.do("GET", "/v1/identities?source=staff", "auditor", nil, 200, &list)
+	for _, id := range list.Items {
+		if id.ExternalID == "sam" {
+			a.do("GET", "/v1/identities/"+id.ID, "admin", nil, 200, &samView)
+		}
+	}
+	a.do("GET", "/v1/identities/"+bot.IdentityID, "admin", nil, 200, &botView)
+	var pw, key Revealed
+	a.do("POST", "/v1/credentials/"+samView.Credentials[0].ID+"/reveal", "sam", nil, 200, &pw)
+	a.do("POST", "/v1/credentials/"+botView.Credentials[0].ID+"/reveal", "sam", nil, 200, &key)
+	if !strings.HasPrefix(key.Secret, "jml_") || len(pw.Secret) != 32 {
+		t.Fatalf("revealed %q and %q", pw.Secret, key.Secret)
+	}
+	// Every 6-character run of either secret (the marker excepted).
+	var runs []string
+	for _, s := range []string{pw.Secret, strings.TrimPrefix(key.Secret, "jml_")} {
+		for i := 0; i+6 <= len(s); i++ {
+			runs = append(runs, s[i:i+6])
+		}
+	}
+	var seen []string
+	for _, tok := range []string{"admin", "auditor", "source", "approver", "sam"} {
+		for _, id := range []string{samView.ID, bot.IdentityID} {
+			_, body := a.send("GET", "/v1/identities/"+id, tok, nil)
+			seen = append(seen, string(body))
+		}
+		for _, c := range append(samView.Cases, botView.Cases...) {
+			_, body := a.send("GET", "/v1/cases/"+c.ID, tok, nil)
+			seen = append(seen, string(body))
+		}
+		_, body := a.send("POST", "/v1/credentials/"+samView.Credentials[0].ID+"/reveal", tok, nil)
+		seen = append(seen, string(body))
+	}
+	seen = append(seen, string(a.do("GET", "/v1/audit", "auditor", nil, 200, nil)))
+	_, metrics := a.send("GET", "/metrics", "", nil)
+	seen = append(seen, string(metrics), logs.String())
+	for _, text := range seen {
+		for _, r := range runs {
+			if strings.Contains(text, r) {
+				i := strings.Index(text, r)
+				t.Fatalf("a part of a secret (%q) appears in: …%s…", r, text[max(0, i-80):min(len(text), i+80)])
+			}
+		}
+	}
+	if botView.Credentials[0].Marker != "jml_" || samView.Credentials[0].Marker != "" || len(botView.Credentials[0].Fingerprint) != 16 {
+		t.Fatalf("credentials = %+v, %+v", botView.Credentials[0], samView.Credentials[0])
+	}
+}
+
+// TestIntrospectionIsAuthenticated: RFC 7662 §2.1 — only a protected
+// resource's token (or an admin's) may ask, and the answer carries what a
+// resource server needs unless the configuration adds more.
+func TestIntrospectionIsAuthenticated(t *testing.T) {
+	for _, claims := range [][]string{nil, {"username", "owner", "credential_id"}} {
+		a := principalsAPI(t, apiOptions{claims: claims})
+		a.join("staff", "ivy", "human", "", nil)
+		bot := a.join("staff", "ivys-agent", "ai_agent", "ivy", map[string]any{"tools": []any{"search"}})
+		var v IdentityView
+		a.do("GET", "/v1/identities/"+bot.IdentityID, "admin", nil, 200, &v)
+		var key Revealed
+		a.do("POST", "/v1/credentials/"+v.Credentials[0].ID+"/reveal", "admin", nil, 200, &key)
+		form := url.Values{"token": {key.Secret}}
+		a.do("POST", "/v1/introspect", "", form, 401, nil)
+		for _, tok := range []string{"source", "auditor", "approver"} {
+			a.do("POST", "/v1/introspect", tok, form, 403, nil)
+		}
+		var in map[string]any
+		a.do("POST", "/v1/introspect", "resource", form, 200, &in)
+		want := []string{"active", "client_id", "exp", "iat", "scope", "sub", "token_type"}
+		want = append(want, claims...)
+		var got []string
+		for k := range in {
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("introspection with claims %v = %v, want members %v", claims, in, want)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
