@@ -409,7 +409,7 @@ manage, and reveals their own and their NHIs' credentials. An approver token
 is bound to a person too: decisions are made by people, never on their own
 behalf. A resource token introspects credentials (RFC 7662). A token bound to
 an identity works only while that identity is active.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
 			if err != nil {

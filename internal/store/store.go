@@ -314,9 +314,9 @@ type Step struct {
 
 // Token is an API token for jml itself; only its hash is stored.
 type Token struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Role       string    `json:"role"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"`
 	// Source binds a source token to the one source whose events it
 	// submits (empty for other roles).
 	Source string `json:"source,omitempty"`
@@ -343,7 +343,7 @@ type IdentityFilter struct {
 	// identities it owns or manages: what a member token may read.
 	VisibleTo string
 	After     string
-	Limit  int
+	Limit     int
 }
 
 // FindingFilter selects findings.
