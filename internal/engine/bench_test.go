@@ -103,3 +103,40 @@ func benchImport(b *testing.B, s store.Store, configure func(*Config)) {
 		b.Fatalf("Import = %+v, %v", res, err)
 	}
 }
+
+// BenchmarkAuthenticate measures resolving a bearer token on each request:
+// a token bound to a person (whose identity's state is read with it) next
+// to an unbound one, so that the ratio shows what following the person
+// costs: the same one query, joined.
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, backend := range []struct {
+		name string
+		open func(testing.TB) store.Store
+	}{{"sqlite", openSQLiteB}, {"postgres", openPostgresB}} {
+		b.Run(backend.name, func(b *testing.B) {
+			f := newFixtureB(b, backend.open(b))
+			ctx := context.Background()
+			res, err := f.e.Submit(ctx, admin, identity.Event{Source: "hr", ID: "p", Type: identity.Joiner, ExternalID: "p", Kind: identity.Human})
+			if err != nil {
+				b.Fatal(err)
+			}
+			bound, _, err := f.e.IssueToken(ctx, admin, TokenSpec{Role: RoleMember, Identity: res.IdentityID})
+			if err != nil {
+				b.Fatal(err)
+			}
+			unbound, _, err := f.e.IssueToken(ctx, admin, TokenSpec{Role: RoleAuditor})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, tc := range []struct{ name, secret string }{{"unbound", unbound}, {"bound", bound}} {
+				b.Run(tc.name, func(b *testing.B) {
+					for b.Loop() {
+						if _, err := f.e.Authenticate(ctx, tc.secret); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
