@@ -639,6 +639,9 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 	if id.Kind.NonHuman() && id.OwnerID == "" {
 		return nil, identity.FieldError("owner", "is required for a %s: every non-human identity has an owner", id.Kind)
 	}
+	if ev.Type == identity.Joiner || ev.RemoveManager {
+		id.ManagerID = "" // a joiner names its manager afresh
+	}
 	if ev.Manager != "" {
 		m, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.Manager)
 		if store.IsNotFound(err) {

@@ -34,7 +34,12 @@ type Event struct {
 	// OwnerSource (default: this event's source).
 	Owner       string `json:"owner,omitempty"`
 	OwnerSource string `json:"ownerSource,omitempty"`
-	Manager     string `json:"manager,omitempty"`
+	// Manager is the external ID of the manager, in this event's source.
+	// On a mover an empty Manager leaves the manager as it is, and
+	// RemoveManager takes it away; a joiner sets exactly the manager it
+	// names (none when empty).
+	Manager       string `json:"manager,omitempty"`
+	RemoveManager bool   `json:"removeManager,omitempty"`
 	// Attributes is the full attribute set on a joiner and a merge patch on a
 	// mover: a key mapped to null is removed.
 	Attributes  map[string]any `json:"attributes,omitempty"`
@@ -101,6 +106,9 @@ func (e *Event) Validate() error {
 		if err := checkName("manager", e.Manager); err != nil {
 			return err
 		}
+	}
+	if e.RemoveManager && (e.Manager != "" || e.Type != Mover) {
+		return FieldError("removeManager", "is for a mover that names no manager")
 	}
 	if len(e.DisplayName) > MaxAttributeValue {
 		return FieldError("displayName", "is longer than %d bytes", MaxAttributeValue)

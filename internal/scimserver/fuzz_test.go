@@ -64,7 +64,7 @@ func FuzzPatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		doc := map[string]any{"schemas": []any{UserSchema}, "userName": "u", "active": true,
 			"emails": []any{map[string]any{"value": "u@example.com", "type": "work"}}}
-		out, err := applyPatch(doc, []byte(body))
+		out, err := applyPatch(doc, []byte(body), "u1")
 		if err != nil {
 			if _, ok := err.(*scimError); !ok {
 				t.Fatalf("applyPatch error %T %v is not a SCIM error", err, err)

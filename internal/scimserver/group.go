@@ -338,7 +338,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, sc SourceCon
 		return err
 	}
 	return s.updateGroup(w, r, sc, p, func(cur map[string]any) (map[string]any, error) {
-		doc, err := applyPatch(cur, body)
+		doc, err := applyPatch(cur, body, r.PathValue("id"))
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package scimserver
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 
 	filter "github.com/scim2/filter-parser/v2"
@@ -17,10 +18,14 @@ type patchRequest struct {
 	} `json:"Operations"`
 }
 
-// applyPatch applies a PATCH body to a stored User document (a copy) and
-// returns it; the caller normalizes and validates the result as it would a
-// PUT. Op names are case-insensitive (Entra ID sends "Replace").
-func applyPatch(doc map[string]any, body []byte) (map[string]any, error) {
+// applyPatch applies a PATCH body to a stored User or Group document (a
+// copy) whose resource ID is id, and returns it; the caller normalizes and
+// validates the result as it would a PUT. Op names are case-insensitive
+// (Entra ID sends "Replace"). A read-only attribute may be named with the
+// value it already has (Okta's group push repeats the id): that changes
+// nothing and is accepted, as RFC 7644 §3.5.1 has a PUT's read-only values
+// ignored; any other value for it is a mutability error.
+func applyPatch(doc map[string]any, body []byte, id string) (map[string]any, error) {
 	var req patchRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	if err := dec.Decode(&req); err != nil {
@@ -42,7 +47,7 @@ func applyPatch(doc map[string]any, body []byte) (map[string]any, error) {
 		var err error
 		switch strings.ToLower(op.Op) {
 		case "add", "replace":
-			err = set(doc, op.Path, value, strings.EqualFold(op.Op, "add"))
+			err = set(doc, op.Path, value, strings.EqualFold(op.Op, "add"), id)
 		case "remove":
 			if op.Path == "" {
 				return nil, errf(400, "noTarget", "Operations[%d]: remove needs a path", i)
@@ -84,6 +89,9 @@ func target(doc map[string]any, p filter.Path, create bool) (map[string]any, str
 		holder, root = m, false
 	}
 	key := canonical(ap.AttributeName)
+	if root && !knownRoot(key) {
+		return nil, "", errf(400, "invalidPath", "%s is not an attribute of this resource", ap.AttributeName)
+	}
 	if readOnly(key) && root {
 		return nil, "", errf(400, "mutability", "%s is read-only", ap.AttributeName)
 	}
@@ -99,6 +107,39 @@ func target(doc map[string]any, p filter.Path, create bool) (map[string]any, str
 		return m, *ap.SubAttribute, nil
 	}
 	return holder, key, nil
+}
+
+// knownRoot reports whether key is a top-level attribute of a User or a
+// Group (PATCH paths are checked before the result is).
+func knownRoot(key string) bool {
+	lk := strings.ToLower(key)
+	if _, ok := userAttrs[lk]; ok {
+		return true
+	}
+	return lk == "members"
+}
+
+// unchanged reports whether value is what the read-only attribute key
+// already holds: the resource's id, or its current schemas.
+func unchanged(doc map[string]any, key string, value any, id string) bool {
+	switch strings.ToLower(key) {
+	case "id":
+		s, ok := value.(string)
+		return ok && id != "" && s == id
+	case "schemas":
+		want, err1 := stringList(doc["schemas"])
+		got, err2 := stringList(value)
+		if err1 != nil || err2 != nil || len(want) != len(got) {
+			return false
+		}
+		for _, g := range got {
+			if !slices.ContainsFunc(want, func(w string) bool { return strings.EqualFold(w, g) }) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func readOnly(key string) bool {
@@ -136,7 +177,7 @@ func parsePath(path string) (filter.Path, error) {
 	return p, nil
 }
 
-func set(doc map[string]any, path string, value any, add bool) error {
+func set(doc map[string]any, path string, value any, add bool, id string) error {
 	if path == "" {
 		m, ok := value.(map[string]any)
 		if !ok {
@@ -144,7 +185,7 @@ func set(doc map[string]any, path string, value any, add bool) error {
 		}
 		for k, v := range m {
 			// Entra ID puts extension attributes in as "urn:...:User:department".
-			if err := set(doc, k, v, add); err != nil {
+			if err := set(doc, k, v, add, id); err != nil {
 				return err
 			}
 		}
@@ -156,7 +197,7 @@ func set(doc map[string]any, path string, value any, add bool) error {
 			return errf(400, "invalidValue", "%s: value must be an object", path)
 		}
 		for k, v := range m {
-			if err := set(doc, path+":"+k, v, add); err != nil {
+			if err := set(doc, path+":"+k, v, add, id); err != nil {
 				return err
 			}
 		}
@@ -165,6 +206,10 @@ func set(doc map[string]any, path string, value any, add bool) error {
 	p, err := parsePath(path)
 	if err != nil {
 		return err
+	}
+	if ap := p.AttributePath; ap.SubAttribute == nil && p.ValueExpression == nil && (ap.URI() == "" || strings.EqualFold(ap.URI(), UserSchema)) &&
+		readOnly(canonical(ap.AttributeName)) && unchanged(doc, ap.AttributeName, value, id) {
+		return nil
 	}
 	holder, key, err := target(doc, p, true)
 	if err != nil {
@@ -212,6 +257,9 @@ func remove(doc map[string]any, path string) error {
 		return err
 	}
 	if p.ValueExpression == nil {
+		if key == "userName" && p.AttributePath.SubAttribute == nil {
+			return errf(400, "mutability", "userName is required and cannot be removed")
+		}
 		delete(holder, key)
 		return nil
 	}

@@ -557,6 +557,8 @@ func event(sc SourceConfig, id string, version int64, typ identity.EventType, v 
 	switch typ {
 	case identity.Joiner, identity.Mover:
 		ev.DisplayName, ev.Manager, ev.Owner, ev.Attributes = v.displayName, v.manager, v.owner, v.attributes
+		// The User is the whole truth about its manager: none is none.
+		ev.RemoveManager = typ == identity.Mover && v.manager == ""
 		if typ == identity.Joiner { // nulls remove attributes, which only a mover may
 			ev.Attributes = map[string]any{}
 			for k, x := range v.attributes {
@@ -587,7 +589,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, sc SourceConfig, 
 		return err
 	}
 	return s.update(w, r, sc, p, func(cur map[string]any) (map[string]any, error) {
-		doc, err := applyPatch(cur, body)
+		doc, err := applyPatch(cur, body, r.PathValue("id"))
 		if err != nil {
 			return nil, err
 		}

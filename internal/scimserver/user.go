@@ -119,6 +119,12 @@ func normalize(in map[string]any) (map[string]any, error) {
 			if !slices.ContainsFunc(schemas, func(s string) bool { return strings.EqualFold(s, canon) }) {
 				return nil, errf(400, "invalidValue", "%s is used but not listed in schemas", canon)
 			}
+			if len(em) == 0 {
+				// Nothing left in it (its last attribute removed): the
+				// resource no longer carries the extension.
+				schemas = slices.DeleteFunc(schemas, func(s string) bool { return strings.EqualFold(s, canon) })
+				continue
+			}
 			out[canon] = em
 			continue
 		}

@@ -1,0 +1,95 @@
+package scimserver
+
+import (
+	"testing"
+)
+
+// Requests as identity providers send them (Okta, Entra ID) and as RFC
+// 7643/7644 say, each once wrong in this server.
+
+func patchOp(ops string) string {
+	return `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [` + ops + `]}`
+}
+
+// TestOktaGroupPushRepeatsTheID: Okta's group push replaces the whole group
+// with a value that repeats its id; an unchanged read-only value is
+// accepted, a changed one is a mutability error.
+func TestOktaGroupPushRepeatsTheID(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/okta/v2/Groups", "okta", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Ops"})
+	f.want(201, "", code, body)
+	gid := body["id"].(string)
+	code, _, body = f.do("PATCH", "/scim/okta/v2/Groups/"+gid, "okta", patchOp(`{"op": "replace", "value": {"id": "`+gid+`", "displayName": "Ops EU"}}`))
+	f.want(200, "", code, body)
+	if body["displayName"] != "Ops EU" || body["id"] != gid {
+		t.Fatalf("renamed group = %v", body)
+	}
+	code, _, body = f.do("PATCH", "/scim/okta/v2/Groups/"+gid, "okta", patchOp(`{"op": "replace", "value": {"id": "another", "displayName": "X"}}`))
+	f.want(400, "mutability", code, body)
+	code, _, body = f.do("PATCH", "/scim/okta/v2/Groups/"+gid, "okta", patchOp(`{"op": "replace", "path": "id", "value": "another"}`))
+	f.want(400, "mutability", code, body)
+	code, _, body = f.do("GET", "/scim/okta/v2/Groups/"+gid, "okta", nil)
+	if body["displayName"] != "Ops EU" {
+		t.Fatalf("refused PATCHes changed the group: %v", body)
+	}
+}
+
+// TestManagerRemoved: removing the manager by PATCH, or leaving it out of
+// a PUT, takes the identity's manager away, and the User carries no empty
+// extension object.
+func TestManagerRemoved(t *testing.T) {
+	f := setup(t)
+	user := func(name string, manager string) map[string]any {
+		u := map[string]any{"schemas": []string{UserSchema, EnterpriseSchema}, "userName": name}
+		if manager != "" {
+			u[EnterpriseSchema] = map[string]any{"manager": map[string]any{"value": manager}}
+		}
+		return u
+	}
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", user("boss@example.com", ""))
+	f.want(201, "", code, body)
+	boss := body["id"].(string)
+	bossID := f.identity(boss).ID
+	for _, how := range []string{"patch", "put"} {
+		code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", user(how+"@example.com", boss))
+		f.want(201, "", code, body)
+		id := body["id"].(string)
+		if got := f.identity(id).ManagerID; got != bossID {
+			t.Fatalf("%s: manager = %q, want %s", how, got, bossID)
+		}
+		if how == "patch" {
+			code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+id, "entra",
+				patchOp(`{"op": "Remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}`))
+		} else {
+			code, _, body = f.do("PUT", "/scim/entra/v2/Users/"+id, "entra", user(how+"@example.com", ""))
+		}
+		f.want(200, "", code, body)
+		if got := f.identity(id).ManagerID; got != "" {
+			t.Fatalf("%s: manager after removal = %q", how, got)
+		}
+		if ext, ok := body[EnterpriseSchema]; ok {
+			t.Fatalf("%s: the User keeps the extension %v", how, ext)
+		}
+	}
+}
+
+// TestPatchScimTypes: RFC 7644 §3.5.2 names the scimType of each refusal.
+func TestPatchScimTypes(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "pat@example.com"})
+	f.want(201, "", code, body)
+	id := body["id"].(string)
+	for _, tc := range []struct{ ops, scimType string }{
+		{`{"op": "remove", "path": "userName"}`, "mutability"},
+		{`{"op": "replace", "path": "favouriteColour", "value": "red"}`, "invalidPath"},
+		{`{"op": "add", "path": "urn:ietf:params:scim:schemas:extension:nope:2.0:User:x", "value": "y"}`, "invalidPath"},
+		{`{"op": "replace", "path": "meta", "value": {}}`, "mutability"},
+	} {
+		code, _, body := f.do("PATCH", "/scim/entra/v2/Users/"+id, "entra", patchOp(tc.ops))
+		f.want(400, tc.scimType, code, body)
+	}
+	code, _, body = f.do("GET", "/scim/entra/v2/Users/"+id, "entra", nil)
+	if body["userName"] != "pat@example.com" || body["meta"].(map[string]any)["version"] != `W/"1"` {
+		t.Fatalf("refused PATCHes changed the User: %v", body)
+	}
+}
