@@ -1,6 +1,8 @@
 package scimserver
 
 import (
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -91,5 +93,48 @@ func TestPatchScimTypes(t *testing.T) {
 	code, _, body = f.do("GET", "/scim/entra/v2/Users/"+id, "entra", nil)
 	if body["userName"] != "pat@example.com" || body["meta"].(map[string]any)["version"] != `W/"1"` {
 		t.Fatalf("refused PATCHes changed the User: %v", body)
+	}
+}
+
+// TestFilterStringsAreJSON: RFC 7644 §3.4.2.2's string values are JSON
+// strings, escapes and all; Entra's uniqueness query on a value filter's
+// sub-attribute finds the user; a filter nested too deep is invalidFilter,
+// not a server error.
+func TestFilterStringsAreJSON(t *testing.T) {
+	f := setup(t)
+	for _, u := range []map[string]any{
+		{"schemas": []string{UserSchema}, "userName": `q"x`},
+		{"schemas": []string{UserSchema}, "userName": `q\"x`},
+		{"schemas": []string{UserSchema}, "userName": "Zoë"},
+		{"schemas": []string{UserSchema}, "userName": "ent", "emails": []map[string]any{{"type": "home", "value": "home@example.com"}, {"type": "work", "value": "ent@example.com"}}},
+	} {
+		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", u)
+		f.want(201, "", code, body)
+	}
+	find := func(filter string) []string {
+		t.Helper()
+		code, _, body := f.do("GET", "/scim/entra/v2/Users?filter="+url.QueryEscape(filter), "entra", nil)
+		f.want(200, "", code, body)
+		var names []string
+		for _, r := range body["Resources"].([]any) {
+			names = append(names, r.(map[string]any)["userName"].(string))
+		}
+		return names
+	}
+	for filter, want := range map[string]string{
+		`userName eq "q\"x"`:                                 `q"x`,
+		`userName eq "q\\\"x"`:                               `q\"x`,
+		`userName eq "Zo\u00eb"`:                             "Zoë",
+		`emails[type eq "work"].value eq "ent@example.com"`:  "ent",
+		`emails[type eq "work"].value eq "home@example.com"`: "",
+	} {
+		got := strings.Join(find(filter), ",")
+		if got != want {
+			t.Errorf("filter %s found %q, want %q", filter, got, want)
+		}
+	}
+	for _, bad := range []string{strings.Repeat("not (", 1000) + `userName eq "x"` + strings.Repeat(")", 1000), `userName eq "unterminated`, `userName eq "bad \x escape"`} {
+		code, _, body := f.do("GET", "/scim/entra/v2/Users?filter="+url.QueryEscape(bad), "entra", nil)
+		f.want(400, "invalidFilter", code, body)
 	}
 }

@@ -407,9 +407,9 @@ func (s *Server) listType(w http.ResponseWriter, r *http.Request, sc SourceConfi
 	}
 	sq := store.SCIMQuery{Source: sc.Name, Type: typ, Limit: 100, Offset: 0}
 	if f := q.Get("filter"); f != "" {
-		expr, err := filter.ParseFilter([]byte(f))
+		expr, err := parseFilter(f)
 		if err != nil {
-			return errf(400, "invalidFilter", "filter %q: %v", f, err)
+			return err
 		}
 		if sq.Where, sq.Args, err = sqlWhere(expr, allow); err != nil {
 			return err
