@@ -1,6 +1,7 @@
 package scimserver
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -136,5 +137,99 @@ func TestFilterStringsAreJSON(t *testing.T) {
 	for _, bad := range []string{strings.Repeat("not (", 1000) + `userName eq "x"` + strings.Repeat(")", 1000), `userName eq "unterminated`, `userName eq "bad \x escape"`} {
 		code, _, body := f.do("GET", "/scim/entra/v2/Users?filter="+url.QueryEscape(bad), "entra", nil)
 		f.want(400, "invalidFilter", code, body)
+	}
+}
+
+// TestOnePrimary: at most one primary value (RFC 7643 §2.4); a PATCH that
+// adds a primary email moves the mark (RFC 7644 §3.5.2.1); a repeated
+// (type, value) pair is kept once.
+func TestOnePrimary(t *testing.T) {
+	f := setup(t)
+	two := map[string]any{"schemas": []string{UserSchema}, "userName": "two@example.com", "emails": []map[string]any{
+		{"value": "a@example.com", "primary": true}, {"value": "b@example.com", "primary": true}}}
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", two)
+	f.want(400, "invalidValue", code, body)
+	one := map[string]any{"schemas": []string{UserSchema}, "userName": "one@example.com", "emails": []map[string]any{
+		{"type": "work", "value": "a@example.com", "primary": true}, {"type": "work", "value": "a@example.com", "primary": false}, {"type": "home", "value": "h@example.com"}}}
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", one)
+	f.want(201, "", code, body)
+	id := body["id"].(string)
+	if n := len(body["emails"].([]any)); n != 2 {
+		t.Fatalf("emails after POST = %v, want the repeated pair once", body["emails"])
+	}
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+id, "entra", patchOp(`{"op": "add", "path": "emails", "value": [{"type": "other", "value": "n@example.com", "primary": true}]}`))
+	f.want(200, "", code, body)
+	var primaries []string
+	for _, e := range body["emails"].([]any) {
+		if m := e.(map[string]any); m["primary"] == true {
+			primaries = append(primaries, m["value"].(string))
+		}
+	}
+	if strings.Join(primaries, ",") != "n@example.com" {
+		t.Fatalf("primary emails after PATCH = %v", primaries)
+	}
+	if got := f.identity(id).Attributes["email"]; got != "n@example.com" {
+		t.Fatalf("identity email = %v, want the primary one", got)
+	}
+}
+
+// TestSearchMeBulkAndGroupMembers: POST .search takes the query in its body
+// (RFC 7644 §3.4.3); /Me and /Bulk, which this server does not provide,
+// answer 501; group members keep their display and carry $ref and type;
+// /Schemas declares members.$ref a reference to Users; lastModified tells
+// two changes within a second apart.
+func TestSearchMeBulkAndGroupMembers(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "sue@example.com"})
+	f.want(201, "", code, body)
+	sue := body["id"].(string)
+	created := body["meta"].(map[string]any)["lastModified"].(string)
+	code, _, body = f.do("POST", "/scim/entra/v2/Users/.search", "entra", map[string]any{"schemas": []string{SearchSchema},
+		"filter": `userName eq "sue@example.com"`, "attributes": []string{"userName"}, "startIndex": 1, "count": 10})
+	f.want(200, "", code, body)
+	if body["totalResults"] != float64(1) || body["Resources"].([]any)[0].(map[string]any)["displayName"] != nil {
+		t.Fatalf(".search = %v", body)
+	}
+	code, _, body = f.do("POST", "/scim/entra/v2/Users/.search", "entra", map[string]any{"filter": `userName eq "x"`})
+	f.want(400, "invalidSyntax", code, body)
+	for _, p := range []string{"GET /scim/entra/v2/Me", "POST /scim/entra/v2/Bulk"} {
+		method, path, _ := strings.Cut(p, " ")
+		code, _, body = f.do(method, path, "entra", nil)
+		f.want(501, "", code, body)
+	}
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+sue, "entra", patchOp(`{"op": "replace", "path": "title", "value": "Lead"}`))
+	f.want(200, "", code, body)
+	if modified := body["meta"].(map[string]any)["lastModified"].(string); modified == created {
+		t.Fatalf("lastModified %s did not move with a change", modified)
+	}
+
+	code, _, body = f.do("POST", "/scim/entra/v2/Groups", "entra", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Leads",
+		"members": []map[string]any{{"value": sue, "display": "Sue", "type": "User"}}})
+	f.want(201, "", code, body)
+	gid := body["id"].(string)
+	code, _, body = f.do("GET", "/scim/entra/v2/Groups/"+gid, "entra", nil)
+	m := body["members"].([]any)[0].(map[string]any)
+	if m["display"] != "Sue" || m["type"] != "User" || !strings.HasSuffix(m["$ref"].(string), "/scim/entra/v2/Users/"+sue) {
+		t.Fatalf("member = %v", m)
+	}
+	code, _, body = f.do("POST", "/scim/entra/v2/Groups", "entra", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Nested",
+		"members": []map[string]any{{"value": gid, "type": "Group"}}})
+	f.want(400, "invalidValue", code, body)
+
+	code, _, body = f.do("GET", "/scim/entra/v2/Schemas", "entra", nil)
+	var ref map[string]any
+	for _, s := range body["Resources"].([]any) {
+		for _, a := range s.(map[string]any)["attributes"].([]any) {
+			if am := a.(map[string]any); am["name"] == "members" {
+				for _, sa := range am["subAttributes"].([]any) {
+					if sam := sa.(map[string]any); sam["name"] == "$ref" {
+						ref = sam
+					}
+				}
+			}
+		}
+	}
+	if ref["type"] != "reference" || fmt.Sprint(ref["referenceTypes"]) != "[User]" {
+		t.Fatalf("members.$ref in /Schemas = %v", ref)
 	}
 }

@@ -53,8 +53,14 @@ func (s *Server) schemas(w http.ResponseWriter, _ *http.Request, _ SourceConfig,
 	multi := func(n string) map[string]any {
 		return attr(n, "complex", true, false, "readWrite", "none", str("value"), str("display"), str("type"), attr("primary", "boolean", false, false, "readWrite", "none"))
 	}
+	// reference is a $ref sub-attribute: a URI of a resource of these types.
+	reference := func(types ...string) map[string]any {
+		a := attr("$ref", "reference", false, false, "readWrite", "none")
+		a["referenceTypes"] = types
+		return a
+	}
 	ref := func(n string) map[string]any {
-		return attr(n, "complex", false, false, "readWrite", "none", str("value"), str("$ref"), str("displayName"))
+		return attr(n, "complex", false, false, "readWrite", "none", str("value"), reference("User"), str("displayName"))
 	}
 	user := map[string]any{"id": UserSchema, "name": "User", "description": "User Account", "attributes": []map[string]any{
 		attr("userName", "string", false, true, "readWrite", "server"),
@@ -75,7 +81,7 @@ func (s *Server) schemas(w http.ResponseWriter, _ *http.Request, _ SourceConfig,
 	}}
 	group := map[string]any{"id": GroupSchema, "name": "Group", "description": "Group", "attributes": []map[string]any{
 		attr("displayName", "string", false, true, "readWrite", "server"),
-		attr("members", "complex", true, false, "readWrite", "none", str("value"), str("$ref"), str("type")),
+		attr("members", "complex", true, false, "readWrite", "none", str("value"), reference("User"), str("display"), str("type")),
 	}}
 	var res []map[string]any
 	for _, sc := range []map[string]any{user, enterprise, nhi, group} {

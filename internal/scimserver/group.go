@@ -59,9 +59,17 @@ func normalizeGroup(in map[string]any) (map[string]any, error) {
 				if !ok || id == "" {
 					return nil, errf(400, "invalidValue", "members: each needs a value, the member's id")
 				}
+				if typ, _ := mm["type"].(string); typ != "" && !strings.EqualFold(typ, "User") {
+					return nil, errf(400, "invalidValue", "members: %q is a %s; only Users can be members here", id, typ)
+				}
 				if !seen[id] {
 					seen[id] = true
-					members = append(members, map[string]any{"value": id})
+					member := map[string]any{"value": id}
+					if d, ok := mm["display"].(string); ok && d != "" {
+						member["display"] = d
+					}
+					// $ref and type are the server's to give (render).
+					members = append(members, member)
 				}
 			}
 			out["members"] = members

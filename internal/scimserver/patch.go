@@ -218,6 +218,9 @@ func set(doc map[string]any, path string, value any, add bool, id string) error 
 	if p.ValueExpression != nil {
 		list, _ := holder[key].([]any)
 		n := 0
+		if p.SubAttribute != nil && strings.EqualFold(*p.SubAttribute, "primary") && value == true {
+			unsetPrimary(list) // the matched value becomes the only primary one
+		}
 		for _, e := range list {
 			m, ok := e.(map[string]any)
 			if !ok || !matches(m, p.ValueExpression) {
@@ -239,6 +242,11 @@ func set(doc map[string]any, path string, value any, add bool, id string) error 
 	}
 	if existing, ok := holder[key].([]any); ok && add {
 		if more, ok := value.([]any); ok {
+			// RFC 7644 §3.5.2.1: a value added as primary takes the
+			// primary mark from the one that had it.
+			if hasPrimary(more) {
+				unsetPrimary(existing)
+			}
 			holder[key] = append(existing, more...)
 			return nil
 		}
@@ -328,6 +336,28 @@ func matches(m map[string]any, e filter.Expression) bool {
 		}
 	}
 	return false
+}
+
+func hasPrimary(list []any) bool {
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok && lookup(m, "primary") == true {
+			return true
+		}
+	}
+	return false
+}
+
+// unsetPrimary marks every value of list not primary.
+func unsetPrimary(list []any) {
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			for k := range m {
+				if strings.EqualFold(k, "primary") {
+					m[k] = false
+				}
+			}
+		}
+	}
 }
 
 // removeMembers drops the members whose value is in list.

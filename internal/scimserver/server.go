@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +115,11 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		"PUT /scim/{source}/v2/Groups/{id}":           s.replaceGroup,
 		"PATCH /scim/{source}/v2/Groups/{id}":         s.patchGroup,
 		"DELETE /scim/{source}/v2/Groups/{id}":        s.deleteGroup,
+		"POST /scim/{source}/v2/Users/.search":        s.search("User", filterable),
+		"POST /scim/{source}/v2/Groups/.search":       s.search("Group", groupFilterable),
+		"/scim/{source}/v2/Me":                        notImplemented("/Me"),
+		"/scim/{source}/v2/Me/":                       notImplemented("/Me"),
+		"/scim/{source}/v2/Bulk":                      notImplemented("/Bulk"),
 	} {
 		s.mux.Handle(pattern, s.wrap(h))
 		// /scim/v2/... serves the source the token is named after.
@@ -238,17 +244,33 @@ func render(r *http.Request, res *store.SCIMResource) (map[string]any, error) {
 		return nil, err
 	}
 	doc["id"] = res.ID
-	doc["meta"] = map[string]any{"resourceType": res.Type, "created": res.CreatedAt.UTC().Format(time.RFC3339),
-		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339), "location": location(r, res), "version": etag(res.Version)}
+	// Times to the microsecond jml stores: two changes within a second
+	// carry different lastModified values (and versions).
+	doc["meta"] = map[string]any{"resourceType": res.Type, "created": res.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339Nano), "location": location(r, res), "version": etag(res.Version)}
+	if members, ok := doc["members"].([]any); ok {
+		for _, m := range members {
+			if mm, ok := m.(map[string]any); ok {
+				id, _ := mm["value"].(string)
+				mm["$ref"] = baseURL(r, res.Source) + "/Users/" + id
+				mm["type"] = "User"
+			}
+		}
+	}
 	return doc, nil
 }
 
-func location(r *http.Request, res *store.SCIMResource) string {
+// baseURL is the source's SCIM base URL as the request reached it.
+func baseURL(r *http.Request, source string) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + "/scim/" + res.Source + "/v2/" + res.Type + "s/" + res.ID
+	return scheme + "://" + r.Host + "/scim/" + source + "/v2"
+}
+
+func location(r *http.Request, res *store.SCIMResource) string {
+	return baseURL(r, res.Source) + "/" + res.Type + "s/" + res.ID
 }
 
 // renderOne writes one resource with its ETag (and Location when created).
@@ -397,7 +419,67 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, sc SourceCon
 }
 
 func (s *Server) listType(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, allow map[string]column) error {
-	q := r.URL.Query()
+	return s.query(w, r, sc, typ, allow, r.URL.Query())
+}
+
+// SearchSchema is the schema of a POST .search body (RFC 7644 §3.4.3).
+const SearchSchema = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+// search answers POST /Users/.search and /Groups/.search: the query in
+// the body, as a GET would take it in its URL (RFC 7644 §3.4.3), so that
+// filters need not appear in URLs and logs.
+func (s *Server) search(typ string, allow map[string]column) func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+		in, err := readObject(r)
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range in {
+			switch k {
+			case "schemas":
+				l, err := stringList(v)
+				if err != nil || len(l) != 1 || l[0] != SearchSchema {
+					return errf(400, "invalidSyntax", "schemas: must be [%q]", SearchSchema)
+				}
+			case "filter", "sortBy", "sortOrder":
+				str, ok := v.(string)
+				if !ok {
+					return errf(400, "invalidValue", "%s: must be a string", k)
+				}
+				q.Set(k, str)
+			case "startIndex", "count":
+				n, ok := v.(float64)
+				if !ok || n != float64(int(n)) {
+					return errf(400, "invalidValue", "%s: must be an integer", k)
+				}
+				q.Set(k, strconv.Itoa(int(n)))
+			case "attributes", "excludedAttributes":
+				l, err := stringList(v)
+				if err != nil {
+					return errf(400, "invalidValue", "%s: must be a list of attribute paths", k)
+				}
+				q.Set(k, strings.Join(l, ","))
+			default:
+				return errf(400, "invalidSyntax", "%s is not a member of a SearchRequest", k)
+			}
+		}
+		if _, ok := in["schemas"]; !ok {
+			return errf(400, "invalidSyntax", "schemas: must be [%q]", SearchSchema)
+		}
+		return s.query(w, r, sc, typ, allow, q)
+	}
+}
+
+// notImplemented answers endpoints RFC 7644 names that this server does
+// not provide (ServiceProviderConfig says so too): 501 (§3.11 for /Me).
+func notImplemented(what string) func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
+	return func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
+		return errf(501, "", "%s is not implemented by this service provider", what)
+	}
+}
+
+func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, allow map[string]column, q url.Values) error {
 	for k := range q {
 		switch k {
 		case "filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes":

@@ -1,6 +1,7 @@
 package scimserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -203,12 +204,7 @@ func checkType(name, typ string, v any) (any, error) {
 		if !ok {
 			return nil, errf(400, "invalidValue", "%s: must be a list", name)
 		}
-		for _, e := range arr {
-			if _, ok := e.(map[string]any); !ok {
-				return nil, errf(400, "invalidValue", "%s: must be a list of objects", name)
-			}
-		}
-		return arr, nil
+		return canonicalValues(name, arr)
 	case "strings":
 		l, err := stringList(v)
 		if err != nil {
@@ -217,6 +213,36 @@ func checkType(name, typ string, v any) (any, error) {
 		return l, nil
 	}
 	return v, nil
+}
+
+// canonicalValues checks a multi-valued attribute's values: objects, at
+// most one of them primary (RFC 7643 §2.4 MUST), and each (type, value)
+// pair once (a repeated pair is dropped: §2.4 has duplicates not returned).
+func canonicalValues(name string, arr []any) ([]any, error) {
+	out := arr[:0:0]
+	seen := map[string]bool{}
+	primaries := 0
+	for _, e := range arr {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, errf(400, "invalidValue", "%s: must be a list of objects", name)
+		}
+		typ, _ := lookup(m, "type").(string)
+		val, _ := json.Marshal(lookup(m, "value"))
+		key := strings.ToLower(typ) + "\x00" + strings.ToLower(string(val))
+		if lookup(m, "value") != nil && seen[key] {
+			continue
+		}
+		seen[key] = true
+		if p, _ := lookup(m, "primary").(bool); p {
+			primaries++
+		}
+		out = append(out, m)
+	}
+	if primaries > 1 {
+		return nil, errf(400, "invalidValue", "%s: %d values are primary; at most one may be (RFC 7643 §2.4)", name, primaries)
+	}
+	return out, nil
 }
 
 func stringList(v any) ([]string, error) {
