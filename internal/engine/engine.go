@@ -844,6 +844,11 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		counters.findings += n
 		recs = append(recs, more...)
 	}
+	resolved, err := e.resolveFindings(ctx, tx, p, before, after, now)
+	if err != nil {
+		return nil, err
+	}
+	recs = append(recs, resolved...)
 	if err := tx.AppendAudit(ctx, recs...); err != nil {
 		return nil, err
 	}

@@ -74,6 +74,7 @@ func (e *Engine) Workers() *river.Workers {
 	river.AddWorker(w, &expireGrantWorker{e: e})
 	river.AddWorker(w, &retireCredentialsWorker{e: e})
 	river.AddWorker(w, &deleteAccountWorker{e: e})
+	river.AddWorker(w, &reopenFindingWorker{e: e})
 	return w
 }
 
@@ -1028,6 +1029,13 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 					result = "adopted: an account of the name existed, reset and taken over; " + result
 					rec, err := e.accountFinding(ctx, tx, id, st.System, identity.FindingAccountAdopted, now,
 						fmt.Sprintf("account %q existed in %s, not created by jml; adopt: true reset it (password, sessions, privileges) and jml took it over", id.ExternalID, st.System))
+					if err != nil {
+						return err
+					}
+					recs = append(recs, rec...)
+				}
+				if st.Action == plan.EnsureAccount {
+					rec, err := e.resolveAccountFinding(ctx, tx, id.ID, st.System, now)
 					if err != nil {
 						return err
 					}

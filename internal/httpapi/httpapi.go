@@ -76,6 +76,7 @@ var routes = []route{
 	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, true, (*Server).reveal},
 	{"POST", "/v1/introspect", engine.ActIntrospect, false, (*Server).introspect},
 	{"GET", "/v1/findings", engine.ActRead, false, (*Server).listFindings},
+	{"POST", "/v1/findings/{id}/acknowledge", engine.ActOperate, false, (*Server).acknowledgeFinding},
 	{"POST", "/v1/sources/{name}/webhook", "", false, (*Server).sourceWebhook},
 	{"GET", "/v1/holds", engine.ActRead, false, (*Server).listHolds},
 	{"POST", "/v1/holds/{id}/release", engine.ActOperate, false, (*Server).releaseHold},
@@ -610,13 +611,18 @@ type FindingList struct {
 }
 
 func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
-	q, err := listQuery(r, "kind", "identity", "open", "limit")
+	q, err := listQuery(r, "kind", "identity", "open", "state", "limit")
 	if err != nil {
 		return err
 	}
-	f := store.FindingFilter{Kind: q["kind"], IdentityID: q["identity"], OpenOnly: q["open"] == "true"}
+	f := store.FindingFilter{Kind: q["kind"], IdentityID: q["identity"], OpenOnly: q["open"] == "true", State: identity.FindingState(q["state"])}
 	if o := q["open"]; o != "" && o != "true" && o != "false" {
 		return identity.FieldError("open", "must be true or false")
+	}
+	switch f.State {
+	case "", identity.FindingOpen, identity.FindingAcknowledged, identity.FindingResolved:
+	default:
+		return identity.FieldError("state", "must be open, acknowledged or resolved")
 	}
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err
@@ -632,6 +638,32 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.P
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// Acknowledgement is the body of POST /v1/findings/{id}/acknowledge.
+type Acknowledgement struct {
+	Reason string `json:"reason"`
+	// Until is an RFC 3339 time.
+	Until string `json:"until"`
+}
+
+func (s *Server) acknowledgeFinding(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	var a Acknowledgement
+	if err := decode(r, &a); err != nil {
+		return err
+	}
+	var until time.Time
+	if a.Until != "" {
+		var err error
+		if until, err = time.Parse(time.RFC3339, a.Until); err != nil {
+			return identity.FieldError("until", "must be an RFC 3339 time such as 2026-01-02T09:00:00Z")
+		}
+	}
+	f, err := s.e.AcknowledgeFinding(r.Context(), p, r.PathValue("id"), a.Reason, until)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, f)
 }
 
 // exportAudit streams audit records as JSON lines.

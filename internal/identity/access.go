@@ -81,16 +81,53 @@ type Finding struct {
 	System     string    `json:"system,omitempty"`
 	Message    string    `json:"message"`
 	CreatedAt  time.Time `json:"createdAt"`
+	// State is open, acknowledged or resolved (FindingState).
+	State FindingState `json:"state"`
+	// ResolvedAt and Resolution: when the condition ended, and why.
 	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	Resolution string    `json:"resolution,omitempty"`
+	// An acknowledgement: who, why, when, and until when; after AckUntil
+	// the finding is open again if it is still unresolved.
+	AckedBy   string    `json:"acknowledgedBy,omitempty"`
+	AckReason string    `json:"acknowledgedReason,omitempty"`
+	AckedAt   time.Time `json:"acknowledgedAt,omitzero"`
+	AckUntil  time.Time `json:"acknowledgedUntil,omitzero"`
+}
+
+// FindingState is where a finding is in its lifecycle.
+type FindingState string
+
+const (
+	FindingOpen         FindingState = "open"
+	FindingAcknowledged FindingState = "acknowledged"
+	FindingResolved     FindingState = "resolved"
+)
+
+// StateOf derives a finding's state from its times.
+func (f *Finding) StateOf() FindingState {
+	switch {
+	case !f.ResolvedAt.IsZero():
+		return FindingResolved
+	case !f.AckUntil.IsZero():
+		return FindingAcknowledged
+	}
+	return FindingOpen
 }
 
 // Finding kinds.
 const (
+	// FindingOwnerNotActive: an NHI that has not left has an owner that is
+	// not active. It resolves when the owner is active again, the NHI has
+	// a new active owner, or the NHI leaves.
 	FindingOwnerNotActive = "owner_not_active"
 	// FindingAccountExistsUnmanaged: a joiner's account name exists in a
-	// system, and jml did not create it; jml left it untouched.
+	// system, and jml did not create it; jml left it untouched. It
+	// resolves when jml holds the account (the other was removed and jml
+	// created its own, or jml adopted it) or the identity leaves.
 	FindingAccountExistsUnmanaged = "account_exists_unmanaged"
 	// FindingAccountAdopted: a system with adopt: true had such an
-	// account, and jml reset and took it over.
+	// account, and jml reset and took it over: someone should review what
+	// the account was used for. An admin acknowledges it; it resolves when
+	// the identity leaves.
 	FindingAccountAdopted = "account_adopted"
 )

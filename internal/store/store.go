@@ -350,8 +350,11 @@ type IdentityFilter struct {
 type FindingFilter struct {
 	Kind       string
 	IdentityID string
-	OpenOnly   bool
-	Limit      int
+	// OpenOnly keeps unresolved findings (open or acknowledged); State
+	// keeps those in one state.
+	OpenOnly bool
+	State    identity.FindingState
+	Limit    int
 }
 
 // StoredCredential is a credential with what the store keeps of its secret.
@@ -485,6 +488,15 @@ type Tx interface {
 	// the same identity exists; it reports whether it stored it.
 	InsertFinding(ctx context.Context, f *identity.Finding) (bool, error)
 	ListFindings(ctx context.Context, f FindingFilter) ([]identity.Finding, error)
+	GetFinding(ctx context.Context, id string) (*identity.Finding, error)
+	// ResolveFindings resolves the unresolved findings of the identity of
+	// kind (in system, when not ""), at at, for cause, and returns them.
+	ResolveFindings(ctx context.Context, identityID, kind, system string, at time.Time, cause string) ([]identity.Finding, error)
+	// AcknowledgeFinding records an acknowledgement of an unresolved
+	// finding; ReopenFinding clears it if it is still the one until
+	// until. Each reports whether it changed the finding.
+	AcknowledgeFinding(ctx context.Context, id, by, reason string, at, until time.Time) (bool, error)
+	ReopenFinding(ctx context.Context, id string, until time.Time) (bool, error)
 
 	// AppendAudit writes records in this transaction. A seal chains them
 	// after the head: on SQLite before this transaction commits, on

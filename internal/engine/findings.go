@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// A finding is opened when jml sees a condition that needs a person (an
+// NHI whose owner left, an account jml did not create), resolves by
+// itself when the condition ends, and can be acknowledged by an admin for
+// a while, after which it is open again if it still holds. Each change is
+// audited.
+
+// MaxAcknowledgement bounds how long an acknowledgement lasts.
+const MaxAcknowledgement = 365 * 24 * time.Hour
+
+// ReopenFindingArgs is the timer that ends an acknowledgement.
+type ReopenFindingArgs struct {
+	FindingID string    `json:"findingId"`
+	Until     time.Time `json:"until"`
+}
+
+func (ReopenFindingArgs) Kind() string { return "jml.reopen_finding" }
+
+type reopenFindingWorker struct {
+	river.WorkerDefaults[ReopenFindingArgs]
+	e *Engine
+}
+
+func (w *reopenFindingWorker) Work(ctx context.Context, job *river.Job[ReopenFindingArgs]) error {
+	return w.e.reopenFinding(ctx, job.Args)
+}
+
+// reopenFinding ends an acknowledgement that is still the one the timer
+// was set for, on a finding still unresolved.
+func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		f, err := tx.GetFinding(ctx, a.FindingID)
+		if store.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := tx.ReopenFinding(ctx, a.FindingID, a.Until)
+		if err != nil || !ok {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(e.now().UTC(), System.ID, "finding.reopened", f.IdentityID, "", map[string]any{
+			"finding": f.ID, "kind": f.Kind, "reason": "the acknowledgement expired and the finding is not resolved"}))
+	})
+}
+
+// AcknowledgeFinding records that an admin has seen an unresolved finding,
+// why it may stay, and until when (at most MaxAcknowledgement from now);
+// the finding is then acknowledged, and open again after until unless its
+// condition ended first.
+func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason string, until time.Time) (*identity.Finding, error) {
+	if !Allowed(p.Role, ActOperate) {
+		return nil, identity.Errorf(identity.Forbidden, "role %s may not acknowledge findings", p.Role)
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return nil, identity.FieldError("reason", "is required: say why the finding may stay")
+	}
+	if len(reason) > 1024 {
+		return nil, identity.FieldError("reason", "is longer than 1024 bytes")
+	}
+	now := e.now().UTC()
+	switch {
+	case until.IsZero():
+		return nil, identity.FieldError("until", "is required: an acknowledgement ends")
+	case !until.After(now):
+		return nil, identity.FieldError("until", "%s is not in the future", until.Format(time.RFC3339))
+	case until.Sub(now) > MaxAcknowledgement:
+		return nil, identity.FieldError("until", "is more than %s away", MaxAcknowledgement)
+	}
+	until = until.UTC().Truncate(time.Microsecond)
+	var out *identity.Finding
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		f, err := tx.GetFinding(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f.State == identity.FindingResolved {
+			return identity.Errorf(identity.Conflict, "finding %s was resolved at %s (%s); there is nothing to acknowledge", id, f.ResolvedAt.Format(time.RFC3339), f.Resolution)
+		}
+		if _, err := tx.AcknowledgeFinding(ctx, id, p.ID, reason, now, until); err != nil {
+			return err
+		}
+		if err := tx.Enqueue(ctx, ReopenFindingArgs{FindingID: id, Until: until}, until); err != nil {
+			return err
+		}
+		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "finding.acknowledged", f.IdentityID, "", map[string]any{
+			"finding": id, "kind": f.Kind, "reason": reason, "until": until})); err != nil {
+			return err
+		}
+		out, err = tx.GetFinding(ctx, id)
+		return err
+	})
+	return out, err
+}
+
+// resolveFindings resolves, in tx, the findings whose condition the
+// identity's change from before (nil: new) to after ended, and returns
+// their audit records:
+//   - an NHI's owner_not_active when it leaves or its owner is active;
+//   - owner_not_active of the NHIs a person owns when the person is active
+//     again (resume, rehire);
+//   - a departed identity's account findings (nothing wants its accounts).
+func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, before, after *identity.Identity, now time.Time) ([]audit.Record, error) {
+	var recs []audit.Record
+	resolve := func(idn, kind, system, cause string) error {
+		done, err := tx.ResolveFindings(ctx, idn, kind, system, now, cause)
+		for _, f := range done {
+			recs = append(recs, audit.New(now, p.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
+		}
+		return err
+	}
+	if after.Kind.NonHuman() {
+		switch {
+		case after.State == identity.Departed:
+			if err := resolve(after.ID, identity.FindingOwnerNotActive, "", "the "+string(after.Kind)+" left"); err != nil {
+				return nil, err
+			}
+		case after.OwnerID != "":
+			owner, err := tx.GetIdentity(ctx, after.OwnerID)
+			if err != nil {
+				return nil, err
+			}
+			if owner.State == identity.Active {
+				if err := resolve(after.ID, identity.FindingOwnerNotActive, "", fmt.Sprintf("its owner %s (%s/%s) is active", owner.ID, owner.Source, owner.ExternalID)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if after.State == identity.Active && before != nil && before.State != identity.Active {
+		owned, err := tx.ListIdentities(ctx, store.IdentityFilter{Owner: after.ID})
+		if err != nil {
+			return nil, err
+		}
+		for _, nhi := range owned {
+			if err := resolve(nhi.ID, identity.FindingOwnerNotActive, "", fmt.Sprintf("its owner %s (%s/%s) is active again", after.ID, after.Source, after.ExternalID)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if after.State == identity.Departed {
+		for _, kind := range []string{identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted} {
+			if err := resolve(after.ID, kind, "", "the identity left"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return recs, nil
+}
+
+// resolveAccountFinding resolves the identity's account_exists_unmanaged
+// finding in system once jml holds the account there.
+func (e *Engine) resolveAccountFinding(ctx context.Context, tx store.Tx, identityID, system string, now time.Time) ([]audit.Record, error) {
+	cause := "jml now holds the account in " + system
+	done, err := tx.ResolveFindings(ctx, identityID, identity.FindingAccountExistsUnmanaged, system, now, cause)
+	var recs []audit.Record
+	for _, f := range done {
+		recs = append(recs, audit.New(now, System.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "system": system, "cause": cause}))
+	}
+	return recs, err
+}
