@@ -78,6 +78,19 @@ type Config struct {
 	dir string // the config file's directory
 }
 
+// endpointSources names the sources whose events come only through their
+// own endpoint: every SCIM source and every webhook source.
+func (c *Config) endpointSources() map[string]string {
+	out := map[string]string{}
+	for _, sc := range c.SCIM.Sources {
+		out[sc.Name] = "/scim/" + sc.Name + "/v2"
+	}
+	for _, w := range c.Webhooks {
+		out[w.Name] = "POST /v1/sources/" + w.Name + "/webhook, signed"
+	}
+	return out
+}
+
 // GuardConfig is one source's mass-change guard.
 type GuardConfig struct {
 	Source             string `yaml:"source"`

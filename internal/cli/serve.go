@@ -93,7 +93,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Guards: guards, Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
 		Open: connectors.Open, Getenv: ev.getenv, CallTimeout: cfg.Jobs.CallTimeout,
-		IntrospectionClaims: cfg.Introspection.Claims})
+		IntrospectionClaims: cfg.Introspection.Claims, EndpointSources: cfg.endpointSources()})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -193,7 +193,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return err
 			}
 			srv := &http.Server{
-				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg, httpapi.WithWebhooks(hooks), httpapi.WithSCIM(scimSrv, scimNames(rt.cfg.SCIM.Sources)...)),
+				Handler:           httpapi.New(rt.engine, log, rt.reg, rt.reg, httpapi.WithWebhooks(hooks), httpapi.WithSCIM(scimSrv)),
 				ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout:       30 * time.Second,
 				WriteTimeout:      30 * time.Second,
@@ -231,13 +231,4 @@ func serveCmd(ev *env) *cobra.Command {
 	dbFlag(cmd, &dsn)
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (default from config, else 127.0.0.1:8080)")
 	return cmd
-}
-
-// scimNames lists the SCIM sources' names.
-func scimNames(srcs []scimserver.SourceConfig) []string {
-	out := make([]string, len(srcs))
-	for i, sc := range srcs {
-		out[i] = sc.Name
-	}
-	return out
 }

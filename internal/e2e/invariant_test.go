@@ -301,6 +301,17 @@ func TestAccountsMadeOutsideJMLAreNotTakenOver(t *testing.T) {
 	f := setup(t, account)
 	made() // setup removed the Redis and MariaDB users
 	c := f.submit(t, joiner(account))
+	// A case fails as soon as one step gives up; another system's
+	// ensure_account may still be retrying (a slow answer on a loaded
+	// machine): wait until each has an outcome.
+	c = f.waitCase(t, c.ID, 20*time.Second, func(c *store.Case) bool {
+		for _, s := range c.Steps {
+			if s.Action == "ensure_account" && s.Status == store.StepPending {
+				return false
+			}
+		}
+		return true
+	})
 	if c.Status != store.CaseFailed {
 		t.Fatalf("joiner over accounts made outside jml: %s, want failed\n%s", c.Status, steps(c))
 	}

@@ -153,7 +153,7 @@ func (e *Engine) mayDecide(ctx context.Context, tx store.Tx, p Principal, c *sto
 		return err
 	}
 	if me.Kind != identity.Human || me.State != identity.Active {
-		return identity.Errorf(identity.Forbidden, "decisions are made by active people: this token is bound to %s, a %s %s", me.ID, me.State, me.Kind)
+		return identity.Errorf(identity.Forbidden, "decisions are made by active people: this token is bound to %s, of kind %s, %s", me.ID, me.Kind, me.State)
 	}
 	if c.SubmittedBy == p.ID {
 		return identity.Errorf(identity.Forbidden, "no self-approval: this token submitted the event of case %s", c.ID)

@@ -51,6 +51,10 @@ type Principal struct {
 	// service acting through it. Such a token authenticates only while the
 	// identity is active.
 	IdentityID string
+	// Endpoint is set by a source's own endpoint (the SCIM server, a
+	// signed webhook) to the source it serves: only then may events of a
+	// source with an endpoint (Config.EndpointSources) be submitted.
+	Endpoint string
 }
 
 // Action is an API operation subject to authorisation.
@@ -66,6 +70,21 @@ const (
 	ActAdminTok   Action = "tokens"
 	ActOperate    Action = "operate"
 )
+
+// phrases say what each action lets a principal do, for error messages.
+var phrases = map[Action]string{
+	ActSubmit: "submit events", ActRead: "read identities and cases", ActDecide: "approve or deny",
+	ActAudit: "read the audit trail", ActReveal: "reveal credentials", ActIntrospect: "introspect credentials",
+	ActAdminTok: "manage API tokens", ActOperate: "operate jml (retry cases, release holds, acknowledge findings)",
+}
+
+// String is what the action lets a principal do.
+func (a Action) String() string {
+	if p, ok := phrases[a]; ok {
+		return p
+	}
+	return string(a)
+}
 
 // Reach is how far a role's permission for an action extends.
 type Reach int

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"strings"
+	"unicode"
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
@@ -29,8 +30,13 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		switch ReachOf(p.Role, ActReveal) {
 		case Anywhere:
 		case Own:
+			if !p.Sees(id) {
+				// As for a credential that does not exist: no ID of an
+				// identity this token may not read is confirmed.
+				return identity.Errorf(identity.NotFound, "credential %q not found", credentialID)
+			}
 			if !p.Holds(id) {
-				return identity.Errorf(identity.Forbidden, "only an admin, the owner of identity %s or the person themself may reveal its credentials", id.ID)
+				return identity.Errorf(identity.Forbidden, "only an admin, the owner of the identity or the person themself may reveal its credentials (a manager reads a report's identity, not its secrets)")
 			}
 			// The holder's token authenticated while they were active;
 			// read it again here, in the transaction that hands out the
@@ -202,6 +208,9 @@ func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (s
 			return "", nil, err
 		}
 	}
+	if err := tokenName(spec.Name); err != nil {
+		return "", nil, err
+	}
 	name := spec.Name
 	if name == "" {
 		name = string(role)
@@ -223,8 +232,8 @@ func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (s
 			if id.State != identity.Active {
 				return identity.FieldError("identity", "%s (%s/%s) is %s: a token bound to it would not work", id.ID, id.Source, id.ExternalID, id.State)
 			}
-			if role == RoleApprover && id.Kind != identity.Human {
-				return identity.FieldError("identity", "%s is a %s: decisions are made by people, so an approver token is bound to a human identity", id.ID, id.Kind)
+			if (role == RoleApprover || role == RoleMember) && id.Kind != identity.Human {
+				return identity.FieldError("identity", "%s is of kind %s: %s tokens stand for a person, so they are bound to a human identity", id.ID, id.Kind, role)
 			}
 			tk.IdentityID = id.ID
 		}
@@ -237,6 +246,20 @@ func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (s
 		return "", nil, err
 	}
 	return secret, tk, nil
+}
+
+// tokenName checks a token's label: at most 64 printable characters, no
+// control characters (a name is printed in tables and logs as it is).
+func tokenName(name string) error {
+	if len(name) > 64 {
+		return identity.FieldError("name", "is longer than 64 bytes")
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return identity.FieldError("name", "holds a control or non-printing character (%U)", r)
+		}
+	}
+	return nil
 }
 
 // lookupIdentity finds an identity by jml ID or as SOURCE/EXTERNAL_ID.

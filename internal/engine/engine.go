@@ -82,6 +82,12 @@ type Config struct {
 	// beyond what a resource server needs (active, scope, exp, iat, sub,
 	// client_id, token_type): any of IntrospectionExtras.
 	IntrospectionClaims []string
+	// EndpointSources are the sources whose events come only through their
+	// own endpoint (SCIM sources, signed webhook sources), by name, with
+	// that endpoint for error messages. Submitting one of their events
+	// from anywhere else (POST /v1/events, jml event, jml import) is
+	// refused, whatever the principal.
+	EndpointSources map[string]string
 }
 
 // DefaultCallTimeout is how long a connector call may take before its
@@ -91,10 +97,11 @@ const DefaultCallTimeout = 1500 * time.Millisecond
 
 // Engine is safe for concurrent use.
 type Engine struct {
-	store  store.Store
-	claims []string // extra introspection members (Config.IntrospectionClaims)
-	policy atomic.Pointer[policy.Policy]
-	sealer *vault.Sealer
+	store     store.Store
+	claims    []string          // extra introspection members (Config.IntrospectionClaims)
+	endpoints map[string]string // Config.EndpointSources
+	policy    atomic.Pointer[policy.Policy]
+	sealer    *vault.Sealer
 	// conns maps system names to connectors. SetPolicy replaces the map
 	// (never mutates it), so readers need no lock.
 	conns atomic.Pointer[map[string]connector.Connector]
@@ -160,7 +167,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, identity.FieldError("introspection.claims", "unknown claim %q (want some of %v)", c, IntrospectionExtras)
 		}
 	}
-	e.claims = cfg.IntrospectionClaims
+	e.claims, e.endpoints = cfg.IntrospectionClaims, cfg.EndpointSources
 	e.callTimeout = cfg.CallTimeout
 	if e.callTimeout <= 0 {
 		e.callTimeout = DefaultCallTimeout
@@ -323,7 +330,7 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
-	if err := mayEmit(p, ev.Source); err != nil {
+	if err := e.mayEmit(p, ev.Source); err != nil {
 		return nil, err
 	}
 	if _, ok := e.guards[ev.Source]; ok {
@@ -332,9 +339,13 @@ func (e *Engine) Submit(ctx context.Context, p Principal, ev identity.Event) (*R
 	return e.submitUnguarded(ctx, p, ev)
 }
 
-// mayEmit refuses an event of a source other than the one p's source
+// mayEmit refuses an event of a source with its own endpoint from anywhere
+// but that endpoint, and one of a source other than the one p's source
 // token is bound to.
-func mayEmit(p Principal, source string) error {
+func (e *Engine) mayEmit(p Principal, source string) error {
+	if ep, ok := e.endpoints[source]; ok && p.Endpoint != source {
+		return &identity.Error{Code: identity.Forbidden, Field: "source", Message: fmt.Sprintf("source %q takes events only through its own endpoint (%s)", source, ep)}
+	}
 	switch ReachOf(p.Role, ActSubmit) {
 	case Anywhere:
 		return nil
@@ -385,7 +396,7 @@ func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.
 		if err := evs[i].Validate(); err != nil {
 			return nil, err
 		}
-		if err := mayEmit(p, evs[i].Source); err != nil {
+		if err := e.mayEmit(p, evs[i].Source); err != nil {
 			return nil, err
 		}
 	}

@@ -39,7 +39,9 @@ func states(fs []identity.Finding) string {
 // the owner is back, or when the NHI leaves; each resolution says why.
 func TestOwnerNotActiveResolves(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
-	human := func(id, ext string) { f.submit(t, ev(id, identity.Joiner, ext, func(e *identity.Event) { e.Kind = identity.Human })) }
+	human := func(id, ext string) {
+		f.submit(t, ev(id, identity.Joiner, ext, func(e *identity.Event) { e.Kind = identity.Human }))
+	}
 	human("1", "alice")
 	human("2", "bob")
 	pipe := func(id, ext string) *Result {

@@ -48,9 +48,6 @@ type Server struct {
 	requests *prometheus.HistogramVec
 	webhooks map[string]*source.Webhook // by source name
 	scim     http.Handler
-	// endpoints are the sources whose events come only through their own
-	// endpoint (SCIM, signed webhooks), never POST /v1/events.
-	endpoints map[string]string
 }
 
 // route is one API operation. The table drives both the mux and the test
@@ -98,26 +95,19 @@ func WithWebhooks(ws []*source.Webhook) Option {
 	return func(s *Server) {
 		for _, w := range ws {
 			s.webhooks[w.Name] = w
-			s.endpoints[w.Name] = "POST /v1/sources/" + w.Name + "/webhook, signed"
 		}
 	}
 }
 
-// WithSCIM serves SCIM (package scimserver) under /scim/, for the SCIM
-// sources named.
-func WithSCIM(h http.Handler, sources ...string) Option {
-	return func(s *Server) {
-		s.scim = h
-		for _, name := range sources {
-			s.endpoints[name] = "/scim/" + name + "/v2"
-		}
-	}
+// WithSCIM serves SCIM (package scimserver) under /scim/.
+func WithSCIM(h http.Handler) Option {
+	return func(s *Server) { s.scim = h }
 }
 
 // New returns the API server. reg receives the HTTP metrics and gatherer
 // serves /metrics (both may be nil).
 func New(e *engine.Engine, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, opts ...Option) *Server {
-	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux(), webhooks: map[string]*source.Webhook{}, endpoints: map[string]string{}}
+	s := &Server{e: e, log: log, gatherer: gatherer, mux: http.NewServeMux(), webhooks: map[string]*source.Webhook{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -168,10 +158,10 @@ func (s *Server) wrap(rt route) http.Handler {
 				}
 				switch engine.ReachOf(p.Role, rt.action) {
 				case engine.Nowhere:
-					return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action)
+					return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action.String())
 				case engine.Own:
 					if !rt.own {
-						return identity.Errorf(identity.Forbidden, "role %s may %s only what is its own, which %s does not limit itself to", p.Role, rt.action, name)
+						return identity.Errorf(identity.Forbidden, "role %s may %s only of its own, and %s is not limited to those", p.Role, rt.action.String(), name)
 					}
 				}
 			}
@@ -273,6 +263,8 @@ func jsonError(err error) error {
 		return identity.Errorf(identity.Invalid, "malformed JSON: body ends early")
 	case errors.As(err, &syn):
 		return identity.Errorf(identity.Invalid, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ) && typ.Field == "":
+		return identity.Errorf(identity.Invalid, "body must be a JSON object, not %s", typ.Value)
 	case errors.As(err, &typ):
 		return identity.FieldError(typ.Field, "must be %s, not %s", typ.Type, typ.Value)
 	case errors.As(err, &tim):
@@ -290,9 +282,6 @@ func (s *Server) submitEvent(w http.ResponseWriter, r *http.Request, p engine.Pr
 	var ev identity.Event
 	if err := decode(r, &ev); err != nil {
 		return err
-	}
-	if ep, ok := s.endpoints[ev.Source]; ok {
-		return identity.Errorf(identity.Forbidden, "source %q takes events only through its own endpoint (%s), not POST /v1/events", ev.Source, ep)
 	}
 	res, err := s.e.Submit(r.Context(), p, ev)
 	if err != nil {
@@ -335,7 +324,7 @@ func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.
 	if ignored {
 		return writeJSON(w, http.StatusOK, map[string]bool{"ignored": true})
 	}
-	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource, Source: name}, ev)
+	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource, Source: name, Endpoint: name}, ev)
 	if err != nil {
 		return err
 	}
@@ -503,7 +492,7 @@ func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, p engine.Pr
 // notYours is what a principal limited to its own gets for what is not:
 // the same answer as for what does not exist, so that IDs cannot be probed.
 func notYours(what, id string) error {
-	return identity.Errorf(identity.NotFound, "no %s %q among those this token may read (its own identity and those it owns or manages)", what, id)
+	return identity.Errorf(identity.NotFound, "%s %q not found", what, id)
 }
 
 func (s *Server) getCase(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
@@ -591,6 +580,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request, _ engine.Pri
 	} else {
 		if err := r.ParseForm(); err != nil {
 			return jsonError(err)
+		}
+		if len(r.PostForm["token"]) > 1 {
+			return identity.FieldError("token", "is given %d times; give it once", len(r.PostForm["token"]))
 		}
 		token = r.PostForm.Get("token")
 	}

@@ -44,8 +44,8 @@ type api struct {
 }
 
 // apiOptions vary the test server: its policy (the quickstart's when nil),
-// extra introspection claims, a log to capture, SCIM source names served
-// by a stub handler.
+// extra introspection claims, a log to capture, names of SCIM sources
+// (whose events come only through their endpoint).
 type apiOptions struct {
 	policy *policy.Policy
 	claims []string
@@ -78,7 +78,14 @@ func newAPIWith(t *testing.T, backend string, o apiOptions) *api {
 	}
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{9}, 32))
 	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Metrics: engine.NewMetrics(reg), Logger: o.log, IntrospectionClaims: o.claims})
+	// The webhook source ci and the SCIM sources named take events only
+	// through their endpoints, as jml serve configures them.
+	endpoints := map[string]string{"ci": "POST /v1/sources/ci/webhook, signed"}
+	for _, name := range o.scim {
+		endpoints[name] = "/scim/" + name + "/v2"
+	}
+	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Metrics: engine.NewMetrics(reg), Logger: o.log, IntrospectionClaims: o.claims,
+		EndpointSources: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +99,7 @@ func newAPIWith(t *testing.T, backend string, o apiOptions) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scimStub := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "scim stub", http.StatusTeapot) })
-	srv := httptest.NewServer(New(e, o.log, reg, reg, WithWebhooks([]*source.Webhook{hook}), WithSCIM(scimStub, o.scim...)))
+	srv := httptest.NewServer(New(e, o.log, reg, reg, WithWebhooks([]*source.Webhook{hook})))
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -486,3 +486,91 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestTokenCreationRules: a person's roles are bound to a human; a token's
+// name is a short printable label; each refusal names the field.
+func TestTokenCreationRules(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	a.join("staff", "tia", "human", "", nil)
+	a.join("staff", "tias-agent", "ai_agent", "tia", map[string]any{"tools": []any{"search"}})
+	for _, tc := range []struct {
+		spec  map[string]any
+		field string
+	}{
+		{map[string]any{"role": "member", "identity": "staff/tias-agent"}, "identity"},
+		{map[string]any{"role": "approver", "identity": "staff/tias-agent"}, "identity"},
+		{map[string]any{"role": "member"}, "identity"},
+		{map[string]any{"role": "auditor", "name": "evil\ntok_FAKE  admin admin"}, "name"},
+		{map[string]any{"role": "auditor", "name": strings.Repeat("n", 65)}, "name"},
+		{map[string]any{"role": "source"}, "source"},
+		{map[string]any{"role": "source", "source": "bad source"}, "source"},
+	} {
+		e := a.errorOf(a.do("POST", "/v1/tokens", "admin", tc.spec, 400, nil))
+		if e.Error.Field != tc.field {
+			t.Errorf("token %v refused with %+v, want field %s", tc.spec, e.Error, tc.field)
+		}
+	}
+	e := a.errorOf(a.do("POST", "/v1/tokens", "admin", `[]`, 400, nil))
+	if strings.Contains(e.Error.Message, "httpapi.") {
+		t.Fatalf("error names a Go type: %q", e.Error.Message)
+	}
+	// An agent's admin token is allowed (a service acting through jml),
+	// and stops with the agent.
+	a.token("agent-admin", map[string]any{"role": "admin", "identity": "staff/tias-agent"})
+	a.do("GET", "/v1/tokens", "agent-admin", nil, 200, nil)
+	a.leave("staff", "tias-agent")
+	a.do("GET", "/v1/tokens", "agent-admin", nil, 401, nil)
+	// Introspection takes its token once.
+	a.do("POST", "/v1/introspect", "resource", url.Values{"token": {"jml_a", "jml_b"}}, 400, nil)
+}
+
+// TestMemberReach: a member reads itself and whom it owns or manages;
+// what it may not read answers as what does not exist; a manager reads a
+// report but does not reveal the report's secrets.
+func TestMemberReach(t *testing.T) {
+	a := principalsAPI(t, apiOptions{})
+	a.join("staff", "bob", "human", "", nil)
+	var carol engine.Result
+	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "join-carol", "type": "joiner", "externalId": "carol", "kind": "human", "manager": "bob"}, 202, &carol)
+	a.waitCase(carol.CaseID, store.CaseCompleted)
+	alice := a.join("staff", "alice", "human", "", nil)
+	a.token("bob", map[string]any{"role": "member", "identity": "staff/bob"})
+	var carolView, aliceView IdentityView
+	a.do("GET", "/v1/identities/"+carol.IdentityID, "admin", nil, 200, &carolView)
+	a.do("GET", "/v1/identities/"+alice.IdentityID, "admin", nil, 200, &aliceView)
+
+	var list IdentityList
+	a.do("GET", "/v1/identities", "bob", nil, 200, &list)
+	var seen []string
+	for _, id := range list.Items {
+		seen = append(seen, id.ExternalID)
+	}
+	sort.Strings(seen)
+	if strings.Join(seen, ",") != "bob,carol" {
+		t.Fatalf("bob lists %v, want himself and carol", seen)
+	}
+	a.do("GET", "/v1/identities/"+carol.IdentityID, "bob", nil, 200, nil)
+	a.do("GET", "/v1/cases/"+carol.CaseID, "bob", nil, 200, nil)
+	// Not his: the same answer as for nothing at all.
+	for _, p := range []struct{ real, none string }{
+		{"/v1/identities/" + alice.IdentityID, "/v1/identities/idn_nothing"},
+		{"/v1/cases/" + alice.CaseID, "/v1/cases/case_nothing"},
+	} {
+		real := a.errorOf(a.do("GET", p.real, "bob", nil, 404, nil))
+		none := a.errorOf(a.do("GET", p.none, "bob", nil, 404, nil))
+		realShape := strings.Replace(real.Error.Message, strings.TrimPrefix(p.real, p.real[:strings.LastIndex(p.real, "/")+1]), "ID", 1)
+		noneShape := strings.Replace(none.Error.Message, strings.TrimPrefix(p.none, p.none[:strings.LastIndex(p.none, "/")+1]), "ID", 1)
+		if realShape != noneShape {
+			t.Errorf("%s answers %q, nothing answers %q", p.real, real.Error.Message, none.Error.Message)
+		}
+	}
+	e := a.errorOf(a.do("POST", "/v1/credentials/"+aliceView.Credentials[0].ID+"/reveal", "bob", nil, 404, nil))
+	if strings.Contains(e.Error.Message, alice.IdentityID) {
+		t.Fatalf("a refused reveal names the identity: %q", e.Error.Message)
+	}
+	// A manager does not hold a report's secrets.
+	e = a.errorOf(a.do("POST", "/v1/credentials/"+carolView.Credentials[0].ID+"/reveal", "bob", nil, 403, nil))
+	if strings.Contains(e.Error.Message, carol.IdentityID) {
+		t.Fatalf("a refused reveal names the identity: %q", e.Error.Message)
+	}
+}

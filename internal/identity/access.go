@@ -78,9 +78,9 @@ type Finding struct {
 	IdentityID string `json:"identityId"`
 	// System names the system of a finding about an account there; ""
 	// for one about the identity as a whole.
-	System     string    `json:"system,omitempty"`
-	Message    string    `json:"message"`
-	CreatedAt  time.Time `json:"createdAt"`
+	System    string    `json:"system,omitempty"`
+	Message   string    `json:"message"`
+	CreatedAt time.Time `json:"createdAt"`
 	// State is open, acknowledged or resolved (FindingState).
 	State FindingState `json:"state"`
 	// ResolvedAt and Resolution: when the condition ended, and why.

@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code classifies an error for the layers that translate it (HTTP status,
@@ -37,7 +38,7 @@ func (e *Error) Error() string {
 	if e.Field != "" {
 		msg = e.Field + ": " + msg
 	}
-	if e.Err != nil {
+	if e.Err != nil && !strings.Contains(msg, e.Err.Error()) {
 		return msg + ": " + e.Err.Error()
 	}
 	return msg

@@ -144,8 +144,14 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 				return errf(401, "", "missing bearer token")
 			}
 			p, err := s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
+			if identity.ErrorCode(err) == identity.Unauthorized {
+				return errf(401, "", "%s", identity.ErrorMessage(err))
+			}
 			if err != nil {
-				return errf(401, "", "invalid or revoked token")
+				return err
+			}
+			if p.Role != engine.RoleSource && p.Role != engine.RoleAdmin {
+				return errf(403, "", "role %s may not provision over SCIM (a source token bound to the source does, or an admin)", p.Role)
 			}
 			name := r.PathValue("source")
 			if name == "" {
@@ -161,6 +167,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 			if p.Role != engine.RoleAdmin && (p.Role != engine.RoleSource || p.Source != sc.Name) {
 				return errf(403, "", "this token may not provision source %q (it needs role source, bound to source %q: jml token create --role source --source %s)", sc.Name, sc.Name, sc.Name)
 			}
+			p.Endpoint = sc.Name // the source's own endpoint submits its events
 			return h(w, r, sc, p)
 		}()
 		if err != nil {
