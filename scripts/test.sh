@@ -42,5 +42,9 @@ go test -run '^$' -fuzz '^FuzzPatch$' -fuzztime 100000x ./internal/scimserver
 echo "== go test -race (the concurrent parts)"
 go test -race -count=1 -timeout 20m ./internal/engine/... ./internal/store/... ./internal/httpapi/...
 
+echo "== policy check and test cases"
+go run ./cmd/jml policy check examples/quickstart/policy.yaml
+go run ./cmd/jml policy test examples/quickstart/policy.test.yaml
+
 echo "== quickstart"
 bash examples/quickstart/quickstart.sh

@@ -19,6 +19,7 @@ import (
 	"github.com/jml-dev/jml/internal/httpapi"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/policytest"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -180,8 +181,42 @@ func policyCmd(ev *env) *cobra.Command {
 			if err := connectors.Check(p); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
+			for _, w := range p.Warnings {
+				fmt.Fprintf(ev.stderr, "warning: %s\n", w)
+			}
 			fmt.Fprintf(ev.stdout, "%s: ok: %d systems, %d entitlements, %d roles, %d birthright rules, %d credential rules\n",
 				args[0], len(p.Systems), len(p.Entitlements), len(p.Roles), len(p.Birthrights), len(p.Credentials))
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "test FILE...",
+		Short: "Run policy test cases (identity and event -> expected grants, credentials, approvals); exits 1 on a failure",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			failed, total := 0, 0
+			for _, path := range args {
+				_, results, err := policytest.Run(path)
+				if err != nil {
+					return err
+				}
+				for _, r := range results {
+					total++
+					if len(r.Diffs) == 0 {
+						fmt.Fprintf(ev.stdout, "ok    %s: %s\n", path, r.Case)
+						continue
+					}
+					failed++
+					fmt.Fprintf(ev.stdout, "FAIL  %s: %s\n", path, r.Case)
+					for _, d := range r.Diffs {
+						fmt.Fprintf(ev.stdout, "  %s\n", d)
+					}
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d policy test cases failed", failed, total)
+			}
+			fmt.Fprintf(ev.stdout, "%d policy test cases passed\n", total)
 			return nil
 		},
 	})

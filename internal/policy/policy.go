@@ -121,7 +121,13 @@ type BirthrightRule struct {
 // Policy is a loaded, validated and compiled policy file. It is immutable
 // and safe for concurrent use.
 type Policy struct {
-	File         string
+	File string
+	// Attributes are the identity attributes the policy declares (nil
+	// when it has no attributes: section); rules are checked against them.
+	Attributes []Attribute
+	// Warnings are what the check could not verify (attributes read but
+	// not declared); the policy loads all the same.
+	Warnings     []string
 	Systems      map[string]*System
 	Entitlements map[string]*Entitlement
 	Roles        map[string]*Role
@@ -141,6 +147,11 @@ func (p *Policy) CredentialRule(name string) *CredentialRule { return p.credByNa
 
 // file is the YAML shape; it is decoded strictly (unknown fields are errors).
 type file struct {
+	Attributes []struct {
+		Name   string   `yaml:"name"`
+		Type   string   `yaml:"type"`
+		Values []string `yaml:"values"`
+	} `yaml:"attributes"`
 	Systems []struct {
 		Name        string         `yaml:"name"`
 		Type        string         `yaml:"type"`
@@ -275,6 +286,26 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.Attributes != nil {
+		p.Attributes = []Attribute{}
+		for _, a := range f.Attributes {
+			p.Attributes = append(p.Attributes, Attribute{Name: a.Name, Type: a.Type, Values: a.Values})
+		}
+	}
+	chk, err := newChecker(p.Attributes)
+	if err != nil {
+		return nil, errf("%v", err)
+	}
+	// compileRule checks a rule against the declared identity, then
+	// compiles it for evaluation.
+	compileRule := func(what, src string) (*rule, error) {
+		if strings.TrimSpace(src) != "" {
+			if err := chk.check(what, src); err != nil {
+				return nil, err
+			}
+		}
+		return compile(env, src)
+	}
 	seen := map[string]bool{}
 	for i, b := range f.Birthright {
 		if !namePattern.MatchString(b.Name) {
@@ -284,7 +315,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 			return nil, errf("birthright rule %q is defined twice", b.Name)
 		}
 		seen[b.Name] = true
-		r, err := compile(env, b.When)
+		r, err := compileRule(fmt.Sprintf("birthright rule %q", b.Name), b.When)
 		if err != nil {
 			return nil, errf("birthright rule %q: when: %v", b.Name, err)
 		}
@@ -332,13 +363,16 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if err != nil {
 			return nil, errf("credential rule %q: ttl: %v", c.Name, err)
 		}
-		r, err := compile(env, c.When)
+		r, err := compileRule(fmt.Sprintf("credential rule %q", c.Name), c.When)
 		if err != nil {
 			return nil, errf("credential rule %q: when: %v", c.Name, err)
 		}
 		cr := &CredentialRule{Name: c.Name, System: c.System, Type: typ, TTL: ttl, RotateOnMove: c.RotateOnMove, RotateOn: c.RotateOn, when: r}
 		p.Credentials = append(p.Credentials, cr)
 		p.credByName[c.Name] = cr
+	}
+	for _, w := range chk.warnings {
+		p.Warnings = append(p.Warnings, name+": "+w)
 	}
 	p.eval = newEvaluator(p)
 	return p, nil
