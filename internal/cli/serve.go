@@ -143,14 +143,21 @@ func serveCmd(ev *env) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if addr == "" {
+				addr = cfg.Addr
+			}
+			// Bind first: a taken port fails before any migration runs or
+			// any worker starts.
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			defer ln.Close()
 			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
-			if addr == "" {
-				addr = rt.cfg.Addr
-			}
 			if tok := ev.getenv("JML_BOOTSTRAP_TOKEN"); tok != "" {
 				created, err := rt.engine.Bootstrap(ctx, tok)
 				if err != nil {
@@ -188,8 +195,7 @@ func serveCmd(ev *env) *cobra.Command {
 			} else if n > 0 {
 				log.Info("resumed cases left running", "cases", n)
 			}
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
+			if err := sayHowToGetIn(ctx, rt, cfgPath, log); err != nil {
 				return err
 			}
 			srv := &http.Server{
@@ -231,4 +237,25 @@ func serveCmd(ev *env) *cobra.Command {
 	dbFlag(cmd, &dsn)
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (default from config, else 127.0.0.1:8080)")
 	return cmd
+}
+
+// sayHowToGetIn logs, when no API token exists, the command that makes
+// the first admin token: a fresh install is otherwise a server nobody can
+// call. It never makes or logs a token itself (a token in a log is a
+// secret in a log).
+func sayHowToGetIn(ctx context.Context, rt *runtime, cfgPath string, log *slog.Logger) error {
+	var n int
+	if err := rt.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = tx.CountTokens(ctx)
+		return err
+	}); err != nil || n > 0 {
+		return err
+	}
+	cmd := "jml token create --role admin"
+	if cfgPath != "" {
+		cmd += " --config " + cfgPath
+	}
+	log.Warn("no API token exists yet: create the first admin token with `" + cmd + "` (it prints the token once), or restart with JML_BOOTSTRAP_TOKEN set to a secret of 16 characters or more")
+	return nil
 }

@@ -315,7 +315,12 @@ type Result struct {
 	EventID    string            `json:"eventId"`
 	CaseID     string            `json:"caseId,omitempty"`
 	IdentityID string            `json:"identityId"`
+	// Status is the event's: applied (its case was opened), scheduled,
+	// held. CaseStatus is where its case stood when the event was
+	// accepted: completed, running (steps in other systems to run), or
+	// awaiting_approval (nothing widened until someone approves).
 	Status     store.EventStatus `json:"status"`
+	CaseStatus store.CaseStatus  `json:"caseStatus,omitempty"`
 	// Duplicate is true when the event was seen before; the IDs are those
 	// of the first submission and nothing ran again.
 	Duplicate bool `json:"duplicate"`
@@ -529,7 +534,7 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status}, c, nil
+	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status, CaseStatus: c.Status}, c, nil
 }
 
 // acceptCounters are what happens only if the transaction commits: metric

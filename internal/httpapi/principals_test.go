@@ -289,6 +289,9 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 	var widen engine.Result
 	a.do("POST", "/v1/events", "carol-source", map[string]any{"source": "staff", "id": "w1", "type": "mover", "externalId": "davebot",
 		"attributes": map[string]any{"tools": []any{"search", "prod-write"}}}, 202, &widen)
+	if widen.Status != store.EventApplied || widen.CaseStatus != store.CaseAwaitingApproval {
+		t.Fatalf("widening mover answered %+v, want its case awaiting_approval", widen)
+	}
 	a.waitCase(widen.CaseID, store.CaseAwaitingApproval)
 
 	before := a.snapshot(widen.CaseID)
