@@ -27,6 +27,16 @@ fi
 
 echo "== go vet"
 go vet ./...
+go vet -tags benchsvc ./internal/bench
+
+# jml builds where its users build, and carries no test servers.
+echo "== cross-builds: darwin, windows"
+GOOS=darwin go build -o /dev/null ./cmd/jml
+GOOS=windows go build -o /dev/null ./cmd/jml
+if go list -deps ./cmd/jml | grep -q internal/testsvc; then
+  echo "the jml binary depends on internal/testsvc: test servers must not ship" >&2
+  exit 1
+fi
 
 echo "== go test"
 go test -count=1 -timeout 20m ./...

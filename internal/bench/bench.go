@@ -122,7 +122,10 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("throughput postgres: %w", err)
 		}
 	}
-	if o.runs("systems") {
+	switch {
+	case o.runs("systems") && !systemsAvailable && len(o.Only) == 0:
+		fmt.Fprintf(o.Out, "\ntime to revoke across real systems: left out of this build (go run -tags benchsvc ./cmd/jml bench --only systems runs it)\n")
+	case o.runs("systems"):
 		if err := systemsBench(ctx, o); err != nil {
 			return fmt.Errorf("time to revoke across real systems: %w", err)
 		}

@@ -23,7 +23,6 @@ import (
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlite"
-	"github.com/jml-dev/jml/internal/testsvc"
 )
 
 // systemsPolicy gives every engineer an account, one entitlement and a
@@ -55,13 +54,11 @@ credentials:
 type systemsEnv struct {
 	pgURL string
 	pg    *pgxpool.Pool
-	ldap  *testsvc.Server
+	ldap  *ldapServer
 	redis *goredis.Client
 	maria *sql.DB
 	o     Options
 }
-
-const devsGroup = "cn=jmlbench-devs," + testsvc.SlapdGroups
 
 func openSystems(ctx context.Context, o Options) (*systemsEnv, error) {
 	env := &systemsEnv{o: o}
@@ -77,16 +74,16 @@ func openSystems(ctx context.Context, o Options) (*systemsEnv, error) {
 	if err := env.pg.Ping(ctx); err != nil {
 		return fail(fmt.Errorf("PostgreSQL: %w", err))
 	}
-	if env.ldap, err = testsvc.StartSlapd(); err != nil {
+	if env.ldap, err = startLDAP(); err != nil {
 		return fail(err)
 	}
 	l, err := env.ldapConn()
 	if err != nil {
 		return fail(err)
 	}
-	req := ldap.NewAddRequest(devsGroup, nil)
+	req := ldap.NewAddRequest(env.ldap.devsGroup(), nil)
 	req.Attribute("objectClass", []string{"groupOfNames"})
-	req.Attribute("member", []string{"cn=placeholder," + testsvc.SlapdSuffix})
+	req.Attribute("member", []string{"cn=placeholder," + env.ldap.Suffix})
 	err = l.Add(req)
 	l.Close()
 	if err != nil {
@@ -116,7 +113,7 @@ func (env *systemsEnv) ldapConn() (*ldap.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.Bind(testsvc.SlapdAdminDN, env.ldap.Password); err != nil {
+	if err := l.Bind(env.ldap.AdminDN, env.ldap.Password); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -172,7 +169,7 @@ func (env *systemsEnv) close() {
 		env.maria.Close()
 	}
 	if env.ldap != nil {
-		env.ldap.Stop()
+		env.ldap.stop()
 	}
 }
 
@@ -187,8 +184,8 @@ func systemsBench(ctx context.Context, o Options) error {
 	defer env.close()
 	n := o.RealLeavers
 
-	text := strings.NewReplacer("{{ldap}}", env.ldap.URL, "{{ldapAdmin}}", testsvc.SlapdAdminDN, "{{people}}", testsvc.SlapdPeople,
-		"{{devs}}", devsGroup, "{{redis}}", o.RedisAddr).Replace(systemsPolicy)
+	text := strings.NewReplacer("{{ldap}}", env.ldap.URL, "{{ldapAdmin}}", env.ldap.AdminDN, "{{people}}", env.ldap.People,
+		"{{devs}}", env.ldap.devsGroup(), "{{redis}}", o.RedisAddr).Replace(systemsPolicy)
 	pol, err := policy.Parse("systems.yaml", []byte(text))
 	if err != nil {
 		return err
@@ -347,7 +344,7 @@ func (env *systemsEnv) rawRevocations(ctx context.Context, n int) ([]time.Durati
 	}
 	defer l.Close()
 	name := func(i int) string { return fmt.Sprintf("jmlbench.r%d", i) }
-	dn := func(i int) string { return "uid=" + ldap.EscapeDN(name(i)) + "," + testsvc.SlapdPeople }
+	dn := func(i int) string { return "uid=" + ldap.EscapeDN(name(i)) + "," + env.ldap.People }
 	pwHash := func(pw string) string { h := sha256.Sum256([]byte(pw)); return "#" + hex.EncodeToString(h[:]) }
 	for i := 0; i < n; i++ {
 		u := name(i)
@@ -363,7 +360,7 @@ func (env *systemsEnv) rawRevocations(ctx context.Context, n int) ([]time.Durati
 		if err := l.Add(req); err != nil {
 			return nil, err
 		}
-		m := ldap.NewModifyRequest(devsGroup, nil)
+		m := ldap.NewModifyRequest(env.ldap.devsGroup(), nil)
 		m.Add("member", []string{dn(i)})
 		if err := l.Modify(m); err != nil {
 			return nil, err
@@ -399,7 +396,7 @@ func (env *systemsEnv) rawRevocations(ctx context.Context, n int) ([]time.Durati
 		m := ldap.NewModifyRequest(dn(i), nil)
 		m.Delete("userPassword", nil)
 		errs = append(errs, l.Modify(m))
-		m = ldap.NewModifyRequest(devsGroup, nil)
+		m = ldap.NewModifyRequest(env.ldap.devsGroup(), nil)
 		m.Delete("member", []string{dn(i)})
 		errs = append(errs, l.Modify(m))
 		m = ldap.NewModifyRequest(dn(i), nil)
