@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jsonin"
 )
 
 // env is what the commands read from outside: streams and environment.
@@ -127,7 +129,17 @@ func readEvent(ev *env, path string) (identity.Event, error) {
 		r = f
 	}
 	var e identity.Event
-	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
+	data, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return e, err
+	}
+	if path == "" {
+		path = "-"
+	}
+	if err := jsonin.Check(data); err != nil {
+		return e, identity.Errorf(identity.Invalid, "event %s: %s", path, identity.ErrorMessage(err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
 		return e, identity.Errorf(identity.Invalid, "event %s: %v", path, strings.TrimPrefix(err.Error(), "json: "))

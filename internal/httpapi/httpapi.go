@@ -10,6 +10,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 
 	_ "embed"
@@ -29,6 +30,7 @@ import (
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jsonin"
 	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -196,6 +198,7 @@ var statusOf = map[identity.Code]int{
 	identity.Unauthorized: http.StatusUnauthorized,
 	identity.Gone:         http.StatusGone,
 	identity.TooLarge:     http.StatusRequestEntityTooLarge,
+	identity.Unsupported:  http.StatusUnsupportedMediaType,
 	identity.Unavailable:  http.StatusServiceUnavailable,
 	identity.Internal:     http.StatusInternalServerError,
 }
@@ -232,10 +235,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) error {
 	return enc.Encode(v)
 }
 
-// decode reads a JSON body strictly: one object, no unknown fields, within
-// MaxBody. Errors name the field or position at fault.
+// decode reads a JSON body strictly: sent as JSON (415 otherwise), one
+// object, no unknown fields, no key twice, valid UTF-8 without NUL
+// (package jsonin), within MaxBody. Errors name the field or position at
+// fault.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return jsonError(err)
+	}
+	if err := jsonin.Check(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -315,6 +330,12 @@ func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.
 		return err
 	}
 	if err := src.Verify(r.Header, body, time.Now()); err != nil {
+		return err
+	}
+	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	if err := jsonin.Check(body); err != nil {
 		return err
 	}
 	ev, ignored, err := src.Map(body)

@@ -18,6 +18,7 @@ const (
 	Unauthorized Code = "unauthorized" // no or unknown credentials
 	Gone         Code = "gone"         // it existed but is no longer available
 	TooLarge     Code = "too_large"    // the input exceeds a size limit
+	Unsupported  Code = "unsupported"  // the body's media type is not one the route takes
 	Unavailable  Code = "unavailable"  // a dependency is down; retrying may help
 	Internal     Code = "internal"     // a bug or an unexpected failure
 )

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // EventType is what a source of truth says happened.
@@ -113,6 +114,9 @@ func (e *Event) Validate() error {
 	if len(e.DisplayName) > MaxAttributeValue {
 		return FieldError("displayName", "is longer than %d bytes", MaxAttributeValue)
 	}
+	if err := CheckText("displayName", e.DisplayName); err != nil {
+		return err
+	}
 	return ValidateAttributes(e.Attributes, e.Type == Mover)
 }
 
@@ -136,6 +140,9 @@ func ValidateAttributes(attrs map[string]any, patch bool) error {
 			if len(v) > MaxAttributeValue {
 				return FieldError(field, "is longer than %d bytes", MaxAttributeValue)
 			}
+			if err := CheckText(field, v); err != nil {
+				return err
+			}
 		case bool, float64, int, int64:
 		case []any:
 			if len(v) > MaxListItems {
@@ -149,11 +156,33 @@ func ValidateAttributes(attrs map[string]any, patch bool) error {
 				if len(s) > MaxAttributeValue {
 					return FieldError(fmt.Sprintf("%s[%d]", field, i), "is longer than %d bytes", MaxAttributeValue)
 				}
+				if err := CheckText(fmt.Sprintf("%s[%d]", field, i), s); err != nil {
+					return err
+				}
 			}
 		case []string:
+			for i, s := range v {
+				if err := CheckText(fmt.Sprintf("%s[%d]", field, i), s); err != nil {
+					return err
+				}
+			}
 		default:
 			return FieldError(field, "must be a string, number, boolean or list of strings")
 		}
+	}
+	return nil
+}
+
+// CheckText refuses text no store keeps alike: a NUL byte (PostgreSQL
+// refuses it, SQLite keeps it) and invalid UTF-8 (which JSON decoding
+// silently replaces). The same rule holds at every edge: the REST API,
+// SCIM, HR files, webhooks and the CLI.
+func CheckText(field, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return FieldError(field, "holds a NUL byte")
+	}
+	if !utf8.ValidString(s) {
+		return FieldError(field, "is not valid UTF-8")
 	}
 	return nil
 }

@@ -233,3 +233,26 @@ func TestSearchMeBulkAndGroupMembers(t *testing.T) {
 		t.Fatalf("members.$ref in /Schemas = %v", ref)
 	}
 }
+
+// TestSCIMInputHygiene: SCIM bodies obey the rules of every edge: JSON
+// only, valid UTF-8 without NUL, no key twice.
+func TestSCIMInputHygiene(t *testing.T) {
+	f := setup(t)
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a\u0000b"}`, 400},
+		{`{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "one", "userName": "two"}`, 400},
+		{"{\"schemas\": [\"urn:ietf:params:scim:schemas:core:2.0:User\"], \"userName\": \"caf\xe9\"}", 400},
+	} {
+		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", tc.body)
+		f.want(tc.code, "", code, body)
+	}
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "plain"}`, "Content-Type", "text/plain")
+	f.want(415, "", code, body)
+	code, _, body = f.do("GET", "/scim/entra/v2/Users", "entra", nil)
+	if body["totalResults"] != float64(0) {
+		t.Fatalf("refused bodies stored users: %v", body)
+	}
+}

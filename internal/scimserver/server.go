@@ -31,6 +31,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jsonin"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -231,7 +232,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func readObject(r *http.Request) (map[string]any, error) {
-	data, err := io.ReadAll(r.Body)
+	data, err := readBody(r)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +295,22 @@ func (s *Server) renderOne(w http.ResponseWriter, r *http.Request, res *store.SC
 	return nil
 }
 
-func readBody(r *http.Request) ([]byte, error) { return io.ReadAll(r.Body) }
+// readBody reads a request's JSON body as every jml edge does (package
+// jsonin): sent as JSON (application/scim+json or application/json), valid
+// UTF-8 without NUL, no key twice.
+func readBody(r *http.Request) ([]byte, error) {
+	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, errf(415, "", "%s", identity.ErrorMessage(err))
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if err := jsonin.Check(data); err != nil {
+		return nil, errf(400, "invalidValue", "%s", identity.ErrorMessage(err))
+	}
+	return data, nil
+}
 
 // project keeps (attributes) or drops (excludedAttributes) attributes,
 // down to sub-attributes of complex ones ("name.givenName",
