@@ -27,9 +27,12 @@ if [ -z "${JML_URL:-}" ]; then
   echo "building jml and starting it on 127.0.0.1:$port (data in $work)"
   (cd "$root" && go build -o "$work/jml" ./cmd/jml)
   JML_TOKEN="bootstrap-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  (cd "$work" && JML_BOOTSTRAP_TOKEN="$JML_TOKEN" exec ./jml serve --config "$here/jml.yaml" --addr "127.0.0.1:$port" >serve.log 2>&1) &
+  # The config's paths are relative to it: a copy in $work keeps the
+  # store and its key there.
+  cp "$here/jml.yaml" "$here/policy.yaml" "$work/"
+  (cd "$work" && JML_BOOTSTRAP_TOKEN="$JML_TOKEN" exec ./jml serve --config "$work/jml.yaml" --addr "127.0.0.1:$port" >serve.log 2>&1) &
   own_server=$!
-  trap 'kill $own_server 2>/dev/null || true' EXIT
+  trap 'kill $own_server 2>/dev/null || true; rm -rf "$work"' EXIT
   JML_URL="http://127.0.0.1:$port"
   for _ in $(seq 100); do curl -fs "$JML_URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs "$JML_URL/readyz" >/dev/null || { cat "$work/serve.log"; fail "jml did not become ready"; }

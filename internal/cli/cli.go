@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"path/filepath"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -84,6 +85,9 @@ func resolveDB(ev *env, flag string, cfg *Config) string {
 	}
 	if cfg != nil && cfg.DB != "" {
 		return cfg.DB
+	}
+	if cfg != nil && cfg.dir != "" {
+		return "sqlite:" + filepath.Join(cfg.dir, "jml.db") // next to the config file
 	}
 	return DefaultDB
 }

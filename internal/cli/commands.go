@@ -27,7 +27,7 @@ import (
 // commands that read it without the engine. Audit records still waiting to
 // be chained are chained first, so what the command reads is complete.
 func openStore(ctx context.Context, ev *env, dsn string) (store.Store, error) {
-	s, err := OpenStore(ctx, resolveDB(ev, dsn, nil), "", nil)
+	s, err := OpenStore(ctx, resolveDB(ev, dsn, nil), "", nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func eventCmd(ev *env) *cobra.Command {
 				}
 				return output(ev.stdout, "json", res, nil)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, true)
 			if err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func planCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
 			if err != nil {
 				return err
 			}
@@ -356,7 +356,7 @@ func caseCmd(ev *env) *cobra.Command {
 		Short: "Run the failed steps of a failed case again (the server's workers pick it up)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, retryCfg, retryDSN, nil)
+			rt, err := openRuntime(cmd.Context(), ev, retryCfg, retryDSN, nil, false)
 			if err != nil {
 				return err
 			}
@@ -446,7 +446,7 @@ behalf. A resource token introspects credentials (RFC 7662). A token bound to
 an identity works only while that identity is active.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, true)
 			if err != nil {
 				return err
 			}
@@ -474,7 +474,7 @@ an identity works only while that identity is active.`,
 		Short: "List API tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil)
+			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil, false)
 			if err != nil {
 				return err
 			}
@@ -512,7 +512,7 @@ an identity works only while that identity is active.`,
 		Short: "Revoke an API token at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, revokeCfg, revokeDSN, nil)
+			rt, err := openRuntime(cmd.Context(), ev, revokeCfg, revokeDSN, nil, false)
 			if err != nil {
 				return err
 			}

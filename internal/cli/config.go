@@ -114,6 +114,15 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 		c.dir = filepath.Dir(path)
+		// Paths in a config file are relative to the file, so that every
+		// command given the file finds the same store and key wherever it
+		// runs from.
+		if p, ok := strings.CutPrefix(c.DB, "sqlite:"); ok && p != "" && !filepath.IsAbs(p) && !strings.HasPrefix(p, "//") {
+			c.DB = "sqlite:" + filepath.Join(c.dir, p)
+		}
+		if c.MasterKeyFile != "" && !filepath.IsAbs(c.MasterKeyFile) {
+			c.MasterKeyFile = filepath.Join(c.dir, c.MasterKeyFile)
+		}
 	}
 	return c, c.defaults()
 }
@@ -123,7 +132,7 @@ func (c *Config) defaults() error {
 		c.Addr = "127.0.0.1:8080"
 	}
 	if c.MasterKeyFile == "" {
-		c.MasterKeyFile = "jml.key"
+		c.MasterKeyFile = filepath.Join(c.dir, "jml.key")
 	}
 	if c.Jobs.FetchCooldown == 0 {
 		c.Jobs.FetchCooldown = store.DefaultFetchCooldown

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,7 +43,11 @@ func (r *runtime) Close() {
 
 // openRuntime loads the config and policy, opens the store and the vault
 // key, and builds the engine.
-func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog.Logger) (*runtime, error) {
+// openRuntime opens the store, the key and the engine a command works
+// with. Commands that change state (serve, event, import, token create)
+// pass create: a SQLite store or a key file that does not exist is made,
+// and the command says so. Commands that only read never make one.
+func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog.Logger, create bool) (*runtime, error) {
 	if cfgPath == "" {
 		cfgPath = ev.getenv("JML_CONFIG")
 	}
@@ -61,7 +66,12 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	dsn := resolveDB(ev, dbFlag, cfg)
-	s, err := OpenStore(ctx, dsn, cfg.SQLite.Synchronous, log)
+	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && create {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(ev.stderr, "jml: no store at %s: creating a new one\n", path)
+		}
+	}
+	s, err := OpenStore(ctx, dsn, cfg.SQLite.Synchronous, log, create)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +79,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	// The database keeps the key's check value, so a later start or another
 	// replica with a different key is refused instead of sealing secrets
 	// nobody else can open.
-	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, true)
+	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, create)
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -153,7 +163,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
-			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log)
+			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log, true)
 			if err != nil {
 				return err
 			}
