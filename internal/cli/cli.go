@@ -4,7 +4,6 @@
 package cli
 
 import (
-	"path/filepath"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -56,6 +58,28 @@ func message(err error) string { return err.Error() }
 
 type usageError struct{ error }
 
+// version is jml's version, the commit it was built from (and whether the
+// tree had changes), and the Go it was built with, from the build info.
+func version() string {
+	v, commit, dirty := "(devel)", "unknown", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = " (modified)"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("jml %s, commit %s%s, %s %s/%s", v, commit, dirty, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+}
+
 func newRoot(ev *env) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "jml",
@@ -63,7 +87,9 @@ func newRoot(ev *env) *cobra.Command {
 		Long:          "jml is a joiner/mover/leaver engine for every identity: people, service accounts,\nworkloads, CI/CD pipelines and AI agents, and the credentials they hold.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(serveCmd(ev), eventCmd(ev), planCmd(ev), policyCmd(ev), identityCmd(ev), caseCmd(ev),
 		auditCmd(ev), tokenCmd(ev), benchCmd(ev), importCmd(ev), holdsCmd(ev), findingsCmd(ev))
@@ -139,6 +165,9 @@ func readEvent(ev *env, path string) (identity.Event, error) {
 	}
 	if path == "" {
 		path = "-"
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return e, identity.Errorf(identity.Invalid, "event %s: empty: give an event as JSON with -f FILE, or on standard input (see examples/ or README.md)", path)
 	}
 	if err := jsonin.Check(data); err != nil {
 		return e, identity.Errorf(identity.Invalid, "event %s: %s", path, identity.ErrorMessage(err))

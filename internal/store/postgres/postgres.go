@@ -91,14 +91,18 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	s := &Store{pool: pool, locks: locks, logger: logger}
-	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: sqlstore.Quiet(logger)})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate river: %w", err)
+	}
+	if len(res.Versions) > 0 && logger != nil {
+		logger.Info("applied River's migrations", "versions", len(res.Versions))
 	}
 	if err := sqlstore.Migrate(ctx, dialect, migrator(pool)); err != nil {
 		pool.Close()

@@ -127,12 +127,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	m, err := rivermigrate.New(riversqlite.New(s.write), &rivermigrate.Config{Logger: s.logger})
+	m, err := rivermigrate.New(riversqlite.New(s.write), &rivermigrate.Config{Logger: sqlstore.Quiet(s.logger)})
 	if err != nil {
 		return err
 	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
 		return fmt.Errorf("migrate river: %w", err)
+	}
+	if len(res.Versions) > 0 && s.logger != nil {
+		s.logger.Info("applied River's migrations", "versions", len(res.Versions))
 	}
 	return sqlstore.Migrate(ctx, dialect, func(ctx context.Context, fn func(sqlstore.Conn) error) error {
 		return s.inTx(ctx, s.write, false, func(tx *sql.Tx) error { return fn(conn{tx: tx}) })
