@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.yaml.in/yaml/v3"
 	"io"
 	"log/slog"
 	"os"
@@ -137,12 +138,28 @@ func output(w io.Writer, format string, v any, table func(*tabwriter.Writer)) er
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case "yaml":
+		// Through JSON, so that YAML has the field names JSON has.
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		var doc any
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return err
+		}
+		out, err := yaml.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(out)
+		return err
 	case "table", "":
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		table(tw)
 		return tw.Flush()
 	}
-	return usageError{fmt.Errorf("-o %q: want json or table", format)}
+	return usageError{fmt.Errorf("-o %q: want table, json or yaml", format)}
 }
 
 // readEvent reads one JSON event from a file or "-" (stdin), strictly.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -162,18 +163,35 @@ func planCmd(ev *env) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "-", "event JSON file, - for stdin")
 	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
-	cmd.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 	dbFlag(cmd, &dsn)
 	return cmd
 }
 
 func policyCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Work with policy files"}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "check FILE",
-		Short: "Validate a policy file and compile its CEL rules",
-		Args:  cobra.ExactArgs(1),
+	var checkCfg string
+	check := &cobra.Command{
+		Use:   "check [FILE]",
+		Short: "Validate a policy file and type-check its CEL rules (without FILE: the config's policy)",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				if checkCfg == "" {
+					checkCfg = ev.getenv("JML_CONFIG")
+				}
+				if checkCfg == "" {
+					return usageError{errors.New("give a policy FILE, or --config (or JML_CONFIG) with a jml.yaml that names one")}
+				}
+				cfg, err := LoadConfig(checkCfg)
+				if err != nil {
+					return err
+				}
+				if cfg.PolicyPath() == "" {
+					return fmt.Errorf("%s names no policy file", checkCfg)
+				}
+				args = []string{cfg.PolicyPath()}
+			}
 			p, err := policy.LoadFile(args[0])
 			if err != nil {
 				return err
@@ -188,7 +206,9 @@ func policyCmd(ev *env) *cobra.Command {
 				args[0], len(p.Systems), len(p.Entitlements), len(p.Roles), len(p.Birthrights), len(p.Credentials))
 			return nil
 		},
-	})
+	}
+	check.Flags().StringVar(&checkCfg, "config", "", "config file whose policy to check when no FILE is given (env JML_CONFIG)")
+	cmd.AddCommand(check)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "test FILE...",
 		Short: "Run policy test cases (identity and event -> expected grants, credentials, approvals); exits 1 on a failure",
@@ -251,16 +271,20 @@ func identityCmd(ev *env) *cobra.Command {
 			if items == nil {
 				items = []identity.Identity{}
 			}
+			names, err := identityNames(cmd.Context(), s, items)
+			if err != nil {
+				return err
+			}
 			return output(ev.stdout, format, items, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "ID\tSOURCE\tEXTERNAL ID\tKIND\tSTATE\tOWNER")
+				fmt.Fprintln(tw, "ID\tSOURCE\tEXTERNAL ID\tNAME\tKIND\tSTATE\tOWNER")
 				for _, i := range items {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Source, i.ExternalID, i.Kind, i.State, i.OwnerID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Source, i.ExternalID, dash(i.DisplayName), i.Kind, i.State, dash(names[i.OwnerID]))
 				}
 			})
 		},
 	}
 	dbFlag(list, &dsn)
-	list.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 	list.Flags().StringVar(&kind, "kind", "", "only this kind")
 	list.Flags().StringVar(&state, "state", "", "only this state")
 	list.Flags().StringVar(&owner, "owner", "", "only identities owned by this identity ID")
@@ -291,11 +315,23 @@ func identityCmd(ev *env) *cobra.Command {
 				}
 			}
 			v, err := httpapi.LoadIdentityView(cmd.Context(), s, id, true)
+			if store.IsNotFound(err) && !strings.Contains(id, "/") && !strings.HasPrefix(id, "idn_") {
+				return identity.Errorf(identity.NotFound, "no identity %q: give its jml ID (idn_…) or SOURCE/EXTERNAL_ID, such as hr/%s", id, id)
+			}
+			if err != nil {
+				return err
+			}
+			names, err := identityNames(cmd.Context(), s, []identity.Identity{v.Identity})
 			if err != nil {
 				return err
 			}
 			return output(ev.stdout, showFormat, v, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "ID\t%s\nSOURCE\t%s/%s\nKIND\t%s\nSTATE\t%s\nOWNER\t%s\n", v.ID, v.Source, v.ExternalID, v.Kind, v.State, v.OwnerID)
+				fmt.Fprintf(tw, "ID\t%s\nSOURCE\t%s/%s\nNAME\t%s\nKIND\t%s\nSTATE\t%s\nOWNER\t%s\nMANAGER\t%s\n", v.ID, v.Source, v.ExternalID, dash(v.DisplayName), v.Kind, v.State,
+					dash(names[v.OwnerID]), dash(names[v.ManagerID]))
+				fmt.Fprintln(tw, "\nACCOUNT\tSTATUS")
+				for _, a := range v.Accounts {
+					fmt.Fprintf(tw, "%s\t%s\n", a.System, a.Status)
+				}
 				fmt.Fprintln(tw, "\nGRANT\tSYSTEM\tREASON\tEXPIRES")
 				for _, g := range v.Grants {
 					exp := "-"
@@ -312,17 +348,61 @@ func identityCmd(ev *env) *cobra.Command {
 				for _, c := range v.Cases {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Type, c.Status)
 				}
+				fmt.Fprintln(tw, "\nFINDING\tKIND\tSTATE")
+				for _, f := range v.Findings {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", f.ID, f.Kind, f.State)
+				}
+				fmt.Fprintln(tw, "\nAT\tACTOR\tACTION\tCASE")
+				for _, r := range v.Timeline {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.At.Format(time.RFC3339), r.Actor, r.Action, dash(r.CaseID))
+				}
 			})
 		},
 	}
 	dbFlag(show, &showDSN)
-	show.Flags().StringVarP(&showFormat, "output", "o", "table", "json or table")
+	show.Flags().StringVarP(&showFormat, "output", "o", "table", "table, json or yaml")
 	cmd.AddCommand(list, show)
 	return cmd
 }
 
+// identityNames maps the owners and managers of ids to "source/external
+// ID (display name)", for tables that would otherwise show bare IDs.
+func identityNames(ctx context.Context, s store.Store, ids []identity.Identity) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.View(ctx, func(tx store.Tx) error {
+		for _, i := range ids {
+			for _, ref := range []string{i.OwnerID, i.ManagerID} {
+				if ref == "" || out[ref] != "" {
+					continue
+				}
+				o, err := tx.GetIdentity(ctx, ref)
+				if store.IsNotFound(err) {
+					out[ref] = ref
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				out[ref] = o.Source + "/" + o.ExternalID
+				if o.DisplayName != "" {
+					out[ref] += " (" + o.DisplayName + ")"
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func caseCmd(ev *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "case", Short: "Read cases"}
+	cmd := &cobra.Command{Use: "case", Short: "Cases: list, show, approve, deny, retry"}
 	var dsn, format string
 	show := &cobra.Command{
 		Use:   "show ID",
@@ -348,7 +428,7 @@ func caseCmd(ev *env) *cobra.Command {
 		},
 	}
 	dbFlag(show, &dsn)
-	show.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	show.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 
 	var retryCfg, retryDSN string
 	retry := &cobra.Command{
@@ -371,13 +451,105 @@ func caseCmd(ev *env) *cobra.Command {
 	}
 	retry.Flags().StringVar(&retryCfg, "config", "", "config file (env JML_CONFIG)")
 	dbFlag(retry, &retryDSN)
-	cmd.AddCommand(show, retry)
+
+	var listDSN, listFormat, listStatus string
+	var listLimit int
+	list := &cobra.Command{
+		Use:   "list ID|SOURCE/EXTERNAL_ID",
+		Short: "List an identity's cases, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore(cmd.Context(), ev, listDSN)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var cases []store.Case
+			err = s.View(cmd.Context(), func(tx store.Tx) error {
+				id, err := tx.GetIdentity(cmd.Context(), args[0])
+				if src, ext, ok := strings.Cut(args[0], "/"); store.IsNotFound(err) && ok {
+					id, err = tx.GetIdentityByExternalID(cmd.Context(), src, ext)
+				}
+				if store.IsNotFound(err) {
+					return identity.Errorf(identity.NotFound, "no identity %q: give its jml ID (idn_…) or SOURCE/EXTERNAL_ID", args[0])
+				}
+				if err != nil {
+					return err
+				}
+				cases, err = tx.ListCases(cmd.Context(), id.ID, listLimit)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			out := []store.Case{}
+			for _, c := range cases {
+				if listStatus == "" || string(c.Status) == listStatus {
+					out = append(out, c)
+				}
+			}
+			return output(ev.stdout, listFormat, out, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "CASE\tTYPE\tSTATUS\tCREATED\tREASON")
+				for _, c := range out {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, c.Status, c.CreatedAt.Format(time.RFC3339), dash(c.Reason))
+				}
+			})
+		},
+	}
+	dbFlag(list, &listDSN)
+	list.Flags().StringVarP(&listFormat, "output", "o", "table", "table, json or yaml")
+	list.Flags().StringVar(&listStatus, "status", "", "only cases in this status (running, awaiting_approval, completed, failed)")
+	list.Flags().IntVar(&listLimit, "limit", 100, "at most this many")
+
+	cmd.AddCommand(list, show, retry, decideCmd(ev, true), decideCmd(ev, false))
 	return cmd
+}
+
+// decideCmd is jml case approve|deny: a person's decision, so it goes to
+// the server with the person's own approver token (JML_TOKEN), never
+// straight to the store.
+func decideCmd(ev *env, approve bool) *cobra.Command {
+	verb, short := "deny", "Deny a case's steps awaiting approval, with your approver token"
+	if approve {
+		verb, short = "approve", "Approve a case's steps awaiting approval, with your approver token"
+	}
+	var server, token, comment string
+	c := &cobra.Command{
+		Use:   verb + " CASE_ID [--comment TEXT]",
+		Short: short,
+		Long: short + ` (JML_URL and JML_TOKEN, or --server and --token).
+Decisions are made by people: the token must be bound to you
+(jml token create --role approver --identity SOURCE/EXTERNAL_ID), and you may
+not decide on a case you submitted, that is for you, or for an NHI you own.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if server == "" {
+				server = ev.getenv("JML_URL")
+			}
+			if token == "" {
+				token = ev.getenv("JML_TOKEN")
+			}
+			if server == "" || token == "" {
+				return usageError{fmt.Errorf("%s needs the server and your approver token: set JML_URL and JML_TOKEN (or --server and --token)", verb)}
+			}
+			body, _ := json.Marshal(httpapi.Decision{Comment: comment})
+			var c store.Case
+			if err := call(cmd.Context(), "POST", strings.TrimSuffix(server, "/")+"/v1/cases/"+args[0]+"/"+verb, token, body, &c); err != nil {
+				return err
+			}
+			fmt.Fprintf(ev.stdout, "case %s is %s\n", c.ID, c.Status)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&server, "server", "", "jml's URL (env JML_URL)")
+	c.Flags().StringVar(&token, "token", "", "your approver token (env JML_TOKEN)")
+	c.Flags().StringVar(&comment, "comment", "", "why, recorded with the decision")
+	return c
 }
 
 func auditCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and export the audit log"}
-	var dsn string
+	var dsn, verifyFormat string
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of the whole audit log; exit 1 naming the first bad record",
@@ -400,13 +572,18 @@ func auditCmd(ev *env) *cobra.Command {
 				return v.Finish(seq, hash)
 			})
 			if err != nil {
+				if verifyFormat != "table" {
+					output(ev.stdout, verifyFormat, map[string]any{"ok": false, "records": v.Count(), "error": err.Error()}, nil)
+				}
 				return fmt.Errorf("audit log verification failed: %w", err)
 			}
-			fmt.Fprintf(ev.stdout, "ok: %d audit records verified\n", v.Count())
-			return nil
+			return output(ev.stdout, verifyFormat, map[string]any{"ok": true, "records": v.Count()}, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "ok: %d audit records verified\n", v.Count())
+			})
 		},
 	}
 	dbFlag(verify, &dsn)
+	verify.Flags().StringVarP(&verifyFormat, "output", "o", "table", "table, json or yaml")
 	var exportDSN, identityID string
 	export := &cobra.Command{
 		Use:   "export",
@@ -503,7 +680,7 @@ an identity works only while that identity is active.`,
 		},
 	}
 	list.Flags().StringVar(&listCfg, "config", "", "config file (env JML_CONFIG)")
-	list.Flags().StringVarP(&format, "output", "o", "table", "json or table")
+	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 	dbFlag(list, &listDSN)
 
 	var revokeCfg, revokeDSN string

@@ -223,7 +223,7 @@ func holdsCmd(ev *env) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&status, "status", "held", "held, released, discarded, or \"\" for all")
-	list.Flags().StringVarP(&format, "output", "o", "table", "table or json")
+	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 	decide := func(use, short string, release bool) *cobra.Command {
 		c := &cobra.Command{
 			Use:   use + " ID",
