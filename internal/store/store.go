@@ -287,6 +287,9 @@ const (
 	StepPending          StepStatus = "pending"
 	StepAwaitingApproval StepStatus = "awaiting_approval"
 	StepDone             StepStatus = "done"
+	// StepPlanned is a step of a preview (jml plan): what would run; it
+	// never is stored.
+	StepPlanned StepStatus = "planned"
 	StepFailed           StepStatus = "failed" // gave up after its attempts
 	StepDenied           StepStatus = "denied"
 	// StepSuperseded is a gated step a later event of the same identity
