@@ -24,11 +24,19 @@ import (
 	"github.com/jml-dev/jml/internal/store"
 )
 
-// openStore opens the store --db (or JML_DB, or the default) names, for
-// commands that read it without the engine. Audit records still waiting to
-// be chained are chained first, so what the command reads is complete.
+// openStore opens the store --db (or JML_DB, or JML_CONFIG's db, or the
+// default) names, for commands that read it without the engine. Audit
+// records still waiting to be chained are chained first, so what the
+// command reads is complete.
 func openStore(ctx context.Context, ev *env, dsn string) (store.Store, error) {
-	s, err := OpenStore(ctx, resolveDB(ev, dsn, nil), "", nil, false)
+	var cfg *Config
+	if path := ev.getenv("JML_CONFIG"); path != "" && dsn == "" && ev.getenv("JML_DB") == "" {
+		var err error
+		if cfg, err = LoadConfig(path); err != nil {
+			return nil, err
+		}
+	}
+	s, err := OpenStore(ctx, resolveDB(ev, dsn, cfg), "", nil, false)
 	if err != nil {
 		return nil, err
 	}
