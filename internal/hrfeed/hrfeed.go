@@ -136,19 +136,50 @@ type Record struct {
 	// Departed is set in a stored snapshot for people jml has sent (or
 	// scheduled) a leaver for.
 	Departed bool `json:"departed,omitempty"`
+	// pos is the record's place in its file (a CSV line, or a JSON
+	// record's number when inJSON), for errors about it; not stored.
+	pos    int
+	inJSON bool
 }
 
-// record builds a Record from one row (column -> value); line numbers
-// errors.
-func (m *Mapping) record(row map[string]string, line int) (Record, error) {
-	r := Record{Key: strings.TrimSpace(row[m.Key]), DisplayName: strings.TrimSpace(row[m.DisplayName]), Manager: strings.TrimSpace(row[m.Manager])}
+// where names the record's place in its file: "line 7" or "record 7".
+func (r Record) where() string {
+	if r.inJSON {
+		return fmt.Sprintf("record %d", r.pos)
+	}
+	return fmt.Sprintf("line %d", r.pos)
+}
+
+// cellError is a problem with one cell; the reader says where it is.
+type cellError struct {
+	col, msg string
+}
+
+func (e *cellError) Error() string { return e.col + ": " + e.msg }
+
+// trim drops the spaces and tabs around a cell, and nothing else: what
+// the API would refuse in a field (an ideographic space, a NUL) stays, to
+// be refused here too.
+func trim(s string) string { return strings.Trim(s, " \t") }
+
+// record builds a Record from one row (column -> value) of the columns
+// cols the mapping reads; a problem with a cell is a *cellError, which the
+// reader places ("line 7, column 12 (email)"). Every cell must be text
+// every edge of jml accepts (identity.CheckText).
+func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
+	for _, c := range cols {
+		if err := identity.CheckText("", row[c]); err != nil {
+			return Record{}, &cellError{c, identity.ErrorMessage(err)}
+		}
+	}
+	r := Record{Key: trim(row[m.Key]), DisplayName: trim(row[m.DisplayName]), Manager: trim(row[m.Manager])}
 	if r.Key == "" {
-		return r, fmt.Errorf("line %d: %s is empty", line, m.Key)
+		return r, &cellError{m.Key, m.Key + " is empty"}
 	}
 	if len(m.Attributes) > 0 {
 		r.Attributes = make(map[string]string, len(m.Attributes))
 		for attr, col := range m.Attributes {
-			if v := strings.TrimSpace(row[col]); v != "" {
+			if v := trim(row[col]); v != "" {
 				r.Attributes[attr] = v
 			}
 		}
@@ -157,18 +188,18 @@ func (m *Mapping) record(row map[string]string, line int) (Record, error) {
 		col string
 		dst *string
 	}{{m.StartDate, &r.Start}, {m.EndDate, &r.End}} {
-		v := strings.TrimSpace(row[d.col])
+		v := trim(row[d.col])
 		if d.col == "" || v == "" {
 			continue
 		}
 		t, err := time.Parse(m.DateFormat, v)
 		if err != nil {
-			return r, fmt.Errorf("line %d: %s: %q is not a date in the form %s", line, d.col, v, m.DateFormat)
+			return r, &cellError{d.col, fmt.Sprintf("%q is not a date in the form %s", v, m.DateFormat)}
 		}
 		*d.dst = t.Format("2006-01-02")
 	}
 	if m.Status.Column != "" {
-		r.Terminated = slices.ContainsFunc(m.Status.Terminated, func(s string) bool { return strings.EqualFold(s, strings.TrimSpace(row[m.Status.Column])) })
+		r.Terminated = slices.ContainsFunc(m.Status.Terminated, func(s string) bool { return strings.EqualFold(s, trim(row[m.Status.Column])) })
 	}
 	return r, nil
 }

@@ -152,10 +152,15 @@ func TestBadInput(t *testing.T) {
 	m := mapping(t)
 	for _, tc := range []struct{ csv, want string }{
 		{"employee_id,name\nE1,Ada\n", "missing column(s) manager_id, start, end, status, dept, title"},
-		{header + ",Ada,,,,Eng,Eng,active\n", "line 2: employee_id is empty"},
-		{header + "E1,Ada,,01/02/2026,,Eng,Eng,active\n", `line 2: start: "01/02/2026" is not a date in the form 2006-01-02`},
-		{header + "E1,Ada,,,,Eng,Eng,active\nE1,Ada,,,,Eng,Eng,active\n", `record 2: employee_id "E1" is also record 1`},
-		{header + "E 1,Ada,,,,Eng,Eng,active\n", `record 1: employee_id:`},
+		{header + ",Ada,,,,Eng,Eng,active\n", "line 2, column 1 (employee_id): employee_id is empty"},
+		{header + "E1,Ada,,01/02/2026,,Eng,Eng,active\n", `line 2, column 9 (start): "01/02/2026" is not a date in the form 2006-01-02`},
+		{header + "E1,Ada,,,,Eng,Eng,active\nE1,Ada,,,,Eng,Eng,active\n", `line 3: employee_id "E1" is also on line 2`},
+		{header + "E 1,Ada,,,,Eng,Eng,active\n", `line 2: employee_id:`},
+		// Text every edge refuses is refused here, naming line and column.
+		{header + "E1,Ad\x00a,,,,Eng,Eng,active\n", `line 2, column 4 (name): holds a NUL byte`},
+		{header + "E1,Ada,,,,Eng,Caf\xe9,active\n", `line 2, column 15 (title): is not valid UTF-8`},
+		// An ideographic space is not trimmed: the key is refused as the API refuses it.
+		{header + "\u3000E1,Ada,,,,Eng,Eng,active\n", `line 2: employee_id: "\u3000E1" has characters outside`},
 		{header + "E1,\"Ada\n", "extraneous or missing"},
 		{"", "the file is empty"},
 	} {

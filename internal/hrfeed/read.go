@@ -49,10 +49,10 @@ func (m *Mapping) Read(r io.Reader, format string, progress func(int64)) ([]Reco
 	seen := make(map[string]int, len(recs))
 	for i, rec := range recs {
 		if err := identity.ValidateName(m.Key, rec.Key); err != nil {
-			return nil, identity.Errorf(identity.Invalid, "record %d: %v", i+1, err)
+			return nil, identity.Errorf(identity.Invalid, "%s: %v", rec.where(), err)
 		}
 		if j, dup := seen[rec.Key]; dup {
-			return nil, identity.Errorf(identity.Invalid, "record %d: %s %q is also record %d", i+1, m.Key, rec.Key, j+1)
+			return nil, identity.Errorf(identity.Invalid, "%s: %s %q is also on %s", rec.where(), m.Key, rec.Key, recs[j].where())
 		}
 		seen[rec.Key] = i
 	}
@@ -86,7 +86,7 @@ func (m *Mapping) readCSV(r io.Reader) ([]Record, error) {
 	}
 	index := make(map[string]int, len(header))
 	for i, h := range header {
-		index[strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))] = i
+		index[trim(strings.TrimPrefix(h, "\ufeff"))] = i
 	}
 	var missing []string
 	for _, c := range m.columns() {
@@ -112,10 +112,16 @@ func (m *Mapping) readCSV(r io.Reader) ([]Record, error) {
 		for _, c := range cols {
 			row[c] = fields[index[c]]
 		}
-		rec, err := m.record(row, line)
+		rec, err := m.record(row, cols)
+		var ce *cellError
+		if errors.As(err, &ce) {
+			l, column := cr.FieldPos(index[ce.col])
+			return nil, fmt.Errorf("line %d, column %d (%s): %s", l, column, ce.col, ce.msg)
+		}
 		if err != nil {
 			return nil, err
 		}
+		rec.pos = line
 		recs = append(recs, rec)
 	}
 }
@@ -146,10 +152,15 @@ func (m *Mapping) readJSON(r io.Reader) ([]Record, error) {
 				return nil, fmt.Errorf("record %d: %s: want a string, number or boolean, not %T", i+1, c, v)
 			}
 		}
-		rec, err := m.record(row, i+1)
-		if err != nil {
-			return nil, errors.New(strings.Replace(err.Error(), "line ", "record ", 1))
+		rec, err := m.record(row, cols)
+		var ce *cellError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("record %d, field %s: %s", i+1, ce.col, ce.msg)
 		}
+		if err != nil {
+			return nil, err
+		}
+		rec.pos, rec.inJSON = i+1, true
 		recs = append(recs, rec)
 	}
 	return recs, nil
