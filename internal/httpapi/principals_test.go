@@ -513,6 +513,11 @@ func TestTokenCreationRules(t *testing.T) {
 			t.Errorf("token %v refused with %+v, want field %s", tc.spec, e.Error, tc.field)
 		}
 	}
+	var toks TokenList
+	a.do("GET", "/v1/tokens", "admin", nil, 200, &toks)
+	if len(toks.Items) != 5 { // newAPI's: admin, source, auditor, resource, lead's approver
+		t.Fatalf("refused token requests left %d tokens, want newAPI's 5", len(toks.Items))
+	}
 	e := a.errorOf(a.do("POST", "/v1/tokens", "admin", `[]`, 400, nil))
 	if strings.Contains(e.Error.Message, "httpapi.") {
 		t.Fatalf("error names a Go type: %q", e.Error.Message)
@@ -575,5 +580,13 @@ func TestMemberReach(t *testing.T) {
 	e = a.errorOf(a.do("POST", "/v1/credentials/"+carolView.Credentials[0].ID+"/reveal", "bob", nil, 403, nil))
 	if strings.Contains(e.Error.Message, carol.IdentityID) {
 		t.Fatalf("a refused reveal names the identity: %q", e.Error.Message)
+	}
+	// Refused reveals handed nothing out: each secret is still there, once.
+	for _, c := range []string{aliceView.Credentials[0].ID, carolView.Credentials[0].ID} {
+		var rev Revealed
+		a.do("POST", "/v1/credentials/"+c+"/reveal", "admin", nil, 200, &rev)
+		if rev.Secret == "" {
+			t.Fatalf("credential %s: no secret after refused reveals", c)
+		}
 	}
 }
