@@ -137,24 +137,28 @@ func (f *fixture) getCase(t *testing.T, id string) *store.Case {
 func (f *fixture) grants(t *testing.T, identityID string) []string {
 	t.Helper()
 	var out []string
-	f.s.View(context.Background(), func(tx store.Tx) error {
+	if err := f.s.View(context.Background(), func(tx store.Tx) error {
 		gs, err := tx.ListGrants(context.Background(), identityID)
 		for _, g := range gs {
 			out = append(out, g.Entitlement)
 		}
 		return err
-	})
+	}); err != nil {
+		t.Fatalf("grants of %s: %v", identityID, err)
+	}
 	return out
 }
 
 func (f *fixture) activeCreds(t *testing.T, identityID string) []identity.Credential {
 	t.Helper()
 	var out []identity.Credential
-	f.s.View(context.Background(), func(tx store.Tx) error {
+	if err := f.s.View(context.Background(), func(tx store.Tx) error {
 		var err error
 		out, err = tx.ListCredentials(context.Background(), identityID, true)
 		return err
-	})
+	}); err != nil {
+		t.Fatalf("credentials of %s: %v", identityID, err)
+	}
 	return out
 }
 

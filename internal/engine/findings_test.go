@@ -162,3 +162,43 @@ func TestAcknowledgeFinding(t *testing.T) {
 		t.Fatalf("acknowledging a resolved finding = %v", err)
 	}
 }
+
+// TestResumeReissuedCredentialIsTheOwners: after an NHI's suspend and
+// resume, the credential jml shows active works (introspects active) and,
+// when it was issued again, its owner can reveal it.
+func TestResumeReissuedCredentialIsTheOwners(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	bot := f.submit(t, ev("2", identity.Joiner, "bot", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
+	}))
+	owner := Principal{ID: "tok_alice", Role: RoleMember, IdentityID: alice.IdentityID}
+	first := f.activeCreds(t, bot.IdentityID)
+	key, _, err := f.e.Reveal(ctx, owner, first[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.submit(t, ev("3", identity.Suspend, "bot", nil))
+	if in, _ := f.e.Introspect(ctx, key); in.Active {
+		t.Fatal("a suspended pipeline's key introspects active")
+	}
+	f.submit(t, ev("4", identity.Resume, "bot", nil))
+	now := f.activeCreds(t, bot.IdentityID)
+	if len(now) != 1 {
+		t.Fatalf("active credentials after resume: %+v", now)
+	}
+	if now[0].ID == first[0].ID {
+		if in, _ := f.e.Introspect(ctx, key); !in.Active {
+			t.Fatal("the key jml shows active after resume does not introspect active")
+		}
+		return
+	}
+	again, _, err := f.e.Reveal(ctx, owner, now[0].ID)
+	if err != nil {
+		t.Fatalf("the owner reveals the re-issued key: %v", err)
+	}
+	if in, _ := f.e.Introspect(ctx, again); !in.Active {
+		t.Fatal("the re-issued key does not introspect active")
+	}
+}
