@@ -24,13 +24,22 @@ import (
 	"github.com/jml-dev/jml/internal/store"
 )
 
-// openStore opens the store --db (or JML_DB, or JML_CONFIG's db, or the
-// default) names, for commands that read it without the engine. Audit
-// records still waiting to be chained are chained first, so what the
-// command reads is complete.
-func openStore(ctx context.Context, ev *env, dsn string) (store.Store, error) {
+// readFlags registers --db and --config on a command that reads the store.
+func readFlags(cmd *cobra.Command, dsn, cfgPath *string) {
+	dbFlag(cmd, dsn)
+	cmd.Flags().StringVar(cfgPath, "config", "", "config file whose store to read (env JML_CONFIG)")
+}
+
+// openStore opens the store --db (or JML_DB, or the db of --config or
+// JML_CONFIG, or the default) names, for commands that read it without
+// the engine; it never creates one. Audit records still waiting to be
+// chained are chained first, so what the command reads is complete.
+func openStore(ctx context.Context, ev *env, cfgPath, dsn string) (store.Store, error) {
 	var cfg *Config
-	if path := ev.getenv("JML_CONFIG"); path != "" && dsn == "" && ev.getenv("JML_DB") == "" {
+	if cfgPath == "" {
+		cfgPath = ev.getenv("JML_CONFIG")
+	}
+	if path := cfgPath; path != "" && dsn == "" && ev.getenv("JML_DB") == "" {
 		var err error
 		if cfg, err = LoadConfig(path); err != nil {
 			return nil, err
@@ -77,7 +86,7 @@ func eventCmd(ev *env) *cobra.Command {
 				}
 				return output(ev.stdout, "json", res, nil)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, true)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true})
 			if err != nil {
 				return err
 			}
@@ -138,7 +147,7 @@ func planCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true})
 			if err != nil {
 				return err
 			}
@@ -253,6 +262,7 @@ func policyCmd(ev *env) *cobra.Command {
 
 func identityCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "identity", Short: "Read identities"}
+	var readCfg string
 	var dsn, format, kind, state, owner string
 	var limit int
 	list := &cobra.Command{
@@ -260,7 +270,7 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "List identities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, dsn)
+			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
@@ -291,7 +301,7 @@ func identityCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(list, &dsn)
+	readFlags(list, &dsn, &readCfg)
 	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 	list.Flags().StringVar(&kind, "kind", "", "only this kind")
 	list.Flags().StringVar(&state, "state", "", "only this state")
@@ -304,7 +314,7 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "Show an identity with its grants, credentials, cases and timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, showDSN)
+			s, err := openStore(cmd.Context(), ev, readCfg, showDSN)
 			if err != nil {
 				return err
 			}
@@ -367,7 +377,7 @@ func identityCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(show, &showDSN)
+	readFlags(show, &showDSN, &readCfg)
 	show.Flags().StringVarP(&showFormat, "output", "o", "table", "table, json or yaml")
 	cmd.AddCommand(list, show)
 	return cmd
@@ -411,13 +421,14 @@ func dash(s string) string {
 
 func caseCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "case", Short: "Cases: list, show, approve, deny, retry"}
+	var readCfg string
 	var dsn, format string
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a case's steps and their status",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, dsn)
+			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
@@ -435,7 +446,7 @@ func caseCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(show, &dsn)
+	readFlags(show, &dsn, &readCfg)
 	show.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 
 	var retryCfg, retryDSN string
@@ -444,7 +455,7 @@ func caseCmd(ev *env) *cobra.Command {
 		Short: "Run the failed steps of a failed case again (the server's workers pick it up)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, retryCfg, retryDSN, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, retryCfg, retryDSN, nil, runtimeNeeds{policy: true})
 			if err != nil {
 				return err
 			}
@@ -467,7 +478,7 @@ func caseCmd(ev *env) *cobra.Command {
 		Short: "List an identity's cases, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, listDSN)
+			s, err := openStore(cmd.Context(), ev, readCfg, listDSN)
 			if err != nil {
 				return err
 			}
@@ -504,7 +515,7 @@ func caseCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(list, &listDSN)
+	readFlags(list, &listDSN, &readCfg)
 	list.Flags().StringVarP(&listFormat, "output", "o", "table", "table, json or yaml")
 	list.Flags().StringVar(&listStatus, "status", "", "only cases in this status (running, awaiting_approval, completed, failed)")
 	list.Flags().IntVar(&listLimit, "limit", 100, "at most this many")
@@ -557,13 +568,14 @@ not decide on a case you submitted, that is for you, or for an NHI you own.`,
 
 func auditCmd(ev *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and export the audit log"}
+	var readCfg string
 	var dsn, verifyFormat string
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of the whole audit log; exit 1 naming the first bad record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, dsn)
+			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
@@ -590,7 +602,7 @@ func auditCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(verify, &dsn)
+	readFlags(verify, &dsn, &readCfg)
 	verify.Flags().StringVarP(&verifyFormat, "output", "o", "table", "table, json or yaml")
 	var exportDSN, identityID string
 	export := &cobra.Command{
@@ -598,7 +610,7 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Write audit records as JSON lines (all, or one identity's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, exportDSN)
+			s, err := openStore(cmd.Context(), ev, readCfg, exportDSN)
 			if err != nil {
 				return err
 			}
@@ -609,7 +621,7 @@ func auditCmd(ev *env) *cobra.Command {
 			})
 		},
 	}
-	dbFlag(export, &exportDSN)
+	readFlags(export, &exportDSN, &readCfg)
 	export.Flags().StringVar(&identityID, "identity", "", "only this identity's records")
 	cmd.AddCommand(verify, export)
 	return cmd
@@ -631,7 +643,7 @@ behalf. A resource token introspects credentials (RFC 7662). A token bound to
 an identity works only while that identity is active.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, true)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}
@@ -659,7 +671,7 @@ an identity works only while that identity is active.`,
 		Short: "List API tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}
@@ -697,7 +709,7 @@ an identity works only while that identity is active.`,
 		Short: "Revoke an API token at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, revokeCfg, revokeDSN, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, revokeCfg, revokeDSN, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}

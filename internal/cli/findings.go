@@ -27,7 +27,7 @@ func findingsCmd(ev *env) *cobra.Command {
 			default:
 				return fmt.Errorf("--state: %q is not open, acknowledged, resolved or all", state)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func findingsCmd(ev *env) *cobra.Command {
 			if forDur <= 0 {
 				return fmt.Errorf("--for: give how long the acknowledgement lasts, such as 720h")
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}

@@ -55,7 +55,7 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, true)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true})
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func holdsCmd(ev *env) *cobra.Command {
 		Short: "List held batches",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true})
 			if err != nil {
 				return err
 			}
@@ -230,7 +230,7 @@ func holdsCmd(ev *env) *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, false)
+				rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true})
 				if err != nil {
 					return err
 				}

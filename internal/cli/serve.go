@@ -43,11 +43,20 @@ func (r *runtime) Close() {
 
 // openRuntime loads the config and policy, opens the store and the vault
 // key, and builds the engine.
+// runtimeNeeds says what a command needs of openRuntime.
+type runtimeNeeds struct {
+	// create: a SQLite store or a key file that does not exist is made,
+	// and the command says so (serve, and event and import, which write
+	// events straight into a store). Every other command refuses.
+	create bool
+	// policy: the command plans (serve, event, import, plan, retry,
+	// holds); the others (tokens, findings) work with --db alone.
+	policy bool
+}
+
 // openRuntime opens the store, the key and the engine a command works
-// with. Commands that change state (serve, event, import, token create)
-// pass create: a SQLite store or a key file that does not exist is made,
-// and the command says so. Commands that only read never make one.
-func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog.Logger, create bool) (*runtime, error) {
+// with.
+func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog.Logger, needs runtimeNeeds) (*runtime, error) {
 	if cfgPath == "" {
 		cfgPath = ev.getenv("JML_CONFIG")
 	}
@@ -55,12 +64,20 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	if cfg.PolicyPath() == "" {
+	create := needs.create
+	var pol *policy.Policy
+	switch {
+	case cfg.PolicyPath() != "":
+		if pol, err = policy.LoadFile(cfg.PolicyPath()); err != nil {
+			return nil, err
+		}
+	case needs.policy:
 		return nil, usageError{errors.New("no policy: give --config with a jml.yaml that names its policy file (see examples/quickstart/jml.yaml)")}
-	}
-	pol, err := policy.LoadFile(cfg.PolicyPath())
-	if err != nil {
-		return nil, err
+	default:
+		// Nothing is planned: an empty policy serves.
+		if pol, err = policy.Parse("(no policy)", []byte("{}")); err != nil {
+			return nil, err
+		}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -163,7 +180,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
-			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log, true)
+			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log, runtimeNeeds{create: true, policy: true})
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,8 @@
 //   - invalid UTF-8, which decoding replaces with U+FFFD, and escapes that
 //     decode to no character (a lone surrogate such as \ud800);
 //   - a NUL character (\u0000), which PostgreSQL refuses and SQLite keeps;
-//   - a key given twice in one object, which decoding takes last-wins.
+//   - a key given twice in one object, which decoding takes last-wins
+//     (compared without regard to case, as decoding and SCIM match keys).
 package jsonin
 
 import (
@@ -84,10 +85,13 @@ func (w *walker) value(path string) error {
 				if err := w.text(join(path, key), key, kstart); err != nil {
 					return err
 				}
-				if seen[key] {
-					return identity.FieldError(join(path, key), "is given twice in one object")
+				// Go's decoding, and SCIM's attribute names, match keys
+				// without regard to case: "type" and "TYPE" are one key.
+				fold := strings.ToLower(key)
+				if seen[fold] {
+					return identity.FieldError(join(path, key), "is given twice in one object (keys match without regard to case)")
 				}
-				seen[key] = true
+				seen[fold] = true
 				if err := w.value(join(path, key)); err != nil {
 					return err
 				}
