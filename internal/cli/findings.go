@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -67,15 +68,15 @@ func findingsCmd(ev *env) *cobra.Command {
 	list.Flags().StringVar(&identityID, "identity", "", "only this identity's (jml ID)")
 	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 
-	var reason string
-	var forDur time.Duration
+	var reason, forText string
 	ack := &cobra.Command{
 		Use:   "ack ID --reason TEXT --for DURATION",
 		Short: "Acknowledge an unresolved finding until a time; it is open again afterwards if still unresolved",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if forDur <= 0 {
-				return fmt.Errorf("--for: give how long the acknowledgement lasts, such as 720h")
+			forDur, err := policy.ParseDuration(forText)
+			if err != nil || forDur <= 0 {
+				return usageError{fmt.Errorf("--for %q: give how long the acknowledgement lasts, a positive duration such as 720h or 30d", forText)}
 			}
 			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{})
 			if err != nil {
@@ -91,7 +92,7 @@ func findingsCmd(ev *env) *cobra.Command {
 		},
 	}
 	ack.Flags().StringVar(&reason, "reason", "", "why the finding may stay (required)")
-	ack.Flags().DurationVar(&forDur, "for", 0, "how long, such as 720h (at most a year)")
+	ack.Flags().StringVar(&forText, "for", "", "how long, such as 720h or 30d (at most a year)")
 	cmd.AddCommand(list, ack)
 	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "config file (env JML_CONFIG)")
 	cmd.PersistentFlags().StringVar(&dsn, "db", "", "store: sqlite:PATH or postgres://URL (env JML_DB, default "+DefaultDB+")")

@@ -666,6 +666,9 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 		if err != nil {
 			return nil, err
 		}
+		if m.ID == id.ID {
+			return nil, identity.FieldError("manager", "an identity cannot manage itself")
+		}
 		id.ManagerID = m.ID
 	}
 	return &id, nil

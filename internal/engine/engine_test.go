@@ -497,3 +497,22 @@ func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSelfManagement: an identity can no more manage itself than own
+// itself; the refused mover changes nothing.
+func TestNoSelfManagement(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	bob := f.submit(t, ev("1", identity.Joiner, "bob", func(e *identity.Event) { e.Kind = identity.Human }))
+	_, err := f.e.Submit(context.Background(), source, ev("2", identity.Mover, "bob", func(e *identity.Event) { e.Manager = "bob" }))
+	if identity.ErrorCode(err) != identity.Invalid || !strings.Contains(err.Error(), "cannot manage itself") {
+		t.Fatalf("self-management = %v", err)
+	}
+	var id *identity.Identity
+	if err := f.s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		id, err = tx.GetIdentity(context.Background(), bob.IdentityID)
+		return err
+	}); err != nil || id.ManagerID != "" {
+		t.Fatalf("bob after the refused mover: %+v, %v", id, err)
+	}
+}

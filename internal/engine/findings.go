@@ -81,7 +81,7 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 	case !until.After(now):
 		return nil, identity.FieldError("until", "%s is not in the future", until.Format(time.RFC3339))
 	case until.Sub(now) > MaxAcknowledgement:
-		return nil, identity.FieldError("until", "is more than %s away", MaxAcknowledgement)
+		return nil, identity.FieldError("until", "is more than a year away: an acknowledgement lasts at most 365 days")
 	}
 	until = until.UTC().Truncate(time.Microsecond)
 	var out *identity.Finding

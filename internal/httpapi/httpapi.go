@@ -634,8 +634,10 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.P
 	}
 	switch f.State {
 	case "", identity.FindingOpen, identity.FindingAcknowledged, identity.FindingResolved:
+	case "all":
+		f.State = ""
 	default:
-		return identity.FieldError("state", "must be open, acknowledged or resolved")
+		return identity.FieldError("state", "must be open, acknowledged, resolved or all")
 	}
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err

@@ -47,6 +47,7 @@ func TestInputHygiene(t *testing.T) {
 				{"invalid UTF-8", ev("caf\xe9"), "application/json", 400, ""},
 				{"lone surrogate", ev(`\ud800`), "application/json", 400, "displayName"},
 				{"key twice", []byte(`{"source":"hr","id":"x1","type":"joiner","externalId":"hy","externalId":"other","kind":"human"}`), "application/json", 400, "externalId"},
+				{"key twice in another case", []byte(`{"source":"hr","id":"x1","type":"joiner","TYPE":"leaver","externalId":"hy","kind":"human"}`), "application/json", 400, "TYPE"},
 				{"text/plain", ev("ok"), "text/plain", 415, ""},
 				{"no content type", ev("ok"), "", 415, ""},
 				{"form", ev("ok"), "application/x-www-form-urlencoded", 415, ""},

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/jml-dev/jml/internal/identity"
 )
 
 // Requests as identity providers send them (Okta, Entra ID) and as RFC
@@ -255,4 +257,47 @@ func TestSCIMInputHygiene(t *testing.T) {
 	if body["totalResults"] != float64(0) {
 		t.Fatalf("refused bodies stored users: %v", body)
 	}
+}
+
+// TestUserShapeIsChecked: an NHI's kind is fixed and its owner may be
+// replaced, not removed; sub-attributes are those RFC 7643 §4.1 names,
+// with their types (Entra's string booleans taken as booleans, and counted
+// for the one-primary rule); keys differing only in case are one key given
+// twice; a write's lastModified is the one a read shows.
+func TestUserShapeIsChecked(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "boss@example.com"})
+	f.want(201, "", code, body)
+	boss := body["id"].(string)
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema, NHISchema}, "userName": "bot@example.com",
+		NHISchema: map[string]any{"kind": "pipeline", "owner": map[string]any{"value": boss}}})
+	f.want(201, "", code, body)
+	bot := body["id"].(string)
+	modified := body["meta"].(map[string]any)["lastModified"]
+	_, _, got := f.do("GET", "/scim/entra/v2/Users/"+bot, "entra", nil)
+	if got["meta"].(map[string]any)["lastModified"] != modified {
+		t.Fatalf("lastModified written %v, read %v", modified, got["meta"].(map[string]any)["lastModified"])
+	}
+	for _, tc := range []struct{ ops, scimType string }{
+		{`{"op": "remove", "path": "urn:jml:params:scim:schemas:extension:nhi:2.0:User:owner"}`, "invalidValue"},
+		{`{"op": "replace", "path": "urn:jml:params:scim:schemas:extension:nhi:2.0:User:kind", "value": "human"}`, "mutability"},
+		{`{"op": "replace", "path": "name", "value": {"givenName": 5}}`, "invalidValue"},
+		{`{"op": "replace", "path": "name.middle", "value": "J"}`, "invalidSyntax"},
+		{`{"op": "add", "path": "emails", "value": [{"value": "a@example.com", "primary": "True"}, {"value": "b@example.com", "primary": "True"}]}`, "invalidValue"},
+		{`{"op": "add", "path": "addresses", "value": [{"streetAddress": 7}]}`, "invalidValue"},
+		{`{"op": "add", "path": "phoneNumbers", "value": [{"value": "1", "foo": "bar"}]}`, "invalidSyntax"},
+	} {
+		code, _, body := f.do("PATCH", "/scim/entra/v2/Users/"+bot, "entra", patchOp(tc.ops))
+		f.want(400, tc.scimType, code, body)
+	}
+	if id := f.identity(bot); id.Kind != identity.Pipeline || id.OwnerID != f.identity(boss).ID {
+		t.Fatalf("refused PATCHes changed the identity: %+v", id)
+	}
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+bot, "entra", patchOp(`{"op": "add", "path": "emails", "value": [{"value": "c@example.com", "primary": "True"}]}`))
+	f.want(200, "", code, body)
+	if p := body["emails"].([]any)[0].(map[string]any)["primary"]; p != true {
+		t.Fatalf("Entra's string boolean kept as %v", p)
+	}
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dup1", "USERNAME": "dup2"}`)
+	f.want(400, "", code, body)
 }

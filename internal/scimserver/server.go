@@ -172,7 +172,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 			return h(w, r, sc, p)
 		}()
 		if err != nil {
-			if se := toSCIM(err); se.Status >= 500 {
+			if se := toSCIM(err); se.Status >= 500 && se.Status != http.StatusNotImplemented {
 				s.log.Error("scim request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
 			if toSCIM(err).Status == 401 {
@@ -256,6 +256,9 @@ func render(r *http.Request, res *store.SCIMResource) (map[string]any, error) {
 	// carry different lastModified values (and versions).
 	doc["meta"] = map[string]any{"resourceType": res.Type, "created": res.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"lastModified": res.UpdatedAt.UTC().Format(time.RFC3339Nano), "location": location(r, res), "version": etag(res.Version)}
+	if m, ok := doc["members"]; ok && m == nil {
+		delete(doc, "members") // unassigned is omitted (RFC 7643 §2.5), not null
+	}
 	if members, ok := doc["members"].([]any); ok {
 		for _, m := range members {
 			if mm, ok := m.(map[string]any); ok {
@@ -453,6 +456,9 @@ const SearchSchema = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 // filters need not appear in URLs and logs.
 func (s *Server) search(typ string, allow map[string]column) func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
 	return func(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
+		if r.URL.RawQuery != "" {
+			return errf(400, "invalidSyntax", "POST .search takes its query in the body, not the URL (%q)", r.URL.RawQuery)
+		}
 		in, err := readObject(r)
 		if err != nil {
 			return err
@@ -585,7 +591,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "User", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := fill(res, doc); err != nil {
 		return err
@@ -654,6 +660,25 @@ func fill(res *store.SCIMResource, doc map[string]any) error {
 	data, err := json.Marshal(doc)
 	res.Data = data
 	return err
+}
+
+// immutable refuses a change a User's identity cannot take: its kind is
+// fixed (a new kind is a new identity), and a non-human identity always has
+// an owner (it may get another, not none).
+func immutable(was, now view) error {
+	kind := func(v view) string {
+		if v.kind == "" {
+			return string(identity.Human)
+		}
+		return v.kind
+	}
+	if kind(was) != kind(now) {
+		return errf(400, "mutability", "%s:kind is %s and cannot change (a %s is a new User)", NHISchema, kind(was), kind(now))
+	}
+	if kind(now) != string(identity.Human) && was.owner != "" && now.owner == "" {
+		return errf(400, "invalidValue", "%s:owner: a %s always has an owner; replace it with another, do not remove it", NHISchema, kind(now))
+	}
+	return nil
 }
 
 // event builds the lifecycle event of a User change.
@@ -726,13 +751,18 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		doc["groups"] = groups
 	}
 	res := *old
-	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC()
+	// Microseconds, as the store keeps them: a write's answer and a later
+	// read show the same lastModified.
+	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC().Truncate(time.Microsecond)
 	if err := fill(&res, doc); err != nil {
 		return err
 	}
 	var oldDoc map[string]any
 	json.Unmarshal(old.Data, &oldDoc)
 	was, now := sc.view(oldDoc), sc.view(doc)
+	if err := immutable(was, now); err != nil {
+		return err
+	}
 	write := func(tx store.Tx) error {
 		again, err := tx.GetSCIM(r.Context(), sc.Name, id)
 		if err != nil {

@@ -35,6 +35,53 @@ var extAttrs = map[string]map[string]string{
 	strings.ToLower(NHISchema):        {"kind": "string", "owner": "complex", "backupowners": "multi", "environment": "string", "tools": "strings"},
 }
 
+// subAttrs are the sub-attributes of the complex and multi-valued
+// attributes (RFC 7643 §4.1, §4.3 and jml's NHI extension), by attribute,
+// each with its type: string or bool. A value with any other sub-attribute,
+// or of another type, is refused.
+var subAttrs = func() map[string]map[string]string {
+	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool", "$ref": "string"}
+	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string", "display": "string"}
+	return map[string]map[string]string{
+		"name": {"formatted": "string", "familyname": "string", "givenname": "string", "middlename": "string", "honorificprefix": "string", "honorificsuffix": "string"},
+		"emails": multi, "phonenumbers": multi, "ims": multi, "photos": multi, "entitlements": multi, "roles": multi, "x509certificates": multi,
+		"addresses": {"formatted": "string", "streetaddress": "string", "locality": "string", "region": "string", "postalcode": "string", "country": "string", "type": "string", "primary": "bool"},
+		"manager": ref, "owner": ref, "backupowners": ref,
+	}
+}()
+
+// checkSubAttrs checks one complex value of attribute name against its
+// sub-attributes, turning Entra's string booleans into booleans.
+func checkSubAttrs(name string, m map[string]any) error {
+	key := strings.ToLower(name[strings.LastIndex(name, ":")+1:])
+	subs, ok := subAttrs[key]
+	if !ok {
+		return nil
+	}
+	for k, v := range m {
+		typ, ok := subs[strings.ToLower(k)]
+		if !ok {
+			return errf(400, "invalidSyntax", "%s.%s is not a sub-attribute of %s", name, k, name)
+		}
+		if v == nil {
+			continue
+		}
+		switch typ {
+		case "string":
+			if _, ok := v.(string); !ok {
+				return errf(400, "invalidValue", "%s.%s: must be a string", name, k)
+			}
+		case "bool":
+			b, err := checkType(name+"."+k, "bool", v)
+			if err != nil {
+				return err
+			}
+			m[k] = b
+		}
+	}
+	return nil
+}
+
 // scimError is an error in SCIM's format.
 type scimError struct {
 	Status   int
@@ -192,13 +239,17 @@ func checkType(name, typ string, v any) (any, error) {
 		}
 		return nil, errf(400, "invalidValue", "%s: must be a boolean", name)
 	case "complex":
-		if _, ok := v.(map[string]any); !ok {
+		m, ok := v.(map[string]any)
+		if !ok {
 			if s, ok := v.(string); ok && (strings.HasSuffix(name, "manager") || strings.HasSuffix(name, "owner")) {
 				return map[string]any{"value": s}, nil // Entra sends the manager's id as a string
 			}
 			return nil, errf(400, "invalidValue", "%s: must be an object", name)
 		}
-		return v, nil
+		if err := checkSubAttrs(name, m); err != nil {
+			return nil, err
+		}
+		return m, nil
 	case "multi":
 		arr, ok := v.([]any)
 		if !ok {
@@ -226,6 +277,9 @@ func canonicalValues(name string, arr []any) ([]any, error) {
 		m, ok := e.(map[string]any)
 		if !ok {
 			return nil, errf(400, "invalidValue", "%s: must be a list of objects", name)
+		}
+		if err := checkSubAttrs(name, m); err != nil {
+			return nil, err
 		}
 		typ, _ := lookup(m, "type").(string)
 		val, _ := json.Marshal(lookup(m, "value"))
