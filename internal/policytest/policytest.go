@@ -122,6 +122,23 @@ func Run(path string) (*policy.Policy, []Result, error) {
 var at = time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 
 func runCase(pol *policy.Policy, c Case) ([]string, error) {
+	// An expectation naming nothing the policy has is a typo in the test.
+	for what, names := range map[string]*[]string{"grants": c.Expect.Grants, "approvals": c.Expect.Approvals} {
+		if names != nil {
+			for _, n := range *names {
+				if pol.Entitlement(n) == nil {
+					return nil, fmt.Errorf("expect.%s: the policy has no entitlement %q", what, n)
+				}
+			}
+		}
+	}
+	if c.Expect.Credentials != nil {
+		for _, n := range *c.Expect.Credentials {
+			if pol.CredentialRule(n) == nil {
+				return nil, fmt.Errorf("expect.credentials: the policy has no credential rule %q", n)
+			}
+		}
+	}
 	if c.Event == "" {
 		c.Event = identity.Joiner
 	}

@@ -301,3 +301,30 @@ func TestUserShapeIsChecked(t *testing.T) {
 	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dup1", "USERNAME": "dup2"}`)
 	f.want(400, "", code, body)
 }
+
+// TestEmptyManagerAndWholeExtension: a manager with no value is no manager
+// (nothing empty is kept); removing the whole enterprise extension drops it
+// and the manager with it; an unknown extension attribute in a path is
+// invalidPath.
+func TestEmptyManagerAndWholeExtension(t *testing.T) {
+	f := setup(t)
+	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "lead@example.com"})
+	f.want(201, "", code, body)
+	lead := body["id"].(string)
+	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema, EnterpriseSchema}, "userName": "rep@example.com",
+		EnterpriseSchema: map[string]any{"department": "Ops", "manager": map[string]any{"value": lead}}})
+	f.want(201, "", code, body)
+	rep := body["id"].(string)
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+rep, "entra", patchOp(`{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": {"value": ""}}`))
+	f.want(200, "", code, body)
+	if ext := body[EnterpriseSchema].(map[string]any); ext["manager"] != nil || f.identity(rep).ManagerID != "" {
+		t.Fatalf("after an empty manager: %v, managerId %q", ext, f.identity(rep).ManagerID)
+	}
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+rep, "entra", patchOp(`{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:favourite", "value": "x"}`))
+	f.want(400, "invalidPath", code, body)
+	code, _, body = f.do("PATCH", "/scim/entra/v2/Users/"+rep, "entra", patchOp(`{"op": "remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"}`))
+	f.want(200, "", code, body)
+	if _, ok := body[EnterpriseSchema]; ok || strings.Contains(fmt.Sprint(body["schemas"]), "enterprise") {
+		t.Fatalf("after removing the extension: %v", body)
+	}
+}

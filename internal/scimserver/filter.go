@@ -149,7 +149,7 @@ func parseFilter(in string) (filter.Expression, error) {
 		expr, err = filter.ParseFilter([]byte(text))
 	}
 	if err != nil {
-		return nil, filterErrf("filter %q: %v", in, err)
+		return nil, filterErrf("filter %q is not a SCIM filter this server reads (RFC 7644 §3.4.2.2: attribute operator value, joined by and, or, not and parentheses; value filters such as emails[type eq \"work\"]; parentheses inside a value filter only after not)", in)
 	}
 	if err := restore(expr, lits); err != nil {
 		return nil, err

@@ -77,6 +77,9 @@ func target(doc map[string]any, p filter.Path, create bool) (map[string]any, str
 		if !ok {
 			return nil, "", errf(400, "invalidPath", "%s: unknown schema", uri)
 		}
+		if _, known := extAttrs[strings.ToLower(ext)][strings.ToLower(ap.AttributeName)]; !known {
+			return nil, "", errf(400, "invalidPath", "%s is not an attribute of %s", ap.AttributeName, ext)
+		}
 		m, _ := doc[ext].(map[string]any)
 		if m == nil {
 			if !create {
@@ -256,6 +259,13 @@ func set(doc map[string]any, path string, value any, add bool, id string) error 
 }
 
 func remove(doc map[string]any, path string) error {
+	if ext, ok := canonicalExt(path); ok { // the whole extension
+		delete(doc, ext)
+		if l, err := stringList(doc["schemas"]); err == nil {
+			doc["schemas"] = slices.DeleteFunc(l, func(s string) bool { return strings.EqualFold(s, ext) })
+		}
+		return nil
+	}
 	p, err := parsePath(path)
 	if err != nil {
 		return err

@@ -303,7 +303,7 @@ func (s *Server) renderOne(w http.ResponseWriter, r *http.Request, res *store.SC
 // UTF-8 without NUL, no key twice.
 func readBody(r *http.Request) ([]byte, error) {
 	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
-		return nil, errf(415, "", "%s", identity.ErrorMessage(err))
+		return nil, errf(415, "", "the body must be JSON, sent with Content-Type: application/scim+json (or application/json); this request's is %q", r.Header.Get("Content-Type"))
 	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {

@@ -156,6 +156,11 @@ func normalize(in map[string]any) (map[string]any, error) {
 				if err != nil {
 					return nil, err
 				}
+				if m, ok := nv.(map[string]any); ok && typ == "complex" {
+					if v, _ := lookup(m, "value").(string); strings.TrimSpace(v) == "" {
+						nv = nil // a manager or owner with no value is none
+					}
+				}
 				if nv != nil {
 					em[canonical(ek)] = nv
 				}
