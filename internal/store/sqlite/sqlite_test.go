@@ -28,21 +28,7 @@ func TestConformance(t *testing.T) {
 func TestAuditMigrationKeepsTheChain(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "jml.db")
-	db, err := sql.Open("sqlite", dsn(path, false, "FULL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(ctx context.Context, fn func(sqlstore.Conn) error) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(conn{tx: tx}); err != nil {
-			tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	}
+	db, run := rawDB(t, path)
 	if err := sqlstore.MigrateUpTo(ctx, dialect, run, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -71,21 +57,7 @@ func TestAuditMigrationKeepsTheChain(t *testing.T) {
 func TestSecretPrefixMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "jml.db")
-	db, err := sql.Open("sqlite", dsn(path, false, "FULL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(ctx context.Context, fn func(sqlstore.Conn) error) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(conn{tx: tx}); err != nil {
-			tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	}
+	db, run := rawDB(t, path)
 	if err := sqlstore.MigrateUpTo(ctx, dialect, run, 15); err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +95,27 @@ func TestSecretPrefixMigration(t *testing.T) {
 		if !strings.Contains(all, want) {
 			t.Fatalf("migrated rows lack %q:\n%s", want, all)
 		}
+	}
+}
+
+// rawDB opens the SQLite file at path without the store, for tests that
+// build a database as earlier versions left it, and a runner of
+// migrations on it.
+func rawDB(t *testing.T, path string) (*sql.DB, func(context.Context, func(sqlstore.Conn) error) error) {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(path, false, "FULL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, func(ctx context.Context, fn func(sqlstore.Conn) error) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(conn{tx: tx}); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
 	}
 }

@@ -505,21 +505,16 @@ func (t *Tx) RevokeCredential(ctx context.Context, id string, at time.Time) (boo
 }
 
 func (t *Tx) RevokeSystemCredentials(ctx context.Context, identityID, system string, at time.Time) ([]string, error) {
-	rows, err := t.c.Query(ctx, "UPDATE credentials SET status = ?, revoked_at = ?, sealed = NULL WHERE identity_id = ? AND system = ? AND status = ? RETURNING id",
+	return t.strings(ctx, "UPDATE credentials SET status = ?, revoked_at = ?, sealed = NULL WHERE identity_id = ? AND system = ? AND status = ? RETURNING id",
 		string(identity.CredentialRevoked), micros(at), identityID, system, string(identity.CredentialActive))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+}
+
+// strings runs q and returns its one text column, row by row.
+func (t *Tx) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	return queryAll(ctx, t.c, func(scan func(...any) error) (string, error) {
+		var v string
+		return v, scan(&v)
+	}, q, args...)
 }
 
 func (t *Tx) TakeSecret(ctx context.Context, id string) ([]byte, error) {
@@ -867,18 +862,23 @@ func scanFinding(scan func(...any) error) (identity.Finding, error) {
 }
 
 func (t *Tx) findings(ctx context.Context, q string, args ...any) ([]identity.Finding, error) {
-	rows, err := t.c.Query(ctx, q, args...)
+	return queryAll(ctx, t.c, scanFinding, q, args...)
+}
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, c Conn, scan func(func(...any) error) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := c.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []identity.Finding
+	var out []T
 	for rows.Next() {
-		fd, err := scanFinding(rows.Scan)
+		v, err := scan(rows.Scan)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, fd)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -1398,40 +1398,14 @@ func (t *Tx) CountTokens(ctx context.Context) (int, error) {
 }
 
 func (t *Tx) ListTokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := t.c.Query(ctx, tokenQuery+" ORDER BY t.created_at, t.id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		tk, err := scanToken(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tk)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, scanToken, tokenQuery+" ORDER BY t.created_at, t.id")
 }
 
 func (t *Tx) RevokeIdentityTokens(ctx context.Context, identityID string, at time.Time) ([]string, error) {
 	if identityID == "" {
 		return nil, nil
 	}
-	rows, err := t.c.Query(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE identity_id = ? AND revoked_at = 0 RETURNING id", micros(at), identityID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return t.strings(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE identity_id = ? AND revoked_at = 0 RETURNING id", micros(at), identityID)
 }
 
 func (t *Tx) RevokeToken(ctx context.Context, id string, at time.Time) (bool, error) {
