@@ -46,6 +46,9 @@ func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportRe
 	if !Allowed(p.Role, ActSubmit) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s may not submit events", p.Role)
 	}
+	if err := e.mayEmit(p, imp.Source); err != nil {
+		return nil, err
+	}
 	for i := range imp.Events {
 		if imp.Events[i].Source != imp.Source {
 			return nil, identity.Errorf(identity.Invalid, "event %s: source %q is not the import's %q", imp.Events[i].ID, imp.Events[i].Source, imp.Source)
