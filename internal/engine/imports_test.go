@@ -56,7 +56,8 @@ func importFile(t *testing.T, f *fixture, m *hrfeed.Mapping, csv string) *Import
 	d := m.Compare(prev, recs, f.clock.Now())
 	snap, _ := json.Marshal(d.Next)
 	_, why := d.Held(m.Guard)
-	res, err := f.e.Import(ctx, source, Import{Source: m.Source, Events: d.Events, Snapshot: snap, HoldReason: why})
+	feed := Principal{ID: "tok_feed", Role: RoleSource, Source: m.Source}
+	res, err := f.e.Import(ctx, feed, Import{Source: m.Source, Events: d.Events, Snapshot: snap, HoldReason: why})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -459,7 +459,7 @@ func testAPI(t *testing.T, backend string) {
 			{Source: "workday", ID: "w1", Type: identity.Joiner, ExternalID: "w1", Kind: identity.Human},
 			{Source: "workday", ID: "w2", Type: identity.Joiner, ExternalID: "w2", Kind: identity.Human},
 		}
-		res, err := a.e.Import(context.Background(), engine.Principal{ID: "tok_hr", Role: engine.RoleSource},
+		res, err := a.e.Import(context.Background(), engine.Principal{ID: "tok_workday", Role: engine.RoleSource, Source: "workday"},
 			engine.Import{Source: "workday", Events: evs, Snapshot: []byte("{}"), HoldReason: "test: held"})
 		if err != nil || res.Hold == nil {
 			t.Fatalf("Import = %+v, %v", res, err)
