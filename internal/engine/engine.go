@@ -223,7 +223,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 		switch {
 		case e.fixed[name]:
 			conns[name] = old[name]
-		case sys.Type == builtin.Type:
+		case sys.Builtin():
 			conns[name] = builtin.Conn{}
 		default:
 			cfg := connector.ConfigFor(p, name)
@@ -780,7 +780,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	revokedHere := map[string]bool{}
 	if after.State == identity.Departed {
 		for name, sys := range pol.Systems {
-			if sys.Type != builtin.Type {
+			if !sys.Builtin() {
 				continue
 			}
 			ids, err := tx.RevokeSystemCredentials(ctx, after.ID, name, now)
@@ -980,7 +980,9 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 		if err != nil {
 			return nil, nil, err
 		}
-		counters.completed += boolInt(moved == store.CaseCompleted)
+		if moved == store.CaseCompleted {
+			counters.completed++
+		}
 	}
 	return slices.Sorted(maps.Keys(cases)), possible, nil
 }

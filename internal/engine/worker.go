@@ -1203,7 +1203,9 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 		if err != nil {
 			return "", err
 		}
-		e.metrics.credentialsRevoked.Add(float64(boolInt(ok)))
+		if ok {
+			e.metrics.credentialsRevoked.Inc()
+		}
 		if !ok {
 			return "was not active", nil
 		}
@@ -1249,13 +1251,6 @@ func secretMarker(t policy.CredentialType) string {
 		return vault.APIKeyPrefix
 	}
 	return ""
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // runEffective applies a future-dated event when its time comes. If it no

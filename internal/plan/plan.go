@@ -49,6 +49,18 @@ func (a Action) Narrowing() bool {
 	return false
 }
 
+// Revokes reports whether a takes access away and counts toward a source's
+// mass-change bound: revoking a grant or a credential, disabling an
+// account. (Deleting an account after its retention is narrowing too, but
+// no source's event plans it.)
+func (a Action) Revokes() bool {
+	switch a {
+	case RevokeCredential, RevokeGrant, DisableAccount:
+		return true
+	}
+	return false
+}
+
 // Widening reports whether a gives access: such a step must not apply to
 // an identity that is not active, nor outlive a newer plan, and once its
 // call may have started its effect must be assumed.
@@ -456,7 +468,7 @@ func hasAccount(in Input, system string) bool {
 // the policy: nothing can be called there).
 func isBuiltin(p *policy.Policy, system string) bool {
 	s := p.Systems[system]
-	return s == nil || s.Type == "builtin"
+	return s == nil || s.Builtin()
 }
 
 // rotateReason says why a held credential of rule c must be rotated on this

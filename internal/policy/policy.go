@@ -62,6 +62,13 @@ type System struct {
 	Adopt bool
 }
 
+// BuiltinType is the type of jml's built-in vault: API keys and passwords
+// jml issues itself, and scopes that introspection reports.
+const BuiltinType = "builtin"
+
+// Builtin reports whether the system is jml's built-in vault.
+func (s *System) Builtin() bool { return s.Type == BuiltinType }
+
 // Entitlement is one grantable thing in a system.
 type Entitlement struct {
 	Name        string
@@ -232,7 +239,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if err != nil {
 			return nil, errf("system %q: deleteAfter: %v", s.Name, err)
 		}
-		if deleteAfter > 0 && s.Type == "builtin" {
+		if deleteAfter > 0 && s.Type == BuiltinType {
 			return nil, errf("system %q: deleteAfter: the built-in vault holds no accounts to delete", s.Name)
 		}
 		p.Systems[s.Name] = &System{Name: s.Name, Type: s.Type, Config: s.Config, DeleteAfter: deleteAfter, Adopt: s.Adopt}

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"github.com/riverqueue/river"
 	"strings"
 	"time"
 
@@ -78,9 +79,9 @@ type JobArgs interface{ Kind() string }
 
 // Jobs runs durable jobs (River) on the store's database.
 type Jobs interface {
-	// Start begins working jobs with the workers registered in w, which is
-	// a *river.Workers. It returns once the workers run.
-	Start(ctx context.Context, w any, cfg JobConfig) error
+	// Start begins working jobs with the workers registered in w. It
+	// returns once the workers run.
+	Start(ctx context.Context, w *river.Workers, cfg JobConfig) error
 	// Stop stops working, letting running jobs finish until ctx ends.
 	Stop(ctx context.Context) error
 }
@@ -272,8 +273,7 @@ type Case struct {
 func (c *Case) Revocations() int {
 	n := 0
 	for _, s := range c.Steps {
-		switch s.Action {
-		case plan.RevokeGrant, plan.RevokeCredential, plan.DisableAccount:
+		if s.Action.Revokes() {
 			n++
 		}
 	}
@@ -290,8 +290,8 @@ const (
 	// StepPlanned is a step of a preview (jml plan): what would run; it
 	// never is stored.
 	StepPlanned StepStatus = "planned"
-	StepFailed           StepStatus = "failed" // gave up after its attempts
-	StepDenied           StepStatus = "denied"
+	StepFailed  StepStatus = "failed" // gave up after its attempts
+	StepDenied  StepStatus = "denied"
 	// StepSuperseded is a gated step a later event of the same identity
 	// replaced before it was approved.
 	StepSuperseded StepStatus = "superseded"

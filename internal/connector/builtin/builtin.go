@@ -11,10 +11,11 @@ import (
 	"context"
 
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/policy"
 )
 
 // Type is the system type of the built-in vault in policy files.
-const Type = "builtin"
+const Type = policy.BuiltinType
 
 // Conn is the built-in vault's connector.
 type Conn struct{}

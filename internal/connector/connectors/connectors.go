@@ -57,7 +57,7 @@ func Open(ctx context.Context, cfg connector.Config) (connector.Connector, error
 func Check(p *policy.Policy) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
-		if p.Systems[name].Type == builtin.Type {
+		if p.Systems[name].Builtin() {
 			continue
 		}
 		cfg := connector.ConfigFor(p, name)

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"github.com/riverqueue/river/riverdriver"
 	"log/slog"
 	"time"
@@ -63,11 +62,7 @@ type Jobs[TTx any] struct {
 }
 
 // Start implements store.Jobs.
-func (j *Jobs[TTx]) Start(ctx context.Context, w any, cfg store.JobConfig) error {
-	workers, ok := w.(*river.Workers)
-	if !ok {
-		return fmt.Errorf("jobs: workers must be *river.Workers, got %T", w)
-	}
+func (j *Jobs[TTx]) Start(ctx context.Context, workers *river.Workers, cfg store.JobConfig) error {
 	if cfg.Workers == 0 {
 		cfg.Workers = j.DefaultWorkers
 	}
