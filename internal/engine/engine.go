@@ -312,9 +312,9 @@ func (e *Engine) newID(prefix string) string {
 
 // Result is what accepting an event gives back.
 type Result struct {
-	EventID    string            `json:"eventId"`
-	CaseID     string            `json:"caseId,omitempty"`
-	IdentityID string            `json:"identityId"`
+	EventID    string `json:"eventId"`
+	CaseID     string `json:"caseId,omitempty"`
+	IdentityID string `json:"identityId"`
 	// Status is the event's: applied (its case was opened), scheduled,
 	// held. CaseStatus is where its case stood when the event was
 	// accepted: completed, running (steps in other systems to run), or

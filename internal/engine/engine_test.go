@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -429,19 +430,40 @@ func TestGrantExpiry(t *testing.T) {
 	if _, err := f.e.Decide(ctx, approver, res.CaseID, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	f.e.RunCase(ctx, res.CaseID, false)
+	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
+		t.Fatal(err)
+	}
 	var g identity.Grant
-	f.s.View(ctx, func(tx store.Tx) error { gs, _ := tx.ListGrants(ctx, res.IdentityID); g = gs[0]; return nil })
+	if err := f.s.View(ctx, func(tx store.Tx) error {
+		gs, err := tx.ListGrants(ctx, res.IdentityID)
+		if err == nil && len(gs) != 1 {
+			err = fmt.Errorf("grants %+v, want the approved one", gs)
+		}
+		if err == nil {
+			g = gs[0]
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	f.clock.Add(721 * time.Hour)
 	if err := f.e.expireGrant(ctx, ExpireGrantArgs{IdentityID: res.IdentityID, Entitlement: g.Entitlement, ExpiresAt: g.ExpiresAt}); err != nil {
 		t.Fatal(err)
 	}
 	var cases []store.Case
-	f.s.View(ctx, func(tx store.Tx) error { cases, _ = tx.ListCases(ctx, res.IdentityID, 10); return nil })
-	if cases[0].Type != CaseExpiry {
-		t.Fatalf("newest case = %s, want expiry", cases[0].Type)
+	if err := f.s.View(ctx, func(tx store.Tx) error {
+		var err error
+		cases, err = tx.ListCases(ctx, res.IdentityID, 10)
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
-	f.e.RunCase(ctx, cases[0].ID, false)
+	if len(cases) == 0 || cases[0].Type != CaseExpiry {
+		t.Fatalf("newest cases = %+v, want an expiry first", cases)
+	}
+	if err := f.e.RunCase(ctx, cases[0].ID, false); err != nil {
+		t.Fatal(err)
+	}
 	if got := f.grants(t, res.IdentityID); len(got) != 0 {
 		t.Fatalf("grants after expiry = %v", got)
 	}

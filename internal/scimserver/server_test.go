@@ -187,10 +187,13 @@ func TestUserLifecycle(t *testing.T) {
 	}
 	// The engineering birthright applied.
 	var grants []identity.Grant
-	f.s.View(context.Background(), func(tx store.Tx) error {
-		grants, _ = tx.ListGrants(context.Background(), idn.ID)
-		return nil
-	})
+	if err := f.s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		grants, err = tx.ListGrants(context.Background(), idn.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if len(grants) == 0 {
 		t.Fatal("no birthright grants for an engineer")
 	}

@@ -43,10 +43,10 @@ var subAttrs = func() map[string]map[string]string {
 	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool", "$ref": "string"}
 	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string", "display": "string"}
 	return map[string]map[string]string{
-		"name": {"formatted": "string", "familyname": "string", "givenname": "string", "middlename": "string", "honorificprefix": "string", "honorificsuffix": "string"},
+		"name":   {"formatted": "string", "familyname": "string", "givenname": "string", "middlename": "string", "honorificprefix": "string", "honorificsuffix": "string"},
 		"emails": multi, "phonenumbers": multi, "ims": multi, "photos": multi, "entitlements": multi, "roles": multi, "x509certificates": multi,
 		"addresses": {"formatted": "string", "streetaddress": "string", "locality": "string", "region": "string", "postalcode": "string", "country": "string", "type": "string", "primary": "bool"},
-		"manager": ref, "owner": ref, "backupowners": ref,
+		"manager":   ref, "owner": ref, "backupowners": ref,
 	}
 }()
 
