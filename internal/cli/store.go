@@ -1,11 +1,11 @@
 package cli
 
 import (
-	"os"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/jml-dev/jml/internal/store"

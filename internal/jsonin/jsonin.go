@@ -147,4 +147,3 @@ func ContentType(ct string) error {
 	}
 	return identity.Errorf(identity.Unsupported, "the body must be JSON, sent with Content-Type: application/json (this request's is %s)", mt)
 }
-
