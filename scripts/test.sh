@@ -25,7 +25,12 @@ if [ ! -x /usr/sbin/slapd ]; then
   install slapd ldap-utils
 fi
 
-echo "== go vet"
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "not gofmt'd:" $unformatted >&2
+  exit 1
+fi
 go vet ./...
 go vet -tags benchsvc ./internal/bench
 
