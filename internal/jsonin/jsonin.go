@@ -42,10 +42,7 @@ func Check(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	w := walker{dec: dec, raw: data}
-	if err := w.value(""); err != nil {
-		return err
-	}
-	return nil
+	return w.value("")
 }
 
 type walker struct {
@@ -96,24 +93,23 @@ func (w *walker) value(path string) error {
 					return err
 				}
 			}
-			_, err := w.dec.Token()
-			return ignore(err)
+			// The closing brace; malformed input is decoding's to report.
+			w.dec.Token()
+			return nil
 		case '[':
 			for i := 0; w.dec.More(); i++ {
 				if err := w.value(path + "[" + strconv.Itoa(i) + "]"); err != nil {
 					return err
 				}
 			}
-			_, err := w.dec.Token()
-			return ignore(err)
+			w.dec.Token() // the closing bracket
+			return nil
 		}
 	case string:
 		return w.text(path, t, start)
 	}
 	return nil
 }
-
-func ignore(error) error { return nil }
 
 // text checks a decoded string: no NUL, and no replacement character that
 // the raw text did not hold (an escape that decodes to no character).
