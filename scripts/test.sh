@@ -51,7 +51,7 @@ go test -count=1 -timeout 20m ./...
 # clean run (golang/go#75804, fixed in Go 1.27).
 echo "== fuzz targets, briefly"
 go test -run '^$' -fuzz '^FuzzReadCSV$' -fuzztime 200000x ./internal/hrfeed
-go test -run '^$' -fuzz '^FuzzFilter$' -fuzztime 50000x ./internal/scimserver
+go test -run '^$' -fuzz '^FuzzFilter$' -fuzztime 50000x ./internal/store/sqlstore
 go test -run '^$' -fuzz '^FuzzPatch$' -fuzztime 100000x ./internal/scimserver
 
 echo "== go test -race (the concurrent parts)"

@@ -116,8 +116,8 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		"PUT /scim/{source}/v2/Groups/{id}":           s.replaceGroup,
 		"PATCH /scim/{source}/v2/Groups/{id}":         s.patchGroup,
 		"DELETE /scim/{source}/v2/Groups/{id}":        s.deleteGroup,
-		"POST /scim/{source}/v2/Users/.search":        s.search("User", filterable),
-		"POST /scim/{source}/v2/Groups/.search":       s.search("Group", groupFilterable),
+		"POST /scim/{source}/v2/Users/.search":        s.search("User"),
+		"POST /scim/{source}/v2/Groups/.search":       s.search("Group"),
 		"/scim/{source}/v2/Me":                        notImplemented("/Me"),
 		"/scim/{source}/v2/Me/":                       notImplemented("/Me"),
 		"/scim/{source}/v2/Bulk":                      notImplemented("/Bulk"),
@@ -189,11 +189,11 @@ func toSCIM(err error) *scimError {
 	if errors.As(err, &se) {
 		return se
 	}
-	var fe *filterError
+	var fe *store.FilterError
 	if errors.As(err, &fe) {
-		return errf(400, "invalidFilter", "%s", fe.msg)
+		return errf(400, "invalidFilter", "%s", fe.Msg)
 	}
-	var tm *tooMany
+	var tm *store.TooManyConditions
 	if errors.As(err, &tm) {
 		return errf(400, "tooMany", "%s", tm.Error())
 	}
@@ -437,15 +437,15 @@ func (s *Server) loadType(r *http.Request, sc SourceConfig, id, typ string) (*st
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
-	return s.listType(w, r, sc, "User", filterable)
+	return s.listType(w, r, sc, "User")
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
-	return s.listType(w, r, sc, "Group", groupFilterable)
+	return s.listType(w, r, sc, "Group")
 }
 
-func (s *Server) listType(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, allow map[string]column) error {
-	return s.query(w, r, sc, typ, allow, r.URL.Query())
+func (s *Server) listType(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string) error {
+	return s.query(w, r, sc, typ, r.URL.Query())
 }
 
 // SearchSchema is the schema of a POST .search body (RFC 7644 §3.4.3).
@@ -454,7 +454,7 @@ const SearchSchema = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 // search answers POST /Users/.search and /Groups/.search: the query in
 // the body, as a GET would take it in its URL (RFC 7644 §3.4.3), so that
 // filters need not appear in URLs and logs.
-func (s *Server) search(typ string, allow map[string]column) func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
+func (s *Server) search(typ string) func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error {
 	return func(w http.ResponseWriter, r *http.Request, sc SourceConfig, _ engine.Principal) error {
 		if r.URL.RawQuery != "" {
 			return errf(400, "invalidSyntax", "POST .search takes its query in the body, not the URL (%q)", r.URL.RawQuery)
@@ -496,7 +496,7 @@ func (s *Server) search(typ string, allow map[string]column) func(http.ResponseW
 		if _, ok := in["schemas"]; !ok {
 			return errf(400, "invalidSyntax", "schemas: must be [%q]", SearchSchema)
 		}
-		return s.query(w, r, sc, typ, allow, q)
+		return s.query(w, r, sc, typ, q)
 	}
 }
 
@@ -508,7 +508,7 @@ func notImplemented(what string) func(http.ResponseWriter, *http.Request, Source
 	}
 }
 
-func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, allow map[string]column, q url.Values) error {
+func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, typ string, q url.Values) error {
 	for k := range q {
 		switch k {
 		case "filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes":
@@ -522,9 +522,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, 
 		if err != nil {
 			return err
 		}
-		if sq.Where, sq.Args, err = sqlWhere(expr, allow); err != nil {
-			return err
-		}
+		sq.Filter = expr
 	}
 	start := 1
 	if v := q.Get("startIndex"); v != "" {
@@ -542,13 +540,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, 
 		sq.Limit = min(max(n, 0), maxCount)
 	}
 	sq.Offset = start - 1
-	if v := q.Get("sortBy"); v != "" {
-		col, err := sortColumn(v, allow)
-		if err != nil {
-			return err
-		}
-		sq.OrderBy = col
-	}
+	sq.SortBy = q.Get("sortBy")
 	switch q.Get("sortOrder") {
 	case "", "ascending":
 	case "descending":

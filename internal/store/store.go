@@ -10,7 +10,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/riverqueue/river"
+	filter "github.com/scim2/filter-parser/v2"
 	"strings"
 	"time"
 
@@ -195,18 +197,33 @@ type SCIMValue struct {
 	Primary                    bool
 }
 
-// SCIMQuery selects SCIM resources. Where is a condition over the
-// scim_resources columns with ? placeholders, built only by the SCIM
-// filter translator from its allow-list; OrderBy is a column from the
-// same list.
+// SCIMQuery selects SCIM resources of a source and type ("User" or
+// "Group"): those Filter (a parsed SCIM filter, nil for all) selects,
+// sorted by SortBy (a SCIM attribute path, "" for creation order). The
+// store translates both through its allow-list of attributes; what it
+// cannot translate is a *FilterError or a *TooManyConditions.
 type SCIMQuery struct {
 	Source, Type string
-	Where        string
-	Args         []any
-	OrderBy      string
+	Filter       filter.Expression
+	SortBy       string
 	Descending   bool
 	Offset       int
 	Limit        int
+}
+
+// FilterError is a SCIM filter or sort the store cannot evaluate (SCIM's
+// invalidFilter); Msg says why, naming the attribute.
+type FilterError struct{ Msg string }
+
+func (e *FilterError) Error() string { return e.Msg }
+
+// TooManyConditions is a filter of more than Max comparisons (SCIM's
+// tooMany): a client may not make the database work through thousands of
+// terms.
+type TooManyConditions struct{ N, Max int }
+
+func (e *TooManyConditions) Error() string {
+	return fmt.Sprintf("the filter makes %d comparisons; at most %d", e.N, e.Max)
 }
 
 // HoldStatus is where a held batch is.

@@ -1621,20 +1621,31 @@ func (t *Tx) DeleteSCIM(ctx context.Context, source, id string) (bool, error) {
 }
 
 func (t *Tx) ListSCIM(ctx context.Context, q store.SCIMQuery) (int, []store.SCIMResource, error) {
+	allow := filterable
+	if q.Type == "Group" {
+		allow = groupFilterable
+	}
 	where := "source = ? AND resource_type = ?"
 	args := []any{q.Source, q.Type}
-	if q.Where != "" {
-		where += " AND (" + q.Where + ")"
-		args = append(args, q.Args...)
+	if q.Filter != nil {
+		cond, condArgs, err := sqlWhere(q.Filter, allow)
+		if err != nil {
+			return 0, nil, err
+		}
+		where += " AND (" + cond + ")"
+		args = append(args, condArgs...)
 	}
 	var total int
 	if err := t.row(ctx, []any{&total}, "SELECT COUNT(*) FROM scim_resources WHERE "+where, args...); err != nil {
 		return 0, nil, err
 	}
 	order := "created_at"
-	switch q.OrderBy {
-	case "id", "user_name", "external_id", "display_name", "active", "created_at", "updated_at", "title", "user_type", "family_name", "given_name":
-		order = q.OrderBy
+	if q.SortBy != "" {
+		col, err := sortColumn(q.SortBy, allow)
+		if err != nil {
+			return 0, nil, err
+		}
+		order = col
 	}
 	if q.Descending {
 		order += " DESC"

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	filter "github.com/scim2/filter-parser/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -321,13 +322,26 @@ func testSCIM(t *testing.T, s store.Store) {
 		if err := tx.UpdateSCIM(ctx, r); err != nil {
 			return err
 		}
-		total, page, err := tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", Where: "active = ?", Args: []any{1}, OrderBy: "user_name", Limit: 2})
+		active, err := filter.ParseFilter([]byte("active eq true"))
+		if err != nil {
+			return err
+		}
+		total, page, err := tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", Filter: active, SortBy: "userName", Limit: 2})
 		if err != nil || total != 3 || len(page) != 2 || page[0].UserName != "ann" || page[1].UserName != "bob" {
 			t.Errorf("ListSCIM = %d %+v, %v", total, page, err)
 		}
-		total, page, _ = tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", OrderBy: "user_name", Descending: true, Offset: 1, Limit: 5})
-		if total != 3 || len(page) != 2 || page[0].UserName != "bob" {
-			t.Errorf("ListSCIM page 2 = %d %+v", total, page)
+		total, page, err = tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", SortBy: "userName", Descending: true, Offset: 1, Limit: 5})
+		if err != nil || total != 3 || len(page) != 2 || page[0].UserName != "bob" {
+			t.Errorf("ListSCIM page 2 = %d %+v, %v", total, page, err)
+		}
+		// What the allow-list does not name is refused, not spliced.
+		bad, _ := filter.ParseFilter([]byte(`password eq "x"`))
+		var fe *store.FilterError
+		if _, _, err := tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", Filter: bad, Limit: 1}); !errors.As(err, &fe) {
+			t.Errorf("ListSCIM with a filter on password = %v, want a FilterError", err)
+		}
+		if _, _, err := tx.ListSCIM(ctx, store.SCIMQuery{Source: "entra", Type: "User", SortBy: "id; DROP TABLE x", Limit: 1}); !errors.As(err, &fe) {
+			t.Errorf("ListSCIM sorted by nonsense = %v, want a FilterError", err)
 		}
 		if ok, err := tx.DeleteSCIM(ctx, "entra", "u0"); !ok || err != nil {
 			t.Errorf("DeleteSCIM = %v, %v", ok, err)
