@@ -114,12 +114,19 @@ func groupsOf(doc map[string]any) []string {
 	return out
 }
 
+// membersTx is what syncMembers reads: SCIM resources and the identities
+// they stand for.
+type membersTx interface {
+	store.SCIM
+	store.Identities
+}
+
 // syncMembers reads, in tx, the Users in affected and returns them with
 // group gid (named name, "" when deleted) set or cleared in their
 // read-only groups per the group's members after the change, and the
 // movers that makes for active, provisioned members. A member that is not
 // a User of the source is an error.
-func (s *Server) syncMembers(r *http.Request, tx store.Tx, sc SourceConfig, gid, name string, members, affected []string) ([]*store.SCIMResource, []identity.Event, error) {
+func (s *Server) syncMembers(r *http.Request, tx membersTx, sc SourceConfig, gid, name string, members, affected []string) ([]*store.SCIMResource, []identity.Event, error) {
 	var evs []identity.Event
 	var updates []*store.SCIMResource
 	now := time.Now().UTC().Truncate(time.Microsecond)

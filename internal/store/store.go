@@ -390,10 +390,28 @@ type ExternalRef struct{ Source, ExternalID string }
 // EventRef names an event by its source and the source's event ID.
 type EventRef struct{ Source, ID string }
 
-// Tx is one transaction. Methods that find one thing return an error
-// wrapping ErrNotFound when it does not exist. Methods are not safe for
-// concurrent use; a Tx must not be used after its function returns.
+// Tx is one transaction: every part below. Methods that find one thing
+// return an error wrapping ErrNotFound when it does not exist. Methods are
+// not safe for concurrent use; a Tx must not be used after its function
+// returns. A consumer that needs one part takes that part.
 type Tx interface {
+	Events
+	Identities
+	Grants
+	Credentials
+	Accounts
+	Cases
+	Holds
+	SCIM
+	Findings
+	Audit
+	Meta
+	Tokens
+	Queue
+}
+
+// Events is the part of a transaction for the lifecycle events jml accepted, scheduled or held.
+type Events interface {
 	// InsertEvent stores ev unless an event with the same (source, event
 	// ID) exists; then it returns that one and inserted=false.
 	InsertEvent(ctx context.Context, ev *Event) (existing *Event, inserted bool, err error)
@@ -406,7 +424,10 @@ type Tx interface {
 	InsertNewEvent(ctx context.Context, ev *Event) error
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error
+}
 
+// Identities is the part of a transaction for identities and the lookups by source and external ID.
+type Identities interface {
 	InsertIdentity(ctx context.Context, id *identity.Identity) error
 	// UpdateIdentity replaces every mutable field of the identity id.ID.
 	UpdateIdentity(ctx context.Context, id *identity.Identity) error
@@ -421,7 +442,10 @@ type Tx interface {
 	// a batch's lookups before it writes.
 	GetIdentitiesAndEvents(ctx context.Context, irefs []ExternalRef, erefs []EventRef) (map[ExternalRef]*identity.Identity, map[EventRef]*Event, error)
 	ListIdentities(ctx context.Context, f IdentityFilter) ([]identity.Identity, error)
+}
 
+// Grants is the part of a transaction for the entitlements identities hold.
+type Grants interface {
 	ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error)
 	// PutGrant creates or replaces the grant of (IdentityID, Entitlement).
 	PutGrant(ctx context.Context, g *identity.Grant) error
@@ -431,7 +455,10 @@ type Tx interface {
 	InsertGrant(ctx context.Context, g *identity.Grant) error
 	// DeleteGrant removes a grant; it reports whether one existed.
 	DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error)
+}
 
+// Credentials is the part of a transaction for the secrets identities hold (hashes and sealed secrets, never plain text).
+type Credentials interface {
 	InsertCredential(ctx context.Context, c *StoredCredential) error
 	GetCredential(ctx context.Context, id string) (*StoredCredential, error)
 	GetCredentialByHash(ctx context.Context, hash []byte) (*StoredCredential, error)
@@ -448,10 +475,17 @@ type Tx interface {
 	// credential and marks it revealed, at most once: a second call gets an
 	// error of code Gone.
 	TakeSecret(ctx context.Context, id string) ([]byte, error)
+}
 
+// Accounts is the part of a transaction for the accounts identities have in systems.
+type Accounts interface {
 	ListAccounts(ctx context.Context, identityID string) ([]identity.Account, error)
 	PutAccount(ctx context.Context, a *identity.Account) error
+}
 
+// Cases is the part of a transaction for cases and their steps, and for
+// what is waiting to run.
+type Cases interface {
 	// InsertCase stores c and its Steps.
 	InsertCase(ctx context.Context, c *Case) error
 	// GetCase returns a case with its steps in order.
@@ -461,6 +495,19 @@ type Tx interface {
 	// ListOpenSteps returns the steps of any case of the identity that are
 	// pending or awaiting approval, in case and sequence order.
 	ListOpenSteps(ctx context.Context, identityID string) ([]Step, error)
+
+	// ListPendingCases returns, in ID order, up to limit cases that have a
+	// step waiting to run (pending, not awaiting approval).
+	ListPendingCases(ctx context.Context, limit int) ([]string, error)
+	// CountPendingSteps counts the steps waiting to run (pending, not
+	// awaiting approval) by system and action.
+	CountPendingSteps(ctx context.Context) ([]StepCount, error)
+	// ListCases returns an identity's cases, newest first, without steps.
+	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
+}
+
+// Holds is the part of a transaction for HR snapshots, held batches and the mass-change guard's counts.
+type Holds interface {
 	// GetSnapshot returns the last snapshot stored for a source (NotFound
 	// if none); PutSnapshot replaces it.
 	GetSnapshot(ctx context.Context, source string) ([]byte, error)
@@ -484,7 +531,10 @@ type Tx interface {
 	// DecideHold sets a held batch's status, if it is still held; it
 	// reports whether it was.
 	DecideHold(ctx context.Context, id string, status HoldStatus, by string, at time.Time) (bool, error)
+}
 
+// SCIM is the part of a transaction for the SCIM server's resources.
+type SCIM interface {
 	// SCIM resources of a source. UserName is stored lower-cased and is
 	// unique per source and resource type.
 	InsertSCIM(ctx context.Context, r *SCIMResource) error
@@ -494,16 +544,10 @@ type Tx interface {
 	DeleteSCIM(ctx context.Context, source, id string) (bool, error)
 	// ListSCIM returns the total matching q and one page of them.
 	ListSCIM(ctx context.Context, q SCIMQuery) (int, []SCIMResource, error)
+}
 
-	// ListPendingCases returns, in ID order, up to limit cases that have a
-	// step waiting to run (pending, not awaiting approval).
-	ListPendingCases(ctx context.Context, limit int) ([]string, error)
-	// CountPendingSteps counts the steps waiting to run (pending, not
-	// awaiting approval) by system and action.
-	CountPendingSteps(ctx context.Context) ([]StepCount, error)
-	// ListCases returns an identity's cases, newest first, without steps.
-	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
-
+// Findings is the part of a transaction for findings and their lifecycle.
+type Findings interface {
 	// InsertFinding stores f unless an open finding of the same kind for
 	// the same identity exists; it reports whether it stored it.
 	InsertFinding(ctx context.Context, f *identity.Finding) (bool, error)
@@ -517,7 +561,10 @@ type Tx interface {
 	// until. Each reports whether it changed the finding.
 	AcknowledgeFinding(ctx context.Context, id, by, reason string, at, until time.Time) (bool, error)
 	ReopenFinding(ctx context.Context, id string, until time.Time) (bool, error)
+}
 
+// Audit is the part of a transaction for the hash-chained audit trail.
+type Audit interface {
 	// AppendAudit writes records in this transaction. A seal chains them
 	// after the head: on SQLite before this transaction commits, on
 	// PostgreSQL after (see Store.SealAudit), so that concurrent
@@ -530,12 +577,18 @@ type Tx interface {
 	ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error
 	// AuditHead returns the last appended seq and hash.
 	AuditHead(ctx context.Context) (int64, string, error)
+}
 
+// Meta is the part of a transaction for settings the database must agree on with every process.
+type Meta interface {
 	// GetMeta returns a stored setting, or "" and no error when unset.
 	GetMeta(ctx context.Context, name string) (string, error)
 	// PutMeta stores a setting, replacing any value.
 	PutMeta(ctx context.Context, name, value string) error
+}
 
+// Tokens is the part of a transaction for API tokens for jml itself.
+type Tokens interface {
 	InsertToken(ctx context.Context, t *Token) error
 	// GetTokenByHash and GetToken read a token with its bound identity's
 	// state, in one query.
@@ -550,7 +603,10 @@ type Tx interface {
 	// RevokeToken marks a token revoked at at; it reports whether it was
 	// active. An unknown ID is NotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) (bool, error)
+}
 
+// Queue is the part of a transaction for durable jobs, enqueued in the transaction that needs them.
+type Queue interface {
 	// Enqueue inserts a durable job in this transaction, to run at or after
 	// runAt (zero: now). It is part of the same commit as everything else.
 	Enqueue(ctx context.Context, args JobArgs, runAt time.Time) error

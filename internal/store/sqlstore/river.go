@@ -3,9 +3,10 @@ package sqlstore
 import (
 	"cmp"
 	"context"
-	"github.com/riverqueue/river/riverdriver"
 	"log/slog"
 	"time"
+
+	"github.com/riverqueue/river/riverdriver"
 
 	"github.com/riverqueue/river"
 

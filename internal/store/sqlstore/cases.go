@@ -1,0 +1,278 @@
+package sqlstore
+
+// Tx's part for cases and steps.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+const caseCols = "id, event_id, identity_id, type, status, submitted_by, reason, created_at, updated_at, completed_at"
+
+func scanCase(scan func(...any) error) (*store.Case, error) {
+	var c store.Case
+	var typ, status string
+	var created, updated, completed int64
+	if err := scan(&c.ID, &c.EventID, &c.IdentityID, &typ, &status, &c.SubmittedBy, &c.Reason, &created, &updated, &completed); err != nil {
+		return nil, err
+	}
+	c.Type, c.Status = identity.EventType(typ), store.CaseStatus(status)
+	c.CreatedAt, c.UpdatedAt, c.CompletedAt = fromMicros(created), fromMicros(updated), fromMicros(completed)
+	return &c, nil
+}
+
+func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
+	revocations := c.Revocations()
+	inline := ""
+	if c.Status == store.CaseCompleted && len(c.Steps) > 0 {
+		var err error
+		if inline, err = encodeSteps(c); err != nil {
+			return fmt.Errorf("insert case: %w", err)
+		}
+	}
+	if err := t.write(ctx, "INSERT INTO cases ("+caseCols+", steps_json, revocations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.EventID, c.IdentityID, string(c.Type), string(c.Status), c.SubmittedBy, c.Reason, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.CompletedAt),
+		inline, revocations); err != nil {
+		return fmt.Errorf("insert case: %w", err)
+	}
+	for i := range c.Steps {
+		c.Steps[i].CaseID = c.ID
+	}
+	if inline != "" {
+		return nil
+	}
+	// Steps go in multi-row inserts (one round trip for a whole plan), in
+	// chunks that stay under SQLite's bound-parameter limit.
+	const chunk = 500
+	for start := 0; start < len(c.Steps); start += chunk {
+		n := min(chunk, len(c.Steps)-start)
+		args := make([]any, 0, n*17)
+		for i := start; i < start+n; i++ {
+			s := &c.Steps[i]
+			s.CaseID = c.ID
+			args = append(args, c.ID, s.Seq, c.IdentityID, string(s.Action), s.System, s.Entitlement, s.Rule, s.CredentialID, s.Duration.Milliseconds(), boolInt(s.NeedsApproval),
+				s.Reason, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt))
+		}
+		if err := t.write(ctx, "INSERT INTO steps ("+stepCols+") VALUES "+placeholders(n, 17), args...); err != nil {
+			return fmt.Errorf("insert steps: %w", err)
+		}
+	}
+	return nil
+}
+
+const stepCols = "case_id, seq, identity_id, action, system, entitlement, rule, credential_id, duration_ms, needs_approval, reason, status, attempts, last_error, result, decided_by, updated_at"
+
+func scanStep(scan func(...any) error) (*store.Step, error) {
+	var s store.Step
+	var identityID, action, status string
+	var durMS, updated int64
+	var needs int
+	if err := scan(&s.CaseID, &s.Seq, &identityID, &action, &s.System, &s.Entitlement, &s.Rule, &s.CredentialID, &durMS, &needs, &s.Reason, &status, &s.Attempts, &s.LastError, &s.Result, &s.DecidedBy, &updated); err != nil {
+		return nil, err
+	}
+	s.Action, s.Status = plan.Action(action), store.StepStatus(status)
+	s.Duration = time.Duration(durMS) * time.Millisecond
+	s.NeedsApproval = needs != 0
+	s.UpdatedAt = fromMicros(updated)
+	return &s, nil
+}
+
+// stepJSON is a step in cases.steps_json: the steps table's columns, with
+// the same precision (milliseconds, microseconds), so that a case reads
+// back alike from either.
+type stepJSON struct {
+	Seq           int    `json:"seq"`
+	Action        string `json:"action"`
+	System        string `json:"system"`
+	Entitlement   string `json:"entitlement,omitempty"`
+	Rule          string `json:"rule,omitempty"`
+	CredentialID  string `json:"credentialId,omitempty"`
+	DurationMS    int64  `json:"durationMs,omitempty"`
+	NeedsApproval bool   `json:"needsApproval,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	Status        string `json:"status"`
+	Attempts      int    `json:"attempts,omitempty"`
+	LastError     string `json:"lastError,omitempty"`
+	Result        string `json:"result,omitempty"`
+	DecidedBy     string `json:"decidedBy,omitempty"`
+	UpdatedAt     int64  `json:"updatedAt"`
+}
+
+func stepsToJSON(steps []store.Step) []stepJSON {
+	out := make([]stepJSON, len(steps))
+	for i, s := range steps {
+		out[i] = stepJSON{Seq: s.Seq, Action: string(s.Action), System: s.System, Entitlement: s.Entitlement, Rule: s.Rule, CredentialID: s.CredentialID,
+			DurationMS: s.Duration.Milliseconds(), NeedsApproval: s.NeedsApproval, Reason: s.Reason, Status: string(s.Status), Attempts: s.Attempts,
+			LastError: s.LastError, Result: s.Result, DecidedBy: s.DecidedBy, UpdatedAt: micros(s.UpdatedAt)}
+	}
+	return out
+}
+
+// encodeSteps is c's steps as one column holds them (cases.steps_json,
+// events.case_steps); each step is marked as c's.
+func encodeSteps(c *store.Case) (string, error) {
+	for i := range c.Steps {
+		c.Steps[i].CaseID = c.ID
+	}
+	b, err := json.Marshal(stepsToJSON(c.Steps))
+	return string(b), err
+}
+
+func stepsFromJSON(caseID string, js []stepJSON) []store.Step {
+	out := make([]store.Step, len(js))
+	for i, j := range js {
+		out[i] = store.Step{CaseID: caseID, Seq: j.Seq, Step: plan.Step{Action: plan.Action(j.Action), System: j.System, Entitlement: j.Entitlement, Rule: j.Rule,
+			CredentialID: j.CredentialID, Duration: time.Duration(j.DurationMS) * time.Millisecond, NeedsApproval: j.NeedsApproval, Reason: j.Reason},
+			Status: store.StepStatus(j.Status), Attempts: j.Attempts, LastError: j.LastError, Result: j.Result, DecidedBy: j.DecidedBy, UpdatedAt: fromMicros(j.UpdatedAt)}
+	}
+	return out
+}
+
+func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step, error) {
+	rows, err := t.c.Query(ctx, "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Step
+	for rows.Next() {
+		s, err := scanStep(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *s)
+	}
+	return out, rows.Err()
+}
+
+// eventCaseCols are the case an event's row holds (migration 014), in
+// caseCols' order: completed, with no reason, created, updated and
+// completed at case_at. Queries that read them state events_cases'
+// predicate, eventCaseStored, literally. Only events whose IDs CaseIDFor
+// maps ("evt_" and a ULID) hold a case.
+const (
+	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(store.CaseCompleted) + "', principal, '', case_at, case_at, case_at"
+	eventCaseStored = "case_steps <> ''"
+)
+
+func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
+	var inline string
+	scan := func(scan func(...any) error) (*store.Case, error) {
+		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
+	}
+	c, err := one(ctx, t.c, "case", id, scan, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
+	if store.IsNotFound(err) && store.EventIDOf(id) != "" {
+		// A case completed on acceptance may live in its event's row.
+		c, err = one(ctx, t.c, "case", id, scan, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, store.EventIDOf(id))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if inline != "" {
+		var js []stepJSON
+		if err := json.Unmarshal([]byte(inline), &js); err != nil {
+			return nil, fmt.Errorf("case %s steps: %w", id, err)
+		}
+		c.Steps = stepsFromJSON(id, js)
+		return c, nil
+	}
+	c.Steps, err = t.steps(ctx, "case_id = ?", id)
+	if c.Steps == nil {
+		c.Steps = []store.Step{}
+	}
+	return c, err
+}
+
+func (t *Tx) UpdateCase(ctx context.Context, c *store.Case) error {
+	n, err := t.c.Exec(ctx, "UPDATE cases SET status = ?, reason = ?, updated_at = ?, completed_at = ? WHERE id = ?",
+		string(c.Status), c.Reason, micros(c.UpdatedAt), micros(c.CompletedAt), c.ID)
+	if err == nil && n == 0 {
+		return notFound("case", c.ID)
+	}
+	return err
+}
+
+func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
+	n, err := t.c.Exec(ctx, "UPDATE steps SET credential_id = ?, status = ?, attempts = ?, last_error = ?, result = ?, decided_by = ?, updated_at = ? WHERE case_id = ? AND seq = ?",
+		s.CredentialID, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt), s.CaseID, s.Seq)
+	if err == nil && n == 0 {
+		return notFound("step", fmt.Sprintf("%s/%d", s.CaseID, s.Seq))
+	}
+	return err
+}
+
+func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step, error) {
+	return t.steps(ctx, "identity_id = ? AND "+stepsWaiting, identityID)
+}
+
+// The partial indexes on steps (migration 009) hold only waiting steps;
+// a planner uses one only when the query states its predicate literally,
+// so these are spelled out rather than bound. They are constants of the
+// code, never input.
+const (
+	stepsWaiting = "status IN ('" + string(store.StepPending) + "', '" + string(store.StepAwaitingApproval) + "')"
+	stepsPending = "status = '" + string(store.StepPending) + "'"
+)
+
+func (t *Tx) ListPendingCases(ctx context.Context, limit int) ([]string, error) {
+	rows, err := t.c.Query(ctx, "SELECT DISTINCT case_id FROM steps WHERE "+stepsPending+" ORDER BY case_id LIMIT ?", limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
+	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.StepCount
+	for rows.Next() {
+		var c store.StepCount
+		if err := rows.Scan(&c.System, &c.Action, &c.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	// Cases in their own rows, and those completed on acceptance that live
+	// in their event's row.
+	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE identity_id = ? UNION ALL SELECT "+eventCaseCols+" FROM events WHERE identity_id = ? AND "+eventCaseStored+
+		" ORDER BY created_at DESC, id DESC LIMIT ?", identityID, identityID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Case
+	for rows.Next() {
+		c, err := scanCase(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}
