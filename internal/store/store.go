@@ -410,7 +410,8 @@ type Tx interface {
 	Queue
 }
 
-// Events is the part of a transaction for the lifecycle events jml accepted, scheduled or held.
+// Events is the part of a transaction for the lifecycle events jml accepted,
+// scheduled or held.
 type Events interface {
 	// InsertEvent stores ev unless an event with the same (source, event
 	// ID) exists; then it returns that one and inserted=false.
@@ -426,7 +427,8 @@ type Events interface {
 	UpdateEvent(ctx context.Context, ev *Event) error
 }
 
-// Identities is the part of a transaction for identities and the lookups by source and external ID.
+// Identities is the part of a transaction for identities and the lookups by
+// source and external ID.
 type Identities interface {
 	InsertIdentity(ctx context.Context, id *identity.Identity) error
 	// UpdateIdentity replaces every mutable field of the identity id.ID.
@@ -457,7 +459,8 @@ type Grants interface {
 	DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error)
 }
 
-// Credentials is the part of a transaction for the secrets identities hold (hashes and sealed secrets, never plain text).
+// Credentials is the part of a transaction for the secrets identities hold
+// (hashes and sealed secrets, never plain text).
 type Credentials interface {
 	InsertCredential(ctx context.Context, c *StoredCredential) error
 	GetCredential(ctx context.Context, id string) (*StoredCredential, error)
@@ -477,7 +480,8 @@ type Credentials interface {
 	TakeSecret(ctx context.Context, id string) ([]byte, error)
 }
 
-// Accounts is the part of a transaction for the accounts identities have in systems.
+// Accounts is the part of a transaction for the accounts identities have in
+// systems.
 type Accounts interface {
 	ListAccounts(ctx context.Context, identityID string) ([]identity.Account, error)
 	PutAccount(ctx context.Context, a *identity.Account) error
@@ -506,7 +510,8 @@ type Cases interface {
 	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
 }
 
-// Holds is the part of a transaction for HR snapshots, held batches and the mass-change guard's counts.
+// Holds is the part of a transaction for HR snapshots, held batches and the
+// mass-change guard's counts.
 type Holds interface {
 	// GetSnapshot returns the last snapshot stored for a source (NotFound
 	// if none); PutSnapshot replaces it.
@@ -579,7 +584,8 @@ type Audit interface {
 	AuditHead(ctx context.Context) (int64, string, error)
 }
 
-// Meta is the part of a transaction for settings the database must agree on with every process.
+// Meta is the part of a transaction for settings the database must agree on
+// with every process.
 type Meta interface {
 	// GetMeta returns a stored setting, or "" and no error when unset.
 	GetMeta(ctx context.Context, name string) (string, error)
@@ -605,7 +611,8 @@ type Tokens interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) (bool, error)
 }
 
-// Queue is the part of a transaction for durable jobs, enqueued in the transaction that needs them.
+// Queue is the part of a transaction for durable jobs, enqueued in the
+// transaction that needs them.
 type Queue interface {
 	// Enqueue inserts a durable job in this transaction, to run at or after
 	// runAt (zero: now). It is part of the same commit as everything else.
