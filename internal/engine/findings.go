@@ -112,14 +112,15 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 // resolveFindings resolves, in tx, the findings whose condition the
 // identity's change from before (nil: new) to after ended, and returns
 // their audit records:
-//   - an NHI's owner_not_active when it leaves or its owner is active;
+//   - an NHI's owner_not_active when it leaves or gets an owner who is
+//     active (an event that keeps its owner changes nothing about it);
 //   - owner_not_active of the NHIs a person owns when the person is active
 //     again (resume, rehire);
 //   - a departed identity's account findings (nothing wants its accounts).
 func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, before, after *identity.Identity, now time.Time) ([]audit.Record, error) {
 	var recs []audit.Record
-	resolve := func(idn, kind, system, cause string) error {
-		done, err := tx.ResolveFindings(ctx, idn, kind, system, now, cause)
+	resolve := func(idn, cause string, kinds ...string) error {
+		done, err := tx.ResolveFindings(ctx, idn, kinds, "", now, cause)
 		for _, f := range done {
 			recs = append(recs, audit.New(now, p.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
 		}
@@ -128,16 +129,16 @@ func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, 
 	if after.Kind.NonHuman() {
 		switch {
 		case after.State == identity.Departed:
-			if err := resolve(after.ID, identity.FindingOwnerNotActive, "", "the "+string(after.Kind)+" left"); err != nil {
+			if err := resolve(after.ID, "the "+string(after.Kind)+" left", identity.FindingOwnerNotActive); err != nil {
 				return nil, err
 			}
-		case after.OwnerID != "":
+		case before != nil && after.OwnerID != "" && after.OwnerID != before.OwnerID:
 			owner, err := tx.GetIdentity(ctx, after.OwnerID)
 			if err != nil {
 				return nil, err
 			}
 			if owner.State == identity.Active {
-				if err := resolve(after.ID, identity.FindingOwnerNotActive, "", fmt.Sprintf("its owner %s (%s/%s) is active", owner.ID, owner.Source, owner.ExternalID)); err != nil {
+				if err := resolve(after.ID, fmt.Sprintf("its owner %s (%s/%s) is active", owner.ID, owner.Source, owner.ExternalID), identity.FindingOwnerNotActive); err != nil {
 					return nil, err
 				}
 			}
@@ -149,16 +150,14 @@ func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, 
 			return nil, err
 		}
 		for _, nhi := range owned {
-			if err := resolve(nhi.ID, identity.FindingOwnerNotActive, "", fmt.Sprintf("its owner %s (%s/%s) is active again", after.ID, after.Source, after.ExternalID)); err != nil {
+			if err := resolve(nhi.ID, fmt.Sprintf("its owner %s (%s/%s) is active again", after.ID, after.Source, after.ExternalID), identity.FindingOwnerNotActive); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if after.State == identity.Departed {
-		for _, kind := range []string{identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted} {
-			if err := resolve(after.ID, kind, "", "the identity left"); err != nil {
-				return nil, err
-			}
+		if err := resolve(after.ID, "the identity left", identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted); err != nil {
+			return nil, err
 		}
 	}
 	return recs, nil
@@ -168,7 +167,7 @@ func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, 
 // finding in system once jml holds the account there.
 func (e *Engine) resolveAccountFinding(ctx context.Context, tx store.Tx, identityID, system string, now time.Time) ([]audit.Record, error) {
 	cause := "jml now holds the account in " + system
-	done, err := tx.ResolveFindings(ctx, identityID, identity.FindingAccountExistsUnmanaged, system, now, cause)
+	done, err := tx.ResolveFindings(ctx, identityID, []string{identity.FindingAccountExistsUnmanaged}, system, now, cause)
 	var recs []audit.Record
 	for _, f := range done {
 		recs = append(recs, audit.New(now, System.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "system": system, "cause": cause}))

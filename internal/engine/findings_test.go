@@ -25,6 +25,15 @@ func (f *fixture) findings(t *testing.T, identityID, kind string) []identity.Fin
 	return out
 }
 
+// alicesPipeline submits a joiner for a pipeline ext owned by alice, as
+// event id, and runs its case.
+func (f *fixture) alicesPipeline(t *testing.T, id, ext string) *Result {
+	t.Helper()
+	return f.submit(t, ev(id, identity.Joiner, ext, func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
+	}))
+}
+
 // states lists each finding's state, oldest first.
 func states(fs []identity.Finding) string {
 	var out []string
@@ -44,12 +53,7 @@ func TestOwnerNotActiveResolves(t *testing.T) {
 	}
 	human("1", "alice")
 	human("2", "bob")
-	pipe := func(id, ext string) *Result {
-		return f.submit(t, ev(id, identity.Joiner, ext, func(e *identity.Event) {
-			e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
-		}))
-	}
-	handed, waiting, retired := pipe("3", "bot-handed"), pipe("4", "bot-waiting"), pipe("5", "bot-retired")
+	handed, waiting, retired := f.alicesPipeline(t, "3", "bot-handed"), f.alicesPipeline(t, "4", "bot-waiting"), f.alicesPipeline(t, "5", "bot-retired")
 
 	f.submit(t, ev("6", identity.Suspend, "alice", nil))
 	for _, p := range []*Result{handed, waiting, retired} {
@@ -102,9 +106,7 @@ func TestAcknowledgeFinding(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
-	bot := f.submit(t, ev("2", identity.Joiner, "bot", func(e *identity.Event) {
-		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
-	}))
+	bot := f.alicesPipeline(t, "2", "bot")
 	f.submit(t, ev("3", identity.Leaver, "alice", nil))
 	fd := f.findings(t, bot.IdentityID, identity.FindingOwnerNotActive)[0]
 	now := f.clock.Now()
@@ -170,9 +172,7 @@ func TestResumeReissuedCredentialIsTheOwners(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
-	bot := f.submit(t, ev("2", identity.Joiner, "bot", func(e *identity.Event) {
-		e.Kind, e.Owner, e.Attributes = identity.Pipeline, "alice", map[string]any{"cluster": "eu-1"}
-	}))
+	bot := f.alicesPipeline(t, "2", "bot")
 	owner := Principal{ID: "tok_alice", Role: RoleMember, IdentityID: alice.IdentityID}
 	first := f.activeCreds(t, bot.IdentityID)
 	key, _, err := f.e.Reveal(ctx, owner, first[0].ID)

@@ -14,8 +14,6 @@ package jsonin
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -25,8 +23,8 @@ import (
 
 // Check walks data, one JSON value, and returns an identity.Invalid error
 // naming the field (a path such as "attributes.team" or "emails[1].value")
-// of the first problem. It does not check the value's shape: decoding
-// does that after.
+// of the first problem. It does not check the value's shape: malformed
+// JSON it leaves to decoding, which says where.
 func Check(data []byte) error {
 	if !utf8.Valid(data) {
 		i := 0
@@ -39,95 +37,185 @@ func Check(data []byte) error {
 		}
 		return identity.Errorf(identity.Invalid, "body is not valid UTF-8 (at byte %d)", i)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	w := walker{dec: dec, raw: data}
-	return w.value("")
+	s := scanner{b: data}
+	s.value()
+	return s.err
 }
 
-type walker struct {
-	dec *json.Decoder
-	raw []byte
+// scanner walks JSON bytes without decoding them: only keys (to find one
+// given twice) and strings with escapes are decoded. It stops at the first
+// problem (err) or at malformed input (err nil: decoding reports it).
+type scanner struct {
+	b    []byte
+	i    int
+	path []string // the segments to where the scanner is, for errors
+	err  error
+	bad  bool // malformed: stop quietly
 }
 
-func join(path, key string) string {
-	if path == "" {
-		return key
+func (s *scanner) stopped() bool { return s.err != nil || s.bad }
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
 	}
-	return path + "." + key
 }
 
-// value reads one value at path.
-func (w *walker) value(path string) error {
-	start := w.dec.InputOffset()
-	tok, err := w.dec.Token()
-	if errors.Is(err, io.EOF) {
-		return nil // empty: decoding says so
+// field is the path as error messages name it.
+func (s *scanner) field() string {
+	var b strings.Builder
+	for _, seg := range s.path {
+		if b.Len() > 0 && !strings.HasPrefix(seg, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
 	}
-	if err != nil {
-		return nil // malformed: decoding says where
+	if b.Len() == 0 {
+		return "body"
 	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			seen := map[string]bool{}
-			for w.dec.More() {
-				kstart := w.dec.InputOffset()
-				ktok, err := w.dec.Token()
-				if err != nil {
-					return nil
-				}
-				key, _ := ktok.(string)
-				if err := w.text(join(path, key), key, kstart); err != nil {
-					return err
-				}
+	return b.String()
+}
+
+func (s *scanner) value() {
+	s.ws()
+	if s.i >= len(s.b) {
+		s.bad = true
+		return
+	}
+	switch s.b[s.i] {
+	case '{':
+		s.object()
+	case '[':
+		s.array()
+	case '"':
+		s.str()
+	default: // a number, true, false or null
+		for s.i < len(s.b) && !strings.ContainsRune(",]} \t\n\r", rune(s.b[s.i])) {
+			s.i++
+		}
+	}
+}
+
+func (s *scanner) object() {
+	s.i++             // {
+	var keys []string // lower-cased; objects are small
+	for !s.stopped() {
+		s.ws()
+		if s.i < len(s.b) && s.b[s.i] == '}' && len(keys) == 0 {
+			s.i++
+			return
+		}
+		key, ok := s.str()
+		if !ok {
+			return
+		}
+		s.path = append(s.path, key)
+		fold := strings.ToLower(key)
+		for _, k := range keys {
+			if k == fold {
 				// Go's decoding, and SCIM's attribute names, match keys
 				// without regard to case: "type" and "TYPE" are one key.
-				fold := strings.ToLower(key)
-				if seen[fold] {
-					return identity.FieldError(join(path, key), "is given twice in one object (keys match without regard to case)")
-				}
-				seen[fold] = true
-				if err := w.value(join(path, key)); err != nil {
-					return err
-				}
+				s.err = identity.FieldError(s.field(), "is given twice in one object (keys match without regard to case)")
+				return
 			}
-			// The closing brace; malformed input is decoding's to report.
-			w.dec.Token()
-			return nil
-		case '[':
-			for i := 0; w.dec.More(); i++ {
-				if err := w.value(path + "[" + strconv.Itoa(i) + "]"); err != nil {
-					return err
-				}
-			}
-			w.dec.Token() // the closing bracket
-			return nil
 		}
-	case string:
-		return w.text(path, t, start)
+		keys = append(keys, fold)
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			s.bad = true
+			return
+		}
+		s.i++
+		s.value()
+		s.path = s.path[:len(s.path)-1]
+		s.ws()
+		if s.i >= len(s.b) {
+			s.bad = true
+			return
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return
+		default:
+			s.bad = true
+			return
+		}
 	}
-	return nil
 }
 
-// text checks a decoded string: no NUL, and no replacement character that
-// the raw text did not hold (an escape that decodes to no character).
-func (w *walker) text(path, s string, start int64) error {
-	field := path
-	if field == "" {
-		field = "body"
+func (s *scanner) array() {
+	s.i++ // [
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return
 	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return identity.FieldError(field, "holds a NUL character")
-	}
-	if strings.ContainsRune(s, utf8.RuneError) {
-		raw := w.raw[start:min(int64(len(w.raw)), w.dec.InputOffset())]
-		if bytes.Count(raw, []byte(string(utf8.RuneError)))+bytes.Count(bytes.ToLower(raw), []byte(`\ufffd`)) < strings.Count(s, string(utf8.RuneError)) {
-			return identity.FieldError(field, "holds an escape that is no character (a lone UTF-16 surrogate)")
+	for n := 0; !s.stopped(); n++ {
+		s.path = append(s.path, "["+strconv.Itoa(n)+"]")
+		s.value()
+		s.path = s.path[:len(s.path)-1]
+		s.ws()
+		if s.stopped() || s.i >= len(s.b) {
+			s.bad = s.err == nil
+			return
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return
+		default:
+			s.bad = true
+			return
 		}
 	}
-	return nil
+}
+
+// str reads a string at s.i and returns it, decoded when it holds escapes;
+// a decoded NUL, or an escape that is no character (a lone UTF-16
+// surrogate, which decoding turns into U+FFFD), is an error at the path.
+func (s *scanner) str() (string, bool) {
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		s.bad = true
+		return "", false
+	}
+	start, escaped := s.i, false
+	s.i++
+	for s.i < len(s.b) && s.b[s.i] != '"' {
+		if s.b[s.i] == '\\' {
+			escaped = true
+			s.i++
+		}
+		s.i++
+	}
+	if s.i >= len(s.b) {
+		s.bad = true
+		return "", false
+	}
+	s.i++
+	raw := s.b[start:s.i]
+	if !escaped {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		s.bad = true
+		return "", false
+	}
+	if strings.IndexByte(out, 0) >= 0 {
+		s.err = identity.FieldError(s.field(), "holds a NUL character")
+		return "", false
+	}
+	if n := strings.Count(out, string(utf8.RuneError)); n > bytes.Count(raw, []byte(string(utf8.RuneError)))+bytes.Count(bytes.ToLower(raw), []byte(`\ufffd`)) {
+		s.err = identity.FieldError(s.field(), "holds an escape that is no character (a lone UTF-16 surrogate)")
+		return "", false
+	}
+	return out, true
 }
 
 // ContentType refuses a body whose Content-Type is not JSON (application/

@@ -559,8 +559,9 @@ type Findings interface {
 	ListFindings(ctx context.Context, f FindingFilter) ([]identity.Finding, error)
 	GetFinding(ctx context.Context, id string) (*identity.Finding, error)
 	// ResolveFindings resolves the unresolved findings of the identity of
-	// kind (in system, when not ""), at at, for cause, and returns them.
-	ResolveFindings(ctx context.Context, identityID, kind, system string, at time.Time, cause string) ([]identity.Finding, error)
+	// any of kinds (in system, when not ""), at at, for cause, and returns
+	// them.
+	ResolveFindings(ctx context.Context, identityID string, kinds []string, system string, at time.Time, cause string) ([]identity.Finding, error)
 	// AcknowledgeFinding records an acknowledgement of an unresolved
 	// finding; ReopenFinding clears it if it is still the one until
 	// until. Each reports whether it changed the finding.

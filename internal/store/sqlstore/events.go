@@ -87,17 +87,12 @@ func (t *Tx) InsertNewEvent(ctx context.Context, ev *store.Event) error {
 // arms in a compound SELECT).
 const pairChunk = 256
 
-// pairsIn looks up rows of table by the pairs (a, b) in chunks and hands
-// each row to scan. Each pair is its own arm of a UNION ALL, an equality
-// on both columns of a unique index: a form every planner answers with one
+// pairsStatements look up rows of table by the pairs (a, b), in chunks.
+// Each pair is its own arm of a UNION ALL, an equality on both columns of
+// a unique index: a form every planner answers with one
 // index probe per pair, even before the table has statistics (a row-value
 // IN list was planned as a scan of the first column's index on a new
 // PostgreSQL table, which grew linearly with the table).
-func pairsIn(ctx context.Context, c Conn, cols, table, a, b, lock string, pairs [][2]string, scan func(func(...any) error) error) error {
-	return queryEach(ctx, c, pairsStatements(cols, table, a, b, lock, pairs), func(_ int, s func(...any) error) error { return scan(s) })
-}
-
-// pairsStatements are pairsIn's queries.
 func pairsStatements(cols, table, a, b, lock string, pairs [][2]string) []Statement {
 	arm := "SELECT " + cols + " FROM " + table + " WHERE " + a + " = ? AND " + b + " = ?"
 	if lock != "" {

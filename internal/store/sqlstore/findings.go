@@ -4,6 +4,7 @@ package sqlstore
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -98,9 +99,15 @@ func (t *Tx) GetFinding(ctx context.Context, id string) (*identity.Finding, erro
 	return &out[0], nil
 }
 
-func (t *Tx) ResolveFindings(ctx context.Context, identityID, kind, system string, at time.Time, cause string) ([]identity.Finding, error) {
-	q := "SELECT " + findingCols + " FROM findings WHERE identity_id = ? AND kind = ? AND resolved_at = 0"
-	args := []any{identityID, kind}
+func (t *Tx) ResolveFindings(ctx context.Context, identityID string, kinds []string, system string, at time.Time, cause string) ([]identity.Finding, error) {
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	q := "SELECT " + findingCols + " FROM findings WHERE identity_id = ? AND kind IN (?" + strings.Repeat(", ?", len(kinds)-1) + ") AND resolved_at = 0"
+	args := []any{identityID}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
 	if system != "" {
 		q += " AND system = ?"
 		args = append(args, system)

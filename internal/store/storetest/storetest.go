@@ -689,6 +689,50 @@ func testFindings(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	// The lifecycle: acknowledged until a time, open again, resolved by
+	// kind (several at once, a system's only when named).
+	until := t0.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		for _, f := range []*identity.Finding{
+			{ID: "f2", Kind: identity.FindingAccountAdopted, IdentityID: "p1", System: "db", Message: "m", CreatedAt: t0},
+			{ID: "f3", Kind: identity.FindingAccountExistsUnmanaged, IdentityID: "p1", System: "ldap", Message: "m", CreatedAt: t0},
+		} {
+			if _, err := tx.InsertFinding(ctx, f); err != nil {
+				return err
+			}
+		}
+		if ok, err := tx.AcknowledgeFinding(ctx, "f0", "tok_a", "known", t0, until); !ok || err != nil {
+			t.Errorf("AcknowledgeFinding = %v, %v", ok, err)
+		}
+		if fs, _ := tx.ListFindings(ctx, store.FindingFilter{State: identity.FindingAcknowledged}); len(fs) != 1 || fs[0].AckReason != "known" || !fs[0].AckUntil.Equal(until) {
+			t.Errorf("acknowledged findings = %+v", fs)
+		}
+		if ok, err := tx.ReopenFinding(ctx, "f0", until.Add(time.Minute)); ok || err != nil {
+			t.Errorf("ReopenFinding with another acknowledgement's end = %v, %v, want false", ok, err)
+		}
+		if ok, err := tx.ReopenFinding(ctx, "f0", until); !ok || err != nil {
+			t.Errorf("ReopenFinding = %v, %v", ok, err)
+		}
+		done, err := tx.ResolveFindings(ctx, "p1", []string{identity.FindingAccountAdopted, identity.FindingAccountExistsUnmanaged}, "ldap", t0, "left")
+		if err != nil || len(done) != 1 || done[0].ID != "f3" {
+			t.Errorf("ResolveFindings in ldap = %+v, %v", done, err)
+		}
+		done, err = tx.ResolveFindings(ctx, "p1", []string{identity.FindingAccountAdopted, identity.FindingOwnerNotActive}, "", t0, "left")
+		if err != nil || len(done) != 2 {
+			t.Errorf("ResolveFindings of two kinds = %+v, %v", done, err)
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		fs, err := tx.ListFindings(ctx, store.FindingFilter{State: identity.FindingResolved})
+		if err != nil || len(fs) != 3 || fs[0].Resolution != "left" || fs[0].State != identity.FindingResolved {
+			t.Errorf("resolved findings = %+v, %v", fs, err)
+		}
+		if fs, _ := tx.ListFindings(ctx, store.FindingFilter{State: identity.FindingOpen}); len(fs) != 0 {
+			t.Errorf("open findings after resolving = %+v", fs)
+		}
+		return nil
+	})
 }
 
 // Verify checks the whole audit log of s.
