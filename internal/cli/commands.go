@@ -332,7 +332,7 @@ func identityCmd(ev *env) *cobra.Command {
 					return err
 				}
 			}
-			v, err := httpapi.LoadIdentityView(cmd.Context(), s, id, true)
+			v, err := engine.LoadIdentityView(cmd.Context(), s, id, true)
 			if store.IsNotFound(err) && !strings.Contains(id, "/") && !strings.HasPrefix(id, "idn_") {
 				return identity.Errorf(identity.NotFound, "no identity %q: give its jml ID (idn_…) or SOURCE/EXTERNAL_ID, such as hr/%s", id, id)
 			}

@@ -414,17 +414,8 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, p engine
 	if f.Limit, err = parseLimit(q); err != nil {
 		return err
 	}
-	if engine.ReachOf(p.Role, engine.ActRead) == engine.Own {
-		f.VisibleTo = p.IdentityID
-	}
 	var out IdentityList
-	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		var err error
-		out.Items, err = tx.ListIdentities(r.Context(), f)
-		return err
-	})
-	out.Items = nonNil(out.Items)
-	if err != nil {
+	if out.Items, err = s.e.Identities(r.Context(), p, f); err != nil {
 		return err
 	}
 	if len(out.Items) == f.Limit {
@@ -433,63 +424,9 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, p engine
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// IdentityView is an identity with its access and history. Timeline is
-// audit data: it is served only to the roles that read the audit trail,
-// and is absent for the others.
-type IdentityView struct {
-	identity.Identity
-	Grants      []identity.Grant      `json:"grants"`
-	Credentials []identity.Credential `json:"credentials"`
-	Accounts    []identity.Account    `json:"accounts"`
-	Findings    []identity.Finding    `json:"findings"`
-	Cases       []store.Case          `json:"cases"`
-	Timeline    []audit.Record        `json:"timeline,omitzero"`
-}
-
-// LoadIdentityView reads everything about one identity in one transaction,
-// its audit timeline only when withTimeline.
-func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimeline bool) (*IdentityView, error) {
-	var v IdentityView
-	if withTimeline {
-		if err := s.SealAudit(ctx); err != nil {
-			return nil, err
-		}
-	}
-	err := s.View(ctx, func(tx store.Tx) error {
-		idn, err := tx.GetIdentity(ctx, id)
-		if err != nil {
-			return err
-		}
-		v.Identity = *idn
-		if v.Grants, err = tx.ListGrants(ctx, id); err != nil {
-			return err
-		}
-		if v.Credentials, err = tx.ListCredentials(ctx, id, false); err != nil {
-			return err
-		}
-		if v.Accounts, err = tx.ListAccounts(ctx, id); err != nil {
-			return err
-		}
-		if v.Findings, err = tx.ListFindings(ctx, store.FindingFilter{IdentityID: id}); err != nil {
-			return err
-		}
-		if v.Cases, err = tx.ListCases(ctx, id, 100); err != nil {
-			return err
-		}
-		if !withTimeline {
-			return nil
-		}
-		v.Timeline = []audit.Record{}
-		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Empty lists are [] in JSON, never null.
-	v.Grants, v.Credentials, v.Accounts = nonNil(v.Grants), nonNil(v.Credentials), nonNil(v.Accounts)
-	v.Findings, v.Cases = nonNil(v.Findings), nonNil(v.Cases)
-	return &v, nil
-}
+// IdentityView is an identity with its access and history (GET
+// /v1/identities/{id}).
+type IdentityView = engine.IdentityView
 
 func nonNil[T any](s []T) []T {
 	if s == nil {
@@ -500,41 +437,15 @@ func nonNil[T any](s []T) []T {
 
 func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	id := r.PathValue("id")
-	v, err := LoadIdentityView(r.Context(), s.e.Store(), id, engine.Allowed(p.Role, engine.ActAudit))
-	if err == nil && !p.MaySee(engine.ActRead, &v.Identity) {
-		err = notYours("identity", id)
-	}
+	v, err := s.e.IdentityView(r.Context(), p, id)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, v)
 }
 
-// notYours is what a principal limited to its own gets for what is not:
-// the same answer as for what does not exist, so that IDs cannot be probed.
-func notYours(what, id string) error {
-	return identity.Errorf(identity.NotFound, "%s %q not found", what, id)
-}
-
 func (s *Server) getCase(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
-	var c *store.Case
-	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		var err error
-		if c, err = tx.GetCase(r.Context(), r.PathValue("id")); err != nil {
-			return err
-		}
-		if engine.ReachOf(p.Role, engine.ActRead) == engine.Anywhere {
-			return nil
-		}
-		id, err := tx.GetIdentity(r.Context(), c.IdentityID)
-		if err != nil {
-			return err
-		}
-		if !p.MaySee(engine.ActRead, id) {
-			return notYours("case", c.ID)
-		}
-		return nil
-	})
+	c, err := s.e.Case(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -623,7 +534,7 @@ type FindingList struct {
 	Items []identity.Finding `json:"items"`
 }
 
-func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	q, err := listQuery(r, "kind", "identity", "open", "state", "limit")
 	if err != nil {
 		return err
@@ -643,13 +554,7 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request, _ engine.P
 		return err
 	}
 	var out FindingList
-	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		var err error
-		out.Items, err = tx.ListFindings(r.Context(), f)
-		return err
-	})
-	out.Items = nonNil(out.Items)
-	if err != nil {
+	if out.Items, err = s.e.Findings(r.Context(), p, f); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -682,19 +587,14 @@ func (s *Server) acknowledgeFinding(w http.ResponseWriter, r *http.Request, p en
 }
 
 // exportAudit streams audit records as JSON lines.
-func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
+func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	q, err := listQuery(r, "identity")
 	if err != nil {
 		return err
 	}
-	if err := s.e.Store().SealAudit(r.Context()); err != nil {
-		return err
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	return s.e.Store().View(r.Context(), func(tx store.Tx) error {
-		return tx.ScanAudit(r.Context(), q["identity"], func(rec *audit.Record) error { return enc.Encode(rec) })
-	})
+	return s.e.ScanAudit(r.Context(), p, q["identity"], func(rec *audit.Record) error { return enc.Encode(rec) })
 }
 
 // TokenRequest creates an API token.
@@ -811,10 +711,11 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ engine.Princi
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.e.Store().Ping(ctx); err != nil {
+	backend, err := s.e.Ready(ctx)
+	if err != nil {
 		return &identity.Error{Code: identity.Unavailable, Message: "database is not reachable", Err: err}
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": s.e.Store().Backend()})
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": backend})
 }
 
 func (s *Server) openapi(w http.ResponseWriter, _ *http.Request, _ engine.Principal) error {

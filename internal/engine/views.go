@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/store"
+)
+
+// This file holds the read models: what the API and the CLI show of
+// identities, cases, findings and the audit trail. Each method applies the
+// principal's reach, so a caller limited to its own data gets exactly what it
+// may see, and what it may not answers as a missing ID does.
+
+// IdentityView is an identity with its access and history. Timeline is
+// audit data: it is filled only for the roles that read the audit trail,
+// and is absent for the others.
+type IdentityView struct {
+	identity.Identity
+	Grants      []identity.Grant      `json:"grants"`
+	Credentials []identity.Credential `json:"credentials"`
+	Accounts    []identity.Account    `json:"accounts"`
+	Findings    []identity.Finding    `json:"findings"`
+	Cases       []store.Case          `json:"cases"`
+	Timeline    []audit.Record        `json:"timeline,omitzero"`
+}
+
+// LoadIdentityView reads everything about one identity in one transaction,
+// its audit timeline only when withTimeline. It applies no authorisation:
+// it is for callers that hold the store itself (the CLI on the server's
+// machine); the API goes through Engine.IdentityView.
+func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimeline bool) (*IdentityView, error) {
+	var v IdentityView
+	if withTimeline {
+		if err := s.SealAudit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	err := s.View(ctx, func(tx store.Tx) error {
+		idn, err := tx.GetIdentity(ctx, id)
+		if err != nil {
+			return err
+		}
+		v.Identity = *idn
+		if v.Grants, err = tx.ListGrants(ctx, id); err != nil {
+			return err
+		}
+		if v.Credentials, err = tx.ListCredentials(ctx, id, false); err != nil {
+			return err
+		}
+		if v.Accounts, err = tx.ListAccounts(ctx, id); err != nil {
+			return err
+		}
+		if v.Findings, err = tx.ListFindings(ctx, store.FindingFilter{IdentityID: id}); err != nil {
+			return err
+		}
+		if v.Cases, err = tx.ListCases(ctx, id, 100); err != nil {
+			return err
+		}
+		if !withTimeline {
+			return nil
+		}
+		v.Timeline = []audit.Record{}
+		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Empty lists are [] in JSON, never null.
+	v.Grants, v.Credentials, v.Accounts = nonNil(v.Grants), nonNil(v.Credentials), nonNil(v.Accounts)
+	v.Findings, v.Cases = nonNil(v.Findings), nonNil(v.Cases)
+	return &v, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// notYours is what a principal limited to its own gets for what is not:
+// the same answer as for what does not exist, so that IDs cannot be probed.
+func notYours(what, id string) error {
+	return identity.Errorf(identity.NotFound, "%s %q not found", what, id)
+}
+
+// mayRead refuses a principal whose role may not read identities at all.
+func mayRead(p Principal, act Action) error {
+	if !Allowed(p.Role, act) {
+		return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, act)
+	}
+	return nil
+}
+
+// IdentityView is one identity as p may see it: the timeline only for the
+// roles that read the audit trail, and for an identity p may not read, the
+// answer a missing ID gets.
+func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*IdentityView, error) {
+	if err := mayRead(p, ActRead); err != nil {
+		return nil, err
+	}
+	v, err := LoadIdentityView(ctx, e.store, id, Allowed(p.Role, ActAudit))
+	if err == nil && !p.MaySee(ActRead, &v.Identity) {
+		err = notYours("identity", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Identities lists identities matching f; for a principal limited to its
+// own, only those it may see (f.VisibleTo is set from p, whatever f says).
+func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFilter) ([]identity.Identity, error) {
+	if err := mayRead(p, ActRead); err != nil {
+		return nil, err
+	}
+	f.VisibleTo = ""
+	if ReachOf(p.Role, ActRead) == Own {
+		f.VisibleTo = p.IdentityID
+	}
+	var out []identity.Identity
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListIdentities(ctx, f)
+		return err
+	})
+	return nonNil(out), err
+}
+
+// Case is one case, if p may read its identity.
+func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case, error) {
+	if err := mayRead(p, ActRead); err != nil {
+		return nil, err
+	}
+	var c *store.Case
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if c, err = tx.GetCase(ctx, id); err != nil {
+			return err
+		}
+		if ReachOf(p.Role, ActRead) == Anywhere {
+			return nil
+		}
+		idn, err := tx.GetIdentity(ctx, c.IdentityID)
+		if err != nil {
+			return err
+		}
+		if !p.MaySee(ActRead, idn) {
+			return notYours("case", c.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Findings lists findings matching f. Findings are an operator's view of
+// every identity, so a principal limited to its own may not list them.
+func (e *Engine) Findings(ctx context.Context, p Principal, f store.FindingFilter) ([]identity.Finding, error) {
+	if ReachOf(p.Role, ActRead) != Anywhere {
+		return nil, identity.Errorf(identity.Forbidden, "role %s may not list findings", p.Role)
+	}
+	var out []identity.Finding
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListFindings(ctx, f)
+		return err
+	})
+	return nonNil(out), err
+}
+
+// ScanAudit seals what is pending of the audit trail and calls fn for each
+// record, oldest first, of one identity or (identityID empty) of all.
+func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, fn func(*audit.Record) error) error {
+	if err := mayRead(p, ActAudit); err != nil {
+		return err
+	}
+	if err := e.store.SealAudit(ctx); err != nil {
+		return err
+	}
+	return e.store.View(ctx, func(tx store.Tx) error { return tx.ScanAudit(ctx, identityID, fn) })
+}
+
+// Ready reports whether the store answers, and which backend it is.
+func (e *Engine) Ready(ctx context.Context) (backend string, err error) {
+	if err := e.store.Ping(ctx); err != nil {
+		return "", err
+	}
+	return e.store.Backend(), nil
+}
