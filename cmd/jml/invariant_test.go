@@ -354,7 +354,7 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 	var st store.Store
 	var err error
 	if backend == "postgres" {
-		st, err = postgres.Open(ctx, db, nil)
+		st, err = postgres.Open(ctx, db, postgres.Options{})
 	} else {
 		st, err = sqlite.Open(ctx, strings.TrimPrefix(db, "sqlite:"), sqlite.Options{})
 	}

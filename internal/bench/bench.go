@@ -308,7 +308,7 @@ func openBackend(ctx context.Context, o Options, backend, name string) (store.St
 			c.Close(context.Background())
 		}
 	}
-	s, err := postgres.Open(ctx, u.String(), o.Log)
+	s, err := postgres.Open(ctx, u.String(), postgres.Options{Logger: o.Log})
 	if err != nil {
 		drop()
 		return nil, nil, err

@@ -28,7 +28,7 @@ func OpenStore(ctx context.Context, dsn, synchronous string, log *slog.Logger, c
 		}
 		return sqlite.Open(ctx, path, sqlite.Options{Logger: log, Synchronous: synchronous})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.Open(ctx, dsn, log)
+		return postgres.Open(ctx, dsn, postgres.Options{Logger: log})
 	}
 	return nil, fmt.Errorf("--db %q: want sqlite:PATH or a postgres:// URL", dsn)
 }

@@ -205,7 +205,7 @@ func setupWith(t *testing.T, o options) *fixture {
 	}
 	var s store.Store
 	if backend == "postgres" {
-		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), nil)
+		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), postgres.Options{})
 	} else {
 		s, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
 	}

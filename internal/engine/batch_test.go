@@ -323,7 +323,7 @@ func TestConcurrentLeaverAndMover(t *testing.T) {
 func TestCaseInEventRowPostgres(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	s, err := postgres.Open(ctx, url, nil)
+	s, err := postgres.Open(ctx, url, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/builtin"
 	"github.com/jml-dev/jml/internal/identity"
@@ -56,9 +57,11 @@ type Config struct {
 	Open       connector.Opener
 	// Getenv resolves the env: references of connector settings; nil means
 	// os.Getenv.
-	Getenv  func(string) string
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Getenv func(string) string
+	Logger *slog.Logger
+	// Clock is the time the engine reads and waits on; nil means
+	// clock.Real.
+	Clock   clock.Clock
 	Rand    io.Reader
 	Metrics *Metrics
 	// DeferBuiltin runs built-in vault steps in a River job like every
@@ -114,7 +117,7 @@ type Engine struct {
 	// each was opened with, so that a reload reopens only what changed.
 	opened  map[string]openedConn
 	log     *slog.Logger
-	now     func() time.Time
+	clock   clock.Clock
 	rand    io.Reader
 	metrics *Metrics
 	// deferBuiltin: see Config.DeferBuiltin.
@@ -135,19 +138,19 @@ type Engine struct {
 	fastRuns    sync.WaitGroup
 }
 
-// New returns an engine. Missing Now, Rand and Logger default to the clock,
+// New returns an engine. Missing Clock, Rand and Logger default to the system clock,
 // crypto/rand and a discarding logger.
 func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
 		return nil, fmt.Errorf("engine: store, policy and sealer are required")
 	}
-	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin,
+	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, clock: cfg.Clock, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin,
 		fixed: map[string]bool{}, open: cfg.Open, getenv: cfg.Getenv, opened: map[string]openedConn{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	if e.now == nil {
-		e.now = time.Now
+	if e.clock == nil {
+		e.clock = clock.Real
 	}
 	if e.rand == nil {
 		e.rand = rand.Reader
@@ -260,7 +263,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 		}
 	}
 	if len(retired) > 0 {
-		time.AfterFunc(retireAfter, func() { closeAll(retired) })
+		e.clock.AfterFunc(retireAfter, func() { closeAll(retired) })
 	}
 	e.opened = opened
 	e.conns.Store(&conns)
@@ -305,6 +308,12 @@ func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
 
 // Store returns the engine's store.
 func (e *Engine) Store() store.Store { return e.store }
+
+// Now is the engine's time, which SCIM resources and other records kept
+// beside its events are stamped with.
+func (e *Engine) Now() time.Time { return e.clock.Now() }
+
+func (e *Engine) now() time.Time { return e.clock.Now() }
 
 func (e *Engine) newID(prefix string) string {
 	return prefix + ulid.MustNew(ulid.Timestamp(e.now()), e.rand).String()

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
@@ -21,23 +21,10 @@ import (
 	"github.com/jml-dev/jml/internal/vault"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	e     *Engine
 	s     store.Store
-	clock *clock
+	clock *clock.Fake
 }
 
 var (
@@ -61,7 +48,7 @@ func openSQLite(t *testing.T) store.Store { return openSQLiteB(t) }
 func openPostgres(t *testing.T) store.Store { return openPostgresB(t) }
 
 func openPostgresB(t testing.TB) store.Store {
-	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), nil)
+	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +73,8 @@ func newFixtureTB(t testing.TB, s store.Store, configure func(*Config)) *fixture
 		t.Fatal(err)
 	}
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	c := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	cfg := Config{Store: s, Policy: pol, Sealer: sealer, Now: c.Now, Rand: rand.Reader}
+	c := clock.NewFake(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
+	cfg := Config{Store: s, Policy: pol, Sealer: sealer, Clock: c, Rand: rand.Reader}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -398,7 +385,7 @@ func TestFutureJoiner(t *testing.T) {
 	if id.State != identity.Pending || len(f.grants(t, id.ID)) != 0 {
 		t.Fatalf("before start: state %s grants %v", id.State, f.grants(t, id.ID))
 	}
-	f.clock.Add(48 * time.Hour)
+	f.clock.Advance(48 * time.Hour)
 	if err := f.e.runEffective(ctx, res.EventID); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +433,7 @@ func TestGrantExpiry(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Add(721 * time.Hour)
+	f.clock.Advance(721 * time.Hour)
 	if err := f.e.expireGrant(ctx, ExpireGrantArgs{IdentityID: res.IdentityID, Entitlement: g.Entitlement, ExpiresAt: g.ExpiresAt}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
@@ -102,8 +105,8 @@ func newPolicyFixture(t *testing.T, policyYAML string, configure func(*Config)) 
 		t.Fatal(err)
 	}
 	sealer, _ := vault.NewSealer(bytes.Repeat([]byte{1}, 32))
-	f := &fixture{s: openSQLite(t), clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}}
-	cfg := Config{Store: f.s, Policy: pol, Sealer: sealer, Now: f.clock.Now, Rand: rand.Reader}
+	f := &fixture{s: openSQLite(t), clock: clock.NewFake(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))}
+	cfg := Config{Store: f.s, Policy: pol, Sealer: sealer, Clock: f.clock, Rand: rand.Reader}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -195,7 +198,7 @@ func TestSuspendResume(t *testing.T) {
 	if in, _ := f.e.Introspect(ctx, key); !in.Active {
 		t.Fatal("key inactive after resume")
 	}
-	f.clock.Add(31 * 24 * time.Hour) // past the personal token's 30-day TTL
+	f.clock.Advance(31 * 24 * time.Hour) // past the personal token's 30-day TTL
 	if in, _ := f.e.Introspect(ctx, key); in.Active {
 		t.Fatal("expired key introspects active")
 	}
@@ -334,6 +337,16 @@ birthright:
 	}
 	done := make(chan error, 1)
 	go func() { done <- f.e.RunCase(ctx, res.CaseID, false) }()
+	// crm answers at once; the recorder then waits up to the window for erp.
+	poll.Until(t, 5*time.Second, time.Millisecond, func() (bool, string) {
+		return f.clock.Waiting() == 1, "the recorder did not start waiting for erp"
+	})
+	for _, s := range f.getCase(t, res.CaseID).Steps {
+		if s.Status != store.StepPending {
+			t.Fatalf("within the record window %s's step is %s, want pending (recorded with erp's if erp answers in time)", s.System, s.Status)
+		}
+	}
+	f.clock.Advance(recordWindow)
 	poll.Until(t, 5*time.Second, 5*time.Millisecond, func() (bool, string) {
 		c := f.getCase(t, res.CaseID)
 		status := map[string]store.StepStatus{}
@@ -354,5 +367,53 @@ birthright:
 	}
 	if c := f.getCase(t, res.CaseID); c.Status != store.CaseCompleted {
 		t.Fatalf("case = %s %q, want completed", c.Status, c.Reason)
+	}
+}
+
+// closingTarget is a target that records being closed.
+type closingTarget struct {
+	*target
+	closed atomic.Bool
+}
+
+func (c *closingTarget) Close() error { c.closed.Store(true); return nil }
+
+// TestReplacedConnectorClosesAfterRetireWindow: a policy reload that
+// changes a system's settings opens a new connector at once and closes the
+// old one only once steps already calling it have had retireAfter to
+// finish.
+func TestReplacedConnectorClosesAfterRetireWindow(t *testing.T) {
+	const policyAt = `
+systems: [{name: crm, type: test, config: {generation: %d}}]
+entitlements: [{name: crm-user, system: crm}]
+`
+	var opened []*closingTarget
+	f := newPolicyFixture(t, fmt.Sprintf(policyAt, 1), func(c *Config) {
+		c.Open = func(context.Context, connector.Config) (connector.Connector, error) {
+			ct := &closingTarget{target: &target{grants: map[string]bool{}}}
+			opened = append(opened, ct)
+			return ct, nil
+		}
+	})
+	pol, err := policy.Parse("test.yaml", []byte(fmt.Sprintf(policyAt, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.SetPolicy(pol); err != nil {
+		t.Fatal(err)
+	}
+	if len(opened) != 2 {
+		t.Fatalf("%d connectors opened, want the first and its replacement", len(opened))
+	}
+	f.clock.Advance(retireAfter - time.Nanosecond)
+	if opened[0].closed.Load() {
+		t.Fatal("the replaced connector was closed before steps calling it had retireAfter to finish")
+	}
+	f.clock.Advance(time.Nanosecond)
+	if !opened[0].closed.Load() {
+		t.Fatalf("the replaced connector is still open %v after the reload", retireAfter)
+	}
+	if opened[1].closed.Load() {
+		t.Fatal("the new connector was closed")
 	}
 }

@@ -145,7 +145,7 @@ func TestAcknowledgeFinding(t *testing.T) {
 	}
 	// The timer fires: still unresolved, so open again. A timer of an
 	// earlier acknowledgement does nothing.
-	f.clock.Add(25 * time.Hour)
+	f.clock.Advance(25 * time.Hour)
 	if err := f.e.reopenFinding(ctx, ReopenFindingArgs{FindingID: fd.ID, Until: until.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}

@@ -176,7 +176,7 @@ func TestSourceGuard(t *testing.T) {
 		t.Fatalf("%d departed after release, want 4", n)
 	}
 	// An hour later the window is clear again.
-	c.Add(61 * time.Minute)
+	c.Advance(61 * time.Minute)
 	if r, err := e.Submit(ctx, idpFeed, idp("l6", identity.Leaver, "p6")); err != nil || r.Status == store.EventHeld {
 		t.Fatalf("leaver after the window = %+v, %v", r, err)
 	}

@@ -67,7 +67,7 @@ func TestAccountRetention(t *testing.T) {
 		t.Fatalf("account after the leaver = %s, want disabled", got)
 	}
 	departed := f.identity(t, join.IdentityID).UpdatedAt
-	f.clock.Add(30 * 24 * time.Hour)
+	f.clock.Advance(30 * 24 * time.Hour)
 	caseID, err := f.e.DeleteAccount(ctx, DeleteAccountArgs{IdentityID: join.IdentityID, System: "crm", DepartedAt: departed})
 	if err != nil || caseID == "" {
 		t.Fatalf("DeleteAccount = %q, %v; want a retention case", caseID, err)
@@ -105,9 +105,9 @@ func TestAccountRetentionAfterRehire(t *testing.T) {
 	join := f.submit(t, ev("1", identity.Joiner, "bob", human))
 	f.submit(t, ev("2", identity.Leaver, "bob", nil))
 	firstDeparture := f.identity(t, join.IdentityID).UpdatedAt
-	f.clock.Add(24 * time.Hour)
+	f.clock.Advance(24 * time.Hour)
 	f.submit(t, ev("3", identity.Joiner, "bob", human))
-	f.clock.Add(30 * 24 * time.Hour)
+	f.clock.Advance(30 * 24 * time.Hour)
 	if caseID, err := f.e.DeleteAccount(ctx, DeleteAccountArgs{IdentityID: join.IdentityID, System: "crm", DepartedAt: firstDeparture}); err != nil || caseID != "" {
 		t.Fatalf("DeleteAccount for a rehired identity = %q, %v; want nothing", caseID, err)
 	}

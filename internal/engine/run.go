@@ -152,14 +152,14 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 		batch := []systemRun{<-results}
 		n--
 		if n > 0 {
-			t := time.NewTimer(recordWindow)
+			t := e.clock.NewTimer(recordWindow)
 		gather:
 			for n > 0 {
 				select {
 				case r := <-results:
 					batch = append(batch, r)
 					n--
-				case <-t.C:
+				case <-t.C():
 					break gather
 				}
 			}

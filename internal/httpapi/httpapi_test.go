@@ -63,7 +63,7 @@ func newAPIWith(t *testing.T, backend string, o apiOptions) *api {
 	var s store.Store
 	var err error
 	if backend == "postgres" {
-		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), nil)
+		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), postgres.Options{})
 	} else {
 		s, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
 	}

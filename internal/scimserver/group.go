@@ -129,7 +129,7 @@ type membersTx interface {
 func (s *Server) syncMembers(r *http.Request, tx membersTx, sc SourceConfig, gid, name string, members, affected []string) ([]*store.SCIMResource, []identity.Event, error) {
 	var evs []identity.Event
 	var updates []*store.SCIMResource
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := s.e.Now().UTC().Truncate(time.Microsecond)
 	for _, uid := range affected {
 		u, err := tx.GetSCIM(r.Context(), sc.Name, uid)
 		if store.IsNotFound(err) || (err == nil && u.Type != "User") {
@@ -292,7 +292,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, sc SourceCo
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := s.e.Now().UTC().Truncate(time.Microsecond)
 	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "Group", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := fillGroup(res, doc); err != nil {
 		return err
@@ -329,7 +329,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request, sc SourceCo
 		return err
 	}
 	res := *old
-	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC().Truncate(time.Microsecond)
+	res.Version, res.UpdatedAt = old.Version+1, s.e.Now().UTC().Truncate(time.Microsecond)
 	if err := fillGroup(&res, doc); err != nil {
 		return err
 	}

@@ -583,7 +583,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := s.e.Now().UTC().Truncate(time.Microsecond)
 	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "User", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := fill(res, doc); err != nil {
 		return err
@@ -745,7 +745,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	res := *old
 	// Microseconds, as the store keeps them: a write's answer and a later
 	// read show the same lastModified.
-	res.Version, res.UpdatedAt = old.Version+1, time.Now().UTC().Truncate(time.Microsecond)
+	res.Version, res.UpdatedAt = old.Version+1, s.e.Now().UTC().Truncate(time.Microsecond)
 	if err := fill(&res, doc); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/vault"
 )
 
@@ -130,13 +131,9 @@ func (s *suite) revokeAll(t *testing.T, ra connector.RevokeAller) {
 		t.Fatalf("after RevokeAll: %d listed, %+v; want disabled with no entitlements", n, st)
 	}
 	if sess != nil {
-		deadline := time.Now().Add(3 * time.Second)
-		for sess.Check(ctx) == nil {
-			if time.Now().After(deadline) {
-				t.Fatal("the live session still works after RevokeAll")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		poll.Until(t, 3*time.Second, 20*time.Millisecond, func() (bool, string) {
+			return sess.Check(ctx) != nil, "the live session still works after RevokeAll"
+		})
 		s.refused(t, ctx, a.Name, secret, "after RevokeAll")
 	}
 	must(t, "RevokeAll again", ra.RevokeAll(ctx, s.op(), a))
@@ -289,13 +286,9 @@ func (s *suite) disableCutsSessions(t *testing.T) {
 	must(t, "DisableAccount", s.h.Conn.DisableAccount(ctx, s.op(), a))
 	// The session must be cut by the disable itself; a short grace covers
 	// the server delivering it.
-	deadline := time.Now().Add(3 * time.Second)
-	for sess.Check(ctx) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the live session still works after DisableAccount")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 3*time.Second, 20*time.Millisecond, func() (bool, string) {
+		return sess.Check(ctx) != nil, "the live session still works after DisableAccount"
+	})
 	s.refused(t, ctx, a.Name, secret, "after DisableAccount")
 	st, n := s.state(t, ctx, a.Name)
 	if n != 1 || !st.Disabled {

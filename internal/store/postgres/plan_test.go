@@ -18,7 +18,7 @@ import (
 func TestHotQueriesUseTheirIndexes(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.NewDatabase(t)
-	s, err := Open(ctx, url, nil)
+	s, err := Open(ctx, url, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

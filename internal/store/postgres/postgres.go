@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
@@ -44,6 +45,7 @@ type Store struct {
 
 	stopSealer context.CancelFunc
 	sealerDone chan struct{}
+	clock      clock.Clock
 }
 
 // sealInterval is how often unsealed audit records are chained: the
@@ -58,10 +60,25 @@ const sealLock = 7414968
 
 var _ store.Store = (*Store)(nil)
 
+// Options configure a PostgreSQL store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the sealer's errors and River's migration log; nil
+	// discards them.
+	Logger *slog.Logger
+	// Clock paces the audit sealer and bounds SealAudit's wait; nil means
+	// clock.Real.
+	Clock clock.Clock
+}
+
 // Open connects to the database at url and migrates it.
-func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, url string, o Options) (*Store, error) {
+	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.Real
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -90,7 +107,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, locks: locks, logger: logger}
+	s := &Store{pool: pool, locks: locks, logger: logger, clock: clk}
 	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: sqlstore.Quiet(logger)})
 	if err != nil {
 		pool.Close()
@@ -140,13 +157,13 @@ func migrator(pool *pgxpool.Pool) func(ctx context.Context, fn func(sqlstore.Con
 // sealLoop chains unsealed audit records every sealInterval.
 func (s *Store) sealLoop(ctx context.Context) {
 	defer close(s.sealerDone)
-	t := time.NewTicker(sealInterval)
+	t := s.clock.NewTicker(sealInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if err := s.seal(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("sealing audit records", "error", err)
@@ -191,7 +208,7 @@ const sealWait = time.Second
 // for that up to sealWait, then returns with them unsealed, for the sealer
 // to chain when the transaction ends.
 func (s *Store) SealAudit(ctx context.Context) error {
-	deadline := time.Now().Add(sealWait)
+	deadline := s.clock.Now().Add(sealWait)
 	// Every record committed by now has an id the sequence has handed out.
 	var last int64
 	if err := s.pool.QueryRow(ctx, "SELECT last_value FROM audit_records_id_seq").Scan(&last); err != nil {
@@ -206,12 +223,26 @@ func (s *Store) SealAudit(ctx context.Context) error {
 WHERE (xid, id) > (SELECT sealed_xid, sealed_id FROM audit_head WHERE id = 1) AND id <= $1)`, last).Scan(&pending); err != nil || !pending {
 			return err
 		}
-		if time.Now().After(deadline) {
+		if s.clock.Now().After(deadline) {
 			return nil
 		}
 		// Another replica holds the seal lock, or an older transaction
 		// is still open: go again.
-		time.Sleep(time.Millisecond)
+		if err := s.pause(ctx, time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// pause waits d on the store's clock, or until ctx ends.
+func (s *Store) pause(ctx context.Context, d time.Duration) error {
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

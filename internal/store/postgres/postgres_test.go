@@ -10,7 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/sqlstore"
@@ -24,7 +26,7 @@ func TestConformance(t *testing.T) {
 // openStore opens the store on the database at url, closed when t ends.
 func openStore(t *testing.T, url string) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), url, nil)
+	s, err := Open(t.Context(), url, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +257,48 @@ func TestAuditMigrationKeepsTheChain(t *testing.T) {
 	}
 	pool.Close()
 	storetest.CheckMigratedChain(t, openStore(t, url), 5, "[1 event.accepted 3 event.accepted 4 pending 5 after]")
+}
+
+// TestSealerRunsOnItsClock: records written between the sealer's ticks stay
+// unchained until the next tick of the store's clock, and are chained by it
+// without anyone calling SealAudit.
+func TestSealerRunsOnItsClock(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	fake := clock.NewFake(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
+	s, err := Open(ctx, url, Options{Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	raw, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(ctx)
+	unsealed := func() int {
+		t.Helper()
+		var n int
+		if err := raw.QueryRow(ctx, `SELECT count(*) FROM audit_records
+WHERE (xid, id) > (SELECT sealed_xid, sealed_id FROM audit_head WHERE id = 1)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	poll.Until(t, 5*time.Second, time.Millisecond, func() (bool, string) {
+		return fake.Waiting() == 1, "the sealer did not start its ticker"
+	})
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.AppendAudit(ctx, audit.New(fake.Now(), "a", "written", "i1", "", nil))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := unsealed(); n != 1 {
+		t.Fatalf("%d records unchained before the sealer's tick, want 1", n)
+	}
+	fake.Advance(sealInterval)
+	poll.Until(t, 5*time.Second, 5*time.Millisecond, func() (bool, string) {
+		n := unsealed()
+		return n == 0, fmt.Sprintf("%d records still unchained after the sealer's tick", n)
+	})
 }
