@@ -327,9 +327,10 @@ func openBackend(ctx context.Context, o Options, backend, name string) (store.St
 // The target compares jml with River tuned for throughput: River's
 // smallest fetch cooldown and Jobs.Workers workers (100 by default, which
 // gives the no-op rate the target quotes; on no-op jobs River keeps getting
-// faster with more, see the README). Where jml runs with fewer submitters
-// than that, River also runs with as many workers as jml has submitters,
-// so that each jml figure has a baseline at its own concurrency too.
+// faster with more, see docs/performance.md). Where jml runs with fewer
+// submitters than that, River also runs with as many workers as jml has
+// submitters, so that each jml figure has a baseline at its own concurrency
+// too.
 func throughputBench(ctx context.Context, o Options, backend string, stepsAsJobs bool) error {
 	// jml runs with the submitters asked for and, where that differs,
 	// with as many as River has workers: River's baseline works its queue

@@ -12,8 +12,8 @@ import (
 // SQL parameters), so collections were a fifth of its CPU under load. On
 // this project's 2-core machine, jml bench --only postgres --submitters 100
 // went from 9,135-10,358 to 11,861-12,201 joiners/s, with 62 MB peak RSS
-// instead of 42 MB (README). GOGC in the environment (the runtime's own
-// setting) wins.
+// instead of 42 MB (docs/performance.md). GOGC in the environment (the
+// runtime's own setting) wins.
 const serverGCPercent = 400
 
 // tuneGC applies serverGCPercent unless GOGC is set.
