@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,21 +151,17 @@ func (e *Engine) runBatch(batch []*submission) {
 		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 	}
-	// The batch's identities and events are read in one round trip up front,
-	// and every write is held to the end: a batch costs a few round trips
-	// however many events it holds.
-	pre := &prefetched{}
+	// The batch's identities and events are read in one round trip up front
+	// (the store holds its writes to the end): a batch costs a few round
+	// trips however many events it holds.
 	fns := make([]func(store.Tx) error, 0, len(batch)+1)
-	fns = append(fns, func(tx store.Tx) error { return pre.load(ctx, tx, batch) })
+	fns = append(fns, func(tx store.Tx) error { return prefetch(ctx, tx, batch) })
 	for _, s := range batch {
 		fns = append(fns, func(tx store.Tx) error {
 			s.counters = acceptCounters{}
-			btx := &batchTx{Tx: tx, pre: pre}
 			var err error
-			if s.res, _, err = e.accept(ctx, btx, s.p, s.ev, &s.counters); err != nil {
-				return err
-			}
-			return btx.writeHeld(ctx)
+			s.res, _, err = e.accept(ctx, tx, s.p, s.ev, &s.counters)
+			return err
 		})
 	}
 	if len(batch) > 1 {
@@ -189,23 +183,16 @@ func (e *Engine) runBatch(batch []*submission) {
 	}
 }
 
-// prefetched is what a batch read before its events ran: every identity
+// prefetch reads, for the rest of the batch's transaction, every identity
 // the batch's events name (their own, owners, managers) and every event
-// already stored under their (source, event ID). A ref that was looked up
-// and is missing from the map does not exist.
-type prefetched struct {
-	asked  map[store.ExternalRef]bool
-	idents map[store.ExternalRef]*identity.Identity
-	events map[store.EventRef]*store.Event
-}
-
-func (p *prefetched) load(ctx context.Context, tx store.Tx, batch []*submission) error {
-	p.asked = map[store.ExternalRef]bool{}
+// already stored under their (source, event ID).
+func prefetch(ctx context.Context, tx store.Tx, batch []*submission) error {
+	asked := map[store.ExternalRef]bool{}
 	var irefs []store.ExternalRef
 	erefs := make([]store.EventRef, 0, len(batch))
 	ask := func(r store.ExternalRef) {
-		if !p.asked[r] {
-			p.asked[r] = true
+		if !asked[r] {
+			asked[r] = true
 			irefs = append(irefs, r)
 		}
 	}
@@ -224,70 +211,5 @@ func (p *prefetched) load(ctx context.Context, tx store.Tx, batch []*submission)
 			ask(store.ExternalRef{Source: ev.Source, ExternalID: ev.Manager})
 		}
 	}
-	var err error
-	p.idents, p.events, err = tx.GetIdentitiesAndEvents(ctx, irefs, erefs)
-	return err
-}
-
-// batchTx answers an event's lookups from the batch's prefetch. That is
-// exact because batched events are independent (no event writes what
-// another reads) and each event reads its identity, owner and manager only
-// before writing them.
-//
-// It also holds back the event an accept inserts until its case is known,
-// so that a case completed on acceptance is stored in the event's row
-// (store.Inlinable): one row instead of two. writeHeld writes an event
-// that opened no case; an accept that fails takes its transaction with it.
-type batchTx struct {
-	store.Tx
-	pre  *prefetched
-	held *store.Event
-}
-
-func (b *batchTx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
-	ref := store.ExternalRef{Source: source, ExternalID: externalID}
-	if !b.pre.asked[ref] {
-		return b.Tx.GetIdentityByExternalID(ctx, source, externalID)
-	}
-	id, ok := b.pre.idents[ref]
-	if !ok {
-		return nil, &identity.Error{Code: identity.NotFound, Message: fmt.Sprintf("identity %q not found", source+"/"+externalID), Err: store.ErrNotFound}
-	}
-	c := *id
-	c.Attributes = maps.Clone(id.Attributes)
-	return &c, nil
-}
-
-func (b *batchTx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
-	if existing, ok := b.pre.events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}]; ok {
-		return existing, false, nil
-	}
-	if err := b.writeHeld(ctx); err != nil {
-		return nil, false, err
-	}
-	held := *ev
-	b.held = &held
-	return nil, true, nil
-}
-
-func (b *batchTx) InsertCase(ctx context.Context, c *store.Case) error {
-	if ev := b.held; ev != nil && store.Inlinable(ev, c) {
-		b.held = nil
-		ev.Case = c
-		return b.Tx.InsertNewEvent(ctx, ev)
-	}
-	if err := b.writeHeld(ctx); err != nil {
-		return err
-	}
-	return b.Tx.InsertCase(ctx, c)
-}
-
-// writeHeld writes the held event, if any, in a row of its own.
-func (b *batchTx) writeHeld(ctx context.Context) error {
-	ev := b.held
-	if ev == nil {
-		return nil
-	}
-	b.held = nil
-	return b.Tx.InsertNewEvent(ctx, ev)
+	return tx.Prefetch(ctx, irefs, erefs)
 }

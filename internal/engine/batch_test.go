@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
 	"github.com/jml-dev/jml/internal/store/postgres"
+	"github.com/jml-dev/jml/internal/store/sqlite"
 	"github.com/jml-dev/jml/internal/store/storetest"
 )
 
@@ -316,27 +320,50 @@ func TestConcurrentLeaverAndMover(t *testing.T) {
 	}
 }
 
-// TestCaseInEventRowPostgres: on PostgreSQL's batch path a case completed
-// on acceptance is stored in its event's row (store.Inlinable), one row
-// instead of two, and reads back as any case does; a case with steps left
-// to run keeps a row of its own.
-func TestCaseInEventRowPostgres(t *testing.T) {
+// TestCaseInEventRow: a case completed on acceptance is stored in its
+// event's row, one row instead of two, and reads back as any case does; a
+// case with steps left to run keeps a row of its own. On PostgreSQL it is
+// the batch path, on SQLite the plain one; the engine does not know which.
+func TestCaseInEventRow(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "jml.db")
+		s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		testCaseInEventRow(t, s, func(q string, dest ...any) error { return db.QueryRow(q).Scan(dest...) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		ctx := context.Background()
+		url := pgtest.NewDatabase(t)
+		s, err := postgres.Open(ctx, url, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		testCaseInEventRow(t, s, func(q string, dest ...any) error { return conn.QueryRow(ctx, q).Scan(dest...) })
+	})
+}
+
+// testCaseInEventRow runs TestCaseInEventRow on s, reading the database
+// directly with query.
+func testCaseInEventRow(t *testing.T, s store.Store, query func(q string, dest ...any) error) {
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	s, err := postgres.Open(ctx, url, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	f := newFixture(t, s)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	rows := func() (cases, inline int) {
 		t.Helper()
-		if err := conn.QueryRow(ctx, "SELECT (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM events WHERE case_steps <> '')").Scan(&cases, &inline); err != nil {
+		if err := query("SELECT (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM events WHERE case_steps <> '')", &cases, &inline); err != nil {
 			t.Fatal(err)
 		}
 		return cases, inline
@@ -349,8 +376,8 @@ func TestCaseInEventRowPostgres(t *testing.T) {
 		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"search-docs"}}
 	})
 	res := f.submit(t, joiner)
-	if res.CaseID != store.CaseIDFor(res.EventID) {
-		t.Fatalf("case %s of event %s: not the event's ID", res.CaseID, res.EventID)
+	if strings.TrimPrefix(res.CaseID, "case_") != strings.TrimPrefix(res.EventID, "evt_") {
+		t.Fatalf("case %s of event %s: not the event's ULID", res.CaseID, res.EventID)
 	}
 	if cases, inline := rows(); cases != 0 || inline != 2 {
 		t.Fatalf("after two joiners: %d case rows, %d cases in event rows; want 0 and 2", cases, inline)

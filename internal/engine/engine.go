@@ -18,6 +18,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -498,6 +499,13 @@ func (e *Engine) observeAccepted(ev identity.Event, res *Result, counters accept
 	e.startCases(counters.runNow)
 }
 
+// caseIDOf names the case an event opens when it is accepted: the event's
+// own ULID under the case prefix, so that either ID leads to the other (and
+// the store may keep a case that never changes in its event's row).
+func caseIDOf(eventID string) string {
+	return "case_" + strings.TrimPrefix(eventID, "evt_")
+}
+
 // accept is Submit inside tx.
 func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *store.Case, error) {
 	now := e.now().UTC()
@@ -507,9 +515,8 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		rec.EffectiveAt = ev.EffectiveAt.UTC()
 		rec.Status = store.EventScheduled
 	}
-	// The identity is looked up first so that the event row is written
-	// once, complete: its identity and (for an immediate event) its case
-	// ID are known or chosen before the insert that also deduplicates.
+	// The event is stored last, once, complete: with its identity and,
+	// for an immediate event, the case it opened.
 	cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
 	if err != nil && !store.IsNotFound(err) {
 		return nil, nil, err
@@ -521,26 +528,30 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		rec.IdentityID = cur.ID
 	}
 	if !future {
-		// The case's ID is the event's: a case completed on acceptance
-		// may be stored in the event's row (store.Inlinable).
-		rec.CaseID = store.CaseIDFor(rec.ID)
+		rec.CaseID = caseIDOf(rec.ID)
 	}
-	existing, inserted, err := tx.InsertEvent(ctx, rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !inserted {
+	existing, err := tx.FindEvent(ctx, ev.Source, ev.ID)
+	if err == nil {
 		return &Result{EventID: existing.ID, CaseID: existing.CaseID, IdentityID: existing.IdentityID, Status: existing.Status, Duplicate: true}, nil, nil
+	}
+	if !store.IsNotFound(err) {
+		return nil, nil, err
 	}
 	if cur == nil && ev.Type != identity.Joiner {
 		return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
 	}
 	if future {
 		res, err := e.schedule(ctx, tx, p, rec, cur)
-		return res, nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return res, nil, tx.InsertAccepted(ctx, rec, nil)
 	}
 	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := tx.InsertAccepted(ctx, rec, c); err != nil {
 		return nil, nil, err
 	}
 	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status, CaseStatus: c.Status}, c, nil
@@ -684,7 +695,8 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 }
 
 // apply runs an effective event inside tx: state transition, plan, case,
-// jobs, in-transaction revocations, findings and audit.
+// jobs, in-transaction revocations, findings and audit. The case it
+// returns is not stored yet: that is the caller's, with its event.
 func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters) (*store.Case, *identity.Identity, error) {
 	ev := rec.Event
 	now := e.now().UTC()
@@ -720,8 +732,9 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 	return c, after, err
 }
 
-// openCase plans and stores a case for an identity that moved from before
-// (nil: new) to after, and everything that goes with it.
+// openCase plans a case for an identity that moved from before (nil: new)
+// to after, and stores everything that goes with it but the case itself,
+// which its caller stores with its event.
 func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters) (*store.Case, error) {
 	now := e.now().UTC()
 	pol := e.Policy()
@@ -844,9 +857,6 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	if c.Status == store.CaseCompleted {
 		c.CompletedAt = now
 		counters.completed++
-	}
-	if err := tx.InsertCase(ctx, c); err != nil {
-		return nil, err
 	}
 	if pending > 0 {
 		// The case starts running as soon as this commits (startCases);

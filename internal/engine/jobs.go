@@ -239,6 +239,9 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			rejected = err
 			return nil
 		}
+		if err := tx.InsertCase(ctx, c); err != nil {
+			return err
+		}
 		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
 		return tx.UpdateEvent(ctx, rec)
 	})

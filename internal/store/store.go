@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"github.com/riverqueue/river"
 	filter "github.com/scim2/filter-parser/v2"
-	"strings"
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -133,40 +132,6 @@ type Event struct {
 	Error       string         `json:"error,omitempty"`
 	ReceivedAt  time.Time      `json:"receivedAt"`
 	EffectiveAt time.Time      `json:"effectiveAt"`
-	// Case, when set on InsertNewEvent, is the event's case, completed on
-	// acceptance, to be stored in the event's row rather than a row of its
-	// own (see Inlinable). Reads of cases find it like any other.
-	Case *Case `json:"-"`
-}
-
-// CaseIDFor is the ID of the case an event opens when accepted: its own
-// ULID under the case prefix, so that a case stored in its event's row is
-// found from its ID.
-func CaseIDFor(eventID string) string {
-	if u, ok := strings.CutPrefix(eventID, "evt_"); ok {
-		return "case_" + u
-	}
-	return ""
-}
-
-// EventIDOf is the inverse of CaseIDFor ("" for an ID it did not make).
-func EventIDOf(caseID string) string {
-	if u, ok := strings.CutPrefix(caseID, "case_"); ok {
-		return "evt_" + u
-	}
-	return ""
-}
-
-// Inlinable reports whether c can be stored in ev's row: it is ev's case
-// (CaseIDFor), completed with no reason given, opened by ev's principal for
-// ev's identity and type, and created, updated and completed at one moment.
-// Such a case never changes again; everything else about it is a column of
-// the event.
-func Inlinable(ev *Event, c *Case) bool {
-	return c != nil && c.ID != "" && c.ID == CaseIDFor(ev.ID) && c.ID == ev.CaseID && c.EventID == ev.ID &&
-		c.IdentityID == ev.IdentityID && c.Type == ev.Event.Type && c.SubmittedBy == ev.Principal &&
-		c.Status == CaseCompleted && c.Reason == "" && len(c.Steps) > 0 &&
-		c.UpdatedAt.Equal(c.CreatedAt) && c.CompletedAt.Equal(c.CreatedAt)
 }
 
 // SCIMResource is a resource as provisioned over SCIM.
@@ -413,16 +378,25 @@ type Tx interface {
 // Events is the part of a transaction for the lifecycle events jml accepted,
 // scheduled or held.
 type Events interface {
-	// InsertEvent stores ev unless an event with the same (source, event
-	// ID) exists; then it returns that one and inserted=false.
-	InsertEvent(ctx context.Context, ev *Event) (existing *Event, inserted bool, err error)
-	// InsertNewEvent stores an event the caller found absent in this
-	// transaction (GetIdentitiesAndEvents). It may be written only at commit;
-	// an event with the same (source, event ID) committed meanwhile fails
-	// the transaction with a conflict that the store's retry turns into a
-	// fresh run, where the lookup finds it. ev.Case, if set, must be
-	// Inlinable; it is stored in the event's row (InsertEvent takes none).
-	InsertNewEvent(ctx context.Context, ev *Event) error
+	// FindEvent returns the event a source sent under its event ID: the
+	// lookup that makes a resubmission a duplicate.
+	FindEvent(ctx context.Context, source, sourceEventID string) (*Event, error)
+	// InsertAccepted stores an event that FindEvent did not find in this
+	// transaction and, when c is not nil, the case it opened; reads of
+	// cases find c like any other, wherever the store keeps it. (A case
+	// that shares its event's ULID and was completed on acceptance never
+	// changes again, and SQL stores keep it in the event's row.) The write
+	// may be sent at commit: an event with the same (source, event ID)
+	// committed meanwhile fails the transaction with a conflict that the
+	// store's retry turns into a fresh run, where FindEvent finds it.
+	InsertAccepted(ctx context.Context, ev *Event, c *Case) error
+	// Prefetch reads the identities and events named, in one round trip
+	// where the backend can, and keeps them for the rest of the
+	// transaction: the lookups by those names that follow
+	// (GetIdentityByExternalID, FindEvent) are answered from what it read,
+	// kept current by the transaction's own writes of them. It is how a
+	// batch of events pays for its reads once.
+	Prefetch(ctx context.Context, irefs []ExternalRef, erefs []EventRef) error
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error
 }
@@ -439,10 +413,6 @@ type Identities interface {
 	// one after the other, each reading what the previous one left.
 	GetIdentity(ctx context.Context, id string) (*identity.Identity, error)
 	GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error)
-	// GetIdentitiesAndEvents returns the identities and the events of
-	// irefs and erefs that exist, in one round trip where the backend can:
-	// a batch's lookups before it writes.
-	GetIdentitiesAndEvents(ctx context.Context, irefs []ExternalRef, erefs []EventRef) (map[ExternalRef]*identity.Identity, map[EventRef]*Event, error)
 	ListIdentities(ctx context.Context, f IdentityFilter) ([]identity.Identity, error)
 }
 
@@ -490,7 +460,9 @@ type Accounts interface {
 // Cases is the part of a transaction for cases and their steps, and for
 // what is waiting to run.
 type Cases interface {
-	// InsertCase stores c and its Steps.
+	// InsertCase stores c and its Steps: a case no event opened (an
+	// expiry, a retention, an undo), or one opened by an event stored before
+	// (a scheduled event reaching its time). InsertAccepted stores the rest.
 	InsertCase(ctx context.Context, c *Case) error
 	// GetCase returns a case with its steps in order.
 	GetCase(ctx context.Context, id string) (*Case, error)

@@ -318,8 +318,10 @@ func (s *Store) pipelined(ctx context.Context, fns []func(store.Tx) error) (err 
 		_, err := s.insert.InsertTx(ctx, connTx{pgc}, args, &river.InsertOpts{ScheduledAt: runAt})
 		return err
 	}
+	// One Tx for every fn: what one prefetches, the others find.
+	tx := sqlstore.NewTx(c, dialect, enqueue)
 	for _, fn := range fns {
-		if err = fn(sqlstore.NewTx(c, dialect, enqueue)); err != nil {
+		if err = fn(tx); err != nil {
 			return err
 		}
 	}

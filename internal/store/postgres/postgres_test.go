@@ -46,18 +46,17 @@ func TestUpdateBatchPipelined(t *testing.T) {
 			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}
 	}
 	lookUp := func(tx store.Tx) error {
-		_, _, err := tx.GetIdentitiesAndEvents(ctx, []store.ExternalRef{{Source: "hr", ExternalID: "a"}}, []store.EventRef{{Source: "hr", ID: "e1"}})
-		return err
+		return tx.Prefetch(ctx, []store.ExternalRef{{Source: "hr", ExternalID: "a"}}, []store.EventRef{{Source: "hr", ID: "e1"}})
 	}
-	if err := s.UpdateBatch(ctx, []func(store.Tx) error{lookUp, func(tx store.Tx) error { return tx.InsertNewEvent(ctx, event("evt_1", "e1")) }}); err != nil {
+	if err := s.UpdateBatch(ctx, []func(store.Tx) error{lookUp, func(tx store.Tx) error { return tx.InsertAccepted(ctx, event("evt_1", "e1"), nil) }}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 40; i++ { // more batches than the pool has connections
 		err := s.UpdateBatch(ctx, []func(store.Tx) error{lookUp,
 			func(tx store.Tx) error {
-				return tx.InsertNewEvent(ctx, event(fmt.Sprint("evt_new", i), fmt.Sprint("n", i)))
+				return tx.InsertAccepted(ctx, event(fmt.Sprint("evt_new", i), fmt.Sprint("n", i)), nil)
 			},
-			func(tx store.Tx) error { return tx.InsertNewEvent(ctx, event(fmt.Sprint("evt_dup", i), "e1")) }})
+			func(tx store.Tx) error { return tx.InsertAccepted(ctx, event(fmt.Sprint("evt_dup", i), "e1"), nil) }})
 		if err == nil {
 			t.Fatal("a batch inserting an existing (source, event ID) committed")
 		}

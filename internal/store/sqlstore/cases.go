@@ -154,8 +154,8 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 // eventCaseCols are the case an event's row holds (migration 014), in
 // caseCols' order: completed, with no reason, created, updated and
 // completed at case_at. Queries that read them state events_cases'
-// predicate, eventCaseStored, literally. Only events whose IDs CaseIDFor
-// maps ("evt_" and a ULID) hold a case.
+// predicate, eventCaseStored, literally. Only an event whose ID is "evt_"
+// and a ULID holds a case, "case_" and the same ULID (see inEventRow).
 const (
 	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(store.CaseCompleted) + "', principal, '', case_at, case_at, case_at"
 	eventCaseStored = "case_steps <> ''"
@@ -167,9 +167,9 @@ func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
 		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
 	}
 	c, err := one(ctx, t.c, "case", id, scan, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
-	if store.IsNotFound(err) && store.EventIDOf(id) != "" {
+	if store.IsNotFound(err) && eventIDOf(id) != "" {
 		// A case completed on acceptance may live in its event's row.
-		c, err = one(ctx, t.c, "case", id, scan, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, store.EventIDOf(id))
+		c, err = one(ctx, t.c, "case", id, scan, "SELECT "+eventCaseCols+", case_steps FROM events WHERE id = ? AND "+eventCaseStored, eventIDOf(id))
 	}
 	if err != nil {
 		return nil, err

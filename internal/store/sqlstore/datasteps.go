@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 
-	"github.com/jml-dev/jml/internal/store"
 )
 
 // dataSteps are the parts of migrations that SQL alone cannot say well,
@@ -47,7 +46,7 @@ func redactSecretPrefixes(ctx context.Context, c Conn) error {
 		if _, err := c.Exec(ctx, "UPDATE cases SET steps_json = REPLACE(steps_json, ?, ?) WHERE id = ? AND steps_json <> ''", old, repl, cr.caseID); err != nil {
 			return err
 		}
-		if ev := store.EventIDOf(cr.caseID); ev != "" {
+		if ev := eventIDOf(cr.caseID); ev != "" {
 			if _, err := c.Exec(ctx, "UPDATE events SET case_steps = REPLACE(case_steps, ?, ?) WHERE id = ? AND case_steps <> ''", old, repl, ev); err != nil {
 				return err
 			}

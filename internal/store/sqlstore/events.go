@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -33,8 +32,35 @@ func scanEvent(scan func(...any) error) (*store.Event, error) {
 // the case it may carry (migration 014).
 const insertEventCols = eventCols + ", case_steps, case_revocations, case_at"
 
-// eventArgs are ev's values for insertEventCols.
-func eventArgs(ev *store.Event) ([]any, error) {
+// A case and the event that opened it may share a ULID ("evt_X" opened
+// "case_X"): the engine names them so. Such a case, completed on
+// acceptance, never changes again, and is kept in its event's row instead
+// of a row of its own (migration 014): one row written instead of two.
+// GetCase and ListCases find it there by the shared ULID.
+
+// eventIDOf is the ID of the event whose row may hold case caseID, "" for
+// an ID of another form.
+func eventIDOf(caseID string) string {
+	if u, ok := strings.CutPrefix(caseID, "case_"); ok {
+		return "evt_" + u
+	}
+	return ""
+}
+
+// inEventRow reports whether c can be kept in ev's row: it is the case ev
+// opened, under ev's ULID, completed with no reason given, by ev's
+// principal for ev's identity and type, and created, updated and completed
+// at one moment; everything else about it is a column of the event.
+func inEventRow(ev *store.Event, c *store.Case) bool {
+	return c != nil && c.ID != "" && eventIDOf(c.ID) == ev.ID && c.ID == ev.CaseID && c.EventID == ev.ID &&
+		c.IdentityID == ev.IdentityID && c.Type == ev.Event.Type && c.SubmittedBy == ev.Principal &&
+		c.Status == store.CaseCompleted && c.Reason == "" && len(c.Steps) > 0 &&
+		c.UpdatedAt.Equal(c.CreatedAt) && c.CompletedAt.Equal(c.CreatedAt)
+}
+
+// eventArgs are ev's values for insertEventCols, with c in the row when
+// inEventRow.
+func eventArgs(ev *store.Event, c *store.Case) ([]any, error) {
 	payload, err := json.Marshal(ev.Event)
 	if err != nil {
 		return nil, err
@@ -42,10 +68,7 @@ func eventArgs(ev *store.Event) ([]any, error) {
 	var steps string
 	var revocations int
 	var at int64
-	if c := ev.Case; c != nil {
-		if !store.Inlinable(ev, c) {
-			return nil, fmt.Errorf("insert event %s: case %s cannot be stored in the event's row", ev.ID, c.ID)
-		}
+	if c != nil {
 		if steps, err = encodeSteps(c); err != nil {
 			return nil, fmt.Errorf("insert event %s: case steps: %w", ev.ID, err)
 		}
@@ -55,32 +78,32 @@ func eventArgs(ev *store.Event) ([]any, error) {
 		micros(ev.ReceivedAt), micros(ev.EffectiveAt), steps, revocations, at}, nil
 }
 
-func (t *Tx) InsertEvent(ctx context.Context, ev *store.Event) (*store.Event, bool, error) {
-	if ev.Case != nil {
-		return nil, false, fmt.Errorf("insert event %s: a case goes in the event's row only with InsertNewEvent", ev.ID)
+func (t *Tx) FindEvent(ctx context.Context, source, sourceEventID string) (*store.Event, error) {
+	if ev, ok, err := t.pre.event(source, sourceEventID); ok {
+		return ev, err
 	}
-	args, err := eventArgs(ev)
-	if err != nil {
-		return nil, false, err
-	}
-	n, err := t.c.Exec(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, source_event_id) DO NOTHING", args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("insert event: %w", err)
-	}
-	if n == 1 {
-		return nil, true, nil
-	}
-	existing, err := one(ctx, t.c, "event", ev.Event.Source+"/"+ev.Event.ID, scanEvent,
-		"SELECT "+eventCols+" FROM events WHERE source = ? AND source_event_id = ?", ev.Event.Source, ev.Event.ID)
-	return existing, false, err
+	return one(ctx, t.c, "event", source+"/"+sourceEventID, scanEvent,
+		"SELECT "+eventCols+" FROM events WHERE source = ? AND source_event_id = ?", source, sourceEventID)
 }
 
-func (t *Tx) InsertNewEvent(ctx context.Context, ev *store.Event) error {
-	args, err := eventArgs(ev)
+func (t *Tx) InsertAccepted(ctx context.Context, ev *store.Event, c *store.Case) error {
+	inRow := inEventRow(ev, c)
+	var rowCase *store.Case
+	if inRow {
+		rowCase = c
+	}
+	args, err := eventArgs(ev, rowCase)
 	if err != nil {
 		return err
 	}
-	return t.write(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args...)
+	if err := t.write(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args...); err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	t.pre.wroteEvent(ev)
+	if c == nil || inRow {
+		return nil
+	}
+	return t.InsertCase(ctx, c)
 }
 
 // pairChunk bounds the pairs one lookup query binds (SQLite allows 500
@@ -155,9 +178,9 @@ func EachRow(rows Rows, fn func(scan func(...any) error) error) error {
 	return rows.Err()
 }
 
-// GetIdentitiesAndEvents implements store.Tx: one query per 256 refs,
-// all in one round trip where the connection is a QueryBatcher.
-func (t *Tx) GetIdentitiesAndEvents(ctx context.Context, irefs []store.ExternalRef, erefs []store.EventRef) (map[store.ExternalRef]*identity.Identity, map[store.EventRef]*store.Event, error) {
+// Prefetch implements store.Tx: one query per 256 refs, all in one round
+// trip where the connection is a QueryBatcher.
+func (t *Tx) Prefetch(ctx context.Context, irefs []store.ExternalRef, erefs []store.EventRef) error {
 	ipairs := make([][2]string, len(irefs))
 	for i, r := range irefs {
 		ipairs[i] = [2]string{r.Source, r.ExternalID}
@@ -169,22 +192,26 @@ func (t *Tx) GetIdentitiesAndEvents(ctx context.Context, irefs []store.ExternalR
 	stmts := pairsStatements(identityCols, "identities", "source", "external_id", t.lock(), ipairs)
 	nIdent := len(stmts)
 	stmts = append(stmts, pairsStatements(eventCols, "events", "source", "source_event_id", "", epairs)...)
-	idents, events := map[store.ExternalRef]*identity.Identity{}, map[store.EventRef]*store.Event{}
+	p := newPrefetch(irefs, erefs)
 	err := queryEach(ctx, t.c, stmts, func(i int, scan func(...any) error) error {
 		if i < nIdent {
 			id, err := scanIdentity(scan)
 			if err == nil {
-				idents[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
+				p.idents[store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}] = id
 			}
 			return err
 		}
 		ev, err := scanEvent(scan)
 		if err == nil {
-			events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
+			p.events[store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}] = ev
 		}
 		return err
 	})
-	return idents, events, err
+	if err != nil {
+		return err
+	}
+	t.pre = p
+	return nil
 }
 
 func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {

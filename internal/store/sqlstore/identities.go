@@ -50,6 +50,7 @@ func (t *Tx) InsertIdentity(ctx context.Context, id *identity.Identity) error {
 	if err != nil {
 		return fmt.Errorf("insert identity: %w", err)
 	}
+	t.pre.wroteIdentity(id)
 	return nil
 }
 
@@ -62,6 +63,9 @@ func (t *Tx) UpdateIdentity(ctx context.Context, id *identity.Identity) error {
 		string(id.Kind), string(id.State), id.DisplayName, id.OwnerID, id.ManagerID, attrs, micros(id.UpdatedAt), id.ID)
 	if err == nil && n == 0 {
 		return notFound("identity", id.ID)
+	}
+	if err == nil {
+		t.pre.wroteIdentity(id)
 	}
 	return err
 }
@@ -85,6 +89,9 @@ func (t *Tx) lock() string {
 }
 
 func (t *Tx) GetIdentityByExternalID(ctx context.Context, source, externalID string) (*identity.Identity, error) {
+	if id, ok, err := t.pre.identity(source, externalID); ok {
+		return id, err
+	}
 	return one(ctx, t.c, "identity", source+"/"+externalID, scanIdentity,
 		"SELECT "+identityCols+" FROM identities WHERE source = ? AND external_id = ?"+t.lock(), source, externalID)
 }

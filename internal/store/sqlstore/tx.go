@@ -15,6 +15,8 @@ type Tx struct {
 	c       Conn
 	d       Dialect
 	enqueue Enqueuer
+	// pre is what Prefetch read, nil before it is called.
+	pre *prefetch
 }
 
 var _ store.Tx = (*Tx)(nil)

@@ -157,19 +157,22 @@ func testEventDedupe(t *testing.T, s store.Store) {
 	ev := &store.Event{ID: "evt_1", Event: identity.Event{Source: "hr", ID: "42", Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
 		Principal: "tok_1", Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}
 	update(t, s, func(tx store.Tx) error {
-		existing, inserted, err := tx.InsertEvent(ctx, ev)
-		if err != nil || !inserted || existing != nil {
-			t.Errorf("first InsertEvent = %v, %v, %v", existing, inserted, err)
+		if _, err := tx.FindEvent(ctx, "hr", "42"); !store.IsNotFound(err) {
+			t.Errorf("FindEvent before the insert = %v, want not found", err)
+		}
+		if err := tx.InsertAccepted(ctx, ev, nil); err != nil {
+			return err
 		}
 		ev.CaseID = "case_1"
 		return tx.UpdateEvent(ctx, ev)
 	})
-	update(t, s, func(tx store.Tx) error {
-		dup := *ev
-		dup.ID = "evt_2"
-		existing, inserted, err := tx.InsertEvent(ctx, &dup)
-		if err != nil || inserted || existing == nil || existing.ID != "evt_1" || existing.CaseID != "case_1" || existing.Event.ExternalID != "a" {
-			t.Errorf("duplicate InsertEvent = %+v, %v, %v", existing, inserted, err)
+	view(t, s, func(tx store.Tx) error {
+		existing, err := tx.FindEvent(ctx, "hr", "42")
+		if err != nil || existing.ID != "evt_1" || existing.CaseID != "case_1" || existing.Event.ExternalID != "a" {
+			t.Errorf("FindEvent of the stored event = %+v, %v", existing, err)
+		}
+		if _, err := tx.FindEvent(ctx, "idp", "42"); !store.IsNotFound(err) {
+			t.Errorf("FindEvent of another source's event ID = %v, want not found", err)
 		}
 		return nil
 	})
@@ -188,8 +191,8 @@ func testNarrowingEvents(t *testing.T, s store.Store) {
 			{"hr", identity.Leaver, t0}, {"hr", identity.Suspend, t0}, {"hr", identity.Joiner, t0}, {"hr", identity.Mover, t0},
 			{"hr", identity.Resume, t0}, {"hr", identity.Leaver, t0.Add(-2 * time.Hour)}, {"idp", identity.Leaver, t0},
 		} {
-			if _, _, err := tx.InsertEvent(ctx, &store.Event{ID: fmt.Sprint("evt_", i), Event: identity.Event{Source: e.source, ID: fmt.Sprint(i), Type: e.typ, ExternalID: "a"},
-				Status: store.EventApplied, ReceivedAt: e.at, EffectiveAt: e.at}); err != nil {
+			if err := tx.InsertAccepted(ctx, &store.Event{ID: fmt.Sprint("evt_", i), Event: identity.Event{Source: e.source, ID: fmt.Sprint(i), Type: e.typ, ExternalID: "a"},
+				Status: store.EventApplied, ReceivedAt: e.at, EffectiveAt: e.at}, nil); err != nil {
 				return err
 			}
 		}
@@ -204,18 +207,22 @@ func testNarrowingEvents(t *testing.T, s store.Store) {
 	})
 }
 
-// testLookupMany covers the batch lookups and the insert of an event
-// known to be new.
+// testLookupMany covers Prefetch: what it read answers the lookups that
+// follow, including that a name does not exist, and the transaction's own
+// writes keep it current.
 func testLookupMany(t *testing.T, s store.Store) {
 	ctx := context.Background()
+	newEvent := func(id, sourceID, ext string) *store.Event {
+		return &store.Event{ID: id, Event: identity.Event{Source: "hr", ID: sourceID, Type: identity.Joiner, ExternalID: ext, Kind: identity.Human},
+			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}
+	}
 	update(t, s, func(tx store.Tx) error {
 		for i, ext := range []string{"a", "b", "c"} {
 			if err := tx.InsertIdentity(ctx, human(fmt.Sprintf("idn_%d", i), ext)); err != nil {
 				return err
 			}
 		}
-		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_1", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "a", Kind: identity.Human},
-			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0})
+		return tx.InsertAccepted(ctx, newEvent("evt_1", "e1", "a"), nil)
 	})
 	// More refs than one query binds, most of them absent; looked up in a
 	// read-only transaction and in a read-write one (which locks them).
@@ -225,29 +232,89 @@ func testLookupMany(t *testing.T, s store.Store) {
 	}
 	erefs := []store.EventRef{{Source: "hr", ID: "e1"}, {Source: "hr", ID: "e2"}, {Source: "sap", ID: "e1"}}
 	lookUp := func(tx store.Tx) error {
-		got, evs, err := tx.GetIdentitiesAndEvents(ctx, refs, erefs)
-		if err != nil || len(got) != 2 || got[store.ExternalRef{Source: "hr", ExternalID: "a"}].ID != "idn_0" ||
-			got[store.ExternalRef{Source: "hr", ExternalID: "c"}].Attributes["department"] != "Engineering" {
-			t.Errorf("GetIdentitiesAndEvents identities = %v, %v", got, err)
+		if err := tx.Prefetch(ctx, refs, erefs); err != nil {
+			return err
 		}
-		if len(evs) != 1 || evs[store.EventRef{Source: "hr", ID: "e1"}].ID != "evt_1" {
-			t.Errorf("GetIdentitiesAndEvents events = %v", evs)
+		if a, err := tx.GetIdentityByExternalID(ctx, "hr", "a"); err != nil || a.ID != "idn_0" {
+			t.Errorf("prefetched hr/a = %v, %v", a, err)
+		}
+		c, err := tx.GetIdentityByExternalID(ctx, "hr", "c")
+		if err != nil || c.Attributes["department"] != "Engineering" {
+			t.Errorf("prefetched hr/c = %v, %v", c, err)
+		} else {
+			c.Attributes["department"] = "changed by the caller"
+		}
+		if c, err := tx.GetIdentityByExternalID(ctx, "hr", "c"); err != nil || c.Attributes["department"] != "Engineering" {
+			t.Errorf("hr/c after a caller changed its copy = %v, %v", c, err)
+		}
+		for _, ext := range []string{"x0", "x1199"} {
+			if _, err := tx.GetIdentityByExternalID(ctx, "hr", ext); !store.IsNotFound(err) {
+				t.Errorf("prefetched hr/%s, absent = %v, want not found", ext, err)
+			}
+		}
+		if _, err := tx.GetIdentityByExternalID(ctx, "other", "a"); !store.IsNotFound(err) {
+			t.Errorf("prefetched other/a, absent = %v, want not found", err)
+		}
+		if b, err := tx.GetIdentityByExternalID(ctx, "hr", "b"); err != nil || b.ID != "idn_1" {
+			t.Errorf("hr/b, not prefetched = %v, %v", b, err)
+		}
+		if ev, err := tx.FindEvent(ctx, "hr", "e1"); err != nil || ev.ID != "evt_1" {
+			t.Errorf("prefetched event hr/e1 = %v, %v", ev, err)
+		}
+		for _, r := range erefs[1:] {
+			if _, err := tx.FindEvent(ctx, r.Source, r.ID); !store.IsNotFound(err) {
+				t.Errorf("prefetched event %s/%s, absent = %v, want not found", r.Source, r.ID, err)
+			}
 		}
 		return nil
 	}
 	view(t, s, lookUp)
 	update(t, s, lookUp)
-	// A second insert of the same (source, event ID) fails the transaction.
+	// Writes after the prefetch are what later lookups in the transaction
+	// see; the transaction is rolled back.
+	errRollback := errors.New("roll back")
 	err := s.Update(ctx, func(tx store.Tx) error {
-		return tx.InsertNewEvent(ctx, &store.Event{ID: "evt_2", Event: identity.Event{Source: "hr", ID: "e1", Type: identity.Joiner, ExternalID: "b", Kind: identity.Human},
-			Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0})
+		if err := tx.Prefetch(ctx, refs, erefs); err != nil {
+			return err
+		}
+		a, err := tx.GetIdentityByExternalID(ctx, "hr", "a")
+		if err != nil {
+			return err
+		}
+		a.DisplayName = "Renamed"
+		if err := tx.UpdateIdentity(ctx, a); err != nil {
+			return err
+		}
+		if got, err := tx.GetIdentityByExternalID(ctx, "hr", "a"); err != nil || got.DisplayName != "Renamed" {
+			t.Errorf("hr/a after this transaction renamed it = %v, %v", got, err)
+		}
+		if err := tx.InsertIdentity(ctx, human("idn_x0", "x0")); err != nil {
+			return err
+		}
+		if got, err := tx.GetIdentityByExternalID(ctx, "hr", "x0"); err != nil || got.ID != "idn_x0" {
+			t.Errorf("hr/x0 after this transaction inserted it = %v, %v", got, err)
+		}
+		if err := tx.InsertAccepted(ctx, newEvent("evt_2", "e2", "b"), nil); err != nil {
+			return err
+		}
+		if got, err := tx.FindEvent(ctx, "hr", "e2"); err != nil || got.ID != "evt_2" {
+			t.Errorf("event hr/e2 after this transaction stored it = %v, %v", got, err)
+		}
+		return errRollback
 	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("the transaction writing after Prefetch = %v", err)
+	}
+	// A second insert of the same (source, event ID) fails the transaction.
+	err = s.Update(ctx, func(tx store.Tx) error { return tx.InsertAccepted(ctx, newEvent("evt_3", "e1", "b"), nil) })
 	if err == nil {
-		t.Error("InsertNewEvent of an existing (source, event ID) succeeded")
+		t.Error("InsertAccepted of an existing (source, event ID) succeeded")
 	}
 	view(t, s, func(tx store.Tx) error {
-		if _, err := tx.GetEvent(ctx, "evt_2"); !store.IsNotFound(err) {
-			t.Errorf("GetEvent(evt_2) after the failed insert = %v, want not found", err)
+		for _, id := range []string{"evt_2", "evt_3"} {
+			if _, err := tx.GetEvent(ctx, id); !store.IsNotFound(err) {
+				t.Errorf("GetEvent(%s) after its transaction failed = %v, want not found", id, err)
+			}
 		}
 		return nil
 	})
@@ -544,8 +611,8 @@ func testCases(t *testing.T, s store.Store) {
 			if err := tx.InsertCase(ctx, c); err != nil {
 				return err
 			}
-			if err := tx.InsertNewEvent(ctx, &store.Event{ID: c.EventID, Event: identity.Event{Source: "guarded", ID: c.EventID, Type: identity.Leaver, ExternalID: c.IdentityID},
-				CaseID: c.ID, IdentityID: c.IdentityID, Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}); err != nil {
+			if err := tx.InsertAccepted(ctx, &store.Event{ID: c.EventID, Event: identity.Event{Source: "guarded", ID: c.EventID, Type: identity.Leaver, ExternalID: c.IdentityID},
+				CaseID: c.ID, IdentityID: c.IdentityID, Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}, nil); err != nil {
 				return err
 			}
 		}
@@ -579,53 +646,54 @@ func testCases(t *testing.T, s store.Store) {
 	testCaseInEvent(t, s, done)
 }
 
-// testCaseInEvent: a case completed on acceptance stored in its event's
-// row (store.Inlinable) reads back like done, stored in a row of its own
-// for the same identity, and is listed and counted with it.
+// testCaseInEvent: a case completed on acceptance that shares its event's
+// ULID (which SQL stores keep in the event's row) reads back like done,
+// stored in a row of its own for the same identity, and is listed and
+// counted with it; a case InsertAccepted cannot keep in the event's row is
+// stored all the same and reads back as given.
 func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 	ctx := context.Background()
 	at := t0.Add(time.Second)
 	ev := func(id string) *store.Event {
 		return &store.Event{ID: id, Event: identity.Event{Source: "guarded", ID: id, Type: identity.Leaver, ExternalID: done.IdentityID},
-			CaseID: store.CaseIDFor(id), IdentityID: done.IdentityID, Principal: done.SubmittedBy, Status: store.EventApplied, ReceivedAt: at, EffectiveAt: at}
+			CaseID: "case_" + strings.TrimPrefix(id, "evt_"), IdentityID: done.IdentityID, Principal: done.SubmittedBy, Status: store.EventApplied, ReceivedAt: at, EffectiveAt: at}
 	}
 	inline := ev("evt_01INLINE")
-	inline.Case = &store.Case{ID: inline.CaseID, EventID: inline.ID, IdentityID: done.IdentityID, Type: identity.Leaver, Status: store.CaseCompleted,
+	inlineCase := &store.Case{ID: inline.CaseID, EventID: inline.ID, IdentityID: done.IdentityID, Type: identity.Leaver, Status: store.CaseCompleted,
 		SubmittedBy: done.SubmittedBy, CreatedAt: at, UpdatedAt: at, CompletedAt: at, Steps: slices.Clone(done.Steps)}
 	update(t, s, func(tx store.Tx) error {
-		if err := tx.InsertNewEvent(ctx, inline); err != nil {
+		if err := tx.InsertAccepted(ctx, inline, inlineCase); err != nil {
 			return err
 		}
 		// An event without a case, whose case ID therefore finds nothing.
-		return tx.InsertNewEvent(ctx, ev("evt_01NOCASE"))
+		return tx.InsertAccepted(ctx, ev("evt_01NOCASE"), nil)
 	})
-	// A case that may change again, or that says anything the event's row
-	// cannot, is refused, and so is a case with InsertEvent.
-	for name, insert := range map[string]func(tx store.Tx) error{
-		"running": func(tx store.Tx) error {
-			e := ev("evt_01RUNNING")
-			e.Case = &store.Case{ID: e.CaseID, EventID: e.ID, IdentityID: e.IdentityID, Type: identity.Leaver, Status: store.CaseRunning, SubmittedBy: e.Principal, CreatedAt: at, UpdatedAt: at, Steps: slices.Clone(done.Steps)}
-			return tx.InsertNewEvent(ctx, e)
-		},
-		"reason": func(tx store.Tx) error {
-			e := ev("evt_01REASON")
-			c := *inline.Case
-			c.ID, c.EventID, c.Reason = e.CaseID, e.ID, "why"
-			e.Case = &c
-			return tx.InsertNewEvent(ctx, e)
-		},
-		"InsertEvent": func(tx store.Tx) error {
-			e := ev("evt_01INSERTEVENT")
-			c := *inline.Case
-			c.ID, c.EventID = e.CaseID, e.ID
-			e.Case = &c
-			_, _, err := tx.InsertEvent(ctx, e)
-			return err
-		},
+	// Cases that may change again, or say what an event's row cannot, for
+	// another identity and source so that the counts below are done's.
+	for name, change := range map[string]func(c *store.Case){
+		"running": func(c *store.Case) { c.Status, c.CompletedAt = store.CaseRunning, time.Time{} },
+		"reason":  func(c *store.Case) { c.Reason = "why" },
+		"updated": func(c *store.Case) { c.UpdatedAt = c.UpdatedAt.Add(time.Second) },
 	} {
-		if err := s.Update(ctx, insert); err == nil {
-			t.Errorf("%s: a case that cannot live in its event's row was accepted", name)
-		}
+		e := ev("evt_01" + strings.ToUpper(name))
+		e.Event.Source, e.Event.ExternalID, e.IdentityID = "other", "i9", "i9"
+		c := *inlineCase
+		c.ID, c.EventID, c.IdentityID = e.CaseID, e.ID, "i9"
+		c.Steps = []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: store.StepPending, UpdatedAt: at}}
+		change(&c)
+		update(t, s, func(tx store.Tx) error { return tx.InsertAccepted(ctx, e, &c) })
+		view(t, s, func(tx store.Tx) error {
+			got, err := tx.GetCase(ctx, c.ID)
+			if err != nil {
+				t.Errorf("%s: GetCase = %v", name, err)
+				return nil
+			}
+			if got.Status != c.Status || got.Reason != c.Reason || !got.UpdatedAt.Equal(c.UpdatedAt) || got.EventID != e.ID ||
+				len(got.Steps) != 1 || got.Steps[0].Status != store.StepPending || got.Steps[0].CaseID != c.ID {
+				t.Errorf("%s: case read back = %+v, stored %+v", name, got, c)
+			}
+			return nil
+		})
 	}
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.GetCase(ctx, inline.CaseID)
@@ -648,7 +716,7 @@ func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 		if !reflect.DeepEqual(*got, want) {
 			t.Errorf("case in its event's row =\n%+v\nwant\n%+v", *got, want)
 		}
-		for _, id := range []string{store.CaseIDFor("evt_01NOCASE"), store.CaseIDFor("evt_01RUNNING"), "case_"} {
+		for _, id := range []string{"case_01NOCASE", "case_01NEVER", "case_"} {
 			if _, err := tx.GetCase(ctx, id); !store.IsNotFound(err) {
 				t.Errorf("GetCase(%s) = %v, want not found", id, err)
 			}
