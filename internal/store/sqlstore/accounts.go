@@ -9,23 +9,14 @@ import (
 )
 
 func (t *Tx) ListAccounts(ctx context.Context, identityID string) ([]identity.Account, error) {
-	rows, err := t.c.Query(ctx, "SELECT system, status, updated_at FROM accounts WHERE identity_id = ? ORDER BY system", identityID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []identity.Account
-	for rows.Next() {
+	return queryAll(ctx, t.c, func(scan func(...any) error) (identity.Account, error) {
 		a := identity.Account{IdentityID: identityID}
 		var status string
 		var updated int64
-		if err := rows.Scan(&a.System, &status, &updated); err != nil {
-			return nil, err
-		}
+		err := scan(&a.System, &status, &updated)
 		a.Status, a.UpdatedAt = identity.AccountStatus(status), fromMicros(updated)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, "SELECT system, status, updated_at FROM accounts WHERE identity_id = ? ORDER BY system", identityID)
 }
 
 func (t *Tx) PutAccount(ctx context.Context, a *identity.Account) error {

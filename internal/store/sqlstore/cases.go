@@ -135,20 +135,7 @@ func stepsFromJSON(caseID string, js []stepJSON) []store.Step {
 }
 
 func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step, error) {
-	rows, err := t.c.Query(ctx, "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Step
-	for rows.Next() {
-		s, err := scanStep(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, byValue(scanStep), "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
 }
 
 // eventCaseCols are the case an event's row holds (migration 014), in
@@ -221,37 +208,15 @@ const (
 )
 
 func (t *Tx) ListPendingCases(ctx context.Context, limit int) ([]string, error) {
-	rows, err := t.c.Query(ctx, "SELECT DISTINCT case_id FROM steps WHERE "+stepsPending+" ORDER BY case_id LIMIT ?", limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, func(scan func(...any) error) (id string, err error) { return id, scan(&id) },
+		"SELECT DISTINCT case_id FROM steps WHERE "+stepsPending+" ORDER BY case_id LIMIT ?", limit)
 }
 
 func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
-	rows, err := t.c.Query(ctx, "SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.StepCount
-	for rows.Next() {
-		var c store.StepCount
-		if err := rows.Scan(&c.System, &c.Action, &c.Count); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, func(scan func(...any) error) (c store.StepCount, err error) {
+		return c, scan(&c.System, &c.Action, &c.Count)
+	},
+		"SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
 }
 
 func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {
@@ -260,19 +225,6 @@ func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]sto
 	}
 	// Cases in their own rows, and those completed on acceptance that live
 	// in their event's row.
-	rows, err := t.c.Query(ctx, "SELECT "+caseCols+" FROM cases WHERE identity_id = ? UNION ALL SELECT "+eventCaseCols+" FROM events WHERE identity_id = ? AND "+eventCaseStored+
+	return queryAll(ctx, t.c, byValue(scanCase), "SELECT "+caseCols+" FROM cases WHERE identity_id = ? UNION ALL SELECT "+eventCaseCols+" FROM events WHERE identity_id = ? AND "+eventCaseStored+
 		" ORDER BY created_at DESC, id DESC LIMIT ?", identityID, identityID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Case
-	for rows.Next() {
-		c, err := scanCase(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
 }

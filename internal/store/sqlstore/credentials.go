@@ -52,20 +52,13 @@ func (t *Tx) ListCredentials(ctx context.Context, identityID string, activeOnly 
 		q += " AND status = ?"
 		args = append(args, string(identity.CredentialActive))
 	}
-	rows, err := t.c.Query(ctx, q+" ORDER BY issued_at, id", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []identity.Credential
-	for rows.Next() {
-		c, err := scanCred(rows.Scan)
+	return queryAll(ctx, t.c, func(scan func(...any) error) (identity.Credential, error) {
+		c, err := scanCred(scan)
 		if err != nil {
-			return nil, err
+			return identity.Credential{}, err
 		}
-		out = append(out, c.Credential)
-	}
-	return out, rows.Err()
+		return c.Credential, nil
+	}, q+" ORDER BY issued_at, id", args...)
 }
 
 func (t *Tx) RevokeCredential(ctx context.Context, id string, at time.Time) (bool, error) {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-
 )
 
 // dataSteps are the parts of migrations that SQL alone cannot say well,
@@ -21,23 +20,13 @@ var dataSteps = map[int]func(ctx context.Context, c Conn) error{
 // must keep verifying.
 func redactSecretPrefixes(ctx context.Context, c Conn) error {
 	type cred struct{ caseID, prefix, fingerprint string }
-	rows, err := c.Query(ctx, "SELECT case_id, prefix, fingerprint FROM credentials WHERE prefix <> '' AND prefix <> 'jml_'")
+	creds, err := queryAll(ctx, c, func(scan func(...any) error) (cr cred, err error) {
+		return cr, scan(&cr.caseID, &cr.prefix, &cr.fingerprint)
+	},
+		"SELECT case_id, prefix, fingerprint FROM credentials WHERE prefix <> '' AND prefix <> 'jml_'")
 	if err != nil {
 		return err
 	}
-	var creds []cred
-	for rows.Next() {
-		var cr cred
-		if err := rows.Scan(&cr.caseID, &cr.prefix, &cr.fingerprint); err != nil {
-			rows.Close()
-			return err
-		}
-		creds = append(creds, cr)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	rows.Close()
 	for _, cr := range creds {
 		old, repl := "("+cr.prefix+"…)", "(fingerprint "+cr.fingerprint+")"
 		if _, err := c.Exec(ctx, "UPDATE steps SET result = REPLACE(result, ?, ?) WHERE case_id = ?", old, repl, cr.caseID); err != nil {

@@ -39,24 +39,6 @@ func (t *Tx) findings(ctx context.Context, q string, args ...any) ([]identity.Fi
 	return queryAll(ctx, t.c, scanFinding, q, args...)
 }
 
-// queryAll runs q and scans every row with scan.
-func queryAll[T any](ctx context.Context, c Conn, scan func(func(...any) error) (T, error), q string, args ...any) ([]T, error) {
-	rows, err := c.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
 func (t *Tx) ListFindings(ctx context.Context, f store.FindingFilter) ([]identity.Finding, error) {
 	q := "SELECT " + findingCols + " FROM findings WHERE 1 = 1"
 	var args []any

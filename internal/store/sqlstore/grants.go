@@ -9,22 +9,13 @@ import (
 )
 
 func (t *Tx) ListGrants(ctx context.Context, identityID string) ([]identity.Grant, error) {
-	rows, err := t.c.Query(ctx, "SELECT entitlement, system, reason, case_id, granted_at, expires_at, approved_by FROM grants WHERE identity_id = ? ORDER BY entitlement", identityID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []identity.Grant
-	for rows.Next() {
+	return queryAll(ctx, t.c, func(scan func(...any) error) (identity.Grant, error) {
 		g := identity.Grant{IdentityID: identityID}
 		var granted, expires int64
-		if err := rows.Scan(&g.Entitlement, &g.System, &g.Reason, &g.CaseID, &granted, &expires, &g.ApprovedBy); err != nil {
-			return nil, err
-		}
+		err := scan(&g.Entitlement, &g.System, &g.Reason, &g.CaseID, &granted, &expires, &g.ApprovedBy)
 		g.GrantedAt, g.ExpiresAt = fromMicros(granted), fromMicros(expires)
-		out = append(out, g)
-	}
-	return out, rows.Err()
+		return g, err
+	}, "SELECT entitlement, system, reason, case_id, granted_at, expires_at, approved_by FROM grants WHERE identity_id = ? ORDER BY entitlement", identityID)
 }
 
 const insertGrant = `INSERT INTO grants (identity_id, entitlement, system, reason, case_id, granted_at, expires_at, approved_by)

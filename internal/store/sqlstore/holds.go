@@ -64,20 +64,7 @@ func (t *Tx) ListHolds(ctx context.Context, status store.HoldStatus) ([]store.Ho
 	if status != "" {
 		q, args = q+" WHERE status = ?", append(args, string(status))
 	}
-	rows, err := t.c.Query(ctx, q+" ORDER BY created_at DESC, id DESC LIMIT 1000", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Hold
-	for rows.Next() {
-		h, err := scanHold(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *h)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, byValue(scanHold), q+" ORDER BY created_at DESC, id DESC LIMIT 1000", args...)
 }
 
 func (t *Tx) GetOpenHold(ctx context.Context, source string) (*store.Hold, error) {

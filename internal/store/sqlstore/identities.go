@@ -132,18 +132,5 @@ func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]iden
 	}
 	q += " ORDER BY id LIMIT ?"
 	args = append(args, limit)
-	rows, err := t.c.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []identity.Identity
-	for rows.Next() {
-		id, err := scanIdentity(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *id)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.c, byValue(scanIdentity), q, args...)
 }

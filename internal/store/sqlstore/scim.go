@@ -114,18 +114,6 @@ func (t *Tx) ListSCIM(ctx context.Context, q store.SCIMQuery) (int, []store.SCIM
 	if limit <= 0 {
 		return total, nil, nil
 	}
-	rows, err := t.c.Query(ctx, "SELECT "+scimCols+" FROM scim_resources WHERE "+where+" ORDER BY "+order+", id LIMIT ? OFFSET ?", append(args, limit, q.Offset)...)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer rows.Close()
-	var out []store.SCIMResource
-	for rows.Next() {
-		r, err := scanSCIM(rows.Scan)
-		if err != nil {
-			return 0, nil, err
-		}
-		out = append(out, *r)
-	}
-	return total, out, rows.Err()
+	out, err := queryAll(ctx, t.c, byValue(scanSCIM), "SELECT "+scimCols+" FROM scim_resources WHERE "+where+" ORDER BY "+order+", id LIMIT ? OFFSET ?", append(args, limit, q.Offset)...)
+	return total, out, err
 }

@@ -69,3 +69,33 @@ func (t *Tx) Enqueue(ctx context.Context, args store.JobArgs, runAt time.Time) e
 	}
 	return t.enqueue(ctx, args, runAt)
 }
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, c Conn, scan func(func(...any) error) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// byValue adapts a scanner of *T, as one takes, to queryAll.
+func byValue[T any](scan func(func(...any) error) (*T, error)) func(func(...any) error) (T, error) {
+	return func(s func(...any) error) (T, error) {
+		v, err := scan(s)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return *v, nil
+	}
+}
