@@ -19,6 +19,7 @@ const module = "github.com/jml-dev/jml/"
 // each listed import is used by a package of the row. A new package or a
 // new dependency therefore changes the table in the same commit.
 func TestPackageTable(t *testing.T) {
+	t.Parallel()
 	rows := readPackageTable(t, "../../ARCHITECTURE.md")
 	imports := goListImports(t)
 

@@ -112,6 +112,7 @@ func post(url, token string, body any) (*submitResult, error) {
 // was applied twice. Built-in steps run as River jobs here
 // (jobs.builtinAsJobs), so the crash interrupts real jobs.
 func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "jml")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -88,6 +88,8 @@ credentials:
 // It is seeded: a failure prints the seed, and -invariant.seed replays
 // the same events, kills and timings (the machine's scheduling aside).
 func TestInvariantUnderCrashes(t *testing.T) {
+	// Not parallel: it loads the machine on purpose, and the tests that
+	// run beside it would measure that load.
 	seed := *invSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -507,6 +509,7 @@ func checkAuditOnce(t *testing.T, st store.Store) (records, steps int) {
 // (default job settings) and Redis's recovery, every leaver is done in
 // Redis within ten seconds, not after River's rescue delay.
 func TestResumeWithinSecondsOfRestart(t *testing.T) {
+	t.Parallel()
 	tg := newInvTargets(t)
 	proxy, err := testsvc.StartProxy(tg.redisAddr)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 // TestPolicyReloadOnSIGHUP: jml serve picks up an edited policy file on
 // SIGHUP, and keeps the running policy when the new file does not compile.
 func TestPolicyReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "jml")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -96,6 +96,7 @@ func newEngine(t *testing.T, st store.Store, wrap func(system string, c connecto
 // finds the Redis account it had created and completes (the account is
 // jml's, not one made outside it).
 func TestCrashAfterCallsLanded(t *testing.T) {
+	t.Parallel()
 	for _, leave := range []bool{true, false} {
 		name := "then the joiner resumes"
 		if leave {

@@ -87,6 +87,7 @@ func names(prefix string, n int) []string {
 // cancellation; the leaver arrives while the joiner's calls are in flight.
 // Nothing may be left enabled.
 func TestJoinerThenLeaverBackToBack(t *testing.T) {
+	t.Parallel()
 	accounts := names("e2e.jl", 20)
 	f := setup(t, "")
 	dropAccounts(accounts)
@@ -108,6 +109,7 @@ func TestJoinerThenLeaverBackToBack(t *testing.T) {
 // entitlement on ops:*) and straight back out; the ops access must not
 // stay.
 func TestNarrowingMoverRightAfterWidening(t *testing.T) {
+	t.Parallel()
 	accounts := names("e2e.mv", 10)
 	f := setup(t, "")
 	dropAccounts(accounts)
@@ -133,6 +135,7 @@ func TestNarrowingMoverRightAfterWidening(t *testing.T) {
 // in parallel, on both backends; every one must end departed with nothing
 // left.
 func TestMoverAndLeaverAtOnce(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) { moverAndLeaverAtOnce(t, backend) })
 	}
@@ -183,6 +186,7 @@ func moverAndLeaverAtOnce(t *testing.T, backend string) {
 // every other system is revoked; when Redis answers again the case
 // completes with nothing left.
 func TestLeaverWhileTargetHangs(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.hung"
 	f := setup(t, account)
 	c := f.complete(t, joiner(account))
@@ -214,6 +218,7 @@ func TestLeaverWhileTargetHangs(t *testing.T) {
 // plan cannot hold is refused when it is submitted, naming the system and
 // its rule, and nothing is stored.
 func TestNamesASystemCannotHold(t *testing.T) {
+	t.Parallel()
 	f := setup(t, "")
 	for _, tc := range []struct{ name, system string }{
 		{"q:colon", "cache"},
@@ -238,6 +243,7 @@ func TestNamesASystemCannotHold(t *testing.T) {
 // (a permanent error): the step fails on its first attempt and the case
 // needs attention, instead of being retried for hours.
 func TestPermanentErrorFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	const account = "e2e_super"
 	ctx := context.Background()
 	pc, err := pgx.Connect(ctx, pg.URL)
@@ -272,6 +278,7 @@ func TestPermanentErrorFailsAtOnce(t *testing.T) {
 // account_exists_unmanaged finding and nothing in the accounts changes;
 // with adopt: true, Redis's user is reset and taken over.
 func TestAccountsMadeOutsideJMLAreNotTakenOver(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.outside"
 	ctx := context.Background()
 	pc, err := pgx.Connect(ctx, pg.URL)
@@ -360,6 +367,7 @@ func TestAccountsMadeOutsideJMLAreNotTakenOver(t *testing.T) {
 // password and permissions stop working, jml's grant and password work,
 // and an account_adopted finding records it.
 func TestAdoptResetsAndTakesOver(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.adopted"
 	ctx := context.Background()
 	f := setupWith(t, options{account: account, edit: func(p string) string {
@@ -412,6 +420,7 @@ func invariantRead(t *testing.T, st store.Store, account string) (*invariant.Rec
 // holds what jml records again, and the credentials jml shows active log
 // in everywhere.
 func TestResumeRestoresWhatSuspendTookAway(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.resumed"
 	f := setup(t, account)
 	f.complete(t, joiner(account))

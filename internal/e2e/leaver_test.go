@@ -445,6 +445,7 @@ func leaver(account string) identity.Event {
 // passwords in PostgreSQL, LDAP, Redis and MariaDB, and jml's own API key;
 // the leaver cuts every live session, every login and the key.
 func TestLeaverOnRealSystems(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.alice"
 	f := setup(t, account)
 	c := f.complete(t, joiner(account))
@@ -481,6 +482,7 @@ func TestLeaverOnRealSystems(t *testing.T) {
 // pending-revocations metric counts Redis's steps, and when Redis is back
 // the case completes and nothing is left enabled.
 func TestLeaverWhileTargetDown(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.bob"
 	f := setup(t, account)
 	c := f.complete(t, joiner(account))
@@ -549,6 +551,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, system string) float64 
 // passed, deleted from PostgreSQL, LDAP, Redis and MariaDB by retention
 // cases that River's timers open; the account rows stay, as deleted.
 func TestAccountsDeletedAfterRetention(t *testing.T) {
+	t.Parallel()
 	const account = "e2e.carol"
 	f := setup(t, account, "1s")
 	f.complete(t, joiner(account))

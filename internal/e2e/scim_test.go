@@ -21,6 +21,7 @@ import (
 // user over SCIM, and later deactivates it as Entra ID does; the user's
 // accounts in PostgreSQL, LDAP, Redis and MariaDB are locked out.
 func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
+	t.Parallel()
 	f := setup(t, "")
 	srv, err := scimserver.New(f.e, []scimserver.SourceConfig{{Name: "idp"}}, nil)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 // event), duplicates, and bad events that fail their batch. Every
 // submission must get the answer it would get alone.
 func TestCoalescedSubmissions(t *testing.T) {
+	t.Parallel()
 	s := openPostgres(t)
 	f := newFixture(t, s)
 	if f.e.coalescer == nil {
@@ -147,6 +148,7 @@ func TestCoalescedSubmissions(t *testing.T) {
 // TestBatchFallback: a batch with a bad event fails as a whole and is run
 // one by one; the good events are accepted, the bad one gets its error.
 func TestBatchFallback(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openPostgres(t))
 	mk := func(e identity.Event) *submission {
 		return &submission{ctx: context.Background(), p: source, ev: e, done: make(chan struct{})}
@@ -176,6 +178,7 @@ func TestBatchFallback(t *testing.T) {
 }
 
 func TestIndependent(t *testing.T) {
+	t.Parallel()
 	sub := func(ev identity.Event) *submission { return &submission{ev: ev, keys: identityKeys(ev)} }
 	a := sub(identity.Event{Source: "hr", ID: "1", ExternalID: "alice"})
 	bot := sub(identity.Event{Source: "hr", ID: "2", ExternalID: "bot", Owner: "alice"})
@@ -210,6 +213,7 @@ func TestIndependent(t *testing.T) {
 // already changed (which would leave someone in Sales holding
 // Engineering's access).
 func TestConcurrentMoversOfOneIdentity(t *testing.T) {
+	t.Parallel()
 	s := openPostgres(t)
 	a, b := newFixture(t, s), newFixture(t, s)
 	ctx := context.Background()
@@ -274,6 +278,7 @@ func TestConcurrentMoversOfOneIdentity(t *testing.T) {
 // ends departed with no access: a mover must never act on the state it
 // read before the leaver committed and bring the person back.
 func TestConcurrentLeaverAndMover(t *testing.T) {
+	t.Parallel()
 	s := openPostgres(t)
 	a, b := newFixture(t, s), newFixture(t, s)
 	ctx := context.Background()
@@ -325,6 +330,7 @@ func TestConcurrentLeaverAndMover(t *testing.T) {
 // case with steps left to run keeps a row of its own. On PostgreSQL it is
 // the batch path, on SQLite the plain one; the engine does not know which.
 func TestCaseInEventRow(t *testing.T) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "jml.db")
 		s, err := sqlite.Open(context.Background(), path, sqlite.Options{})

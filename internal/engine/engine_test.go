@@ -315,6 +315,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 }
 
 func TestBadEventsChangeNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
@@ -358,6 +359,7 @@ func TestBadEventsChangeNothing(t *testing.T) {
 }
 
 func TestDuplicateEventRunsOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	e := ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human })
 	first := f.submit(t, e)
@@ -371,6 +373,7 @@ func TestDuplicateEventRunsOnce(t *testing.T) {
 }
 
 func TestFutureJoiner(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	start := f.clock.Now().Add(48 * time.Hour)
@@ -407,6 +410,7 @@ func TestFutureJoiner(t *testing.T) {
 }
 
 func TestGrantExpiry(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
@@ -474,6 +478,7 @@ func asError(err error, target **identity.Error) bool {
 // TestLeaverOvertakesQueuedJoiner: with the joiner's steps still queued,
 // a leaver arrives; the joiner's job must not grant or issue afterwards.
 func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
+	t.Parallel()
 	f := newFixtureDeferred(t, openSQLite(t), true)
 	ctx := context.Background()
 	join, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) {
@@ -510,6 +515,7 @@ func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
 // TestNoSelfManagement: an identity can no more manage itself than own
 // itself; the refused mover changes nothing.
 func TestNoSelfManagement(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	bob := f.submit(t, ev("1", identity.Joiner, "bob", func(e *identity.Event) { e.Kind = identity.Human }))
 	_, err := f.e.Submit(context.Background(), source, ev("2", identity.Mover, "bob", func(e *identity.Event) { e.Manager = "bob" }))

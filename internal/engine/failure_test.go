@@ -120,6 +120,7 @@ func newPolicyFixture(t *testing.T, policyYAML string, configure func(*Config)) 
 // with the reason, retries, fails for good on the last attempt, and a new
 // case completes once the system is back.
 func TestTargetDown(t *testing.T) {
+	t.Parallel()
 	f, tg := newTargetFixture(t)
 	ctx := context.Background()
 	tg.down = errors.New("connection refused")
@@ -183,6 +184,7 @@ func TestTargetDown(t *testing.T) {
 }
 
 func TestSuspendResume(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	res := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
@@ -207,6 +209,7 @@ func TestSuspendResume(t *testing.T) {
 // TestRetryFailedCase: an operator retries a case that gave up, once the
 // target is back.
 func TestRetryFailedCase(t *testing.T) {
+	t.Parallel()
 	f, tg := newTargetFixture(t)
 	ctx := context.Background()
 	tg.down = errors.New("timeout")
@@ -243,6 +246,7 @@ func TestRetryFailedCase(t *testing.T) {
 // event is accepted, with no job worker running; its job is due only after
 // the grace, and running it then finds nothing left to do.
 func TestFastPath(t *testing.T) {
+	t.Parallel()
 	f, tg := newTargetFixtureGrace(t, time.Hour)
 	ctx := context.Background()
 	res, err := f.e.Submit(ctx, source, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
@@ -281,6 +285,7 @@ func (d directory) RevokeAll(context.Context, connector.Op, connector.Account) e
 // once, a leaver makes that one call and records the revoke steps as done
 // with it.
 func TestDisableCoversRevokes(t *testing.T) {
+	t.Parallel()
 	tg := &target{grants: map[string]bool{}}
 	f := newConnectorFixture(t, targetPolicy, -1, map[string]connector.Connector{"crm": directory{tg}})
 	e := f.e
@@ -322,6 +327,7 @@ func TestDisableCoversRevokes(t *testing.T) {
 // working does not keep another's finished steps unrecorded for longer
 // than the record window.
 func TestSlowSystemHoldsUpNoRecord(t *testing.T) {
+	t.Parallel()
 	crm := &target{grants: map[string]bool{}}
 	erp := &target{grants: map[string]bool{}, gate: make(chan struct{})}
 	f := newConnectorFixture(t, `
@@ -383,6 +389,7 @@ func (c *closingTarget) Close() error { c.closed.Store(true); return nil }
 // old one only once steps already calling it have had retireAfter to
 // finish.
 func TestReplacedConnectorClosesAfterRetireWindow(t *testing.T) {
+	t.Parallel()
 	const policyAt = `
 systems: [{name: crm, type: test, config: {generation: %d}}]
 entitlements: [{name: crm-user, system: crm}]

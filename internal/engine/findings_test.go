@@ -47,6 +47,7 @@ func states(fs []identity.Finding) string {
 // raises on their NHI resolves when the NHI gets a new active owner, when
 // the owner is back, or when the NHI leaves; each resolution says why.
 func TestOwnerNotActiveResolves(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	human := func(id, ext string) {
 		f.submit(t, ev(id, identity.Joiner, ext, func(e *identity.Event) { e.Kind = identity.Human }))
@@ -103,6 +104,7 @@ func TestOwnerNotActiveResolves(t *testing.T) {
 // reason until a time; it is open again after it if still unresolved.
 // Bad acknowledgements change nothing.
 func TestAcknowledgeFinding(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
@@ -169,6 +171,7 @@ func TestAcknowledgeFinding(t *testing.T) {
 // resume, the credential jml shows active works (introspects active) and,
 // when it was issued again, its owner can reveal it.
 func TestResumeReissuedCredentialIsTheOwners(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))

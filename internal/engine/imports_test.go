@@ -78,6 +78,7 @@ func (f *fixture) countState(t *testing.T, st identity.State) int {
 // TestImportGuard: an HR file missing 40% of its rows is held with
 // nothing applied; an admin releases it and the leavers apply.
 func TestImportGuard(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, openSQLite(t))
 	m, err := hrfeed.ParseMapping("m.yaml", []byte(hrMapping))
 	if err != nil {
@@ -129,6 +130,7 @@ func TestImportGuard(t *testing.T) {
 // the guard allows is held from that event on, every later event of the
 // source joining the batch; release applies them in order.
 func TestSourceGuard(t *testing.T) {
+	t.Parallel()
 	f := newPolicyFixture(t, "systems: [{name: vault, type: builtin}]\n", func(c *Config) {
 		c.Guards = map[string]SourceGuard{"idp": {Limits: guard.Limits{MaxLeavers: 3}, Window: time.Hour}}
 	})
@@ -185,6 +187,7 @@ func TestSourceGuard(t *testing.T) {
 // TestSourceGuardRevocations: a source is held once its recent events
 // plan more revocations than the guard allows, even when few leave.
 func TestSourceGuardRevocations(t *testing.T) {
+	t.Parallel()
 	f := newPolicyFixture(t, `
 systems: [{name: vault, type: builtin}]
 entitlements: [{name: a, system: vault}, {name: b, system: vault}]

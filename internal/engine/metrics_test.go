@@ -13,6 +13,7 @@ import (
 // case completes or fails, and the counts have moved by then; a channel
 // taken afterwards waits for the next.
 func TestSettledWakesWaiters(t *testing.T) {
+	t.Parallel()
 	f, tg := newTargetFixture(t)
 	m := f.e.metrics
 	ch := m.Settled()

@@ -68,6 +68,7 @@ credentials:
 // one; the old one is retired by the job due when the overlap ends, which
 // keeps exactly the new one.
 func TestRotationWithOverlap(t *testing.T) {
+	t.Parallel()
 	kr := &keyring{target: target{grants: map[string]bool{}}}
 	f := newConnectorFixture(t, overlapPolicy, -1, map[string]connector.Connector{"cache": kr})
 	e, s := f.e, f.s

@@ -59,6 +59,7 @@ func human(e *identity.Event) { e.Kind = identity.Human }
 // has passed the account is deleted by a retention case, once; a rehire
 // afterwards gets a new account.
 func TestAccountRetention(t *testing.T) {
+	t.Parallel()
 	f, tg := newRetentionFixture(t)
 	ctx := context.Background()
 	join := f.submit(t, ev("1", identity.Joiner, "alice", human))
@@ -100,6 +101,7 @@ func TestAccountRetention(t *testing.T) {
 // ends keeps the account; the timer of the earlier departure deletes
 // nothing, even after the person left again.
 func TestAccountRetentionAfterRehire(t *testing.T) {
+	t.Parallel()
 	f, tg := newRetentionFixture(t)
 	ctx := context.Background()
 	join := f.submit(t, ev("1", identity.Joiner, "bob", human))

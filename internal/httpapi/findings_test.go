@@ -9,6 +9,7 @@ import (
 // with a reason and an end; a bad acknowledgement is refused naming the
 // field; the finding resolves when the NHI gets a new owner.
 func TestFindingsOverHTTP(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "olga", "human", "", nil)
 	a.join("staff", "omar", "human", "", nil)

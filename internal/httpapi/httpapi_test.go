@@ -253,6 +253,7 @@ func (a *api) waitCase(id string, status store.CaseStatus) map[string]any {
 }
 
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) { testAPI(t, backend) })
 	}

@@ -15,6 +15,7 @@ import (
 // NUL, invalid UTF-8 and keys given twice are refused with 400 naming the
 // field; a body that is not sent as JSON is 415; nothing is stored.
 func TestInputHygiene(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
 			a := newAPI(t, backend)

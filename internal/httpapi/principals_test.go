@@ -95,6 +95,7 @@ func (a *api) snapshot(caseID string) string {
 // other is refused 403, every token of a departed person 401, and a route
 // without security answers the same with any token as with none.
 func TestAuthorisationMatrix(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "pat", "human", "", nil)
 	agent := a.join("staff", "pats-agent", "ai_agent", "pat", map[string]any{"tools": []any{"search"}})
@@ -203,6 +204,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 // leaver that departs them (defect: it kept working, revealing the keys of
 // NHIs they owned and submitting events).
 func TestDepartedPersonsTokensStop(t *testing.T) {
+	// Not parallel: it bounds how long the refusals take.
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "alice", "human", "", nil)
 	agent := a.join("staff", "alices-agent", "ai_agent", "alice", map[string]any{"tools": []any{"search"}})
@@ -258,6 +260,7 @@ func TestDepartedPersonsTokensStop(t *testing.T) {
 // TestSuspendedPersonsTokensPause: a suspend stops a person's tokens and a
 // resume brings them back.
 func TestSuspendedPersonsTokensPause(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	alice := a.join("staff", "alice", "human", "", nil)
 	a.token("alice", map[string]any{"role": "member", "identity": "staff/alice"})
@@ -275,6 +278,7 @@ func TestSuspendedPersonsTokensPause(t *testing.T) {
 // active human who is not the submitter (under any token), the subject or
 // its owner; each refusal leaves the case and the audit trail as they were.
 func TestDecisionsAreMadeByPeople(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "carol", "human", "", nil)
 	a.join("staff", "dave", "human", "", nil)
@@ -328,6 +332,7 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 // only; SCIM and webhook sources take events only through their own
 // endpoints; a member token submits nothing.
 func TestSourcesAreBound(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{scim: []string{"okta"}})
 	a.join("staff", "olive", "human", "", nil)
 	a.token("rel-hr", map[string]any{"role": "source", "source": "rel-hr"})
@@ -365,6 +370,7 @@ func TestSourcesAreBound(t *testing.T) {
 // TestAuditDataOnlyForAuditRoles: the identity view's timeline is served
 // to admin and auditor, and absent for every other role.
 func TestAuditDataOnlyForAuditRoles(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	p := a.join("staff", "pia", "human", "", nil)
 	a.token("pia", map[string]any{"role": "member", "identity": "staff/pia"})
@@ -383,6 +389,7 @@ func TestAuditDataOnlyForAuditRoles(t *testing.T) {
 // view, case, audit record, log line, metric or error, for any role; only
 // the reveal answer holds the secret.
 func TestNoPartOfASecret(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	a := principalsAPI(t, apiOptions{log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	a.join("staff", "sam", "human", "", nil)
@@ -443,6 +450,7 @@ func TestNoPartOfASecret(t *testing.T) {
 // resource's token (or an admin's) may ask, and the answer carries what a
 // resource server needs unless the configuration adds more.
 func TestIntrospectionIsAuthenticated(t *testing.T) {
+	t.Parallel()
 	for _, claims := range [][]string{nil, {"username", "owner", "credential_id"}} {
 		a := principalsAPI(t, apiOptions{claims: claims})
 		a.join("staff", "ivy", "human", "", nil)
@@ -493,6 +501,7 @@ func (b *syncBuffer) String() string {
 // TestTokenCreationRules: a person's roles are bound to a human; a token's
 // name is a short printable label; each refusal names the field.
 func TestTokenCreationRules(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "tia", "human", "", nil)
 	a.join("staff", "tias-agent", "ai_agent", "tia", map[string]any{"tools": []any{"search"}})
@@ -536,6 +545,7 @@ func TestTokenCreationRules(t *testing.T) {
 // what it may not read answers as what does not exist; a manager reads a
 // report but does not reveal the report's secrets.
 func TestMemberReach(t *testing.T) {
+	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
 	a.join("staff", "bob", "human", "", nil)
 	var carol engine.Result

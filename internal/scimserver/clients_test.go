@@ -20,6 +20,7 @@ func patchOp(ops string) string {
 // with a value that repeats its id; an unchanged read-only value is
 // accepted, a changed one is a mutability error.
 func TestOktaGroupPushRepeatsTheID(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/okta/v2/Groups", "okta", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Ops"})
 	f.want(201, "", code, body)
@@ -44,6 +45,7 @@ func TestOktaGroupPushRepeatsTheID(t *testing.T) {
 // a PUT, takes the identity's manager away, and the User carries no empty
 // extension object.
 func TestManagerRemoved(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	user := func(name string, manager string) map[string]any {
 		u := map[string]any{"schemas": []string{UserSchema, EnterpriseSchema}, "userName": name}
@@ -81,6 +83,7 @@ func TestManagerRemoved(t *testing.T) {
 
 // TestPatchScimTypes: RFC 7644 §3.5.2 names the scimType of each refusal.
 func TestPatchScimTypes(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "pat@example.com"})
 	f.want(201, "", code, body)
@@ -106,6 +109,7 @@ func TestPatchScimTypes(t *testing.T) {
 // sub-attribute finds the user; a filter nested too deep is invalidFilter,
 // not a server error.
 func TestFilterStringsAreJSON(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, u := range []map[string]any{
 		{"schemas": []string{UserSchema}, "userName": `q"x`},
@@ -148,6 +152,7 @@ func TestFilterStringsAreJSON(t *testing.T) {
 // adds a primary email moves the mark (RFC 7644 §3.5.2.1); a repeated
 // (type, value) pair is kept once.
 func TestOnePrimary(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	two := map[string]any{"schemas": []string{UserSchema}, "userName": "two@example.com", "emails": []map[string]any{
 		{"value": "a@example.com", "primary": true}, {"value": "b@example.com", "primary": true}}}
@@ -183,6 +188,7 @@ func TestOnePrimary(t *testing.T) {
 // /Schemas declares members.$ref a reference to Users; lastModified tells
 // two changes within a second apart.
 func TestSearchMeBulkAndGroupMembers(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "sue@example.com"})
 	f.want(201, "", code, body)
@@ -243,6 +249,7 @@ func TestSearchMeBulkAndGroupMembers(t *testing.T) {
 // TestSCIMInputHygiene: SCIM bodies obey the rules of every edge: JSON
 // only, valid UTF-8 without NUL, no key twice.
 func TestSCIMInputHygiene(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, tc := range []struct {
 		body string
@@ -270,6 +277,7 @@ func TestSCIMInputHygiene(t *testing.T) {
 // for the one-primary rule); keys differing only in case are one key given
 // twice; a write's lastModified is the one a read shows.
 func TestUserShapeIsChecked(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "boss@example.com"})
 	f.want(201, "", code, body)
@@ -312,6 +320,7 @@ func TestUserShapeIsChecked(t *testing.T) {
 // and the manager with it; an unknown extension attribute in a path is
 // invalidPath.
 func TestEmptyManagerAndWholeExtension(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "lead@example.com"})
 	f.want(201, "", code, body)

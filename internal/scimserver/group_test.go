@@ -9,6 +9,7 @@ import (
 // TestGroups: membership is the identity attribute "groups"; adding,
 // removing, renaming and deleting a group are movers for its members.
 func TestGroups(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	user := func(name string) string {
 		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": name})
@@ -108,6 +109,7 @@ func TestGroups(t *testing.T) {
 // TestRFC7644PatchExamples runs RFC 7644 §3.5.2's PATCH examples (with
 // this test's ids) against a Group and a User.
 func TestRFC7644PatchExamples(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	user := func(name string) string {
 		code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": name,

@@ -162,6 +162,7 @@ const rfcUser = `{
 }`
 
 func TestUserLifecycle(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	// The manager the example names does not exist: the joiner is refused
 	// with the field named, and nothing is stored.
@@ -254,6 +255,7 @@ func TestUserLifecycle(t *testing.T) {
 // TestOktaDeactivates: Okta replaces the user with PUT and active false;
 // this source suspends instead of a leaver, and reactivation resumes.
 func TestOktaDeactivates(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	u := map[string]any{"schemas": []string{UserSchema}, "userName": "dave@example.com", "name": map[string]any{"givenName": "Dave", "familyName": "Ray"}, "active": true}
 	code, _, body := f.do("POST", "/scim/okta/v2/Users", "okta", u)
@@ -283,6 +285,7 @@ func TestOktaDeactivates(t *testing.T) {
 }
 
 func TestListAndFilter(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, u := range []struct{ name, display string }{{"ann@example.com", "Ann Lee"}, {"bob@example.com", "Bob Stone"}, {"bea@example.com", "Bea Stone"}, {"carl@example.com", "Carl Bay"}} {
 		first, last, _ := strings.Cut(u.display, " ")
@@ -376,6 +379,7 @@ func TestListAndFilter(t *testing.T) {
 }
 
 func TestBadInputAndSecurity(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	user := func(edit func(map[string]any)) map[string]any {
 		u := map[string]any{"schemas": []string{UserSchema}, "userName": "eve@example.com"}
@@ -453,6 +457,7 @@ func TestBadInputAndSecurity(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, path := range []string{"ServiceProviderConfig", "ResourceTypes", "Schemas"} {
 		code, _, body := f.do("GET", "/scim/entra/v2/"+path, "entra", nil)
@@ -467,6 +472,7 @@ func TestDiscovery(t *testing.T) {
 // TestAttributeMapping: a source's own mapping from SCIM paths to identity
 // attributes replaces the default one.
 func TestAttributeMapping(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	srv, err := New(f.e, []SourceConfig{{Name: "hr", Attributes: map[string]string{
 		"costCentre": EnterpriseSchema + ":costCenter",
@@ -515,6 +521,7 @@ func TestAttributeMapping(t *testing.T) {
 // TestNonHumanIdentity: a pipeline provisioned with jml's extension gets
 // its kind, owner, environment, tools and backup owners.
 func TestNonHumanIdentity(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	code, _, body := f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema}, "userName": "alice"})
 	f.want(201, "", code, body)

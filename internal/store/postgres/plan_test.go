@@ -16,6 +16,7 @@ import (
 // of a fresh database. An events probe once fell to an index on source
 // alone and scanned every event of the source per lookup.
 func TestHotQueriesUseTheirIndexes(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	url := pgtest.NewDatabase(t)
 	s, err := Open(ctx, url, Options{})

@@ -52,7 +52,10 @@ func Run(t *testing.T, open Opener) {
 		{"Batch", testBatch},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each test has a store of its own
+			tt.fn(t, open(t))
+		})
 	}
 }
 
