@@ -229,7 +229,7 @@ func revokeBench(ctx context.Context, o Options) error {
 			if err != nil {
 				return err
 			}
-			if !engine.Allowed(p.Role, engine.ActIntrospect) {
+			if !engine.Allowed(p.Role, engine.PermIntrospect) {
 				return fmt.Errorf("the bench's resource token may not introspect")
 			}
 			in, err := e.Introspect(ctx, k)

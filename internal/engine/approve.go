@@ -20,7 +20,7 @@ import (
 // identity's policy no longer grants, or whose identity is no longer
 // active, is superseded instead of applied. A refusal changes nothing.
 func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
-	if !Allowed(p.Role, ActDecide) {
+	if !Allowed(p.Role, PermDecide) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
 	}
 	if p.IdentityID == "" {

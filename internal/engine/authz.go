@@ -57,36 +57,37 @@ type Principal struct {
 	Endpoint string
 }
 
-// Action is an API operation subject to authorisation.
-type Action string
+// Permission is what an API operation needs of its caller: what the
+// caller's role must allow (permissions) and how far (Reach).
+type Permission string
 
 const (
-	ActSubmit     Action = "submit"
-	ActRead       Action = "read"
-	ActDecide     Action = "decide"
-	ActAudit      Action = "audit"
-	ActReveal     Action = "reveal"
-	ActIntrospect Action = "introspect"
-	ActAdminTok   Action = "tokens"
-	ActOperate    Action = "operate"
+	PermSubmit     Permission = "submit"
+	PermRead       Permission = "read"
+	PermDecide     Permission = "decide"
+	PermAudit      Permission = "audit"
+	PermReveal     Permission = "reveal"
+	PermIntrospect Permission = "introspect"
+	PermTokens     Permission = "tokens"
+	PermOperate    Permission = "operate"
 )
 
-// phrases say what each action lets a principal do, for error messages.
-var phrases = map[Action]string{
-	ActSubmit: "submit events", ActRead: "read identities and cases", ActDecide: "approve or deny",
-	ActAudit: "read the audit trail", ActReveal: "reveal credentials", ActIntrospect: "introspect credentials",
-	ActAdminTok: "manage API tokens", ActOperate: "operate jml (retry cases, release holds, acknowledge findings)",
+// phrases say what each permission lets a principal do, for error messages.
+var phrases = map[Permission]string{
+	PermSubmit: "submit events", PermRead: "read identities and cases", PermDecide: "approve or deny",
+	PermAudit: "read the audit trail", PermReveal: "reveal credentials", PermIntrospect: "introspect credentials",
+	PermTokens: "manage API tokens", PermOperate: "operate jml (retry cases, release holds, acknowledge findings)",
 }
 
-// String is what the action lets a principal do.
-func (a Action) String() string {
+// String is what the permission lets a principal do.
+func (a Permission) String() string {
 	if p, ok := phrases[a]; ok {
 		return p
 	}
 	return string(a)
 }
 
-// Reach is how far a role's permission for an action extends.
+// Reach is how far a role's permission extends.
 type Reach int
 
 const (
@@ -106,24 +107,24 @@ const (
 // may do, and how far. Every route names one action (package httpapi);
 // the engine adds what no table can say (decisions are made by people,
 // never on their own behalf: see Decide).
-var permissions = map[Action]map[Role]Reach{
-	ActSubmit:     {RoleAdmin: Anywhere, RoleSource: Own},
-	ActRead:       {RoleAdmin: Anywhere, RoleSource: Anywhere, RoleApprover: Anywhere, RoleAuditor: Anywhere, RoleMember: Own},
-	ActDecide:     {RoleAdmin: Anywhere, RoleApprover: Anywhere},
-	ActAudit:      {RoleAdmin: Anywhere, RoleAuditor: Anywhere},
-	ActReveal:     {RoleAdmin: Anywhere, RoleMember: Own},
-	ActIntrospect: {RoleAdmin: Anywhere, RoleResource: Anywhere},
-	ActAdminTok:   {RoleAdmin: Anywhere},
-	ActOperate:    {RoleAdmin: Anywhere},
+var permissions = map[Permission]map[Role]Reach{
+	PermSubmit:     {RoleAdmin: Anywhere, RoleSource: Own},
+	PermRead:       {RoleAdmin: Anywhere, RoleSource: Anywhere, RoleApprover: Anywhere, RoleAuditor: Anywhere, RoleMember: Own},
+	PermDecide:     {RoleAdmin: Anywhere, RoleApprover: Anywhere},
+	PermAudit:      {RoleAdmin: Anywhere, RoleAuditor: Anywhere},
+	PermReveal:     {RoleAdmin: Anywhere, RoleMember: Own},
+	PermIntrospect: {RoleAdmin: Anywhere, RoleResource: Anywhere},
+	PermTokens:     {RoleAdmin: Anywhere},
+	PermOperate:    {RoleAdmin: Anywhere},
 }
 
 // ReachOf reports how far role r may perform action a.
-func ReachOf(r Role, a Action) Reach {
+func ReachOf(r Role, a Permission) Reach {
 	return permissions[a][r]
 }
 
 // Allowed reports whether role r may perform action a at all.
-func Allowed(r Role, a Action) bool {
+func Allowed(r Role, a Permission) bool {
 	return ReachOf(r, a) != Nowhere
 }
 
@@ -143,7 +144,7 @@ func (p Principal) Holds(id *identity.Identity) bool {
 }
 
 // MaySee reports whether p may read id under action a's reach.
-func (p Principal) MaySee(a Action, id *identity.Identity) bool {
+func (p Principal) MaySee(a Permission, id *identity.Identity) bool {
 	switch ReachOf(p.Role, a) {
 	case Anywhere:
 		return true

@@ -27,7 +27,7 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		if err != nil {
 			return err
 		}
-		switch ReachOf(p.Role, ActReveal) {
+		switch ReachOf(p.Role, PermReveal) {
 		case Anywhere:
 		case Own:
 			if !p.Sees(id) {
@@ -100,7 +100,7 @@ var IntrospectionExtras = []string{"username", "iss", "credential_id", "identity
 // (RFC 7662 §2.2).
 //
 // The caller must be authorised to introspect (RFC 7662 §2.1: a protected
-// resource's token, ActIntrospect); package httpapi checks it.
+// resource's token, PermIntrospect); package httpapi checks it.
 func (e *Engine) Introspect(ctx context.Context, secret string) (*Introspection, error) {
 	inactive := &Introspection{Active: false}
 	if !strings.HasPrefix(secret, vault.APIKeyPrefix) || len(secret) > 256 {

@@ -361,7 +361,7 @@ func (e *Engine) mayEmit(p Principal, source string) error {
 	if ep, ok := e.endpoints[source]; ok && p.Endpoint != source {
 		return &identity.Error{Code: identity.Forbidden, Field: "source", Message: fmt.Sprintf("source %q takes events only through its own endpoint (%s)", source, ep)}
 	}
-	switch ReachOf(p.Role, ActSubmit) {
+	switch ReachOf(p.Role, PermSubmit) {
 	case Anywhere:
 		return nil
 	case Own:
@@ -545,7 +545,10 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		if err != nil {
 			return nil, nil, err
 		}
-		return res, nil, tx.InsertAccepted(ctx, rec, nil)
+		if err := tx.InsertAccepted(ctx, rec, nil); err != nil {
+			return nil, nil, err
+		}
+		return res, nil, nil
 	}
 	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
 	if err != nil {

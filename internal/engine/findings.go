@@ -64,7 +64,7 @@ func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
 // the finding is then acknowledged, and open again after until unless its
 // condition ended first.
 func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason string, until time.Time) (*identity.Finding, error) {
-	if !Allowed(p.Role, ActOperate) {
+	if !Allowed(p.Role, PermOperate) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s may not acknowledge findings", p.Role)
 	}
 	reason = strings.TrimSpace(reason)

@@ -43,7 +43,7 @@ type ImportFailure struct {
 // Import applies a source's snapshot: its events, then the snapshot; or,
 // when the guard holds it, a hold and nothing else.
 func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportResult, error) {
-	if !Allowed(p.Role, ActSubmit) {
+	if !Allowed(p.Role, PermSubmit) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s may not submit events", p.Role)
 	}
 	if err := e.mayEmit(p, imp.Source); err != nil {
@@ -131,7 +131,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 
 // Holds lists held batches (status "" for all).
 func (e *Engine) Holds(ctx context.Context, p Principal, status store.HoldStatus) ([]store.Hold, error) {
-	if !Allowed(p.Role, ActRead) {
+	if !Allowed(p.Role, PermRead) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s may not read holds", p.Role)
 	}
 	var out []store.Hold
@@ -147,7 +147,7 @@ func (e *Engine) Holds(ctx context.Context, p Principal, status store.HoldStatus
 // snapshot stored) or discards it. Only an administrator may, and only
 // once; the decision is audited.
 func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release bool) (*store.Hold, *ImportResult, error) {
-	if !Allowed(p.Role, ActOperate) {
+	if !Allowed(p.Role, PermOperate) {
 		return nil, nil, identity.Errorf(identity.Forbidden, "only an admin may release or discard a held batch")
 	}
 	status, action := store.HoldDiscarded, "hold.discarded"

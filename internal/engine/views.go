@@ -87,7 +87,7 @@ func notYours(what, id string) error {
 }
 
 // mayRead refuses a principal whose role may not read identities at all.
-func mayRead(p Principal, act Action) error {
+func mayRead(p Principal, act Permission) error {
 	if !Allowed(p.Role, act) {
 		return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, act)
 	}
@@ -98,11 +98,11 @@ func mayRead(p Principal, act Action) error {
 // roles that read the audit trail, and for an identity p may not read, the
 // answer a missing ID gets.
 func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*IdentityView, error) {
-	if err := mayRead(p, ActRead); err != nil {
+	if err := mayRead(p, PermRead); err != nil {
 		return nil, err
 	}
-	v, err := LoadIdentityView(ctx, e.store, id, Allowed(p.Role, ActAudit))
-	if err == nil && !p.MaySee(ActRead, &v.Identity) {
+	v, err := LoadIdentityView(ctx, e.store, id, Allowed(p.Role, PermAudit))
+	if err == nil && !p.MaySee(PermRead, &v.Identity) {
 		err = notYours("identity", id)
 	}
 	if err != nil {
@@ -114,11 +114,11 @@ func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*Ide
 // Identities lists identities matching f; for a principal limited to its
 // own, only those it may see (f.VisibleTo is set from p, whatever f says).
 func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFilter) ([]identity.Identity, error) {
-	if err := mayRead(p, ActRead); err != nil {
+	if err := mayRead(p, PermRead); err != nil {
 		return nil, err
 	}
 	f.VisibleTo = ""
-	if ReachOf(p.Role, ActRead) == Own {
+	if ReachOf(p.Role, PermRead) == Own {
 		f.VisibleTo = p.IdentityID
 	}
 	var out []identity.Identity
@@ -132,7 +132,7 @@ func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFi
 
 // Case is one case, if p may read its identity.
 func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case, error) {
-	if err := mayRead(p, ActRead); err != nil {
+	if err := mayRead(p, PermRead); err != nil {
 		return nil, err
 	}
 	var c *store.Case
@@ -141,14 +141,14 @@ func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case,
 		if c, err = tx.GetCase(ctx, id); err != nil {
 			return err
 		}
-		if ReachOf(p.Role, ActRead) == Anywhere {
+		if ReachOf(p.Role, PermRead) == Anywhere {
 			return nil
 		}
 		idn, err := tx.GetIdentity(ctx, c.IdentityID)
 		if err != nil {
 			return err
 		}
-		if !p.MaySee(ActRead, idn) {
+		if !p.MaySee(PermRead, idn) {
 			return notYours("case", c.ID)
 		}
 		return nil
@@ -162,7 +162,7 @@ func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case,
 // Findings lists findings matching f. Findings are an operator's view of
 // every identity, so a principal limited to its own may not list them.
 func (e *Engine) Findings(ctx context.Context, p Principal, f store.FindingFilter) ([]identity.Finding, error) {
-	if ReachOf(p.Role, ActRead) != Anywhere {
+	if ReachOf(p.Role, PermRead) != Anywhere {
 		return nil, identity.Errorf(identity.Forbidden, "role %s may not list findings", p.Role)
 	}
 	var out []identity.Finding
@@ -177,7 +177,7 @@ func (e *Engine) Findings(ctx context.Context, p Principal, f store.FindingFilte
 // ScanAudit seals what is pending of the audit trail and calls fn for each
 // record, oldest first, of one identity or (identityID empty) of all.
 func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, fn func(*audit.Record) error) error {
-	if err := mayRead(p, ActAudit); err != nil {
+	if err := mayRead(p, PermAudit); err != nil {
 		return err
 	}
 	if err := e.store.SealAudit(ctx); err != nil {

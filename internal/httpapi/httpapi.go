@@ -57,7 +57,7 @@ type Server struct {
 type route struct {
 	method, path string
 	// action is the permission required; "" means no token is needed.
-	action engine.Action
+	action engine.Permission
 	// own: the handler limits a principal whose reach is engine.Own to
 	// what is its own; other routes refuse such a principal.
 	own     bool
@@ -65,25 +65,25 @@ type route struct {
 }
 
 var routes = []route{
-	{"POST", "/v1/events", engine.ActSubmit, true, (*Server).submitEvent},
-	{"GET", "/v1/identities", engine.ActRead, true, (*Server).listIdentities},
-	{"GET", "/v1/identities/{id}", engine.ActRead, true, (*Server).getIdentity},
-	{"GET", "/v1/cases/{id}", engine.ActRead, true, (*Server).getCase},
-	{"POST", "/v1/cases/{id}/approve", engine.ActDecide, false, (*Server).approve},
-	{"POST", "/v1/cases/{id}/deny", engine.ActDecide, false, (*Server).deny},
-	{"POST", "/v1/cases/{id}/retry", engine.ActOperate, false, (*Server).retry},
-	{"POST", "/v1/credentials/{id}/reveal", engine.ActReveal, true, (*Server).reveal},
-	{"POST", "/v1/introspect", engine.ActIntrospect, false, (*Server).introspect},
-	{"GET", "/v1/findings", engine.ActRead, false, (*Server).listFindings},
-	{"POST", "/v1/findings/{id}/acknowledge", engine.ActOperate, false, (*Server).acknowledgeFinding},
+	{"POST", "/v1/events", engine.PermSubmit, true, (*Server).submitEvent},
+	{"GET", "/v1/identities", engine.PermRead, true, (*Server).listIdentities},
+	{"GET", "/v1/identities/{id}", engine.PermRead, true, (*Server).getIdentity},
+	{"GET", "/v1/cases/{id}", engine.PermRead, true, (*Server).getCase},
+	{"POST", "/v1/cases/{id}/approve", engine.PermDecide, false, (*Server).approve},
+	{"POST", "/v1/cases/{id}/deny", engine.PermDecide, false, (*Server).deny},
+	{"POST", "/v1/cases/{id}/retry", engine.PermOperate, false, (*Server).retry},
+	{"POST", "/v1/credentials/{id}/reveal", engine.PermReveal, true, (*Server).reveal},
+	{"POST", "/v1/introspect", engine.PermIntrospect, false, (*Server).introspect},
+	{"GET", "/v1/findings", engine.PermRead, false, (*Server).listFindings},
+	{"POST", "/v1/findings/{id}/acknowledge", engine.PermOperate, false, (*Server).acknowledgeFinding},
 	{"POST", "/v1/sources/{name}/webhook", "", false, (*Server).sourceWebhook},
-	{"GET", "/v1/holds", engine.ActRead, false, (*Server).listHolds},
-	{"POST", "/v1/holds/{id}/release", engine.ActOperate, false, (*Server).releaseHold},
-	{"POST", "/v1/holds/{id}/discard", engine.ActOperate, false, (*Server).discardHold},
-	{"GET", "/v1/audit", engine.ActAudit, false, (*Server).exportAudit},
-	{"POST", "/v1/tokens", engine.ActAdminTok, false, (*Server).createToken},
-	{"GET", "/v1/tokens", engine.ActAdminTok, false, (*Server).listTokens},
-	{"DELETE", "/v1/tokens/{id}", engine.ActAdminTok, false, (*Server).revokeToken},
+	{"GET", "/v1/holds", engine.PermRead, false, (*Server).listHolds},
+	{"POST", "/v1/holds/{id}/release", engine.PermOperate, false, (*Server).releaseHold},
+	{"POST", "/v1/holds/{id}/discard", engine.PermOperate, false, (*Server).discardHold},
+	{"GET", "/v1/audit", engine.PermAudit, false, (*Server).exportAudit},
+	{"POST", "/v1/tokens", engine.PermTokens, false, (*Server).createToken},
+	{"GET", "/v1/tokens", engine.PermTokens, false, (*Server).listTokens},
+	{"DELETE", "/v1/tokens/{id}", engine.PermTokens, false, (*Server).revokeToken},
 	{"GET", "/healthz", "", false, (*Server).healthz},
 	{"GET", "/readyz", "", false, (*Server).readyz},
 	{"GET", "/openapi.json", "", false, (*Server).openapi},
