@@ -91,7 +91,7 @@ func (a Permission) String() string {
 type Reach int
 
 const (
-	// Nowhere: the role may not perform the action.
+	// Nowhere: the role lacks the permission.
 	Nowhere Reach = iota
 	// Own: only on what is the principal's own. For submit, the events of
 	// the token's source; for read, the principal's identity and those it
@@ -104,7 +104,7 @@ const (
 )
 
 // permissions is the whole authorisation model of the API: what each role
-// may do, and how far. Every route names one action (package httpapi);
+// may do, and how far. Every route names one permission (package httpapi);
 // the engine adds what no table can say (decisions are made by people,
 // never on their own behalf: see Decide).
 var permissions = map[Permission]map[Role]Reach{
@@ -118,12 +118,12 @@ var permissions = map[Permission]map[Role]Reach{
 	PermOperate:    {RoleAdmin: Anywhere},
 }
 
-// ReachOf reports how far role r may perform action a.
+// ReachOf reports how far role r may use permission a.
 func ReachOf(r Role, a Permission) Reach {
 	return permissions[a][r]
 }
 
-// Allowed reports whether role r may perform action a at all.
+// Allowed reports whether role r has permission a at all.
 func Allowed(r Role, a Permission) bool {
 	return ReachOf(r, a) != Nowhere
 }
@@ -143,7 +143,7 @@ func (p Principal) Holds(id *identity.Identity) bool {
 	return me != "" && (id.OwnerID == me || (id.ID == me && id.Kind == identity.Human))
 }
 
-// MaySee reports whether p may read id under action a's reach.
+// MaySee reports whether p may read id under permission a's reach.
 func (p Principal) MaySee(a Permission, id *identity.Identity) bool {
 	switch ReachOf(p.Role, a) {
 	case Anywhere:
