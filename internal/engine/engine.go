@@ -515,8 +515,8 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		rec.EffectiveAt = ev.EffectiveAt.UTC()
 		rec.Status = store.EventScheduled
 	}
-	// The event is stored last, once, complete: with its identity and,
-	// for an immediate event, the case it opened.
+	// The event is stored once, complete: with its identity and, for an
+	// immediate event, the case it opened (openCase stores them together).
 	cur, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID)
 	if err != nil && !store.IsNotFound(err) {
 		return nil, nil, err
@@ -550,11 +550,8 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		}
 		return res, nil, nil
 	}
-	c, id, err := e.apply(ctx, tx, p, rec, cur, counters)
+	c, id, err := e.apply(ctx, tx, p, rec, cur, counters, func(c *store.Case) error { return tx.InsertAccepted(ctx, rec, c) })
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := tx.InsertAccepted(ctx, rec, c); err != nil {
 		return nil, nil, err
 	}
 	return &Result{EventID: rec.ID, CaseID: c.ID, IdentityID: id.ID, Status: rec.Status, CaseStatus: c.Status}, c, nil
@@ -698,9 +695,9 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 }
 
 // apply runs an effective event inside tx: state transition, plan, case,
-// jobs, in-transaction revocations, findings and audit. The case it
-// returns is not stored yet: that is the caller's, with its event.
-func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters) (*store.Case, *identity.Identity, error) {
+// jobs, in-transaction revocations, findings and audit. The case is stored
+// by storeCase, which stores it with its event or beside it.
+func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, *identity.Identity, error) {
 	ev := rec.Event
 	now := e.now().UTC()
 	from := identity.None
@@ -731,14 +728,14 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := e.openCase(ctx, tx, p, rec.CaseID, rec.ID, ev.Type, cur, after, counters)
+	c, err := e.openCase(ctx, tx, p, rec.CaseID, rec.ID, ev.Type, cur, after, counters, storeCase)
 	return c, after, err
 }
 
 // openCase plans a case for an identity that moved from before (nil: new)
-// to after, and stores everything that goes with it but the case itself,
-// which its caller stores with its event.
-func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters) (*store.Case, error) {
+// to after, stores it with storeCase, and stores everything that goes with
+// it.
+func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, error) {
 	now := e.now().UTC()
 	pol := e.Policy()
 	var grants []identity.Grant
@@ -860,6 +857,9 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	if c.Status == store.CaseCompleted {
 		c.CompletedAt = now
 		counters.completed++
+	}
+	if err := storeCase(c); err != nil {
+		return nil, err
 	}
 	if pending > 0 {
 		// The case starts running as soon as this commits (startCases);

@@ -230,7 +230,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			cur = nil
 		}
 		p := Principal{ID: rec.Principal}
-		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters)
+		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters, func(c *store.Case) error { return tx.InsertCase(ctx, c) })
 		if err != nil {
 			var ie *identity.Error
 			if !errors.As(err, &ie) {
@@ -238,9 +238,6 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			}
 			rejected = err
 			return nil
-		}
-		if err := tx.InsertCase(ctx, c); err != nil {
-			return err
 		}
 		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
 		return tx.UpdateEvent(ctx, rec)

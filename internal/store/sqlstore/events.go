@@ -99,7 +99,7 @@ func (t *Tx) InsertAccepted(ctx context.Context, ev *store.Event, c *store.Case)
 	if err := t.write(ctx, "INSERT INTO events ("+insertEventCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args...); err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
-	t.pre.wroteEvent(ev)
+	t.pre.insertedEvent(ev)
 	if c == nil || inRow {
 		return nil
 	}

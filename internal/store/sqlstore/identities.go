@@ -50,7 +50,7 @@ func (t *Tx) InsertIdentity(ctx context.Context, id *identity.Identity) error {
 	if err != nil {
 		return fmt.Errorf("insert identity: %w", err)
 	}
-	t.pre.wroteIdentity(id)
+	t.pre.insertedIdentity(id)
 	return nil
 }
 
@@ -65,7 +65,7 @@ func (t *Tx) UpdateIdentity(ctx context.Context, id *identity.Identity) error {
 		return notFound("identity", id.ID)
 	}
 	if err == nil {
-		t.pre.wroteIdentity(id)
+		t.pre.updatedIdentity(id)
 	}
 	return err
 }

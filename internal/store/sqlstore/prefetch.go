@@ -8,38 +8,39 @@ import (
 )
 
 // prefetch is what Tx.Prefetch read: the identities and events it was asked
-// for, by name. A name that was asked for and is missing from its map does
-// not exist. The transaction's own writes of those names keep it current,
-// so an answer from it is what the database would give.
+// for, by name, nil for a name that does not exist. A name missing from its
+// map was not asked for. The transaction's own writes of those names keep
+// it exact: a deferred insert (which a later read would not see in the
+// database) is recorded in it, an immediate update drops the name so that
+// the database answers.
 type prefetch struct {
-	askedIdents map[store.ExternalRef]bool
-	askedEvents map[store.EventRef]bool
-	idents      map[store.ExternalRef]*identity.Identity
-	events      map[store.EventRef]*store.Event
+	idents map[store.ExternalRef]*identity.Identity
+	events map[store.EventRef]*store.Event
 }
 
 func newPrefetch(irefs []store.ExternalRef, erefs []store.EventRef) *prefetch {
-	p := &prefetch{askedIdents: map[store.ExternalRef]bool{}, askedEvents: map[store.EventRef]bool{},
-		idents: map[store.ExternalRef]*identity.Identity{}, events: map[store.EventRef]*store.Event{}}
+	p := &prefetch{idents: make(map[store.ExternalRef]*identity.Identity, len(irefs)), events: make(map[store.EventRef]*store.Event, len(erefs))}
 	for _, r := range irefs {
-		p.askedIdents[r] = true
+		p.idents[r] = nil
 	}
 	for _, r := range erefs {
-		p.askedEvents[r] = true
+		p.events[r] = nil
 	}
 	return p
 }
 
 // identity answers a lookup by external ID; ok is false when the name was
 // not prefetched (or there is no prefetch) and the database must answer.
-// The identity returned is a copy.
+// The identity returned is the caller's to change.
 func (p *prefetch) identity(source, externalID string) (id *identity.Identity, ok bool, err error) {
-	ref := store.ExternalRef{Source: source, ExternalID: externalID}
-	if p == nil || !p.askedIdents[ref] {
+	if p == nil {
 		return nil, false, nil
 	}
-	got, found := p.idents[ref]
-	if !found {
+	got, asked := p.idents[store.ExternalRef{Source: source, ExternalID: externalID}]
+	switch {
+	case !asked:
+		return nil, false, nil
+	case got == nil:
 		return nil, true, notFound("identity", source+"/"+externalID)
 	}
 	c := *got
@@ -49,35 +50,48 @@ func (p *prefetch) identity(source, externalID string) (id *identity.Identity, o
 
 // event answers FindEvent as identity answers a lookup.
 func (p *prefetch) event(source, id string) (ev *store.Event, ok bool, err error) {
-	ref := store.EventRef{Source: source, ID: id}
-	if p == nil || !p.askedEvents[ref] {
+	if p == nil {
 		return nil, false, nil
 	}
-	got, found := p.events[ref]
-	if !found {
+	got, asked := p.events[store.EventRef{Source: source, ID: id}]
+	switch {
+	case !asked:
+		return nil, false, nil
+	case got == nil:
 		return nil, true, notFound("event", source+"/"+id)
 	}
 	c := *got
 	return &c, true, nil
 }
 
-// wroteIdentity keeps a prefetched identity current.
-func (p *prefetch) wroteIdentity(id *identity.Identity) {
+// insertedIdentity records an identity whose insert is deferred. The
+// caller must not change id afterwards (lookups copy it).
+func (p *prefetch) insertedIdentity(id *identity.Identity) {
 	ref := store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}
-	if p == nil || !p.askedIdents[ref] {
+	if p == nil {
 		return
 	}
-	c := *id
-	c.Attributes = maps.Clone(id.Attributes)
-	p.idents[ref] = &c
+	if _, asked := p.idents[ref]; asked {
+		p.idents[ref] = id
+	}
 }
 
-// wroteEvent keeps a prefetched event current.
-func (p *prefetch) wroteEvent(ev *store.Event) {
+// updatedIdentity forgets an identity the transaction has updated in the
+// database, which now answers for it.
+func (p *prefetch) updatedIdentity(id *identity.Identity) {
+	if p != nil {
+		delete(p.idents, store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID})
+	}
+}
+
+// insertedEvent records an event whose insert is deferred, as
+// insertedIdentity does.
+func (p *prefetch) insertedEvent(ev *store.Event) {
 	ref := store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}
-	if p == nil || !p.askedEvents[ref] {
+	if p == nil {
 		return
 	}
-	c := *ev
-	p.events[ref] = &c
+	if _, asked := p.events[ref]; asked {
+		p.events[ref] = ev
+	}
 }
