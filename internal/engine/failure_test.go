@@ -424,3 +424,64 @@ entitlements: [{name: crm-user, system: crm}]
 		t.Fatal("the new connector was closed")
 	}
 }
+
+// pickyTarget is a target whose account names may not contain a colon.
+type pickyTarget struct{ *target }
+
+func (pickyTarget) CheckName(name string) error {
+	if strings.Contains(name, ":") {
+		return errors.New("names may not contain ':'")
+	}
+	return nil
+}
+
+// TestRejectedScheduledJoinerChangesNothing: a future-dated joiner that no
+// longer applies when its time comes (here: its system cannot hold the
+// name, found after the identity was written) is rejected, and the
+// identity stays as scheduling left it: pending, with no case.
+func TestRejectedScheduledJoinerChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := newConnectorFixture(t, `
+systems: [{name: crm, type: test}]
+entitlements: [{name: crm-user, system: crm}]
+birthright:
+  - {name: staff, when: 'identity.kind == "human"', entitlements: [crm-user]}
+`, -1, map[string]connector.Connector{"crm": pickyTarget{&target{grants: map[string]bool{}}}})
+	ctx := context.Background()
+	start := f.clock.Now().Add(time.Hour)
+	res := f.submit(t, ev("1", identity.Joiner, "a:b", func(e *identity.Event) { e.Kind, e.EffectiveAt = identity.Human, &start }))
+	if res.Status != store.EventScheduled {
+		t.Fatalf("future joiner = %+v, want scheduled", res)
+	}
+	f.clock.Advance(time.Hour)
+	if err := f.e.runEffective(ctx, res.EventID); err != nil {
+		t.Fatal(err)
+	}
+	err := f.s.View(ctx, func(tx store.Tx) error {
+		rec, err := tx.GetEvent(ctx, res.EventID)
+		if err != nil {
+			return err
+		}
+		if rec.Status != store.EventRejected || !strings.Contains(rec.Error, "cannot hold account") || rec.CaseID != "" {
+			t.Errorf("event after its time = %s %q case %q, want rejected naming the name", rec.Status, rec.Error, rec.CaseID)
+		}
+		id, err := tx.GetIdentity(ctx, res.IdentityID)
+		if err != nil {
+			return err
+		}
+		if id.State != identity.Pending {
+			t.Errorf("identity after the rejection = %s, want pending as scheduling left it", id.State)
+		}
+		cases, err := tx.ListCases(ctx, id.ID, 10)
+		if err != nil {
+			return err
+		}
+		if len(cases) != 0 {
+			t.Errorf("cases after the rejection: %+v", cases)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -206,6 +206,9 @@ func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs)
 	})
 }
 
+// errRejected rolls back a future-dated event that no longer applies.
+var errRejected = errors.New("the event no longer applies")
+
 // runEffective applies a future-dated event when its time comes. If it no
 // longer applies (the identity moved on), the event is rejected, with the
 // reason, and nothing else changes.
@@ -236,13 +239,16 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			if !errors.As(err, &ie) {
 				return err
 			}
+			// Nothing the event began to change may stay (the identity
+			// written before a later check failed): the transaction rolls
+			// back, and the rejection is recorded in one of its own.
 			rejected = err
-			return nil
+			return errRejected
 		}
 		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
 		return tx.UpdateEvent(ctx, rec)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRejected) {
 		return err
 	}
 	if rejected == nil {

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
+	"time"
 
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
@@ -17,6 +19,9 @@ var errPreview = errors.New("preview: roll back")
 // and shows no ID the preview made: no event, case or new identity ID, no
 // ID of a credential it would issue, and every step is planned (or awaits
 // approval). A duplicate's IDs are the stored ones.
+// previewStatus is a previewed case's status: planned, not run.
+const previewStatus store.CaseStatus = "planned"
+
 func (e *Engine) Preview(ctx context.Context, p Principal, ev identity.Event) (*Result, *store.Case, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, nil, err
@@ -51,11 +56,21 @@ func (e *Engine) Preview(ctx context.Context, p Principal, ev identity.Event) (*
 		res.IdentityID = ""
 	}
 	if c != nil {
+		// The case is a plan: nothing ran, so it is neither completed nor
+		// running, and it names only what exists.
+		caseID := c.ID
 		c.ID, c.EventID, c.IdentityID = "", "", res.IdentityID
+		c.Status, c.Reason, c.CompletedAt = previewStatus, "", time.Time{}
 		for i := range c.Steps {
 			s := &c.Steps[i]
-			if s.Action == plan.IssueCredential {
-				s.CredentialID = ""
+			switch {
+			case s.Action == plan.IssueCredential:
+				s.CredentialID = "" // minted by the preview
+			case s.Action == plan.RotateCredential && s.CredentialID == credentialID(caseID, s.Seq):
+				// Applied in the preview (the built-in vault): the step
+				// names the credential it issued; show the one it
+				// replaces, which its result names (record).
+				_, s.CredentialID, _ = strings.Cut(s.Result, ", revoked ")
 			}
 			if s.Status != store.StepAwaitingApproval {
 				s.Status = store.StepPlanned
