@@ -86,8 +86,8 @@ func notYours(what, id string) error {
 	return identity.Errorf(identity.NotFound, "%s %q not found", what, id)
 }
 
-// mayRead refuses a principal whose role may not read identities at all.
-func mayRead(p Principal, act Permission) error {
+// mayUse refuses a principal whose role lacks permission act anywhere.
+func mayUse(p Principal, act Permission) error {
 	if !Allowed(p.Role, act) {
 		return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, act)
 	}
@@ -98,7 +98,7 @@ func mayRead(p Principal, act Permission) error {
 // roles that read the audit trail, and for an identity p may not read, the
 // answer a missing ID gets.
 func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*IdentityView, error) {
-	if err := mayRead(p, PermRead); err != nil {
+	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
 	v, err := LoadIdentityView(ctx, e.store, id, Allowed(p.Role, PermAudit))
@@ -114,7 +114,7 @@ func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*Ide
 // Identities lists identities matching f; for a principal limited to its
 // own, only those it may see (f.VisibleTo is set from p, whatever f says).
 func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFilter) ([]identity.Identity, error) {
-	if err := mayRead(p, PermRead); err != nil {
+	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
 	f.VisibleTo = ""
@@ -132,7 +132,7 @@ func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFi
 
 // Case is one case, if p may read its identity.
 func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case, error) {
-	if err := mayRead(p, PermRead); err != nil {
+	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
 	var c *store.Case
@@ -177,7 +177,7 @@ func (e *Engine) Findings(ctx context.Context, p Principal, f store.FindingFilte
 // ScanAudit seals what is pending of the audit trail and calls fn for each
 // record, oldest first, of one identity or (identityID empty) of all.
 func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, fn func(*audit.Record) error) error {
-	if err := mayRead(p, PermAudit); err != nil {
+	if err := mayUse(p, PermAudit); err != nil {
 		return err
 	}
 	if err := e.store.SealAudit(ctx); err != nil {
