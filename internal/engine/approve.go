@@ -45,7 +45,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 		if len(awaiting) == 0 {
 			return identity.Errorf(identity.Conflict, "case %s has no step awaiting approval (status %s)", caseID, c.Status)
 		}
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		still := map[string]bool{}
 		if id.State == identity.Active {
 			for _, g := range e.Policy().Desired(id).Grants {
@@ -108,7 +108,7 @@ func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.
 		if c.Status != store.CaseFailed {
 			return identity.Errorf(identity.Conflict, "case %s is %s; only a failed case can be retried", caseID, c.Status)
 		}
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		var retried []int
 		for i := range c.Steps {
 			s := &c.Steps[i]

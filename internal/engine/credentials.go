@@ -61,7 +61,7 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		}
 		secret, cred = string(plain), &c.Credential
 		cred.Revealed = true
-		return tx.AppendAudit(ctx, audit.New(e.now(), p.ID, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "fingerprint": c.Fingerprint}))
+		return tx.AppendAudit(ctx, audit.New(e.Now(), p.ID, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "fingerprint": c.Fingerprint}))
 	})
 	if err != nil {
 		return "", nil, err
@@ -116,7 +116,7 @@ func (e *Engine) Introspect(ctx context.Context, secret string) (*Introspection,
 		if err != nil {
 			return err
 		}
-		now := e.now()
+		now := e.Now()
 		if c.Status != identity.CredentialActive || (!c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt)) {
 			return nil
 		}
@@ -222,7 +222,7 @@ func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (s
 	if err != nil {
 		return "", nil, err
 	}
-	tk := &store.Token{ID: e.newID("tok_"), Name: name, Role: string(role), Source: spec.Source, Hash: vault.Hash(secret), CreatedAt: e.now().UTC()}
+	tk := &store.Token{ID: e.newID("tok_"), Name: name, Role: string(role), Source: spec.Source, Hash: vault.Hash(secret), CreatedAt: e.Now().UTC()}
 	err = e.store.Update(ctx, func(tx store.Tx) error {
 		if spec.Identity != "" {
 			id, err := lookupIdentity(ctx, tx, spec.Identity)
@@ -293,7 +293,7 @@ func (e *Engine) Bootstrap(ctx context.Context, secret string) (bool, error) {
 		if _, err := tx.GetTokenByHash(ctx, vault.Hash(secret)); err == nil {
 			return nil
 		}
-		tk := &store.Token{ID: e.newID("tok_"), Name: "bootstrap", Role: string(RoleAdmin), Hash: vault.Hash(secret), CreatedAt: e.now().UTC()}
+		tk := &store.Token{ID: e.newID("tok_"), Name: "bootstrap", Role: string(RoleAdmin), Hash: vault.Hash(secret), CreatedAt: e.Now().UTC()}
 		if err := tx.InsertToken(ctx, tk); err != nil {
 			return err
 		}
@@ -362,11 +362,11 @@ func (e *Engine) CheckMasterKey(ctx context.Context, key []byte) error {
 // refused. Revoking a revoked token is not an error.
 func (e *Engine) RevokeToken(ctx context.Context, p Principal, id string) error {
 	return e.store.Update(ctx, func(tx store.Tx) error {
-		ok, err := tx.RevokeToken(ctx, id, e.now().UTC())
+		ok, err := tx.RevokeToken(ctx, id, e.Now().UTC())
 		if err != nil || !ok {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(e.now(), p.ID, "token.revoked", "", "", map[string]any{"token": id}))
+		return tx.AppendAudit(ctx, audit.New(e.Now(), p.ID, "token.revoked", "", "", map[string]any{"token": id}))
 	})
 }
 
@@ -381,8 +381,5 @@ func (e *Engine) ListTokens(ctx context.Context) ([]store.Token, error) {
 	for i := range out {
 		out[i].Hash = nil
 	}
-	if out == nil {
-		out = []store.Token{}
-	}
-	return out, err
+	return nonNil(out), err
 }

@@ -310,14 +310,12 @@ func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
 // Store returns the engine's store.
 func (e *Engine) Store() store.Store { return e.store }
 
-// Now is the engine's time, which SCIM resources and other records kept
-// beside its events are stamped with.
+// Now is the engine's time: what its records are stamped with, and what
+// SCIM resources kept beside its events are stamped with.
 func (e *Engine) Now() time.Time { return e.clock.Now() }
 
-func (e *Engine) now() time.Time { return e.clock.Now() }
-
 func (e *Engine) newID(prefix string) string {
-	return prefix + ulid.MustNew(ulid.Timestamp(e.now()), e.rand).String()
+	return prefix + ulid.MustNew(ulid.Timestamp(e.Now()), e.rand).String()
 }
 
 // Result is what accepting an event gives back.
@@ -508,7 +506,7 @@ func caseIDOf(eventID string) string {
 
 // accept is Submit inside tx.
 func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *store.Case, error) {
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	rec := &store.Event{ID: e.newID("evt_"), Event: ev, Principal: p.ID, Status: store.EventApplied, ReceivedAt: now, EffectiveAt: now}
 	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
 	if future {
@@ -699,7 +697,7 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 // by storeCase, which stores it with its event or beside it.
 func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, *identity.Identity, error) {
 	ev := rec.Event
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	from := identity.None
 	if cur != nil {
 		from = cur.State
@@ -736,7 +734,7 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 // to after, stores it with storeCase, and stores everything that goes with
 // it.
 func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, error) {
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	pol := e.Policy()
 	var grants []identity.Grant
 	var creds []identity.Credential

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -30,15 +28,6 @@ type ReopenFindingArgs struct {
 
 func (ReopenFindingArgs) Kind() string { return "jml.reopen_finding" }
 
-type reopenFindingWorker struct {
-	river.WorkerDefaults[ReopenFindingArgs]
-	e *Engine
-}
-
-func (w *reopenFindingWorker) Work(ctx context.Context, job *river.Job[ReopenFindingArgs]) error {
-	return w.e.reopenFinding(ctx, job.Args)
-}
-
 // reopenFinding ends an acknowledgement that is still the one the timer
 // was set for, on a finding still unresolved.
 func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
@@ -54,7 +43,7 @@ func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
 		if err != nil || !ok {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(e.now().UTC(), System.ID, "finding.reopened", f.IdentityID, "", map[string]any{
+		return tx.AppendAudit(ctx, audit.New(e.Now().UTC(), System.ID, "finding.reopened", f.IdentityID, "", map[string]any{
 			"finding": f.ID, "kind": f.Kind, "reason": "the acknowledgement expired and the finding is not resolved"}))
 	})
 }
@@ -74,14 +63,14 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 	if len(reason) > 1024 {
 		return nil, identity.FieldError("reason", "is longer than 1024 bytes")
 	}
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	switch {
 	case until.IsZero():
 		return nil, identity.FieldError("until", "is required: an acknowledgement ends")
 	case !until.After(now):
 		return nil, identity.FieldError("until", "%s is not in the future", until.Format(time.RFC3339))
 	case until.Sub(now) > MaxAcknowledgement:
-		return nil, identity.FieldError("until", "is more than a year away: an acknowledgement lasts at most 365 days")
+		return nil, identity.FieldError("until", "is more than a year away: an acknowledgement lasts at most %d days", int(MaxAcknowledgement/(24*time.Hour)))
 	}
 	until = until.UTC().Truncate(time.Microsecond)
 	var out *identity.Finding

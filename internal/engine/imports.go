@@ -55,7 +55,7 @@ func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportRe
 		}
 	}
 	if imp.HoldReason != "" {
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		h := &store.Hold{ID: e.newID("hold_"), Source: imp.Source, Reason: imp.HoldReason, Events: imp.Events, Snapshot: imp.Snapshot,
 			Status: store.HoldHeld, CreatedBy: p.ID, CreatedAt: now}
 		err := e.store.Update(ctx, func(tx store.Tx) error {
@@ -119,7 +119,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 	if len(res.Failed) > 0 || imp.Snapshot == nil {
 		return res, nil
 	}
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutSnapshot(ctx, imp.Source, imp.Snapshot, now); err != nil {
 			return err
@@ -140,7 +140,7 @@ func (e *Engine) Holds(ctx context.Context, p Principal, status store.HoldStatus
 		out, err = tx.ListHolds(ctx, status)
 		return err
 	})
-	return out, err
+	return nonNil(out), err
 }
 
 // DecideHold releases a held batch (its events are submitted and its
@@ -155,7 +155,7 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 		status, action = store.HoldReleased, "hold.released"
 	}
 	var h *store.Hold
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if h, err = tx.GetHold(ctx, id); err != nil {
@@ -203,7 +203,7 @@ func (e *overRevocations) Error() string { return e.why }
 // guard decides, in tx, whether ev goes into its source's held batch;
 // force, when not empty, holds it for that reason.
 func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, g SourceGuard, force string) (*Result, bool, error) {
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	h, err := tx.GetOpenHold(ctx, ev.Source)
 	switch {
 	case err == nil:
@@ -259,7 +259,7 @@ func (e *Engine) checkRevocations(ctx context.Context, tx store.Tx, ev identity.
 	if g.MaxRevocations <= 0 {
 		return nil
 	}
-	n, err := tx.CountRevocations(ctx, ev.Source, e.now().UTC().Add(-g.Window))
+	n, err := tx.CountRevocations(ctx, ev.Source, e.Now().UTC().Add(-g.Window))
 	if err != nil || n <= g.MaxRevocations {
 		return err
 	}

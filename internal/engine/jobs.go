@@ -69,11 +69,21 @@ func (DeleteAccountArgs) Kind() string { return "jml.delete_account" }
 func (e *Engine) Workers() *river.Workers {
 	w := river.NewWorkers()
 	river.AddWorker(w, &applyCaseWorker{e: e})
-	river.AddWorker(w, &effectiveEventWorker{e: e})
-	river.AddWorker(w, &expireGrantWorker{e: e})
-	river.AddWorker(w, &retireCredentialsWorker{e: e})
-	river.AddWorker(w, &deleteAccountWorker{e: e})
-	river.AddWorker(w, &reopenFindingWorker{e: e})
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[EffectiveEventArgs]) error {
+		return e.runEffective(ctx, job.Args.EventID)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
+		return e.expireGrant(ctx, job.Args)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[RetireCredentialsArgs]) error {
+		return e.RetireCredentials(ctx, job.Args)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[DeleteAccountArgs]) error {
+		return e.runRetention(ctx, job.Args)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ReopenFindingArgs]) error {
+		return e.reopenFinding(ctx, job.Args)
+	}))
 	return w
 }
 
@@ -93,7 +103,7 @@ func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs
 // steadily, well inside River's default 25 attempts.
 func (w *applyCaseWorker) NextRetry(job *river.Job[ApplyCaseArgs]) time.Time {
 	d := time.Second << min(job.Attempt, 9)
-	return w.e.now().Add(min(d, 5*time.Minute))
+	return w.e.Now().Add(min(d, 5*time.Minute))
 }
 
 // Resume enqueues a job, due now, for every case that has a step waiting
@@ -127,33 +137,6 @@ func (e *Engine) Resume(ctx context.Context) (int, error) {
 		}
 	}
 	return len(ids), nil
-}
-
-type effectiveEventWorker struct {
-	river.WorkerDefaults[EffectiveEventArgs]
-	e *Engine
-}
-
-func (w *effectiveEventWorker) Work(ctx context.Context, job *river.Job[EffectiveEventArgs]) error {
-	return w.e.runEffective(ctx, job.Args.EventID)
-}
-
-type expireGrantWorker struct {
-	river.WorkerDefaults[ExpireGrantArgs]
-	e *Engine
-}
-
-func (w *expireGrantWorker) Work(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
-	return w.e.expireGrant(ctx, job.Args)
-}
-
-type retireCredentialsWorker struct {
-	river.WorkerDefaults[RetireCredentialsArgs]
-	e *Engine
-}
-
-func (w *retireCredentialsWorker) Work(ctx context.Context, job *river.Job[RetireCredentialsArgs]) error {
-	return w.e.RetireCredentials(ctx, job.Args)
 }
 
 // RetireCredentials ends a rotation overlap (the jml.retire_credentials
@@ -202,7 +185,7 @@ func (e *Engine) RetireCredentials(ctx context.Context, a RetireCredentialsArgs)
 		return err
 	}
 	return e.store.Update(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit(ctx, audit.New(e.now().UTC(), System.ID, "credentials.retired", id.ID, "", map[string]any{"system": a.System, "rule": a.Rule, "kept": keep}))
+		return tx.AppendAudit(ctx, audit.New(e.Now().UTC(), System.ID, "credentials.retired", id.ID, "", map[string]any{"system": a.System, "rule": a.Rule, "kept": keep}))
 	})
 }
 
@@ -265,7 +248,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		if err := tx.UpdateEvent(ctx, rec); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(e.now(), System.ID, "event.rejected", rec.IdentityID, "", map[string]any{"event": rec.ID, "error": rec.Error}))
+		return tx.AppendAudit(ctx, audit.New(e.Now(), System.ID, "event.rejected", rec.IdentityID, "", map[string]any{"event": rec.ID, "error": rec.Error}))
 	})
 }
 
@@ -286,7 +269,7 @@ func (e *Engine) expireGrant(ctx context.Context, a ExpireGrantArgs) error {
 		if g == nil || g.ExpiresAt.IsZero() || !g.ExpiresAt.Equal(a.ExpiresAt.UTC()) {
 			return nil
 		}
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		c := &store.Case{ID: e.newID("case_"), IdentityID: a.IdentityID, Type: CaseExpiry, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
 			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "expired at " + g.ExpiresAt.Format(time.RFC3339)}, Status: store.StepPending, UpdatedAt: now}}}
 		if err := tx.InsertCase(ctx, c); err != nil {

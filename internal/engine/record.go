@@ -42,7 +42,7 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 		if err != nil {
 			return err
 		}
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		var recs []audit.Record
 		var landed []plan.Step // widening effects that must not stand
 		for _, o := range outcomes {
@@ -133,7 +133,7 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 			return err
 		}
 		// cur holds every step as now written: settle from it.
-		moved, err = e.settleCase(ctx, tx, cur, e.now().UTC())
+		moved, err = e.settleCase(ctx, tx, cur, e.Now().UTC())
 		return err
 	})
 	if err != nil {

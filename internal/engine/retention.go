@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
@@ -35,21 +33,18 @@ func (e *Engine) scheduleDeletions(ctx context.Context, tx store.Tx, id *identit
 	return nil
 }
 
-type deleteAccountWorker struct {
-	river.WorkerDefaults[DeleteAccountArgs]
-	e *Engine
-}
-
-func (w *deleteAccountWorker) Work(ctx context.Context, job *river.Job[DeleteAccountArgs]) error {
-	caseID, err := w.e.DeleteAccount(ctx, job.Args)
+// runRetention is the jml.delete_account job: it opens the retention case
+// and runs it at once.
+func (e *Engine) runRetention(ctx context.Context, a DeleteAccountArgs) error {
+	caseID, err := e.DeleteAccount(ctx, a)
 	if err != nil || caseID == "" {
 		return err
 	}
-	unlock := w.e.caseLocks.hold(caseID)
+	unlock := e.caseLocks.hold(caseID)
 	defer unlock()
 	// Failures are left to the case's own job, already scheduled.
-	if err := w.e.RunCase(ctx, caseID, false); err != nil {
-		w.e.log.Warn("retention case left to its job", "case", caseID, "error", err)
+	if err := e.RunCase(ctx, caseID, false); err != nil {
+		e.log.Warn("retention case left to its job", "case", caseID, "error", err)
 	}
 	return nil
 }
@@ -69,7 +64,7 @@ func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string
 		if err != nil {
 			return err
 		}
-		now := e.now().UTC()
+		now := e.Now().UTC()
 		if id.State != identity.Departed || id.UpdatedAt.After(a.DepartedAt) {
 			why := "the identity is " + string(id.State)
 			if id.State == identity.Departed {

@@ -408,7 +408,7 @@ func (e *Engine) applyInTx(ctx context.Context, caseID string, id *identity.Iden
 		if err != nil {
 			return err
 		}
-		recs, err := e.applyTransactional(ctx, tx, c, id, e.now().UTC(), true, false)
+		recs, err := e.applyTransactional(ctx, tx, c, id, e.Now().UTC(), true, false)
 		if err != nil {
 			return err
 		}
@@ -481,7 +481,7 @@ func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(sto
 			return err
 		}
 		var err error
-		moved, err = e.settle(ctx, tx, caseID, e.now().UTC())
+		moved, err = e.settle(ctx, tx, caseID, e.Now().UTC())
 		return err
 	})
 	if err == nil {
@@ -558,7 +558,7 @@ func (e *Engine) claimAccount(ctx context.Context, c *store.Case, id *identity.I
 		if cur.State != identity.Active || cs.Steps[s.Seq-1].Status != store.StepPending {
 			return errClaimStale
 		}
-		return tx.PutAccount(ctx, &identity.Account{IdentityID: id.ID, System: s.System, Status: identity.AccountCreating, UpdatedAt: e.now().UTC()})
+		return tx.PutAccount(ctx, &identity.Account{IdentityID: id.ID, System: s.System, Status: identity.AccountCreating, UpdatedAt: e.Now().UTC()})
 	})
 	if err != nil {
 		o.err = err
@@ -624,7 +624,7 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 		}
 	}
 	if ov, ok := conn.(connector.OverlapRotator); ok && s.Action == plan.RotateCredential && ov.RotationOverlap() > 0 {
-		o.retireAt = e.now().Add(ov.RotationOverlap())
+		o.retireAt = e.Now().Add(ov.RotationOverlap())
 	}
 	secret := o.secret
 	o.err = e.call(ctx, s.System, calls, func(ctx context.Context) error {
@@ -661,7 +661,7 @@ func (e *Engine) callStep(ctx context.Context, c *store.Case, id *identity.Ident
 		rule := e.Policy().CredentialRule(s.Rule)
 		cred := connector.Credential{ID: credentialID(c.ID, s.Seq), Type: string(rule.Type), Secret: secret}
 		if rule.TTL > 0 {
-			cred.ExpiresAt = e.now().Add(rule.TTL)
+			cred.ExpiresAt = e.Now().Add(rule.TTL)
 		}
 		// A rotation on a system that keeps the previous secret for an
 		// overlap adds the new one; a job retires the old one when the

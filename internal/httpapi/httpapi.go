@@ -428,13 +428,6 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, p engine
 // /v1/identities/{id}).
 type IdentityView = engine.IdentityView
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
 func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
 	id := r.PathValue("id")
 	v, err := s.e.IdentityView(r.Context(), p, id)
@@ -656,7 +649,7 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request, p engine.Prin
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, HoldList{Items: nonNil(items)})
+	return writeJSON(w, http.StatusOK, HoldList{Items: items})
 }
 
 // HoldDecision is a hold after release or discard, and for a release what

@@ -47,12 +47,20 @@ func eventIDOf(caseID string) string {
 	return ""
 }
 
+// sameULID reports whether caseID is "case_" and the ULID of eventID
+// ("evt_" and it), without building either string.
+func sameULID(caseID, eventID string) bool {
+	c, okc := strings.CutPrefix(caseID, "case_")
+	e, oke := strings.CutPrefix(eventID, "evt_")
+	return okc && oke && c != "" && c == e
+}
+
 // inEventRow reports whether c can be kept in ev's row: it is the case ev
 // opened, under ev's ULID, completed with no reason given, by ev's
 // principal for ev's identity and type, and created, updated and completed
 // at one moment; everything else about it is a column of the event.
 func inEventRow(ev *store.Event, c *store.Case) bool {
-	return c != nil && c.ID != "" && eventIDOf(c.ID) == ev.ID && c.ID == ev.CaseID && c.EventID == ev.ID &&
+	return c != nil && sameULID(c.ID, ev.ID) && c.ID == ev.CaseID && c.EventID == ev.ID &&
 		c.IdentityID == ev.IdentityID && c.Type == ev.Event.Type && c.SubmittedBy == ev.Principal &&
 		c.Status == store.CaseCompleted && c.Reason == "" && len(c.Steps) > 0 &&
 		c.UpdatedAt.Equal(c.CreatedAt) && c.CompletedAt.Equal(c.CreatedAt)

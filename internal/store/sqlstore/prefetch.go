@@ -32,47 +32,52 @@ func newPrefetch(irefs []store.ExternalRef, erefs []store.EventRef) *prefetch {
 // identity answers a lookup by external ID; ok is false when the name was
 // not prefetched (or there is no prefetch) and the database must answer.
 // The identity returned is the caller's to change.
-func (p *prefetch) identity(source, externalID string) (id *identity.Identity, ok bool, err error) {
+func (p *prefetch) identity(source, externalID string) (*identity.Identity, bool, error) {
 	if p == nil {
 		return nil, false, nil
 	}
-	got, asked := p.idents[store.ExternalRef{Source: source, ExternalID: externalID}]
-	switch {
-	case !asked:
-		return nil, false, nil
-	case got == nil:
-		return nil, true, notFound("identity", source+"/"+externalID)
+	id, ok, err := known(p.idents, store.ExternalRef{Source: source, ExternalID: externalID}, "identity", source+"/"+externalID)
+	if id != nil {
+		id.Attributes = maps.Clone(id.Attributes)
 	}
-	c := *got
-	c.Attributes = maps.Clone(got.Attributes)
-	return &c, true, nil
+	return id, ok, err
 }
 
 // event answers FindEvent as identity answers a lookup.
-func (p *prefetch) event(source, id string) (ev *store.Event, ok bool, err error) {
+func (p *prefetch) event(source, id string) (*store.Event, bool, error) {
 	if p == nil {
 		return nil, false, nil
 	}
-	got, asked := p.events[store.EventRef{Source: source, ID: id}]
+	return known(p.events, store.EventRef{Source: source, ID: id}, "event", source+"/"+id)
+}
+
+// known answers a lookup of k from m with a copy of what it holds: ok is
+// false when k was not asked for; a nil entry is a name that does not
+// exist, a NotFound error about kind what.
+func known[K comparable, V any](m map[K]*V, k K, kind, what string) (*V, bool, error) {
+	got, asked := m[k]
 	switch {
 	case !asked:
 		return nil, false, nil
 	case got == nil:
-		return nil, true, notFound("event", source+"/"+id)
+		return nil, true, notFound(kind, what)
 	}
 	c := *got
 	return &c, true, nil
 }
 
-// insertedIdentity records an identity whose insert is deferred. The
-// caller must not change id afterwards (lookups copy it).
-func (p *prefetch) insertedIdentity(id *identity.Identity) {
-	ref := store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}
-	if p == nil {
-		return
+// inserted records v under k, whose insert is deferred, if k was asked
+// for. The caller must not change v afterwards (lookups copy it).
+func inserted[K comparable, V any](m map[K]*V, k K, v *V) {
+	if _, asked := m[k]; asked {
+		m[k] = v
 	}
-	if _, asked := p.idents[ref]; asked {
-		p.idents[ref] = id
+}
+
+// insertedIdentity records an identity whose insert is deferred.
+func (p *prefetch) insertedIdentity(id *identity.Identity) {
+	if p != nil {
+		inserted(p.idents, store.ExternalRef{Source: id.Source, ExternalID: id.ExternalID}, id)
 	}
 }
 
@@ -84,14 +89,9 @@ func (p *prefetch) updatedIdentity(id *identity.Identity) {
 	}
 }
 
-// insertedEvent records an event whose insert is deferred, as
-// insertedIdentity does.
+// insertedEvent records an event whose insert is deferred.
 func (p *prefetch) insertedEvent(ev *store.Event) {
-	ref := store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}
-	if p == nil {
-		return
-	}
-	if _, asked := p.events[ref]; asked {
-		p.events[ref] = ev
+	if p != nil {
+		inserted(p.events, store.EventRef{Source: ev.Event.Source, ID: ev.Event.ID}, ev)
 	}
 }

@@ -31,22 +31,10 @@ func scanToken(scan func(...any) error) (store.Token, error) {
 }
 
 func (t *Tx) getToken(ctx context.Context, what, where string, arg any) (*store.Token, error) {
-	rows, err := t.c.Query(ctx, tokenQuery+" WHERE "+where, arg)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, notFound("token", what)
-	}
-	tk, err := scanToken(rows.Scan)
-	if err != nil {
-		return nil, err
-	}
-	return &tk, rows.Err()
+	return one(ctx, t.c, "token", what, func(scan func(...any) error) (*store.Token, error) {
+		tk, err := scanToken(scan)
+		return &tk, err
+	}, tokenQuery+" WHERE "+where, arg)
 }
 
 func (t *Tx) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
