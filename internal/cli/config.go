@@ -47,6 +47,9 @@ type Config struct {
 		// BuiltinAsJobs applies built-in vault steps in River jobs instead
 		// of the accepting transaction (slower; exercises the job path).
 		BuiltinAsJobs bool `yaml:"builtinAsJobs"`
+		// ExpirySweep is how often one replica looks for grants past
+		// their expiry that no timer revoked (default 1m).
+		ExpirySweep time.Duration `yaml:"expirySweep"`
 	} `yaml:"jobs"`
 	SQLite struct {
 		// Synchronous is FULL (default) or NORMAL.
@@ -145,6 +148,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Jobs.RescueStuckAfter == 0 {
 		c.Jobs.RescueStuckAfter = 5 * time.Minute
+	}
+	if c.Jobs.ExpirySweep == 0 {
+		c.Jobs.ExpirySweep = engine.DefaultExpirySweep
+	}
+	if c.Jobs.ExpirySweep < time.Second {
+		return fmt.Errorf("config jobs.expirySweep (%s) must be at least 1s", c.Jobs.ExpirySweep)
 	}
 	if c.Jobs.RescueStuckAfter <= c.Jobs.Timeout {
 		return fmt.Errorf("config jobs.rescueStuckAfter (%s) must be longer than jobs.timeout (%s)", c.Jobs.RescueStuckAfter, c.Jobs.Timeout)

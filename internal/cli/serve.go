@@ -214,7 +214,8 @@ func serveCmd(ev *env) *cobra.Command {
 			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
 				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
-				Timeout: rt.cfg.Jobs.Timeout, RescueAfter: rt.cfg.Jobs.RescueStuckAfter}); err != nil {
+				Timeout: rt.cfg.Jobs.Timeout, RescueAfter: rt.cfg.Jobs.RescueStuckAfter,
+				Periodic: rt.engine.PeriodicJobs(rt.cfg.Jobs.ExpirySweep)}); err != nil {
 				return fmt.Errorf("start workers: %w", err)
 			}
 			if n, err := rt.engine.Resume(ctx); err != nil {

@@ -160,6 +160,7 @@ type fixture struct {
 	proxy   *testsvc.Proxy // in front of Redis
 	reg     *prometheus.Registry
 	account string
+	dbURL   string // the PostgreSQL store's database, "" on SQLite
 }
 
 var admin = engine.Principal{ID: "tok_e2e_admin", Role: engine.RoleAdmin}
@@ -184,6 +185,8 @@ type options struct {
 	deleteAfter      []string
 	// edit, when set, rewrites the policy text.
 	edit func(string) string
+	// sweep, when set, runs the expiry sweep that often (else never).
+	sweep time.Duration
 }
 
 func setupWith(t *testing.T, o options) *fixture {
@@ -204,8 +207,10 @@ func setupWith(t *testing.T, o options) *fixture {
 		t.Fatal(err)
 	}
 	var s store.Store
+	var dbURL string
 	if backend == "postgres" {
-		s, err = postgres.Open(ctx, pgtest.NewDatabase(t), postgres.Options{})
+		dbURL = pgtest.NewDatabase(t)
+		s, err = postgres.Open(ctx, dbURL, postgres.Options{})
 	} else {
 		s, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
 	}
@@ -231,7 +236,11 @@ func setupWith(t *testing.T, o options) *fixture {
 	reg.MustRegister(e.Collector())
 	t.Cleanup(func() { e.Close() })
 	jctx, cancel := context.WithCancel(ctx)
-	if err := s.Jobs().Start(jctx, e.Workers(), store.JobConfig{Workers: 8, FetchCooldown: time.Millisecond, PollInterval: 20 * time.Millisecond}); err != nil {
+	jobs := store.JobConfig{Workers: 8, FetchCooldown: time.Millisecond, PollInterval: 20 * time.Millisecond}
+	if o.sweep > 0 {
+		jobs.Periodic = e.PeriodicJobs(o.sweep)
+	}
+	if err := s.Jobs().Start(jctx, e.Workers(), jobs); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -240,7 +249,7 @@ func setupWith(t *testing.T, o options) *fixture {
 		s.Jobs().Stop(stop)
 		cancel()
 	})
-	f := &fixture{e: e, s: s, proxy: proxy, reg: reg, account: account}
+	f := &fixture{e: e, s: s, proxy: proxy, reg: reg, account: account, dbURL: dbURL}
 	f.cleanupAccounts()
 	t.Cleanup(f.cleanupAccounts)
 	return f

@@ -16,7 +16,6 @@ import (
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -33,15 +32,6 @@ type EffectiveEventArgs struct {
 }
 
 func (EffectiveEventArgs) Kind() string { return "jml.effective_event" }
-
-// ExpireGrantArgs is the timer of a time-bound grant.
-type ExpireGrantArgs struct {
-	IdentityID  string    `json:"identityId"`
-	Entitlement string    `json:"entitlement"`
-	ExpiresAt   time.Time `json:"expiresAt"`
-}
-
-func (ExpireGrantArgs) Kind() string { return "jml.expire_grant" }
 
 // RetireCredentialsArgs ends a rotation overlap: every secret of the
 // identity's account in System but its current credential of Rule is
@@ -74,6 +64,10 @@ func (e *Engine) Workers() *river.Workers {
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
 		return e.expireGrant(ctx, job.Args)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ExpirySweepArgs]) error {
+		_, err := e.SweepExpired(ctx)
+		return err
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[RetireCredentialsArgs]) error {
 		return e.RetireCredentials(ctx, job.Args)
@@ -249,35 +243,5 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			return err
 		}
 		return tx.AppendAudit(ctx, audit.New(e.Now(), System.ID, "event.rejected", rec.IdentityID, "", map[string]any{"event": rec.ID, "error": rec.Error}))
-	})
-}
-
-// expireGrant opens a case that revokes a time-bound grant whose time is
-// up, unless it was revoked or renewed since.
-func (e *Engine) expireGrant(ctx context.Context, a ExpireGrantArgs) error {
-	return e.store.Update(ctx, func(tx store.Tx) error {
-		grants, err := tx.ListGrants(ctx, a.IdentityID)
-		if err != nil {
-			return err
-		}
-		var g *identity.Grant
-		for i := range grants {
-			if grants[i].Entitlement == a.Entitlement {
-				g = &grants[i]
-			}
-		}
-		if g == nil || g.ExpiresAt.IsZero() || !g.ExpiresAt.Equal(a.ExpiresAt.UTC()) {
-			return nil
-		}
-		now := e.Now().UTC()
-		c := &store.Case{ID: e.newID("case_"), IdentityID: a.IdentityID, Type: CaseExpiry, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
-			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: g.System, Entitlement: g.Entitlement, Reason: "expired at " + g.ExpiresAt.Format(time.RFC3339)}, Status: store.StepPending, UpdatedAt: now}}}
-		if err := tx.InsertCase(ctx, c); err != nil {
-			return err
-		}
-		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
-			return err
-		}
-		return tx.AppendAudit(ctx, audit.New(now, System.ID, "grant.expired", a.IdentityID, c.ID, map[string]any{"entitlement": g.Entitlement, "expiresAt": g.ExpiresAt}))
 	})
 }

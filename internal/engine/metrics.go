@@ -92,17 +92,21 @@ type pendingCollector struct {
 	e           *Engine
 	revocations *prometheus.Desc
 	steps       *prometheus.Desc
+	pastExpiry  *prometheus.Desc
 	up          *prometheus.Desc
 }
 
 // Collector returns a Prometheus collector of the engine's pending work:
 // jml_pending_revocations{system} (revoke, disable and delete steps not yet
 // applied: access that should be gone and may not be) and
-// jml_pending_steps{system,action}.
+// jml_pending_steps{system,action}, and jml_grants_past_expiry (grants
+// still held after their expiry: 0 but for the moment between a timer and
+// its revocation, and for revocations a system that is down holds back).
 func (e *Engine) Collector() prometheus.Collector {
 	return &pendingCollector{e: e,
 		revocations: prometheus.NewDesc("jml_pending_revocations", "Revocation steps (revoke credential, revoke grant, disable or delete account) waiting to run, by system.", []string{"system"}, nil),
 		steps:       prometheus.NewDesc("jml_pending_steps", "Steps waiting to run, by system and action.", []string{"system", "action"}, nil),
+		pastExpiry:  prometheus.NewDesc("jml_grants_past_expiry", "Grants still held after their expiry (maxDuration); the goal is 0.", nil, nil),
 		up:          prometheus.NewDesc("jml_pending_scrape_ok", "1 if the pending-work metrics could be read from the store.", nil, nil),
 	}
 }
@@ -110,6 +114,7 @@ func (e *Engine) Collector() prometheus.Collector {
 func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.revocations
 	ch <- c.steps
+	ch <- c.pastExpiry
 	ch <- c.up
 }
 
@@ -117,9 +122,13 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var counts []store.StepCount
+	var pastExpiry int
 	err := c.e.store.View(ctx, func(tx store.Tx) error {
 		var err error
-		counts, err = tx.CountPendingSteps(ctx)
+		if counts, err = tx.CountPendingSteps(ctx); err != nil {
+			return err
+		}
+		pastExpiry, err = tx.CountExpiringGrants(ctx, c.e.Now().UTC())
 		return err
 	})
 	if err != nil {
@@ -127,6 +136,7 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.pastExpiry, prometheus.GaugeValue, float64(pastExpiry))
 	revoking := map[string]int{}
 	for sys := range c.e.Policy().Systems {
 		revoking[sys] = 0 // every system reports, zero included

@@ -224,7 +224,9 @@ func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *stor
 		}
 		g := &identity.Grant{IdentityID: c.IdentityID, Entitlement: s.Entitlement, System: s.System, Reason: s.Reason, CaseID: c.ID, GrantedAt: now, ApprovedBy: s.DecidedBy}
 		if s.Duration > 0 {
-			g.ExpiresAt = now.Add(s.Duration)
+			// Stored times are microseconds: the timer carries the
+			// expiry as the store keeps it.
+			g.ExpiresAt = now.Add(s.Duration).Truncate(time.Microsecond)
 			if err := tx.Enqueue(ctx, ExpireGrantArgs{IdentityID: c.IdentityID, Entitlement: s.Entitlement, ExpiresAt: g.ExpiresAt}, g.ExpiresAt); err != nil {
 				return "", err
 			}

@@ -107,6 +107,9 @@ type JobConfig struct {
 	// RescueAfter is how long a job may stay running before it is retried
 	// (its worker died with it); at least Timeout. Default 45s.
 	RescueAfter time.Duration
+	// Periodic are jobs enqueued on a schedule by one process at a time
+	// across every process sharing the database (River's leader).
+	Periodic []*river.PeriodicJob
 }
 
 // EventStatus is where an accepted event is.
@@ -119,6 +122,11 @@ const (
 	// EventHeld is an event the mass-change guard put in its source's
 	// held batch instead of accepting it.
 	EventHeld EventStatus = "held"
+	// EventSuperseded is a scheduled event that a later event of its
+	// source about the same identity replaced or cancelled before its
+	// time (a new end date, a cancelled hire); Error names the later
+	// event.
+	EventSuperseded EventStatus = "superseded"
 )
 
 // Event is a stored lifecycle event.
@@ -399,6 +407,10 @@ type Events interface {
 	Prefetch(ctx context.Context, irefs []ExternalRef, erefs []EventRef) error
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	UpdateEvent(ctx context.Context, ev *Event) error
+	// ListScheduled returns the events waiting for their effective time
+	// (EventScheduled), soonest first: an identity's when identityID is
+	// not "", every identity's otherwise; at most limit.
+	ListScheduled(ctx context.Context, identityID string, limit int) ([]Event, error)
 }
 
 // Identities is the part of a transaction for identities and the lookups by
@@ -427,6 +439,13 @@ type Grants interface {
 	InsertGrant(ctx context.Context, g *identity.Grant) error
 	// DeleteGrant removes a grant; it reports whether one existed.
 	DeleteGrant(ctx context.Context, identityID, entitlement string) (bool, error)
+	// ListExpiringGrants returns the grants that expire at or before until
+	// (grants without an expiry never do), soonest first, at most limit:
+	// with until = now, the grants past their expiry still held.
+	ListExpiringGrants(ctx context.Context, until time.Time, limit int) ([]identity.Grant, error)
+	// CountExpiringGrants counts what ListExpiringGrants would return
+	// without a limit.
+	CountExpiringGrants(ctx context.Context, until time.Time) (int, error)
 }
 
 // Credentials is the part of a transaction for the secrets identities hold

@@ -226,6 +226,22 @@ func (t *Tx) GetEvent(ctx context.Context, id string) (*store.Event, error) {
 	return one(ctx, t.c, "event", id, scanEvent, "SELECT "+eventCols+" FROM events WHERE id = ?", id)
 }
 
+// ListScheduled's queries repeat the predicate of the partial indexes
+// events_scheduled and events_scheduled_identity (migration 018).
+func (t *Tx) ListScheduled(ctx context.Context, identityID string, limit int) ([]store.Event, error) {
+	scan := func(scan func(...any) error) (store.Event, error) {
+		ev, err := scanEvent(scan)
+		if err != nil {
+			return store.Event{}, err
+		}
+		return *ev, nil
+	}
+	if identityID != "" {
+		return queryAll(ctx, t.c, scan, "SELECT "+eventCols+" FROM events WHERE status = 'scheduled' AND identity_id = ? ORDER BY effective_at, id LIMIT ?", identityID, limit)
+	}
+	return queryAll(ctx, t.c, scan, "SELECT "+eventCols+" FROM events WHERE status = 'scheduled' ORDER BY effective_at, id LIMIT ?", limit)
+}
+
 func (t *Tx) UpdateEvent(ctx context.Context, ev *store.Event) error {
 	n, err := t.c.Exec(ctx, "UPDATE events SET identity_id = ?, status = ?, case_id = ?, error = ? WHERE id = ?",
 		ev.IdentityID, string(ev.Status), ev.CaseID, ev.Error, ev.ID)

@@ -34,6 +34,7 @@ func RiverConfig(logger *slog.Logger, workers *river.Workers, cfg store.JobConfi
 		// Jobs are jml's steps; their history is in cases and the audit
 		// log, so River's completed rows need not linger.
 		CompletedJobRetentionPeriod: time.Hour,
+		PeriodicJobs:                cfg.Periodic,
 	}
 	return rc
 }

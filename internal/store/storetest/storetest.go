@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"SnapshotsAndHolds", testSnapshotsAndHolds},
 		{"SCIM", testSCIM},
 		{"Grants", testGrants},
+		{"Schedule", testSchedule},
 		{"Credentials", testCredentials},
 		{"CasesAndSteps", testCases},
 		{"Findings", testFindings},
@@ -176,6 +177,73 @@ func testEventDedupe(t *testing.T, s store.Store) {
 		}
 		if _, err := tx.FindEvent(ctx, "idp", "42"); !store.IsNotFound(err) {
 			t.Errorf("FindEvent of another source's event ID = %v, want not found", err)
+		}
+		return nil
+	})
+}
+
+// testSchedule: what is due, soonest first: grants by their expiry (never
+// those without one), and events waiting for their effective time, of
+// everyone or of one identity; an event that is no longer scheduled is
+// not listed.
+func testSchedule(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for i, g := range []identity.Grant{
+			{IdentityID: "i1", Entitlement: "late", ExpiresAt: t0.Add(3 * time.Hour)},
+			{IdentityID: "i2", Entitlement: "soon", ExpiresAt: t0.Add(time.Hour)},
+			{IdentityID: "i1", Entitlement: "forever"},
+			{IdentityID: "i3", Entitlement: "now", ExpiresAt: t0.Add(2 * time.Hour)},
+		} {
+			g.System, g.Reason, g.CaseID, g.GrantedAt = "vault", "rule", fmt.Sprint("c", i), t0
+			if err := tx.PutGrant(ctx, &g); err != nil {
+				return err
+			}
+		}
+		for i, at := range []time.Duration{5 * time.Hour, time.Hour, 2 * time.Hour} {
+			ev := &store.Event{ID: fmt.Sprint("evt_", i), Event: identity.Event{Source: "hr", ID: fmt.Sprint("s", i), Type: identity.Leaver, ExternalID: "a"},
+				IdentityID: []string{"i1", "i2", "i1"}[i], Principal: "tok_1", Status: store.EventScheduled, ReceivedAt: t0, EffectiveAt: t0.Add(at)}
+			if err := tx.InsertAccepted(ctx, ev, nil); err != nil {
+				return err
+			}
+		}
+		return tx.InsertAccepted(ctx, &store.Event{ID: "evt_9", Event: identity.Event{Source: "hr", ID: "s9", Type: identity.Joiner, ExternalID: "a"},
+			IdentityID: "i1", Principal: "tok_1", Status: store.EventApplied, ReceivedAt: t0, EffectiveAt: t0}, nil)
+	})
+	view(t, s, func(tx store.Tx) error {
+		gs, err := tx.ListExpiringGrants(ctx, t0.Add(2*time.Hour), 10)
+		if err != nil || len(gs) != 2 || gs[0].Entitlement != "soon" || gs[1].Entitlement != "now" || gs[1].IdentityID != "i3" || !gs[1].ExpiresAt.Equal(t0.Add(2*time.Hour)) {
+			t.Errorf("ListExpiringGrants(t0+2h) = %+v, %v; want soon, now", gs, err)
+		}
+		if gs, err := tx.ListExpiringGrants(ctx, t0.Add(10*time.Hour), 1); err != nil || len(gs) != 1 || gs[0].Entitlement != "soon" {
+			t.Errorf("ListExpiringGrants limited to 1 = %+v, %v", gs, err)
+		}
+		for until, want := range map[time.Duration]int{0: 0, time.Hour: 1, 10 * time.Hour: 3} {
+			if n, err := tx.CountExpiringGrants(ctx, t0.Add(until)); err != nil || n != want {
+				t.Errorf("CountExpiringGrants(t0+%s) = %d, %v; want %d", until, n, err, want)
+			}
+		}
+		evs, err := tx.ListScheduled(ctx, "", 10)
+		if err != nil || len(evs) != 3 || evs[0].ID != "evt_1" || evs[1].ID != "evt_2" || evs[2].ID != "evt_0" {
+			t.Errorf("ListScheduled = %+v, %v; want evt_1, evt_2, evt_0", evs, err)
+		}
+		evs, err = tx.ListScheduled(ctx, "i1", 10)
+		if err != nil || len(evs) != 2 || evs[0].ID != "evt_2" || evs[1].ID != "evt_0" || !evs[0].EffectiveAt.Equal(t0.Add(2*time.Hour)) {
+			t.Errorf("ListScheduled(i1) = %+v, %v; want evt_2, evt_0", evs, err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		ev, err := tx.GetEvent(ctx, "evt_2")
+		if err != nil {
+			return err
+		}
+		ev.Status, ev.Error = store.EventSuperseded, "superseded by evt_0"
+		return tx.UpdateEvent(ctx, ev)
+	})
+	view(t, s, func(tx store.Tx) error {
+		if evs, err := tx.ListScheduled(ctx, "i1", 10); err != nil || len(evs) != 1 || evs[0].ID != "evt_0" {
+			t.Errorf("ListScheduled(i1) after superseding evt_2 = %+v, %v", evs, err)
 		}
 		return nil
 	})
