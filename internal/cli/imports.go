@@ -74,7 +74,7 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := m.Compare(prev, recs, time.Now())
+			d := m.Compare(prev, recs, rt.engine.Now())
 			held, why := d.Held(m.Guard)
 			if !apply {
 				if err := printEvents(ev, format, d.Events); err != nil {
@@ -87,7 +87,7 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := rt.engine.Import(cmd.Context(), cliPrincipal, engine.Import{Source: m.Source, Events: d.Events, Snapshot: snap, HoldReason: why})
+			res, err := rt.engine.Import(cmd.Context(), cliPrincipal, engine.Import{Source: m.Source, Events: d.Events, Cancel: d.Cancel, Snapshot: snap, HoldReason: why})
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,11 @@ func importCmd(ev *env) *cobra.Command {
 				fmt.Fprintf(ev.stdout, "held as %s: %s; nothing was applied (jml holds release %s, or discard)\n", res.Hold.ID, res.Hold.Reason, res.Hold.ID)
 				return nil
 			}
-			fmt.Fprintf(ev.stdout, "%s; %d accepted, %d already seen\n", summarize(d), res.Accepted, res.Duplicates)
+			fmt.Fprintf(ev.stdout, "%s; %d accepted, %d already seen", summarize(d), res.Accepted, res.Duplicates)
+			if len(d.Cancel) > 0 {
+				fmt.Fprintf(ev.stdout, ", %d scheduled leavers cancelled", res.Cancelled)
+			}
+			fmt.Fprintln(ev.stdout)
 			return importFailures(ev, res)
 		},
 	}
@@ -119,6 +123,10 @@ func importFailures(ev *env, res *engine.ImportResult) error {
 	return nil
 }
 
+// summarize counts what a snapshot derives: every event by type, the
+// future-dated ones, end dates removed, and
+// rows that had ended before jml saw them (they derive no event, and are
+// said rather than dropped).
 func summarize(d *hrfeed.Diff) string {
 	n := map[identity.EventType]int{}
 	future := 0
@@ -128,7 +136,14 @@ func summarize(d *hrfeed.Diff) string {
 			future++
 		}
 	}
-	return fmt.Sprintf("%d joiners, %d movers, %d leavers (%d future-dated)", n[identity.Joiner], n[identity.Mover], n[identity.Leaver], future)
+	out := fmt.Sprintf("%d joiners, %d movers, %d leavers (%d future-dated)", n[identity.Joiner], n[identity.Mover], n[identity.Leaver], future)
+	if len(d.Cancel) > 0 {
+		out += fmt.Sprintf(", %d end dates removed", len(d.Cancel))
+	}
+	if len(d.NeverJoined) > 0 {
+		out += fmt.Sprintf(", %d new rows already ended (no event: %s)", len(d.NeverJoined), strings.Join(d.NeverJoined, " "))
+	}
+	return out
 }
 
 func guardLine(held bool, why string) string {

@@ -538,6 +538,17 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 	if cur == nil && ev.Type != identity.Joiner {
 		return nil, nil, &identity.Error{Code: identity.NotFound, Field: "externalId", Message: fmt.Sprintf("no identity %q in source %q: a %s needs an existing identity", ev.ExternalID, ev.Source, ev.Type)}
 	}
+	// What this event contradicts in the source's schedule for the
+	// identity is superseded with it (schedule.go).
+	superseded, err := e.supersedeScheduled(ctx, tx, p, rec, cur)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(superseded) > 0 {
+		if err := tx.AppendAudit(ctx, superseded...); err != nil {
+			return nil, nil, err
+		}
+	}
 	if future {
 		res, err := e.schedule(ctx, tx, p, rec, cur)
 		if err != nil {
@@ -587,8 +598,13 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 	if cur != nil {
 		from = cur.State
 	}
-	if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
-		return nil, err
+	// A joiner of a pending identity is a new start date (the scheduled
+	// one it replaces was superseded); anything else follows the state
+	// machine.
+	if ev.Type != identity.Joiner || from != identity.Pending {
+		if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
+			return nil, err
+		}
 	}
 	if ev.Type == identity.Joiner {
 		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)

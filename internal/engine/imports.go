@@ -18,6 +18,10 @@ import (
 type Import struct {
 	Source   string
 	Events   []identity.Event
+	// Cancel are the source event IDs of the source's scheduled events
+	// the snapshot no longer gives (an end date removed); they are
+	// cancelled with the snapshot.
+	Cancel   []string
 	Snapshot []byte
 	// HoldReason, when not empty, is why the mass-change guard holds the
 	// import: nothing is applied, the batch waits for an administrator.
@@ -29,6 +33,8 @@ type ImportResult struct {
 	Hold       *store.Hold // set when held
 	Accepted   int
 	Duplicates int
+	// Cancelled counts the scheduled events the import cancelled.
+	Cancelled int
 	// Failed are the events refused, with why; the snapshot is stored
 	// only when none was.
 	Failed []ImportFailure
@@ -56,7 +62,7 @@ func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportRe
 	}
 	if imp.HoldReason != "" {
 		now := e.Now().UTC()
-		h := &store.Hold{ID: e.newID("hold_"), Source: imp.Source, Reason: imp.HoldReason, Events: imp.Events, Snapshot: imp.Snapshot,
+		h := &store.Hold{ID: e.newID("hold_"), Source: imp.Source, Reason: imp.HoldReason, Events: imp.Events, Cancel: imp.Cancel, Snapshot: imp.Snapshot,
 			Status: store.HoldHeld, CreatedBy: p.ID, CreatedAt: now}
 		err := e.store.Update(ctx, func(tx store.Tx) error {
 			if err := tx.InsertHold(ctx, h); err != nil {
@@ -121,10 +127,20 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 	}
 	now := e.Now().UTC()
 	err := e.store.Update(ctx, func(tx store.Tx) error {
+		res.Cancelled = 0
+		for _, id := range imp.Cancel {
+			ok, err := e.cancelScheduled(ctx, tx, p, imp.Source, id, "the source's snapshot no longer gives it")
+			if err != nil {
+				return err
+			}
+			if ok {
+				res.Cancelled++
+			}
+		}
 		if err := tx.PutSnapshot(ctx, imp.Source, imp.Snapshot, now); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.applied", "", "", map[string]any{"source": imp.Source, "accepted": res.Accepted, "duplicates": res.Duplicates}))
+		return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.applied", "", "", map[string]any{"source": imp.Source, "accepted": res.Accepted, "duplicates": res.Duplicates, "cancelled": res.Cancelled}))
 	})
 	return res, err
 }
@@ -174,7 +190,7 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 	if err != nil || !release {
 		return h, nil, err
 	}
-	res, err := e.applyImport(ctx, p, Import{Source: h.Source, Events: h.Events, Snapshot: h.Snapshot})
+	res, err := e.applyImport(ctx, p, Import{Source: h.Source, Events: h.Events, Cancel: h.Cancel, Snapshot: h.Snapshot})
 	if err == nil && len(res.Failed) > 0 {
 		err = fmt.Errorf("hold %s released; %d of its events were refused (the first: %v)", id, len(res.Failed), res.Failed[0].Err)
 	}

@@ -5,6 +5,7 @@ package engine
 // of a rotation overlap).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -199,6 +200,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 			return err
 		}
 		if rec.Status != store.EventScheduled {
+			e.log.Debug("scheduled event timer: nothing to do", "event", eventID, "status", rec.Status, "why", cmp.Or(rec.Error, "the event is "+string(rec.Status)))
 			return nil
 		}
 		rec.CaseID = e.newID("case_")

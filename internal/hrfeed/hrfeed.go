@@ -12,6 +12,7 @@ package hrfeed
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -48,8 +49,25 @@ type Mapping struct {
 		Terminated []string `yaml:"terminated"` // values meaning the person left
 	} `yaml:"status"`
 	DateFormat string `yaml:"dateFormat"` // Go layout, default 2006-01-02
-	Guard      Guard  `yaml:"guard"`
+	// TimeZone is the IANA zone the source's dates are in (default UTC):
+	// a start date begins, and an end date ends, at midnight there. A
+	// date-time with an offset is taken as given.
+	TimeZone string `yaml:"timeZone"`
+	// EndDate is the last day with access (endsAt: endOfDay, the default:
+	// access ends at midnight after it) or the first day without it
+	// (startOfDay). A date-time is the instant access ends.
+	EndsAt string `yaml:"endsAt"`
+	Guard  Guard  `yaml:"guard"`
+	// loc is TimeZone loaded; dateTime says DateFormat has a time of day.
+	loc      *time.Location
+	dateTime bool
 }
+
+// The values of Mapping.EndsAt.
+const (
+	EndOfDay   = "endOfDay"
+	StartOfDay = "startOfDay"
+)
 
 // Guard are the mass-change thresholds of a source: an import whose
 // immediate leavers exceed them is held for an administrator instead of
@@ -100,10 +118,22 @@ func ParseMapping(name string, data []byte) (*Mapping, error) {
 	if m.DateFormat == "" {
 		m.DateFormat = "2006-01-02"
 	}
+	// A layout with a time of day formats two times of one day apart.
+	m.dateTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC).Format(m.DateFormat) != time.Date(2001, 2, 3, 0, 0, 0, 0, time.UTC).Format(m.DateFormat)
+	var err error
+	if m.loc, err = time.LoadLocation(cmp.Or(m.TimeZone, "UTC")); err != nil || m.TimeZone == "Local" {
+		return nil, errf("timeZone: %q is not an IANA time zone name (such as Europe/Berlin or UTC)", m.TimeZone)
+	}
+	switch m.EndsAt {
+	case "":
+		m.EndsAt = EndOfDay
+	case EndOfDay, StartOfDay:
+	default:
+		return nil, errf("endsAt: %q is not %s or %s", m.EndsAt, EndOfDay, StartOfDay)
+	}
 	if m.Status.Column != "" && len(m.Status.Terminated) == 0 {
 		return nil, errf("status: terminated: the values that mean the person left are required")
 	}
-	var err error
 	if m.Guard, err = m.Guard.WithDefaults(); err != nil {
 		return nil, errf("guard: %v", err)
 	}
@@ -130,8 +160,10 @@ type Record struct {
 	DisplayName string            `json:"displayName,omitempty"`
 	Manager     string            `json:"manager,omitempty"`
 	Attributes  map[string]string `json:"attributes,omitempty"`
-	Start       string            `json:"start,omitempty"` // YYYY-MM-DD
-	End         string            `json:"end,omitempty"`   // YYYY-MM-DD
+	// Start and End are dates (YYYY-MM-DD) or, from a mapping whose
+	// dateFormat has a time of day, instants (RFC 3339, UTC).
+	Start string `json:"start,omitempty"`
+	End   string `json:"end,omitempty"`
 	Terminated  bool              `json:"terminated,omitempty"`
 	// Departed is set in a stored snapshot for people jml has sent (or
 	// scheduled) a leaver for.
@@ -192,16 +224,46 @@ func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
 		if d.col == "" || v == "" {
 			continue
 		}
-		t, err := time.Parse(m.DateFormat, v)
+		t, err := time.ParseInLocation(m.DateFormat, v, m.location())
 		if err != nil {
 			return r, &cellError{d.col, fmt.Sprintf("%q is not a date in the form %s", v, m.DateFormat)}
 		}
-		*d.dst = t.Format("2006-01-02")
+		if m.dateTime {
+			*d.dst = t.UTC().Format(time.RFC3339)
+		} else {
+			*d.dst = t.Format("2006-01-02")
+		}
 	}
 	if m.Status.Column != "" {
 		r.Terminated = slices.ContainsFunc(m.Status.Terminated, func(s string) bool { return strings.EqualFold(s, trim(row[m.Status.Column])) })
 	}
 	return r, nil
+}
+
+// location is the zone of the source's dates.
+func (m *Mapping) location() *time.Location {
+	if m.loc == nil {
+		return time.UTC
+	}
+	return m.loc
+}
+
+// instant is when a Start or End value takes effect: a date's midnight in
+// the source's zone (for an end date under endOfDay, the midnight after
+// it), an instant as it is. A value that is neither (a snapshot written
+// by hand) takes effect at once.
+func (m *Mapping) instant(v string, end bool) time.Time {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t
+	}
+	d, err := time.ParseInLocation("2006-01-02", v, m.location())
+	if err != nil {
+		return time.Time{}
+	}
+	if end && m.EndsAt != StartOfDay {
+		d = d.AddDate(0, 0, 1)
+	}
+	return d
 }
 
 // hash is a short content hash of the fields an event carries.
@@ -221,6 +283,12 @@ func (r Record) sameAccess(o Record) bool {
 // Diff is what a snapshot changes.
 type Diff struct {
 	Events []identity.Event
+	// Cancel are the source event IDs of scheduled leavers the snapshot
+	// no longer gives (an end date removed): the import cancels them.
+	Cancel []string
+	// NeverJoined are the keys of new rows that had ended (terminated, or
+	// past their end) before jml saw them: no event, but not unseen.
+	NeverJoined []string
 	// Next is the snapshot to store once the events are accepted.
 	Next map[string]Record
 	// PreviousActive is how many people the previous snapshot held who
@@ -232,16 +300,22 @@ type Diff struct {
 
 // Compare derives the events that take prev to rows, as of now.
 func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) *Diff {
-	today := now.UTC().Format("2006-01-02")
 	d := &Diff{Next: make(map[string]Record, len(rows))}
 	for _, p := range prev {
 		if !p.Departed {
 			d.PreviousActive++
 		}
 	}
-	date := func(s string) *time.Time {
-		t, _ := time.Parse("2006-01-02", s)
-		return &t
+	// future is when v (a Start, or an End when end) takes effect, nil
+	// when that is now or past.
+	future := func(v string, end bool) *time.Time {
+		if v == "" {
+			return nil
+		}
+		if t := m.instant(v, end); t.After(now) {
+			return &t
+		}
+		return nil
 	}
 	add := func(ev identity.Event) {
 		ev.Source = m.Source
@@ -252,8 +326,8 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 	}
 	leaver := func(r Record, why string) {
 		ev := identity.Event{ID: r.Key + ":leaver:" + why, Type: identity.Leaver, ExternalID: r.Key}
-		if r.End > today && why == "end-"+r.End {
-			ev.EffectiveAt = date(r.End)
+		if why == "end-"+r.End {
+			ev.EffectiveAt = future(r.End, true)
 		}
 		add(ev)
 	}
@@ -261,19 +335,18 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 	for _, r := range rows {
 		seen[r.Key] = true
 		p, existed := prev[r.Key]
-		ended := r.Terminated || (r.End != "" && r.End <= today)
+		ended := r.Terminated || (r.End != "" && future(r.End, true) == nil)
 		next := r
 		switch {
 		case !existed || p.Departed:
 			if ended {
 				next.Departed = true // never joined, or still gone
+				d.NeverJoined = append(d.NeverJoined, r.Key)
 				break
 			}
 			ev := identity.Event{ID: r.Key + ":joiner:" + r.hash(), Type: identity.Joiner, ExternalID: r.Key, Kind: identity.Kind(m.Kind),
 				DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, nil)}
-			if r.Start > today {
-				ev.EffectiveAt = date(r.Start)
-			}
+			ev.EffectiveAt = future(r.Start, false)
 			add(ev)
 			if r.End != "" {
 				leaver(r, "end-"+r.End)
@@ -290,8 +363,12 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 				add(identity.Event{ID: r.Key + ":mover:" + r.hash(), Type: identity.Mover, ExternalID: r.Key,
 					DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, p.Attributes)})
 			}
-			if r.End != "" && r.End != p.End {
+			switch {
+			case r.End != "" && r.End != p.End:
+				// A new end date: its leaver supersedes the old one's.
 				leaver(r, "end-"+r.End)
+			case r.End == "" && p.End != "":
+				d.Cancel = append(d.Cancel, r.Key+":leaver:end-"+p.End)
 			}
 		}
 		d.Next[r.Key] = next

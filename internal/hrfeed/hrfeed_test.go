@@ -70,7 +70,7 @@ func TestCompare(t *testing.T) {
 	if got := summary(d.Events); got != want {
 		t.Fatalf("first import:\n%s\nwant\n%s", got, want)
 	}
-	if !d.Next["E3"].Departed || d.Leavers != 0 {
+	if !d.Next["E3"].Departed || d.Leavers != 0 || strings.Join(d.NeverJoined, ",") != "E3" {
 		t.Fatalf("E3 = %+v, leavers %d", d.Next["E3"], d.Leavers)
 	}
 	// The same file again: nothing.
@@ -85,7 +85,7 @@ func TestCompare(t *testing.T) {
 		"E4,Di,E1,2026-01-01,,Support,Agent,active\n") // new
 	d2 := m.Compare(d.Next, day2, now)
 	want = "mover E1 map[department:Engineering title:Staff Engineer]\n" +
-		"leaver E1 at 2026-09-30\n" +
+		"leaver E1 at 2026-10-01\n" + // access ends when September 30 does
 		"leaver E2\n" +
 		"joiner E3 map[department:Sales title:Rep]\n" +
 		"joiner E4 map[department:Support title:Agent]\n"
@@ -223,5 +223,99 @@ func BenchmarkCompare100k(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m.Compare(prev, cur, now)
+	}
+}
+
+// TestEndDates: an end date is the last day with access, to its end in the
+// source's time zone (or its start, with endsAt: startOfDay); a date-time
+// is taken as given; an end date reached is a leaver now and one already
+// reached by a new row is counted; a moved end date makes a new leaver
+// and a removed one cancels the old.
+func TestEndDates(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	noon := at("2026-12-08T12:00:00Z")
+	leaverAt := func(d *Diff, key string) string {
+		for _, e := range d.Events {
+			if e.Type == identity.Leaver && e.ExternalID == key {
+				if e.EffectiveAt == nil {
+					return "now"
+				}
+				return e.EffectiveAt.UTC().Format(time.RFC3339)
+			}
+		}
+		return "none"
+	}
+	for _, tc := range []struct {
+		name, extra, end string
+		now              time.Time
+		want             string
+	}{
+		{"today: to the end of the day", "", "2026-12-08", noon, "2026-12-09T00:00:00Z"},
+		{"today, start of day: now", "endsAt: startOfDay\n", "2026-12-08", noon, "now"},
+		{"yesterday: now", "", "2026-12-07", noon, "now"},
+		{"in Berlin", "timeZone: Europe/Berlin\n", "2026-12-08", noon, "2026-12-08T23:00:00Z"},
+		{"in Tokyo", "timeZone: Asia/Tokyo\n", "2026-12-08", noon, "2026-12-08T15:00:00Z"},
+		{"in Tokyo, the day before: over", "timeZone: Asia/Tokyo\n", "2026-12-07", noon, "now"},
+		{"a date-time two minutes ahead", "dateFormat: 2006-01-02T15:04:05Z07:00\n", "2026-12-08T12:02:00Z", noon, "2026-12-08T12:02:00Z"},
+		{"a date-time in the source's zone", "dateFormat: 2006-01-02 15:04\ntimeZone: America/New_York\n", "2026-12-08 07:30", noon, "2026-12-08T12:30:00Z"},
+		{"a date-time just past", "dateFormat: 2006-01-02T15:04:05Z07:00\n", "2026-12-08T11:59:00Z", noon, "now"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := ParseMapping("m.yaml", []byte(mappingYAML+tc.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := "2020-01-01"
+			if m.dateTime {
+				start = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Format(m.DateFormat)
+			}
+			joined := m.Compare(nil, read(t, m, header+"E1,Ada,,"+start+",,Engineering,Engineer,active\n"), tc.now.Add(-72*time.Hour))
+			d := m.Compare(joined.Next, read(t, m, header+"E1,Ada,,"+start+","+tc.end+",Engineering,Engineer,active\n"), tc.now)
+			if got := leaverAt(d, "E1"); got != tc.want {
+				t.Fatalf("leaver at %s, want %s (events:\n%s)", got, tc.want, summary(d.Events))
+			}
+			if tc.want == "now" && d.Leavers != 1 {
+				t.Fatalf("immediate leavers counted = %d, want 1", d.Leavers)
+			}
+			// A new row with the same end: joins until then, or never.
+			fresh := m.Compare(nil, read(t, m, header+"E1,Ada,,"+start+","+tc.end+",Engineering,Engineer,active\n"), tc.now)
+			if tc.want == "now" {
+				if len(fresh.Events) != 0 || len(fresh.NeverJoined) != 1 {
+					t.Fatalf("a new row already ended: events %s, never joined %v", summary(fresh.Events), fresh.NeverJoined)
+				}
+			} else if got := leaverAt(fresh, "E1"); got != tc.want {
+				t.Fatalf("a new row's leaver at %s, want %s", got, tc.want)
+			}
+		})
+	}
+
+	m := mapping(t)
+	d1 := m.Compare(nil, read(t, m, header+"E1,Ada,,2020-01-01,2026-12-08,Engineering,Engineer,active\n"), noon.Add(-72*time.Hour))
+	d2 := m.Compare(d1.Next, read(t, m, header+"E1,Ada,,2020-01-01,2026-12-10,Engineering,Engineer,active\n"), noon.Add(-48*time.Hour))
+	if got := leaverAt(d2, "E1"); got != "2026-12-11T00:00:00Z" || len(d2.Cancel) != 0 {
+		t.Fatalf("extended contract: leaver at %s, cancel %v", got, d2.Cancel)
+	}
+	d3 := m.Compare(d2.Next, read(t, m, header+"E1,Ada,,2020-01-01,,Engineering,Engineer,active\n"), noon.Add(-24*time.Hour))
+	if len(d3.Events) != 0 || strings.Join(d3.Cancel, ",") != "E1:leaver:end-2026-12-10" {
+		t.Fatalf("end date removed: events %s, cancel %v; want the 12-10 leaver cancelled", summary(d3.Events), d3.Cancel)
+	}
+}
+
+func TestMappingTimeSettings(t *testing.T) {
+	for extra, want := range map[string]string{
+		"timeZone: Mars/Olympus\n": `timeZone: "Mars/Olympus" is not an IANA time zone name`,
+		"timeZone: Local\n":        `timeZone: "Local" is not an IANA time zone name`,
+		"endsAt: midnight\n":       `endsAt: "midnight" is not endOfDay or startOfDay`,
+	} {
+		if _, err := ParseMapping("m.yaml", []byte(mappingYAML+extra)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", extra, err, want)
+		}
 	}
 }

@@ -211,16 +211,19 @@ const (
 // Hold is a batch of a source's events that the mass-change guard held
 // before anything was applied.
 type Hold struct {
-	ID        string           `json:"id"`
-	Source    string           `json:"source"`
-	Reason    string           `json:"reason"`
-	Events    []identity.Event `json:"events"`
-	Snapshot  []byte           `json:"-"` // the source's snapshot to store on release
-	Status    HoldStatus       `json:"status"`
-	CreatedBy string           `json:"createdBy"`
-	CreatedAt time.Time        `json:"createdAt"`
-	DecidedBy string           `json:"decidedBy,omitempty"`
-	DecidedAt time.Time        `json:"decidedAt,omitzero"`
+	ID     string           `json:"id"`
+	Source string           `json:"source"`
+	Reason string           `json:"reason"`
+	Events []identity.Event `json:"events"`
+	// Cancel are source event IDs of scheduled events the import cancels
+	// on release (Import.Cancel).
+	Cancel    []string   `json:"cancel,omitempty"`
+	Snapshot  []byte     `json:"-"` // the source's snapshot to store on release
+	Status    HoldStatus `json:"status"`
+	CreatedBy string     `json:"createdBy"`
+	CreatedAt time.Time  `json:"createdAt"`
+	DecidedBy string     `json:"decidedBy,omitempty"`
+	DecidedAt time.Time  `json:"decidedAt,omitzero"`
 }
 
 // StepCount is a number of steps of one system and action.

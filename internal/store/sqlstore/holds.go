@@ -29,24 +29,37 @@ func (t *Tx) PutSnapshot(ctx context.Context, source string, data []byte, at tim
 	return err
 }
 
-const holdCols = "id, source, reason, events, snapshot, status, created_by, created_at, decided_by, decided_at"
+const holdCols = "id, source, reason, events, snapshot, status, created_by, created_at, decided_by, decided_at, cancel"
 
 func (t *Tx) InsertHold(ctx context.Context, h *store.Hold) error {
 	evs, err := json.Marshal(h.Events)
 	if err != nil {
 		return err
 	}
-	_, err = t.c.Exec(ctx, "INSERT INTO holds ("+holdCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		h.ID, h.Source, h.Reason, string(evs), h.Snapshot, string(h.Status), h.CreatedBy, micros(h.CreatedAt), h.DecidedBy, micros(h.DecidedAt))
+	cancel := ""
+	if len(h.Cancel) > 0 {
+		b, err := json.Marshal(h.Cancel)
+		if err != nil {
+			return err
+		}
+		cancel = string(b)
+	}
+	_, err = t.c.Exec(ctx, "INSERT INTO holds ("+holdCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		h.ID, h.Source, h.Reason, string(evs), h.Snapshot, string(h.Status), h.CreatedBy, micros(h.CreatedAt), h.DecidedBy, micros(h.DecidedAt), cancel)
 	return err
 }
 
 func scanHold(scan func(...any) error) (*store.Hold, error) {
 	var h store.Hold
-	var evs, status string
+	var evs, status, cancel string
 	var created, decided int64
-	if err := scan(&h.ID, &h.Source, &h.Reason, &evs, &h.Snapshot, &status, &h.CreatedBy, &created, &h.DecidedBy, &decided); err != nil {
+	if err := scan(&h.ID, &h.Source, &h.Reason, &evs, &h.Snapshot, &status, &h.CreatedBy, &created, &h.DecidedBy, &decided, &cancel); err != nil {
 		return nil, err
+	}
+	if cancel != "" {
+		if err := json.Unmarshal([]byte(cancel), &h.Cancel); err != nil {
+			return nil, fmt.Errorf("hold %s cancellations: %w", h.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(evs), &h.Events); err != nil {
 		return nil, fmt.Errorf("hold %s events: %w", h.ID, err)

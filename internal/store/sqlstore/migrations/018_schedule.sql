@@ -6,3 +6,6 @@
 CREATE INDEX grants_expiring ON grants (expires_at) WHERE expires_at > 0;
 CREATE INDEX events_scheduled ON events (effective_at) WHERE status = 'scheduled';
 CREATE INDEX events_scheduled_identity ON events (identity_id, effective_at) WHERE status = 'scheduled';
+-- A held import keeps the scheduled events it cancels (an HR end date
+-- removed), as a JSON list of source event IDs, for its release.
+ALTER TABLE holds ADD COLUMN cancel TEXT NOT NULL DEFAULT '';
