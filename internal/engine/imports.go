@@ -16,8 +16,8 @@ import (
 // Import is the events one snapshot of a file-fed source derives, and the
 // snapshot to store once they are accepted.
 type Import struct {
-	Source   string
-	Events   []identity.Event
+	Source string
+	Events []identity.Event
 	// Cancel are the source event IDs of the source's scheduled events
 	// the snapshot no longer gives (an end date removed); they are
 	// cancelled with the snapshot.

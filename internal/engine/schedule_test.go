@@ -70,7 +70,9 @@ func TestScheduleSupersede(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, open(t))
-			human := func(e *identity.Event) { e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"} }
+			human := func(e *identity.Event) {
+				e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+			}
 
 			t.Run("contract extended", func(t *testing.T) {
 				c := f.submit(t, ev("c-join", identity.Joiner, "contractor", human))

@@ -162,9 +162,9 @@ type Record struct {
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	// Start and End are dates (YYYY-MM-DD) or, from a mapping whose
 	// dateFormat has a time of day, instants (RFC 3339, UTC).
-	Start string `json:"start,omitempty"`
-	End   string `json:"end,omitempty"`
-	Terminated  bool              `json:"terminated,omitempty"`
+	Start      string `json:"start,omitempty"`
+	End        string `json:"end,omitempty"`
+	Terminated bool   `json:"terminated,omitempty"`
 	// Departed is set in a stored snapshot for people jml has sent (or
 	// scheduled) a leaver for.
 	Departed bool `json:"departed,omitempty"`
