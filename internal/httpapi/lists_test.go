@@ -51,7 +51,7 @@ func TestWhoHasAccess(t *testing.T) {
 		want         []string
 	}{
 		{"entitlement=tool:search", "auditor", []string{"a1", "a2"}},
-		{"entitlement=tool:prod-write", "auditor", nil}, // awaits approval: not held
+		{"entitlement=tool:prod-write", "auditor", nil},     // awaits approval: not held
 		{"entitlement=tool:search", "olga", []string{"a1"}}, // her own agent only
 		// Passwords and keys of the built-in vault: every person and agent.
 		{"system=vault", "auditor", []string{"a1", "a2", "lead", "olga", "omar"}},
