@@ -86,7 +86,7 @@ func eventCmd(ev *env) *cobra.Command {
 				}
 				return output(ev.stdout, "json", res, nil)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true})
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true, systems: true})
 			if err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func planCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true})
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true, systems: true})
 			if err != nil {
 				return err
 			}
@@ -471,46 +471,52 @@ func caseCmd(ev *env) *cobra.Command {
 	retry.Flags().StringVar(&retryCfg, "config", "", "config file (env JML_CONFIG)")
 	dbFlag(retry, &retryDSN)
 
-	var listDSN, listFormat, listStatus string
+	var listDSN, listFormat, listStatus, listType, listIdentity, listSince, listAfter string
 	var listLimit int
 	list := &cobra.Command{
-		Use:   "list ID|SOURCE/EXTERNAL_ID",
-		Short: "List an identity's cases, newest first",
-		Args:  cobra.ExactArgs(1),
+		Use:   "list [ID|SOURCE/EXTERNAL_ID] [--status S] [--type T] [--identity I] [--since TIME]",
+		Short: "List cases, newest first: all, or those of a status, type, identity or time",
+		Long: `List cases, newest first, without their steps (jml case show ID has them).
+Filters combine: --status running|awaiting_approval|completed|failed,
+--type joiner|mover|leaver|suspend|resume|expiry|retention|undo, --identity
+(a jml ID or SOURCE/EXTERNAL_ID; also given as the argument), --since (an
+RFC 3339 time: cases opened then or later). What waits for approval:
+jml case list --status awaiting_approval. More than --limit cases: the last
+line names the --after that gives the next page.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, listDSN)
+			if len(args) == 1 {
+				if listIdentity != "" && listIdentity != args[0] {
+					return usageError{fmt.Errorf("give the identity once: as the argument (%s) or as --identity (%s)", args[0], listIdentity)}
+				}
+				listIdentity = args[0]
+			}
+			f := store.CaseFilter{Status: store.CaseStatus(listStatus), Type: identity.EventType(listType), IdentityID: listIdentity, After: listAfter, Limit: listLimit}
+			if listSince != "" {
+				var err error
+				if f.Since, err = time.Parse(time.RFC3339, listSince); err != nil {
+					return identity.FieldError("since", "%q is not an RFC 3339 time such as 2026-01-02T09:00:00Z", listSince)
+				}
+			}
+			if listLimit < 1 || listLimit > 1000 {
+				return identity.FieldError("limit", "must be a whole number from 1 to 1000")
+			}
+			rt, err := openRuntime(cmd.Context(), ev, readCfg, listDSN, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			var cases []store.Case
-			err = s.View(cmd.Context(), func(tx store.Tx) error {
-				id, err := tx.GetIdentity(cmd.Context(), args[0])
-				if src, ext, ok := strings.Cut(args[0], "/"); store.IsNotFound(err) && ok {
-					id, err = tx.GetIdentityByExternalID(cmd.Context(), src, ext)
-				}
-				if store.IsNotFound(err) {
-					return identity.Errorf(identity.NotFound, "no identity %q: give its jml ID (idn_…) or SOURCE/EXTERNAL_ID", args[0])
-				}
-				if err != nil {
-					return err
-				}
-				cases, err = tx.ListCases(cmd.Context(), id.ID, listLimit)
-				return err
-			})
+			defer rt.Close()
+			out, err := rt.engine.Cases(cmd.Context(), cliPrincipal, f)
 			if err != nil {
 				return err
-			}
-			out := []store.Case{}
-			for _, c := range cases {
-				if listStatus == "" || string(c.Status) == listStatus {
-					out = append(out, c)
-				}
 			}
 			return output(ev.stdout, listFormat, out, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "CASE\tTYPE\tSTATUS\tCREATED\tREASON")
+				fmt.Fprintln(tw, "CASE\tTYPE\tSTATUS\tIDENTITY\tCREATED\tREASON")
 				for _, c := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, c.Status, c.CreatedAt.Format(time.RFC3339), dash(c.Reason))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, c.Status, c.IdentityID, c.CreatedAt.Format(time.RFC3339), dash(c.Reason))
+				}
+				if len(out) == listLimit {
+					fmt.Fprintf(tw, "(more: --after %s)\n", out[len(out)-1].ID)
 				}
 			})
 		},
@@ -518,7 +524,11 @@ func caseCmd(ev *env) *cobra.Command {
 	readFlags(list, &listDSN, &readCfg)
 	list.Flags().StringVarP(&listFormat, "output", "o", "table", "table, json or yaml")
 	list.Flags().StringVar(&listStatus, "status", "", "only cases in this status (running, awaiting_approval, completed, failed)")
-	list.Flags().IntVar(&listLimit, "limit", 100, "at most this many")
+	list.Flags().StringVar(&listType, "type", "", "only cases of this type (joiner, mover, leaver, suspend, resume, expiry, retention, undo)")
+	list.Flags().StringVar(&listIdentity, "identity", "", "only this identity's cases: jml ID or SOURCE/EXTERNAL_ID")
+	list.Flags().StringVar(&listSince, "since", "", "only cases opened at or after this RFC 3339 time")
+	list.Flags().StringVar(&listAfter, "after", "", "the page after this case ID (what the last line of a full page names)")
+	list.Flags().IntVar(&listLimit, "limit", 100, "at most this many (1 to 1000)")
 
 	cmd.AddCommand(list, show, retry, decideCmd(ev, true), decideCmd(ev, false))
 	return cmd

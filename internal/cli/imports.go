@@ -55,7 +55,7 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true})
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true, systems: true})
 			if err != nil {
 				return err
 			}
@@ -245,7 +245,8 @@ func holdsCmd(ev *env) *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true})
+				// A release applies the batch's events; a discard calls no system.
+				rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{policy: true, systems: release})
 				if err != nil {
 					return err
 				}

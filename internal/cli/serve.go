@@ -52,6 +52,12 @@ type runtimeNeeds struct {
 	// policy: the command plans (serve, event, import, plan, retry,
 	// holds); the others (tokens, findings) work with --db alone.
 	policy bool
+	// systems: the command plans or runs cases (serve, event, import,
+	// plan, holds release), so every system's connector is opened and its
+	// connection secrets resolved. Every other command opens none and
+	// resolves no secret: it works where the systems' env: and file:
+	// references are not set.
+	systems bool
 }
 
 // openRuntime opens the store, the key and the engine a command works
@@ -120,7 +126,7 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Guards: guards, Store: s, Policy: pol, Sealer: sealer, Logger: log, Metrics: engine.NewMetrics(reg), DeferBuiltin: cfg.Jobs.BuiltinAsJobs,
 		Open: connectors.Open, Getenv: ev.getenv, CallTimeout: cfg.Jobs.CallTimeout,
-		IntrospectionClaims: cfg.Introspection.Claims, EndpointSources: cfg.endpointSources()})
+		IntrospectionClaims: cfg.Introspection.Claims, EndpointSources: cfg.endpointSources(), NoSystems: !needs.systems})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -180,7 +186,7 @@ func serveCmd(ev *env) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
-			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log, runtimeNeeds{create: true, policy: true})
+			rt, err := openRuntime(ctx, ev, cfgPath, dsn, log, runtimeNeeds{create: true, policy: true, systems: true})
 			if err != nil {
 				return err
 			}

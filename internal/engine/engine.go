@@ -92,6 +92,13 @@ type Config struct {
 	// from anywhere else (POST /v1/events, jml event, jml import) is
 	// refused, whatever the principal.
 	EndpointSources map[string]string
+	// NoSystems makes an engine that calls no system: SetPolicy opens no
+	// connector, so no connection secret (an env: or file: reference) is
+	// resolved, and accepting an event (which plans) and running a case
+	// are refused. It is for processes that only read or manage jml's own
+	// records (the CLI's token, findings, case, audit and access
+	// commands), which must work where the systems' secrets are not set.
+	NoSystems bool
 }
 
 // DefaultCallTimeout is how long a connector call may take before its
@@ -137,6 +144,8 @@ type Engine struct {
 	// callTimeout bounds each connector call: see Config.CallTimeout.
 	callTimeout time.Duration
 	fastRuns    sync.WaitGroup
+	// noSystems: see Config.NoSystems.
+	noSystems bool
 }
 
 // New returns an engine. Missing Clock, Rand and Logger default to the system clock,
@@ -171,7 +180,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, identity.FieldError("introspection.claims", "unknown claim %q (want some of %v)", c, IntrospectionExtras)
 		}
 	}
-	e.claims, e.endpoints = cfg.IntrospectionClaims, cfg.EndpointSources
+	e.claims, e.endpoints, e.noSystems = cfg.IntrospectionClaims, cfg.EndpointSources, cfg.NoSystems
 	e.callTimeout = cfg.CallTimeout
 	if e.callTimeout <= 0 {
 		e.callTimeout = DefaultCallTimeout
@@ -229,6 +238,8 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 			conns[name] = old[name]
 		case sys.Builtin():
 			conns[name] = builtin.Conn{}
+		case e.noSystems:
+			// Never called: nothing is opened, no secret resolved.
 		default:
 			cfg := connector.ConfigFor(p, name)
 			cfg.Getenv, cfg.Logger = e.getenv, e.log.With("system", name)
@@ -250,7 +261,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) error {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
-		if _, ok := conns[name].(connector.Adopter); p.Systems[name].Adopt && !ok {
+		if _, ok := conns[name].(connector.Adopter); p.Systems[name].Adopt && !ok && !e.noSystems {
 			closeAll(fresh)
 			return identity.Errorf(identity.Invalid, "system %q: adopt: type %s cannot take over existing accounts; remove adopt, or create the accounts through jml", name, p.Systems[name].Type)
 		}
@@ -303,6 +314,16 @@ func (o openedConn) sameAs(cfg connector.Config) bool {
 
 // conn returns the connector of a system, or nil.
 func (e *Engine) conn(system string) connector.Connector { return (*e.conns.Load())[system] }
+
+// callsSystems refuses, in an engine made with Config.NoSystems, the work
+// that needs the systems' connectors: planning (which asks them what names
+// they hold and how they disable) and running steps.
+func (e *Engine) callsSystems() error {
+	if e.noSystems {
+		return identity.Errorf(identity.Unavailable, "this command opens no system's connector, so it neither plans nor runs cases (jml serve, jml event and jml import do)")
+	}
+	return nil
+}
 
 // Policy returns the current policy.
 func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
@@ -506,6 +527,9 @@ func caseIDOf(eventID string) string {
 
 // accept is Submit inside tx.
 func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *store.Case, error) {
+	if err := e.callsSystems(); err != nil {
+		return nil, nil, err
+	}
 	now := e.Now().UTC()
 	rec := &store.Event{ID: e.newID("evt_"), Event: ev, Principal: p.ID, Status: store.EventApplied, ReceivedAt: now, EffectiveAt: now}
 	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)

@@ -8,11 +8,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
 )
 
-// Metrics are the engine's Prometheus metrics.
+// Metrics are the engine's Prometheus metrics. The counters count the work
+// of the process that exposes them, as Prometheus counters do: jml serve
+// counts the events its API, SCIM server and webhooks accept, and the cases,
+// steps and credentials its own runs, jobs and timers settle. Work done by
+// another process on the same store (another replica; jml import or jml
+// event run against the store, which print their own counts) is in that
+// process's counters, not these: reading the store's totals at each scrape
+// would cost a scan of every event, and a short-lived command is never
+// scraped. The gauges (Collector) are read from the store and cover every
+// process.
 type Metrics struct {
 	eventsAccepted     *prometheus.CounterVec
 	eventsDuplicate    prometheus.Counter
@@ -37,16 +47,21 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		settled:            make(chan struct{}),
-		eventsAccepted:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_events_accepted_total", Help: "Lifecycle events accepted, by type."}, []string{"type"}),
-		eventsDuplicate:    prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_events_duplicate_total", Help: "Events answered from an earlier submission with the same source and event ID."}),
-		casesCompleted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_completed_total", Help: "Cases whose every step is final."}),
-		casesFailed:        prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_failed_total", Help: "Cases that gave up on a step and need attention (alert on its rate)."}),
-		stepsDone:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_steps_done_total", Help: "Steps applied, by system and action."}, []string{"system", "action"}),
-		stepsFailed:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_step_failures_total", Help: "Failed step attempts, by system and action."}, []string{"system", "action"}),
-		credentialsIssued:  prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_issued_total", Help: "Credentials issued or rotated in."}),
-		credentialsRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_revoked_total", Help: "Credentials revoked."}),
-		findings:           prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_findings_total", Help: "Findings recorded."}),
-		introspections:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_introspections_total", Help: "Introspection requests, by answer."}, []string{"active"}),
+		eventsAccepted:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_events_accepted_total", Help: "Lifecycle events this process accepted, by type (jml serve: through its API, SCIM and webhooks; jml import and jml event writing to the store count their own)."}, []string{"type"}),
+		eventsDuplicate:    prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_events_duplicate_total", Help: "Events this process answered from an earlier submission with the same source and event ID."}),
+		casesCompleted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_completed_total", Help: "Cases whose every step is final, counted by the process that settled them."}),
+		casesFailed:        prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_cases_failed_total", Help: "Cases that gave up on a step and need attention (alert on its rate), counted by the process that settled them."}),
+		stepsDone:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_steps_done_total", Help: "Steps this process applied, by system and action."}, []string{"system", "action"}),
+		stepsFailed:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_step_failures_total", Help: "Step attempts that failed in this process, by system and action."}, []string{"system", "action"}),
+		credentialsIssued:  prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_issued_total", Help: "Credentials this process issued or rotated in."}),
+		credentialsRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_credentials_revoked_total", Help: "Credentials this process revoked."}),
+		findings:           prometheus.NewCounter(prometheus.CounterOpts{Name: "jml_findings_total", Help: "Findings this process recorded."}),
+		introspections:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jml_introspections_total", Help: "Introspection requests this process answered, by answer."}, []string{"active"}),
+	}
+	// Every event type has its series from the start, at 0: a type this
+	// process has not accepted yet reads 0, not "no data".
+	for _, t := range identity.EventTypes {
+		m.eventsAccepted.WithLabelValues(string(t))
 	}
 	if reg != nil {
 		reg.MustRegister(m.eventsAccepted, m.eventsDuplicate, m.casesCompleted, m.casesFailed, m.stepsDone, m.stepsFailed,

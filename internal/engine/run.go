@@ -59,6 +59,9 @@ func (e *Engine) RunCase(ctx context.Context, caseID string, lastAttempt bool) e
 // runCase is RunCase; first, when not nil, is the case and identity as the
 // accepting transaction wrote them, used instead of the first read.
 func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, first *loaded) error {
+	if err := e.callsSystems(); err != nil {
+		return err
+	}
 	var (
 		mu       sync.Mutex
 		failed   = map[string]bool{} // systems that failed during this run

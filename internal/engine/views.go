@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
@@ -113,8 +115,12 @@ func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*Ide
 
 // Identities lists identities matching f; for a principal limited to its
 // own, only those it may see (f.VisibleTo is set from p, whatever f says).
+// An entitlement or system the policy does not name is refused, naming it.
 func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFilter) ([]identity.Identity, error) {
 	if err := mayUse(p, PermRead); err != nil {
+		return nil, err
+	}
+	if err := e.checkAccessFilter(f); err != nil {
 		return nil, err
 	}
 	f.VisibleTo = ""
@@ -157,6 +163,55 @@ func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case,
 		return nil, err
 	}
 	return c, nil
+}
+
+// CaseTypes are the types a case has: its event's, or the type of a case
+// the engine opens itself.
+var CaseTypes = append(append([]identity.EventType{}, identity.EventTypes...), CaseExpiry, CaseRetention, CaseUndo)
+
+// CaseStatuses are the statuses a stored case has.
+var CaseStatuses = []store.CaseStatus{store.CaseRunning, store.CaseAwaitingApproval, store.CaseCompleted, store.CaseFailed}
+
+// Cases lists the cases f selects, newest first, without their steps. A
+// value outside CaseStatuses or CaseTypes, or a cursor that is not a case
+// ID, is refused naming the parameter. f.IdentityID may name the identity
+// as SOURCE/EXTERNAL_ID; one that does not exist, or that p may not read,
+// is refused alike. For a principal limited to its own, only the cases of
+// identities it may see (f.VisibleTo is set from p, whatever f says).
+func (e *Engine) Cases(ctx context.Context, p Principal, f store.CaseFilter) ([]store.Case, error) {
+	if err := mayUse(p, PermRead); err != nil {
+		return nil, err
+	}
+	if f.Status != "" && !slices.Contains(CaseStatuses, f.Status) {
+		return nil, identity.FieldError("status", "unknown case status %q (want one of %v)", f.Status, CaseStatuses)
+	}
+	if f.Type != "" && !slices.Contains(CaseTypes, f.Type) {
+		return nil, identity.FieldError("type", "unknown case type %q (want one of %v)", f.Type, CaseTypes)
+	}
+	if f.After != "" && !strings.HasPrefix(f.After, "case_") {
+		return nil, identity.FieldError("after", "must be a case ID (case_…): the next of the previous page")
+	}
+	f.VisibleTo = ""
+	if ReachOf(p.Role, PermRead) == Own {
+		f.VisibleTo = p.IdentityID
+	}
+	var out []store.Case
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		if f.IdentityID != "" {
+			id, err := readableIdentity(ctx, tx, p, f.IdentityID)
+			if identity.ErrorCode(err) == identity.NotFound {
+				return identity.FieldError("identity", "%s", identity.ErrorMessage(err))
+			}
+			if err != nil {
+				return err
+			}
+			f.IdentityID = id.ID
+		}
+		var err error
+		out, err = tx.FindCases(ctx, f)
+		return err
+	})
+	return nonNil(out), err
 }
 
 // Findings lists findings matching f. Findings are an operator's view of

@@ -68,6 +68,7 @@ var routes = []route{
 	{"POST", "/v1/events", engine.PermSubmit, true, (*Server).submitEvent},
 	{"GET", "/v1/identities", engine.PermRead, true, (*Server).listIdentities},
 	{"GET", "/v1/identities/{id}", engine.PermRead, true, (*Server).getIdentity},
+	{"GET", "/v1/cases", engine.PermRead, true, (*Server).listCases},
 	{"GET", "/v1/cases/{id}", engine.PermRead, true, (*Server).getCase},
 	{"POST", "/v1/cases/{id}/approve", engine.PermDecide, false, (*Server).approve},
 	{"POST", "/v1/cases/{id}/deny", engine.PermDecide, false, (*Server).deny},
@@ -398,11 +399,12 @@ type IdentityList struct {
 }
 
 func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
-	q, err := listQuery(r, "kind", "state", "source", "owner", "after", "limit")
+	q, err := listQuery(r, "kind", "state", "source", "owner", "entitlement", "system", "after", "limit")
 	if err != nil {
 		return err
 	}
-	f := store.IdentityFilter{Kind: identity.Kind(q["kind"]), State: identity.State(q["state"]), Source: q["source"], Owner: q["owner"], After: q["after"]}
+	f := store.IdentityFilter{Kind: identity.Kind(q["kind"]), State: identity.State(q["state"]), Source: q["source"], Owner: q["owner"],
+		Entitlement: q["entitlement"], System: q["system"], After: q["after"]}
 	if f.Kind != "" && !f.Kind.Valid() {
 		return identity.FieldError("kind", "unknown kind %q (want one of %v)", f.Kind, identity.Kinds)
 	}
@@ -435,6 +437,38 @@ func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request, p engine.Pr
 		return err
 	}
 	return writeJSON(w, http.StatusOK, v)
+}
+
+// CaseList is a page of cases, newest first, without their steps.
+type CaseList struct {
+	Items []store.Case `json:"items"`
+	// Next is the cursor for the following page (pass it as after=), empty
+	// on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+func (s *Server) listCases(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	q, err := listQuery(r, "status", "type", "identity", "since", "after", "limit")
+	if err != nil {
+		return err
+	}
+	f := store.CaseFilter{Status: store.CaseStatus(q["status"]), Type: identity.EventType(q["type"]), IdentityID: q["identity"], After: q["after"]}
+	if v := q["since"]; v != "" {
+		if f.Since, err = time.Parse(time.RFC3339, v); err != nil {
+			return identity.FieldError("since", "must be an RFC 3339 time such as 2026-01-02T09:00:00Z")
+		}
+	}
+	if f.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	var out CaseList
+	if out.Items, err = s.e.Cases(r.Context(), p, f); err != nil {
+		return err
+	}
+	if len(out.Items) == f.Limit {
+		out.Next = out.Items[len(out.Items)-1].ID
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getCase(w http.ResponseWriter, r *http.Request, p engine.Principal) error {

@@ -335,8 +335,32 @@ type IdentityFilter struct {
 	State  identity.State
 	Source string
 	Owner  string
+	// Entitlement keeps the identities that hold a grant of it.
+	Entitlement string
+	// System keeps the identities that jml records as having access in
+	// it: an account there that is not deleted (active, disabled or being
+	// created), a grant of one of its entitlements, or an active
+	// credential.
+	System string
 	// VisibleTo, when set, keeps the identity of that ID and the
 	// identities it owns or manages: what a member token may read.
+	VisibleTo string
+	After     string
+	Limit     int
+}
+
+// CaseFilter selects cases; every field is optional. Cases come newest
+// first, by ID (a case's ID is a ULID taken when it was opened), and After
+// is the keyset cursor: the last ID of the previous page, so the page
+// holds the cases older than it.
+type CaseFilter struct {
+	Status     CaseStatus
+	Type       identity.EventType
+	IdentityID string
+	// Since keeps the cases opened at or after it.
+	Since time.Time
+	// VisibleTo, when set, keeps the cases of the identity of that ID and
+	// of the identities it owns or manages: what a member token may read.
 	VisibleTo string
 	After     string
 	Limit     int
@@ -502,6 +526,10 @@ type Cases interface {
 	CountPendingSteps(ctx context.Context) ([]StepCount, error)
 	// ListCases returns an identity's cases, newest first, without steps.
 	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
+	// FindCases returns the cases f selects, wherever the store keeps
+	// them (those completed on acceptance included), newest first by ID,
+	// without steps; at most f.Limit (1 to 1000, 1000 when out of range).
+	FindCases(ctx context.Context, f CaseFilter) ([]Case, error)
 }
 
 // Holds is the part of a transaction for HR snapshots, held batches and the

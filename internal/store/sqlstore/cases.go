@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jml-dev/jml/internal/identity"
@@ -227,4 +228,58 @@ func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]sto
 	// in their event's row.
 	return queryAll(ctx, t.c, byValue(scanCase), "SELECT "+caseCols+" FROM cases WHERE identity_id = ? UNION ALL SELECT "+eventCaseCols+" FROM events WHERE identity_id = ? AND "+eventCaseStored+
 		" ORDER BY created_at DESC, id DESC LIMIT ?", identityID, identityID, limit)
+}
+
+func (t *Tx) FindCases(ctx context.Context, f store.CaseFilter) ([]store.Case, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	// Both halves take the same conditions, on their own columns; values
+	// are bound, never SQL text. A case in its event's row is completed on
+	// acceptance and is named by its event's ULID, so the cursor on the
+	// case ID is the same cursor on the event ID.
+	type half struct {
+		where []string
+		args  []any
+	}
+	var rows, inEvents half
+	both := func(cond string, args ...any) {
+		rows.where, rows.args = append(rows.where, cond), append(rows.args, args...)
+		inEvents.where, inEvents.args = append(inEvents.where, cond), append(inEvents.args, args...)
+	}
+	if f.Status != "" {
+		rows.where, rows.args = append(rows.where, "status = ?"), append(rows.args, string(f.Status))
+	}
+	if f.Type != "" {
+		both("type = ?", string(f.Type))
+	}
+	if f.IdentityID != "" {
+		both("identity_id = ?", f.IdentityID)
+	}
+	if f.VisibleTo != "" {
+		both("identity_id IN (SELECT id FROM identities WHERE id = ? OR owner_id = ? OR manager_id = ?)", f.VisibleTo, f.VisibleTo, f.VisibleTo)
+	}
+	if !f.Since.IsZero() {
+		rows.where, rows.args = append(rows.where, "created_at >= ?"), append(rows.args, micros(f.Since))
+		inEvents.where, inEvents.args = append(inEvents.where, "case_at >= ?"), append(inEvents.args, micros(f.Since))
+	}
+	if f.After != "" {
+		rows.where, rows.args = append(rows.where, "id < ?"), append(rows.args, f.After)
+		inEvents.where, inEvents.args = append(inEvents.where, "id < ?"), append(inEvents.args, eventIDOf(f.After))
+	}
+	q := "SELECT " + caseCols + " FROM cases"
+	if len(rows.where) > 0 {
+		q += " WHERE " + strings.Join(rows.where, " AND ")
+	}
+	args := rows.args
+	// Cases in their event's row are all completed; a cursor that is not
+	// a case ID has no event half either.
+	if (f.Status == "" || f.Status == store.CaseCompleted) && (f.After == "" || eventIDOf(f.After) != "") {
+		q += " UNION ALL SELECT " + eventCaseCols + " FROM events WHERE " + strings.Join(append([]string{eventCaseStored}, inEvents.where...), " AND ")
+		args = append(args, inEvents.args...)
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit)
+	return queryAll(ctx, t.c, byValue(scanCase), q, args...)
 }

@@ -118,6 +118,18 @@ func (t *Tx) ListIdentities(ctx context.Context, f store.IdentityFilter) ([]iden
 		where = append(where, "(id = ? OR owner_id = ? OR manager_id = ?)")
 		args = append(args, f.VisibleTo, f.VisibleTo, f.VisibleTo)
 	}
+	if f.Entitlement != "" {
+		where = append(where, "id IN (SELECT identity_id FROM grants WHERE entitlement = ?)")
+		args = append(args, f.Entitlement)
+	}
+	if f.System != "" {
+		// What jml records of access in the system: an account that still
+		// exists there, a grant, an active credential.
+		where = append(where, "id IN (SELECT identity_id FROM accounts WHERE system = ? AND status <> ?"+
+			" UNION SELECT identity_id FROM grants WHERE system = ?"+
+			" UNION SELECT identity_id FROM credentials WHERE system = ? AND status = ?)")
+		args = append(args, f.System, string(identity.AccountDeleted), f.System, f.System, string(identity.CredentialActive))
+	}
 	if f.After != "" {
 		where = append(where, "id > ?")
 		args = append(args, f.After)

@@ -34,6 +34,8 @@ func Run(t *testing.T, open Opener) {
 		fn   func(*testing.T, store.Store)
 	}{
 		{"Identities", testIdentities},
+		{"IdentitiesByAccess", testIdentitiesByAccess},
+		{"FindCases", testFindCases},
 		{"EventDedupe", testEventDedupe},
 		{"NarrowingEvents", testNarrowingEvents},
 		{"LookupMany", testLookupMany},
@@ -538,6 +540,165 @@ func testGrants(t *testing.T, s store.Store) {
 		gs, err := tx.ListGrants(ctx, "i1")
 		if err != nil || len(gs) != 2 || gs[0].Entitlement != "b" || gs[0].Reason != "birthright:r" || gs[1].Entitlement != "c" {
 			t.Errorf("after InsertGrant: ListGrants = %+v, %v", gs, err)
+		}
+		return nil
+	})
+}
+
+// testIdentitiesByAccess: the entitlement and system filters keep exactly
+// the identities jml records as holding the entitlement, or as having an
+// account (not deleted), a grant or an active credential in the system,
+// combined with the other filters, the reach and the cursor.
+func testIdentitiesByAccess(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx store.Tx) error {
+		for _, ext := range []string{"a", "b", "c", "d", "e"} {
+			id := human("idn_"+ext, ext)
+			if ext == "c" {
+				id.OwnerID = "idn_a"
+			}
+			if err := tx.InsertIdentity(ctx, id); err != nil {
+				return err
+			}
+		}
+		for _, g := range []identity.Grant{
+			{IdentityID: "idn_a", Entitlement: "db-read", System: "appdb"},
+			{IdentityID: "idn_b", Entitlement: "git-read", System: "vault"},
+			{IdentityID: "idn_e", Entitlement: "git-read", System: "vault"},
+		} {
+			g.Reason, g.CaseID, g.GrantedAt = "birthright:r", "c1", t0
+			if err := tx.PutGrant(ctx, &g); err != nil {
+				return err
+			}
+		}
+		for _, a := range []identity.Account{
+			{IdentityID: "idn_c", System: "appdb", Status: identity.AccountDisabled},
+			{IdentityID: "idn_d", System: "appdb", Status: identity.AccountDeleted},
+		} {
+			a.UpdatedAt = t0
+			if err := tx.PutAccount(ctx, &a); err != nil {
+				return err
+			}
+		}
+		active := cred("cred_b", "idn_b", []byte("hb"), nil)
+		active.System = "appdb"
+		revoked := cred("cred_d", "idn_d", []byte("hd"), nil)
+		revoked.System, revoked.Status = "appdb", identity.CredentialRevoked
+		for _, c := range []*store.StoredCredential{active, revoked} {
+			if err := tx.InsertCredential(ctx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		for _, c := range []struct {
+			name string
+			f    store.IdentityFilter
+			want []string
+		}{
+			{"entitlement", store.IdentityFilter{Entitlement: "db-read"}, []string{"idn_a"}},
+			{"entitlement held twice", store.IdentityFilter{Entitlement: "git-read"}, []string{"idn_b", "idn_e"}},
+			{"system: grant, active credential, disabled account; not a deleted account or revoked credential", store.IdentityFilter{System: "appdb"}, []string{"idn_a", "idn_b", "idn_c"}},
+			{"system and reach", store.IdentityFilter{System: "appdb", VisibleTo: "idn_a"}, []string{"idn_a", "idn_c"}},
+			{"system, first page", store.IdentityFilter{System: "appdb", Limit: 2}, []string{"idn_a", "idn_b"}},
+			{"system, next page", store.IdentityFilter{System: "appdb", After: "idn_b", Limit: 2}, []string{"idn_c"}},
+			{"entitlement and system", store.IdentityFilter{Entitlement: "git-read", System: "appdb"}, []string{"idn_b"}},
+			{"entitlement and another filter", store.IdentityFilter{Entitlement: "git-read", Owner: "idn_a"}, nil},
+			{"unheld entitlement", store.IdentityFilter{Entitlement: "nothing"}, nil},
+			{"hostile value", store.IdentityFilter{Entitlement: "x' OR '1'='1", System: "x' OR '1'='1"}, nil},
+		} {
+			got, err := tx.ListIdentities(ctx, c.f)
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+				continue
+			}
+			var ids []string
+			for _, i := range got {
+				ids = append(ids, i.ID)
+			}
+			if !slices.Equal(ids, c.want) {
+				t.Errorf("%s: ListIdentities = %v, want %v", c.name, ids, c.want)
+			}
+		}
+		return nil
+	})
+}
+
+// testFindCases: FindCases selects by status, type, identity, time and
+// reach, newest first, pages with its cursor, and lists cases kept in
+// their event's row with the others.
+func testFindCases(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	step := func(st store.StepStatus) []store.Step {
+		return []store.Step{{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a"}, Status: st, UpdatedAt: t0}}
+	}
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rowCase := func(id, identityID string, typ identity.EventType, status store.CaseStatus, created time.Time, st store.StepStatus) *store.Case {
+		return &store.Case{ID: id, EventID: "evt_x", IdentityID: identityID, Type: typ, Status: status, SubmittedBy: "tok_1", CreatedAt: created, UpdatedAt: created, Steps: step(st)}
+	}
+	update(t, s, func(tx store.Tx) error {
+		for _, id := range []*identity.Identity{human("i1", "one"), human("i2", "two"), human("i3", "three")} {
+			if id.ID == "i3" {
+				id.OwnerID = "i1"
+			}
+			if err := tx.InsertIdentity(ctx, id); err != nil {
+				return err
+			}
+		}
+		for _, c := range []*store.Case{
+			rowCase("case_01A", "i1", identity.Joiner, store.CaseRunning, at(0), store.StepPending),
+			rowCase("case_01B", "i2", identity.Leaver, store.CaseAwaitingApproval, at(1), store.StepAwaitingApproval),
+			rowCase("case_01D", "i3", "expiry", store.CaseCompleted, at(3), store.StepDone),
+		} {
+			if err := tx.InsertCase(ctx, c); err != nil {
+				return err
+			}
+		}
+		// A mover completed on acceptance: kept in its event's row.
+		ev := &store.Event{ID: "evt_01C", Event: identity.Event{Source: "hr", ID: "m1", Type: identity.Mover, ExternalID: "one"},
+			CaseID: "case_01C", IdentityID: "i1", Principal: "tok_1", Status: store.EventApplied, ReceivedAt: at(2), EffectiveAt: at(2)}
+		c := &store.Case{ID: "case_01C", EventID: ev.ID, IdentityID: "i1", Type: identity.Mover, Status: store.CaseCompleted, SubmittedBy: "tok_1",
+			CreatedAt: at(2), UpdatedAt: at(2), CompletedAt: at(2), Steps: step(store.StepDone)}
+		return tx.InsertAccepted(ctx, ev, c)
+	})
+	view(t, s, func(tx store.Tx) error {
+		for _, c := range []struct {
+			name string
+			f    store.CaseFilter
+			want []string
+		}{
+			{"all", store.CaseFilter{}, []string{"case_01D", "case_01C", "case_01B", "case_01A"}},
+			{"completed, the one in its event's row too", store.CaseFilter{Status: store.CaseCompleted}, []string{"case_01D", "case_01C"}},
+			{"awaiting approval", store.CaseFilter{Status: store.CaseAwaitingApproval}, []string{"case_01B"}},
+			{"type in an event's row", store.CaseFilter{Type: identity.Mover}, []string{"case_01C"}},
+			{"type in a row", store.CaseFilter{Type: "expiry"}, []string{"case_01D"}},
+			{"identity", store.CaseFilter{IdentityID: "i1"}, []string{"case_01C", "case_01A"}},
+			{"since", store.CaseFilter{Since: at(2)}, []string{"case_01D", "case_01C"}},
+			{"reach: own and owned", store.CaseFilter{VisibleTo: "i1"}, []string{"case_01D", "case_01C", "case_01A"}},
+			{"first page", store.CaseFilter{Limit: 2}, []string{"case_01D", "case_01C"}},
+			{"next page", store.CaseFilter{Limit: 2, After: "case_01C"}, []string{"case_01B", "case_01A"}},
+			{"after the newest", store.CaseFilter{After: "case_01D"}, []string{"case_01C", "case_01B", "case_01A"}},
+			{"combined", store.CaseFilter{Status: store.CaseCompleted, IdentityID: "i1", Since: at(1)}, []string{"case_01C"}},
+			{"none", store.CaseFilter{Status: store.CaseFailed}, nil},
+			{"hostile value", store.CaseFilter{Type: "x' OR '1'='1", IdentityID: "x' OR '1'='1"}, nil},
+		} {
+			got, err := tx.FindCases(ctx, c.f)
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+				continue
+			}
+			var ids []string
+			for _, cs := range got {
+				ids = append(ids, cs.ID)
+			}
+			if !slices.Equal(ids, c.want) {
+				t.Errorf("%s: FindCases = %v, want %v", c.name, ids, c.want)
+			}
+		}
+		got, err := tx.FindCases(ctx, store.CaseFilter{Type: identity.Mover})
+		if err != nil || len(got) != 1 || got[0].EventID != "evt_01C" || got[0].Status != store.CaseCompleted || !got[0].CreatedAt.Equal(at(2)) || got[0].SubmittedBy != "tok_1" {
+			t.Errorf("case in its event's row = %+v, %v", got, err)
 		}
 		return nil
 	})
