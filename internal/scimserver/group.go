@@ -59,6 +59,9 @@ func normalizeGroup(in map[string]any) (map[string]any, error) {
 				if !ok || id == "" {
 					return nil, errf(400, "invalidValue", "members: each needs a value, the member's id")
 				}
+				if err := checkSubAttrs("members", mm); err != nil {
+					return nil, err
+				}
 				if typ, _ := mm["type"].(string); typ != "" && !strings.EqualFold(typ, "User") {
 					return nil, errf(400, "invalidValue", "members: %q is a %s; only Users can be members here", id, typ)
 				}

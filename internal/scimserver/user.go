@@ -36,17 +36,21 @@ var extAttrs = map[string]map[string]string{
 }
 
 // subAttrs are the sub-attributes of the complex and multi-valued
-// attributes (RFC 7643 §4.1, §4.3 and jml's NHI extension), by attribute,
-// each with its type: string or bool. A value with any other sub-attribute,
-// or of another type, is refused.
+// attributes (RFC 7643 §4.1, §4.2, §4.3 and jml's NHI extension), by
+// attribute, each with its type: string or bool. A value with any other
+// sub-attribute, or of another type, is refused. /Schemas describes exactly
+// these (discovery.go; TestSchemasDescribeWhatIsAccepted).
 var subAttrs = func() map[string]map[string]string {
-	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool", "$ref": "string"}
-	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string", "display": "string"}
+	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool"}
+	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string"}
 	return map[string]map[string]string{
 		"name":   {"formatted": "string", "familyname": "string", "givenname": "string", "middlename": "string", "honorificprefix": "string", "honorificsuffix": "string"},
 		"emails": multi, "phonenumbers": multi, "ims": multi, "photos": multi, "entitlements": multi, "roles": multi, "x509certificates": multi,
 		"addresses": {"formatted": "string", "streetaddress": "string", "locality": "string", "region": "string", "postalcode": "string", "country": "string", "type": "string", "primary": "bool"},
-		"manager":   ref, "owner": ref, "backupowners": ref,
+		"manager":   ref, "owner": ref,
+		"backupowners": {"value": "string", "$ref": "string", "display": "string"},
+		// A Group's members: the server gives $ref and type itself (render).
+		"members": {"value": "string", "$ref": "string", "display": "string", "type": "string"},
 	}
 }()
 
