@@ -331,6 +331,9 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request, sc SourceCo
 	if err != nil {
 		return err
 	}
+	if unchangedDoc(old.Data, doc) {
+		return s.renderOne(w, r, old, http.StatusOK) // as update does: nothing written
+	}
 	res := *old
 	res.Version, res.UpdatedAt = old.Version+1, s.e.Now().UTC().Truncate(time.Microsecond)
 	if err := fillGroup(&res, doc); err != nil {

@@ -290,13 +290,12 @@ func canonicalValues(name string, arr []any) ([]any, error) {
 		if err := checkSubAttrs(name, m); err != nil {
 			return nil, err
 		}
-		typ, _ := lookup(m, "type").(string)
-		val, _ := json.Marshal(lookup(m, "value"))
-		key := strings.ToLower(typ) + "\x00" + strings.ToLower(string(val))
-		if lookup(m, "value") != nil && seen[key] {
-			continue
+		if key, ok := valueKey(m); ok {
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
 		}
-		seen[key] = true
 		if p, _ := lookup(m, "primary").(bool); p {
 			primaries++
 		}
@@ -306,6 +305,18 @@ func canonicalValues(name string, arr []any) ([]any, error) {
 		return nil, errf(400, "invalidValue", "%s: %d values are primary; at most one may be (RFC 7643 §2.4)", name, primaries)
 	}
 	return out, nil
+}
+
+// valueKey is what makes two values of a multi-valued attribute one: their
+// type and value, case-insensitively; false for a value without a value.
+func valueKey(m map[string]any) (string, bool) {
+	v := lookup(m, "value")
+	if v == nil {
+		return "", false
+	}
+	typ, _ := lookup(m, "type").(string)
+	val, _ := json.Marshal(v)
+	return strings.ToLower(typ) + "\x00" + strings.ToLower(string(val)), true
 }
 
 func stringList(v any) ([]string, error) {
