@@ -47,7 +47,7 @@ credential. A name the policy does not have is an error naming it.`,
 				return err
 			}
 			defer rt.Close()
-			hs, err := rt.engine.Holders(cmd.Context(), cliPrincipal, f)
+			hs, err := rt.engine.Holders(cmd.Context(), ev.principal(), f)
 			if err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ credential. A name the policy does not have is an error naming it.`,
 				return err
 			}
 			defer rt.Close()
-			a, err := rt.engine.AccessOf(cmd.Context(), cliPrincipal, args[0])
+			a, err := rt.engine.AccessOf(cmd.Context(), ev.principal(), args[0])
 			if err != nil {
 				return err
 			}

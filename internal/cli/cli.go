@@ -30,12 +30,19 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// osUser names the operating-system user running the command: the
+	// audit trail's actor for what the CLI writes to the store (principal).
+	osUser func() string
 }
 
 // Main runs jml with args and returns the exit code: 0 on success, 1 on
 // error (the message goes to stderr, prefixed "jml: "), 2 on bad usage.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	ev := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	return run(ctx, &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, osUser: osUserName}, args)
+}
+
+func run(ctx context.Context, ev *env, args []string) int {
+	stdin, stdout, stderr := ev.stdin, ev.stdout, ev.stderr
 	root := newRoot(ev)
 	root.SetArgs(args)
 	root.SetIn(stdin)

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,8 +59,22 @@ func openStore(ctx context.Context, ev *env, cfgPath, dsn string) (store.Store, 
 	return s, nil
 }
 
-// cliPrincipal is who the CLI acts as when it writes to the store directly.
-var cliPrincipal = engine.Principal{ID: "cli", Role: engine.RoleAdmin}
+// principal is who the CLI acts as when it writes to the store directly:
+// an administrator, named in the audit trail as "cli:" and the
+// operating-system user that ran the command (engine.Principal.Actor).
+func (ev *env) principal() engine.Principal {
+	return engine.Principal{ID: "cli:" + ev.osUser(), Role: engine.RoleAdmin}
+}
+
+// osUserName is the operating-system user running jml: its login name, or
+// its numeric ID where the system has no name for it (a container's
+// arbitrary UID).
+func osUserName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "uid-" + strconv.Itoa(os.Getuid())
+}
 
 func eventCmd(ev *env) *cobra.Command {
 	var cfgPath, dsn, file, server, token string
@@ -91,7 +108,7 @@ func eventCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			res, err := rt.engine.Submit(cmd.Context(), cliPrincipal, e)
+			res, err := rt.engine.Submit(cmd.Context(), ev.principal(), e)
 			if err != nil {
 				return err
 			}
@@ -152,7 +169,7 @@ func planCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			res, c, err := rt.engine.Preview(cmd.Context(), cliPrincipal, e)
+			res, c, err := rt.engine.Preview(cmd.Context(), ev.principal(), e)
 			if err != nil {
 				return err
 			}
@@ -460,7 +477,7 @@ func caseCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			c, err := rt.engine.Retry(cmd.Context(), cliPrincipal, args[0])
+			c, err := rt.engine.Retry(cmd.Context(), ev.principal(), args[0])
 			if err != nil {
 				return err
 			}
@@ -506,7 +523,7 @@ line names the --after that gives the next page.`,
 				return err
 			}
 			defer rt.Close()
-			out, err := rt.engine.Cases(cmd.Context(), cliPrincipal, f)
+			out, err := rt.engine.Cases(cmd.Context(), ev.principal(), f)
 			if err != nil {
 				return err
 			}
@@ -658,7 +675,7 @@ an identity works only while that identity is active.`,
 				return err
 			}
 			defer rt.Close()
-			secret, tk, err := rt.engine.IssueToken(cmd.Context(), cliPrincipal, engine.TokenSpec{Name: name, Role: engine.Role(role), Source: sourceName, Identity: identityID})
+			secret, tk, err := rt.engine.IssueToken(cmd.Context(), ev.principal(), engine.TokenSpec{Name: name, Role: engine.Role(role), Source: sourceName, Identity: identityID})
 			if err != nil {
 				return err
 			}
@@ -724,7 +741,7 @@ an identity works only while that identity is active.`,
 				return err
 			}
 			defer rt.Close()
-			if err := rt.engine.RevokeToken(cmd.Context(), cliPrincipal, args[0]); err != nil {
+			if err := rt.engine.RevokeToken(cmd.Context(), ev.principal(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(ev.stdout, "revoked %s\n", args[0])

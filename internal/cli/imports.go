@@ -87,7 +87,7 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := rt.engine.Import(cmd.Context(), cliPrincipal, engine.Import{Source: m.Source, Events: d.Events, Cancel: d.Cancel, Snapshot: snap, HoldReason: why})
+			res, err := rt.engine.Import(cmd.Context(), ev.principal(), engine.Import{Source: m.Source, Events: d.Events, Cancel: d.Cancel, Snapshot: snap, HoldReason: why})
 			if err != nil {
 				return err
 			}
@@ -222,7 +222,7 @@ func holdsCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			hs, err := rt.engine.Holds(cmd.Context(), cliPrincipal, store.HoldStatus(status))
+			hs, err := rt.engine.Holds(cmd.Context(), ev.principal(), store.HoldStatus(status))
 			if err != nil {
 				return err
 			}
@@ -251,7 +251,7 @@ func holdsCmd(ev *env) *cobra.Command {
 					return err
 				}
 				defer rt.Close()
-				h, res, err := rt.engine.DecideHold(cmd.Context(), cliPrincipal, args[0], release)
+				h, res, err := rt.engine.DecideHold(cmd.Context(), ev.principal(), args[0], release)
 				if err != nil {
 					return err
 				}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -18,8 +17,21 @@ import (
 // deciding on their own agent's access is deciding for themselves). On
 // approval the access is reviewed afresh: a step whose entitlement the
 // identity's policy no longer grants, or whose identity is no longer
-// active, is superseded instead of applied. A refusal changes nothing.
+// active, is superseded instead of applied. A refusal changes nothing but
+// the audit trail, which records it (RecordRefusal).
 func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
+	c, err := e.decide(ctx, p, caseID, approve, comment)
+	if identity.ErrorCode(err) == identity.Forbidden {
+		decision := DecisionDeny
+		if approve {
+			decision = DecisionApprove
+		}
+		return nil, e.RecordRefusal(ctx, p, decision, caseID, err)
+	}
+	return c, err
+}
+
+func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
 	if !Allowed(p.Role, PermDecide) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
 	}
@@ -59,11 +71,11 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 			s.DecidedBy, s.UpdatedAt = p.ID, now
 			switch {
 			case !approve:
-				s.Status, s.Result = store.StepDenied, "denied by "+p.ID+withComment(comment)
+				s.Status, s.Result = store.StepDenied, "denied by "+p.describe()+withComment(comment)
 			case !still[s.Entitlement]:
 				s.Status, s.Result = store.StepSuperseded, fmt.Sprintf("not applied: on review, %s is no longer granted to this %s identity", s.Entitlement, id.State)
 			default:
-				s.Status, s.Result = store.StepPending, "approved by "+p.ID+withComment(comment)
+				s.Status, s.Result = store.StepPending, "approved by "+p.describe()+withComment(comment)
 				pending++
 			}
 			if err := tx.UpdateStep(ctx, s); err != nil {
@@ -75,7 +87,7 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 		if approve {
 			action = "case.approved"
 		}
-		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, action, c.IdentityID, c.ID, map[string]any{"steps": decided, "comment": comment})); err != nil {
+		if err := tx.AppendAudit(ctx, auditBy(now, p, action, c.IdentityID, c.ID, map[string]any{"steps": decided, "comment": comment})); err != nil {
 			return err
 		}
 		if pending > 0 {
@@ -133,7 +145,7 @@ func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.
 		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, time.Time{}); err != nil {
 			return err
 		}
-		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "case.retried", c.IdentityID, c.ID, map[string]any{"steps": retried})); err != nil {
+		if err := tx.AppendAudit(ctx, auditBy(now, p, "case.retried", c.IdentityID, c.ID, map[string]any{"steps": retried})); err != nil {
 			return err
 		}
 		if _, err := e.settle(ctx, tx, c.ID, now); err != nil {

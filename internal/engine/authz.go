@@ -40,9 +40,11 @@ func validRole(r Role) bool {
 	return false
 }
 
-// Principal is who calls the engine: an API token, or jml itself.
+// Principal is who calls the engine: an API token, an operating-system
+// user running the CLI against the store, or jml itself. Audit records name
+// it by Actor (actor.go).
 type Principal struct {
-	ID   string // token ID, or "jml" for the engine's own actions
+	ID   string // token ID; "cli:USER" for the CLI; "jml" for the engine's own actions
 	Name string // the token's name
 	Role Role
 	// Source is the one source a source token submits events of.
@@ -55,6 +57,8 @@ type Principal struct {
 	// signed webhook) to the source it serves: only then may events of a
 	// source with an endpoint (Config.EndpointSources) be submitted.
 	Endpoint string
+	// Token: ID is the API token the principal authenticated with.
+	Token bool
 }
 
 // Permission is what an API operation needs of its caller: what the

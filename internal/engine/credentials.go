@@ -61,7 +61,7 @@ func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (
 		}
 		secret, cred = string(plain), &c.Credential
 		cred.Revealed = true
-		return tx.AppendAudit(ctx, audit.New(e.Now(), p.ID, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "fingerprint": c.Fingerprint}))
+		return tx.AppendAudit(ctx, auditBy(e.Now(), p, "credential.revealed", id.ID, c.CaseID, map[string]any{"credential": c.ID, "fingerprint": c.Fingerprint}))
 	})
 	if err != nil {
 		return "", nil, err
@@ -240,7 +240,7 @@ func (e *Engine) IssueToken(ctx context.Context, p Principal, spec TokenSpec) (s
 		if err := tx.InsertToken(ctx, tk); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(tk.CreatedAt, p.ID, "token.created", tk.IdentityID, "", map[string]any{"token": tk.ID, "role": tk.Role, "name": name, "source": tk.Source}))
+		return tx.AppendAudit(ctx, auditBy(tk.CreatedAt, p, "token.created", tk.IdentityID, "", map[string]any{"token": tk.ID, "role": tk.Role, "name": name, "source": tk.Source}))
 	})
 	if err != nil {
 		return "", nil, err
@@ -332,7 +332,7 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 			}
 			return identity.Errorf(identity.Unauthorized, "this API token is bound to identity %s, which is %s: a token bound to an identity works only while it is active", tk.IdentityID, state)
 		}
-		p = Principal{ID: tk.ID, Name: tk.Name, Role: Role(tk.Role), Source: tk.Source, IdentityID: tk.IdentityID}
+		p = Principal{ID: tk.ID, Name: tk.Name, Role: Role(tk.Role), Source: tk.Source, IdentityID: tk.IdentityID, Token: true}
 		return nil
 	})
 	return p, err
@@ -366,7 +366,7 @@ func (e *Engine) RevokeToken(ctx context.Context, p Principal, id string) error 
 		if err != nil || !ok {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(e.Now(), p.ID, "token.revoked", "", "", map[string]any{"token": id}))
+		return tx.AppendAudit(ctx, auditBy(e.Now(), p, "token.revoked", "", "", map[string]any{"token": id}))
 	})
 }
 

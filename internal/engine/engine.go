@@ -649,14 +649,14 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 			return nil, err
 		}
 		cur = id
-		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
+		if err := tx.AppendAudit(ctx, auditBy(now, p, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
 			return nil, err
 		}
 	}
 	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
 		return nil, err
 	}
-	if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "event.scheduled", cur.ID, "", map[string]any{
+	if err := tx.AppendAudit(ctx, auditBy(now, p, "event.scheduled", cur.ID, "", map[string]any{
 		"event": rec.ID, "source": ev.Source, "sourceEventId": ev.ID, "type": string(ev.Type), "effectiveAt": rec.EffectiveAt})); err != nil {
 		return nil, err
 	}
@@ -827,7 +827,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 	recs = append(recs, audit.Record{})
 
 	if len(superseded) > 0 {
-		recs = append(recs, audit.New(now, p.ID, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
+		recs = append(recs, auditBy(now, p, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
 	}
 	if after.State == identity.Departed {
 		if err := e.scheduleDeletions(ctx, tx, after, accounts); err != nil {
@@ -853,7 +853,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 		if len(revokedHere) > 0 {
 			counters.revoked += len(revokedHere)
-			recs = append(recs, audit.New(now, p.ID, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revokedHere)), "when": "in the leaver's transaction"}))
+			recs = append(recs, auditBy(now, p, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revokedHere)), "when": "in the leaver's transaction"}))
 		}
 		// So do the person's tokens for jml's own API (Authenticate
 		// already refuses a token whose identity is not active; revoking
@@ -863,7 +863,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 		if len(tokens) > 0 {
-			recs = append(recs, audit.New(now, p.ID, "tokens.revoked", after.ID, c.ID, map[string]any{"tokens": tokens, "reason": "the identity departed (event " + eventID + ")"}))
+			recs = append(recs, auditBy(now, p, "tokens.revoked", after.ID, c.ID, map[string]any{"tokens": tokens, "reason": "the identity departed (event " + eventID + ")"}))
 		}
 	}
 
@@ -913,7 +913,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 	}
 	stateData["steps"] = planSummary(c.Steps)
-	recs[accepted] = audit.New(now, p.ID, "event.accepted", after.ID, c.ID, stateData)
+	recs[accepted] = auditBy(now, p, "event.accepted", after.ID, c.ID, stateData)
 
 	if after.State == identity.Departed || after.State == identity.Suspended {
 		n, more, err := e.ownerFindings(ctx, tx, after, now)

@@ -54,7 +54,7 @@ func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
 // condition ended first.
 func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason string, until time.Time) (*identity.Finding, error) {
 	if !Allowed(p.Role, PermOperate) {
-		return nil, identity.Errorf(identity.Forbidden, "role %s may not acknowledge findings", p.Role)
+		return nil, e.RecordRefusal(ctx, p, DecisionAcknowledge, id, identity.Errorf(identity.Forbidden, "role %s may not acknowledge findings", p.Role))
 	}
 	reason = strings.TrimSpace(reason)
 	if reason == "" {
@@ -88,7 +88,7 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 		if err := tx.Enqueue(ctx, ReopenFindingArgs{FindingID: id, Until: until}, until); err != nil {
 			return err
 		}
-		if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "finding.acknowledged", f.IdentityID, "", map[string]any{
+		if err := tx.AppendAudit(ctx, auditBy(now, p, "finding.acknowledged", f.IdentityID, "", map[string]any{
 			"finding": id, "kind": f.Kind, "reason": reason, "until": until})); err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, 
 	resolve := func(idn, cause string, kinds ...string) error {
 		done, err := tx.ResolveFindings(ctx, idn, kinds, "", now, cause)
 		for _, f := range done {
-			recs = append(recs, audit.New(now, p.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
+			recs = append(recs, auditBy(now, p, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
 		}
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -68,7 +67,7 @@ func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportRe
 			if err := tx.InsertHold(ctx, h); err != nil {
 				return err
 			}
-			return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason, "events": len(h.Events)}))
+			return tx.AppendAudit(ctx, auditBy(now, p, "import.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason, "events": len(h.Events)}))
 		})
 		if err != nil {
 			return nil, err
@@ -140,7 +139,7 @@ func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*Imp
 		if err := tx.PutSnapshot(ctx, imp.Source, imp.Snapshot, now); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, audit.New(now, p.ID, "import.applied", "", "", map[string]any{"source": imp.Source, "accepted": res.Accepted, "duplicates": res.Duplicates, "cancelled": res.Cancelled}))
+		return tx.AppendAudit(ctx, auditBy(now, p, "import.applied", "", "", map[string]any{"source": imp.Source, "accepted": res.Accepted, "duplicates": res.Duplicates, "cancelled": res.Cancelled}))
 	})
 	return res, err
 }
@@ -163,12 +162,12 @@ func (e *Engine) Holds(ctx context.Context, p Principal, status store.HoldStatus
 // snapshot stored) or discards it. Only an administrator may, and only
 // once; the decision is audited.
 func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release bool) (*store.Hold, *ImportResult, error) {
-	if !Allowed(p.Role, PermOperate) {
-		return nil, nil, identity.Errorf(identity.Forbidden, "only an admin may release or discard a held batch")
-	}
-	status, action := store.HoldDiscarded, "hold.discarded"
+	status, action, decision := store.HoldDiscarded, "hold.discarded", DecisionDiscard
 	if release {
-		status, action = store.HoldReleased, "hold.released"
+		status, action, decision = store.HoldReleased, "hold.released", DecisionRelease
+	}
+	if !Allowed(p.Role, PermOperate) {
+		return nil, nil, e.RecordRefusal(ctx, p, decision, id, identity.Errorf(identity.Forbidden, "only an admin may release or discard a held batch"))
 	}
 	var h *store.Hold
 	now := e.Now().UTC()
@@ -185,7 +184,7 @@ func (e *Engine) DecideHold(ctx context.Context, p Principal, id string, release
 			return identity.Errorf(identity.Conflict, "hold %s is already %s", id, h.Status)
 		}
 		h.Status, h.DecidedBy, h.DecidedAt = status, p.ID, now
-		return tx.AppendAudit(ctx, audit.New(now, p.ID, action, "", "", map[string]any{"hold": id, "source": h.Source, "events": len(h.Events)}))
+		return tx.AppendAudit(ctx, auditBy(now, p, action, "", "", map[string]any{"hold": id, "source": h.Source, "events": len(h.Events)}))
 	})
 	if err != nil || !release {
 		return h, nil, err
@@ -261,7 +260,7 @@ func (e *Engine) guard(ctx context.Context, tx store.Tx, p Principal, ev identit
 	if err := tx.InsertHold(ctx, h); err != nil {
 		return nil, false, err
 	}
-	if err := tx.AppendAudit(ctx, audit.New(now, p.ID, "source.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason})); err != nil {
+	if err := tx.AppendAudit(ctx, auditBy(now, p, "source.held", "", "", map[string]any{"hold": h.ID, "source": h.Source, "reason": h.Reason})); err != nil {
 		return nil, false, err
 	}
 	e.log.Warn("mass-change guard holds a source", "source", ev.Source, "hold", h.ID, "reason", h.Reason)

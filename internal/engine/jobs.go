@@ -211,7 +211,10 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		if store.IsNotFound(err) {
 			cur = nil
 		}
-		p := Principal{ID: rec.Principal}
+		p, err := principalOf(ctx, tx, rec.Principal)
+		if err != nil {
+			return err
+		}
 		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters, func(c *store.Case) error { return tx.InsertCase(ctx, c) })
 		if err != nil {
 			var ie *identity.Error

@@ -73,7 +73,7 @@ func (e *Engine) supersedeScheduled(ctx context.Context, tx store.Tx, p Principa
 		if err := tx.UpdateEvent(ctx, s); err != nil {
 			return nil, err
 		}
-		recs = append(recs, audit.New(rec.ReceivedAt, p.ID, "event.superseded", cur.ID, "", map[string]any{
+		recs = append(recs, auditBy(rec.ReceivedAt, p, "event.superseded", cur.ID, "", map[string]any{
 			"event": s.ID, "sourceEventId": s.Event.ID, "type": string(s.Event.Type), "effectiveAt": s.EffectiveAt,
 			"by": rec.ID, "bySourceEventId": rec.Event.ID, "byType": string(rec.Event.Type), "why": why}))
 	}
@@ -96,6 +96,6 @@ func (e *Engine) cancelScheduled(ctx context.Context, tx store.Tx, p Principal, 
 	if err := tx.UpdateEvent(ctx, ev); err != nil {
 		return false, err
 	}
-	return true, tx.AppendAudit(ctx, audit.New(e.Now().UTC(), p.ID, "event.superseded", ev.IdentityID, "", map[string]any{
+	return true, tx.AppendAudit(ctx, auditBy(e.Now().UTC(), p, "event.superseded", ev.IdentityID, "", map[string]any{
 		"event": ev.ID, "sourceEventId": ev.Event.ID, "type": string(ev.Event.Type), "effectiveAt": ev.EffectiveAt, "why": "cancelled: " + why}))
 }

@@ -90,6 +90,17 @@ var routes = []route{
 	{"GET", "/openapi.json", "", false, (*Server).openapi},
 }
 
+// decisions are the routes that decide something, by route: a refusal of
+// one is audited (engine.RecordRefusal), whether the role check here
+// refuses it or the engine does (a self-approval).
+var decisions = map[string]string{
+	"POST /v1/cases/{id}/approve":        engine.DecisionApprove,
+	"POST /v1/cases/{id}/deny":           engine.DecisionDeny,
+	"POST /v1/holds/{id}/release":        engine.DecisionRelease,
+	"POST /v1/holds/{id}/discard":        engine.DecisionDiscard,
+	"POST /v1/findings/{id}/acknowledge": engine.DecisionAcknowledge,
+}
+
 // Option configures a Server.
 type Option func(*Server)
 
@@ -161,7 +172,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				}
 				switch engine.ReachOf(p.Role, rt.action) {
 				case engine.Nowhere:
-					return identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action.String())
+					err := identity.Errorf(identity.Forbidden, "role %s may not %s", p.Role, rt.action.String())
+					if d, ok := decisions[name]; ok {
+						return s.e.RecordRefusal(r.Context(), p, d, r.PathValue("id"), err)
+					}
+					return err
 				case engine.Own:
 					if !rt.own {
 						return identity.Errorf(identity.Forbidden, "role %s may %s only of its own, and %s is not limited to those", p.Role, rt.action.String(), name)

@@ -2,15 +2,18 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
@@ -80,12 +83,17 @@ func (a *api) leave(src, ext string) {
 }
 
 // snapshot is what a refused request must leave as it was: the case and
-// the number of audit records.
+// the number of audit records other than the refusals' own.
 func (a *api) snapshot(caseID string) string {
 	a.t.Helper()
 	c := a.do("GET", "/v1/cases/"+caseID, "auditor", nil, 200, nil)
-	audit := a.do("GET", "/v1/audit", "auditor", nil, 200, nil)
-	return fmt.Sprintf("%s\naudit records: %d", c, bytes.Count(audit, []byte("\n")))
+	n := 0
+	for _, r := range a.records() {
+		if r.Action != "decision.refused" {
+			n++
+		}
+	}
+	return fmt.Sprintf("%s\naudit records: %d", c, n)
 }
 
 // TestAuthorisationMatrix sends every route of the OpenAPI document with a
@@ -276,19 +284,24 @@ func TestSuspendedPersonsTokensPause(t *testing.T) {
 
 // TestDecisionsAreMadeByPeople: approve and deny need a token bound to an
 // active human who is not the submitter (under any token), the subject or
-// its owner; each refusal leaves the case and the audit trail as they were.
+// its owner; each refusal leaves the case as it was and adds one audit
+// record, decision.refused, naming who tried (the person and the token),
+// the case and why. The decision that is made names the person and the
+// token too.
 func TestDecisionsAreMadeByPeople(t *testing.T) {
 	t.Parallel()
 	a := principalsAPI(t, apiOptions{})
-	a.join("staff", "carol", "human", "", nil)
-	a.join("staff", "dave", "human", "", nil)
-	a.join("staff", "erin", "human", "", nil)
-	a.join("staff", "davebot", "ai_agent", "dave", map[string]any{"tools": []any{"search"}})
-	a.token("carol-source", map[string]any{"role": "source", "source": "staff", "identity": "staff/carol"})
-	a.token("carol-approver", map[string]any{"role": "approver", "identity": "staff/carol"})
-	a.token("dave-approver", map[string]any{"role": "approver", "identity": "staff/dave"})
-	a.token("erin-approver", map[string]any{"role": "approver", "identity": "staff/erin"})
-	a.token("bot-admin", map[string]any{"role": "admin", "identity": "staff/davebot"})
+	carol := a.join("staff", "carol", "human", "", nil).IdentityID
+	dave := a.join("staff", "dave", "human", "", nil).IdentityID
+	erin := a.join("staff", "erin", "human", "", nil).IdentityID
+	davebot := a.join("staff", "davebot", "ai_agent", "dave", map[string]any{"tools": []any{"search"}}).IdentityID
+	tokens := map[string]string{}
+	tokens["carol-source"] = a.token("carol-source", map[string]any{"role": "source", "source": "staff", "identity": "staff/carol"})
+	tokens["carol-approver"] = a.token("carol-approver", map[string]any{"role": "approver", "identity": "staff/carol"})
+	tokens["dave-approver"] = a.token("dave-approver", map[string]any{"role": "approver", "identity": "staff/dave"})
+	tokens["erin-approver"] = a.token("erin-approver", map[string]any{"role": "approver", "identity": "staff/erin"})
+	tokens["bot-admin"] = a.token("bot-admin", map[string]any{"role": "admin", "identity": "staff/davebot"})
+	tokens["auditor-unbound"] = a.token("auditor-unbound", map[string]any{"role": "auditor"})
 	// Carol's source token asks for a critical tool for dave's agent.
 	var widen engine.Result
 	a.do("POST", "/v1/events", "carol-source", map[string]any{"source": "staff", "id": "w1", "type": "mover", "externalId": "davebot",
@@ -297,18 +310,40 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 		t.Fatalf("widening mover answered %+v, want its case awaiting_approval", widen)
 	}
 	a.waitCase(widen.CaseID, store.CaseAwaitingApproval)
+	// The event's own records name carol and her token.
+	if r := a.lastAudit("event.accepted", widen.CaseID); r.Actor != carol || auditData(t, r)["actorToken"] != tokens["carol-source"] {
+		t.Fatalf("event.accepted by carol's token = %+v, want actor %s with actorToken %s", r, carol, tokens["carol-source"])
+	}
 
 	before := a.snapshot(widen.CaseID)
-	for _, tc := range []struct{ token, want string }{
-		{"carol-approver", "submitted the event"},            // the submitter, under another token
-		{"dave-approver", "you own"},                         // the agent's owner
-		{"admin", "decisions are made by people"},            // nobody's token
-		{"bot-admin", "decisions are made by active people"}, // an NHI's token
+	refusals := a.refusals()
+	for _, tc := range []struct{ token, actor, want string }{
+		{"carol-approver", carol, "submitted the event"},                       // the submitter, under another token
+		{"dave-approver", dave, "you own"},                                     // the agent's owner
+		{"admin", "", "decisions are made by people"},                          // nobody's token
+		{"bot-admin", davebot, "decisions are made by active people"},          // an NHI's token
+		{"auditor-unbound", tokens["auditor-unbound"], "role auditor may not"}, // a role that does not decide
 	} {
 		for _, verb := range []string{"approve", "deny"} {
 			e := a.errorOf(a.do("POST", "/v1/cases/"+widen.CaseID+"/"+verb, tc.token, map[string]any{"comment": "mine"}, 403, nil))
 			if !strings.Contains(e.Error.Message, tc.want) {
 				t.Errorf("%s by %s = %q, want it to say %q", verb, tc.token, e.Error.Message, tc.want)
+			}
+			got := a.refusals()
+			if len(got) != len(refusals)+1 {
+				t.Fatalf("%s by %s left %d decision.refused records, want 1", verb, tc.token, len(got)-len(refusals))
+			}
+			refusals = got
+			r := got[len(got)-1]
+			data := auditData(t, r)
+			tok := tokens[tc.token]
+			if tc.token == "admin" {
+				tok, _ = data["actorToken"].(string) // the fixture's admin token, unbound
+				tc.actor = tok
+			}
+			if r.Actor != tc.actor || tok == "" || data["actorToken"] != tok || r.CaseID != widen.CaseID || r.IdentityID != davebot ||
+				data["decision"] != verb || data["target"] != widen.CaseID || data["reason"] != e.Error.Message {
+				t.Errorf("%s by %s: audit record %+v %v, want actor %s, token %s, the case and the reason %q", verb, tc.token, r, data, tc.actor, tok, e.Error.Message)
 			}
 		}
 	}
@@ -321,11 +356,22 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "bot2", "type": "joiner", "externalId": "erinbot", "kind": "ai_agent", "owner": "erin", "ownerSource": "staff",
 		"attributes": map[string]any{"tools": []any{"prod-write"}}}, 202, &self)
 	a.waitCase(self.CaseID, store.CaseAwaitingApproval)
-	a.do("POST", "/v1/cases/"+self.CaseID+"/approve", "erin-approver", nil, 403, nil)
+	e := a.errorOf(a.do("POST", "/v1/cases/"+self.CaseID+"/approve", "erin-approver", nil, 403, nil))
+	if r := a.refusals(); len(r) != len(refusals)+1 || r[len(r)-1].Actor != erin || r[len(r)-1].CaseID != self.CaseID || auditData(t, r[len(r)-1])["reason"] != e.Error.Message {
+		t.Fatalf("erin's refused self-approval: last records %+v", r[len(refusals):])
+	}
 
 	// Erin decides carol's request: a person, on someone else's behalf.
-	a.do("POST", "/v1/cases/"+widen.CaseID+"/approve", "erin-approver", map[string]any{"comment": "OPS-9"}, 200, nil)
+	var decided store.Case
+	a.do("POST", "/v1/cases/"+widen.CaseID+"/approve", "erin-approver", map[string]any{"comment": "OPS-9"}, 200, &decided)
 	a.waitCase(widen.CaseID, store.CaseCompleted)
+	r := a.lastAudit("case.approved", widen.CaseID)
+	if r.Actor != erin || auditData(t, r)["actorToken"] != tokens["erin-approver"] {
+		t.Fatalf("case.approved = %+v, want actor %s (erin) with actorToken %s", r, erin, tokens["erin-approver"])
+	}
+	if res := decided.Steps[0].Result; !strings.Contains(res, erin) || !strings.Contains(res, tokens["erin-approver"]) {
+		t.Fatalf("the approved step's result %q does not name erin and her token", res)
+	}
 }
 
 // TestSourcesAreBound: a source token submits its own source's events
@@ -597,6 +643,90 @@ func TestMemberReach(t *testing.T) {
 		a.do("POST", "/v1/credentials/"+c+"/reveal", "admin", nil, 200, &rev)
 		if rev.Secret == "" {
 			t.Fatalf("credential %s: no secret after refused reveals", c)
+		}
+	}
+}
+
+// records reads the audit trail as an auditor.
+func (a *api) records() []audit.Record {
+	a.t.Helper()
+	var out []audit.Record
+	for _, line := range bytes.Split(a.do("GET", "/v1/audit", "auditor", nil, 200, nil), []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r audit.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			a.t.Fatalf("audit line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// refusals are the decision.refused records, in order.
+func (a *api) refusals() []audit.Record {
+	a.t.Helper()
+	var out []audit.Record
+	for _, r := range a.records() {
+		if r.Action == "decision.refused" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// lastAudit is the last record of action about the case.
+func (a *api) lastAudit(action, caseID string) audit.Record {
+	a.t.Helper()
+	var found audit.Record
+	for _, r := range a.records() {
+		if r.Action == action && r.CaseID == caseID {
+			found = r
+		}
+	}
+	if found.Action == "" {
+		a.t.Fatalf("no %s record for case %s", action, caseID)
+	}
+	return found
+}
+
+func auditData(t *testing.T, r audit.Record) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if len(r.Data) > 0 {
+		if err := json.Unmarshal(r.Data, &m); err != nil {
+			t.Fatalf("record %d data: %v", r.Seq, err)
+		}
+	}
+	return m
+}
+
+// TestRefusedDecisionsAreAudited: every route that decides something
+// (decisions) is a route, and a decision its role check refuses is audited
+// with who tried, what and why, like one the engine refuses.
+func TestRefusedDecisionsAreAudited(t *testing.T) {
+	t.Parallel()
+	for name := range decisions {
+		if !slices.ContainsFunc(routes, func(r route) bool { return r.method+" "+r.path == name }) {
+			t.Errorf("decisions names %q, which is not a route", name)
+		}
+	}
+	a := principalsAPI(t, apiOptions{})
+	quinnID := a.join("staff", "quinn", "human", "", nil).IdentityID
+	quinn := a.token("quinn", map[string]any{"role": "approver", "identity": "staff/quinn"})
+	for _, tc := range []struct{ path, decision string }{
+		{"/v1/holds/hold_x/release", engine.DecisionRelease},
+		{"/v1/holds/hold_x/discard", engine.DecisionDiscard},
+		{"/v1/findings/fnd_x/acknowledge", engine.DecisionAcknowledge},
+	} {
+		e := a.errorOf(a.do("POST", tc.path, "quinn", map[string]any{"reason": "mine", "until": time.Now().Add(time.Hour)}, 403, nil))
+		rs := a.refusals()
+		r := rs[len(rs)-1]
+		data := auditData(t, r)
+		if r.Actor != quinnID || data["actorToken"] != quinn || data["decision"] != tc.decision ||
+			!strings.HasSuffix(tc.path, "/"+data["target"].(string)+"/"+tc.decision) || data["reason"] != e.Error.Message {
+			t.Errorf("POST %s refused: record %+v %v", tc.path, r, data)
 		}
 	}
 }

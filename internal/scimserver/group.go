@@ -59,6 +59,9 @@ func normalizeGroup(in map[string]any) (map[string]any, error) {
 				if !ok || id == "" {
 					return nil, errf(400, "invalidValue", "members: each needs a value, the member's id")
 				}
+				if err := checkSubAttrs("members", mm); err != nil {
+					return nil, err
+				}
 				if typ, _ := mm["type"].(string); typ != "" && !strings.EqualFold(typ, "User") {
 					return nil, errf(400, "invalidValue", "members: %q is a %s; only Users can be members here", id, typ)
 				}
@@ -327,6 +330,9 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request, sc SourceCo
 	doc, err := change(cur)
 	if err != nil {
 		return err
+	}
+	if unchangedDoc(old.Data, doc) {
+		return s.renderOne(w, r, old, http.StatusOK) // as update does: nothing written
 	}
 	res := *old
 	res.Version, res.UpdatedAt = old.Version+1, s.e.Now().UTC().Truncate(time.Microsecond)

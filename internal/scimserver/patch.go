@@ -2,6 +2,7 @@ package scimserver
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -246,11 +247,32 @@ func set(doc map[string]any, path string, value any, add bool, id string) error 
 	if existing, ok := holder[key].([]any); ok && add {
 		if more, ok := value.([]any); ok {
 			// RFC 7644 §3.5.2.1: a value added as primary takes the
-			// primary mark from the one that had it.
+			// primary mark from the one that had it, and a value already
+			// there is not added again: the one there takes the
+			// sub-attributes given, so adding what is there changes
+			// nothing (update then leaves the resource as it was).
 			if hasPrimary(more) {
 				unsetPrimary(existing)
 			}
-			holder[key] = append(existing, more...)
+			for _, e := range more {
+				m, ok := e.(map[string]any)
+				if there := sameValue(existing, m); ok && there != nil {
+					for k, v := range m {
+						if sameString(lookup(there, k), v) {
+							continue // caseExact is false for every sub-attribute: the same value
+						}
+						for tk := range there {
+							if strings.EqualFold(tk, k) {
+								delete(there, tk)
+							}
+						}
+						there[k] = v
+					}
+					continue
+				}
+				existing = append(existing, e)
+			}
+			holder[key] = existing
 			return nil
 		}
 	}
@@ -350,11 +372,41 @@ func matches(m map[string]any, e filter.Expression) bool {
 
 func hasPrimary(list []any) bool {
 	for _, e := range list {
-		if m, ok := e.(map[string]any); ok && lookup(m, "primary") == true {
+		if m, ok := e.(map[string]any); ok && isTrue(lookup(m, "primary")) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameString reports whether a and b are strings equal but for case.
+func sameString(a, b any) bool {
+	as, ok1 := a.(string)
+	bs, ok2 := b.(string)
+	return ok1 && ok2 && strings.EqualFold(as, bs)
+}
+
+// isTrue reports a true boolean, or Entra ID's "True".
+func isTrue(v any) bool {
+	s, ok := v.(string)
+	return v == true || ok && strings.EqualFold(s, "true")
+}
+
+// sameValue returns the element of list that m is another copy of: the one
+// with m's (type, value) pair, the pair canonicalValues keeps once, or, for
+// values without a value sub-attribute (addresses), the one equal to m.
+func sameValue(list []any, m map[string]any) map[string]any {
+	key, keyed := valueKey(m)
+	for _, e := range list {
+		there, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		if k, ok := valueKey(there); keyed && ok && k == key || !keyed && reflect.DeepEqual(there, m) {
+			return there
+		}
+	}
+	return nil
 }
 
 // unsetPrimary marks every value of list not primary.

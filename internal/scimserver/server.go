@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -742,6 +743,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if groups != nil {
 		doc["groups"] = groups
 	}
+	if unchangedDoc(old.Data, doc) {
+		// Nothing changes (RFC 7644 §3.5.2.1: adding a value already there
+		// "SHALL NOT change the modify timestamp"): no write, no event, and
+		// the version a client holds stays current for its next If-Match.
+		return s.renderOne(w, r, old, http.StatusOK)
+	}
 	res := *old
 	// Microseconds, as the store keeps them: a write's answer and a later
 	// read show the same lastModified.
@@ -795,6 +802,45 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	w.Header().Set("ETag", etag(res.Version))
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// unchangedDoc reports whether doc, a resource after a PUT or PATCH, is
+// the stored one: equal once unassigned attributes are dropped (RFC 7643
+// §2.5: null, an empty list and no attribute are one thing).
+func unchangedDoc(stored []byte, doc map[string]any) bool {
+	var was, now any
+	data, err := json.Marshal(doc)
+	if err != nil || json.Unmarshal(stored, &was) != nil || json.Unmarshal(data, &now) != nil {
+		return false
+	}
+	return reflect.DeepEqual(assigned(was), assigned(now))
+}
+
+// assigned is v without its unassigned attributes, at every depth.
+func assigned(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			if e = assigned(e); e != nil {
+				out[k] = e
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = assigned(e)
+		}
+		return out
+	}
+	return v
 }
 
 // transition is the event a change from was to now makes ("" for none),

@@ -36,17 +36,21 @@ var extAttrs = map[string]map[string]string{
 }
 
 // subAttrs are the sub-attributes of the complex and multi-valued
-// attributes (RFC 7643 §4.1, §4.3 and jml's NHI extension), by attribute,
-// each with its type: string or bool. A value with any other sub-attribute,
-// or of another type, is refused.
+// attributes (RFC 7643 §4.1, §4.2, §4.3 and jml's NHI extension), by
+// attribute, each with its type: string or bool. A value with any other
+// sub-attribute, or of another type, is refused. /Schemas describes exactly
+// these (discovery.go; TestSchemasDescribeWhatIsAccepted).
 var subAttrs = func() map[string]map[string]string {
-	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool", "$ref": "string"}
-	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string", "display": "string"}
+	multi := map[string]string{"value": "string", "display": "string", "type": "string", "primary": "bool"}
+	ref := map[string]string{"value": "string", "$ref": "string", "displayname": "string"}
 	return map[string]map[string]string{
 		"name":   {"formatted": "string", "familyname": "string", "givenname": "string", "middlename": "string", "honorificprefix": "string", "honorificsuffix": "string"},
 		"emails": multi, "phonenumbers": multi, "ims": multi, "photos": multi, "entitlements": multi, "roles": multi, "x509certificates": multi,
 		"addresses": {"formatted": "string", "streetaddress": "string", "locality": "string", "region": "string", "postalcode": "string", "country": "string", "type": "string", "primary": "bool"},
-		"manager":   ref, "owner": ref, "backupowners": ref,
+		"manager":   ref, "owner": ref,
+		"backupowners": {"value": "string", "$ref": "string", "display": "string"},
+		// A Group's members: the server gives $ref and type itself (render).
+		"members": {"value": "string", "$ref": "string", "display": "string", "type": "string"},
 	}
 }()
 
@@ -286,13 +290,12 @@ func canonicalValues(name string, arr []any) ([]any, error) {
 		if err := checkSubAttrs(name, m); err != nil {
 			return nil, err
 		}
-		typ, _ := lookup(m, "type").(string)
-		val, _ := json.Marshal(lookup(m, "value"))
-		key := strings.ToLower(typ) + "\x00" + strings.ToLower(string(val))
-		if lookup(m, "value") != nil && seen[key] {
-			continue
+		if key, ok := valueKey(m); ok {
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
 		}
-		seen[key] = true
 		if p, _ := lookup(m, "primary").(bool); p {
 			primaries++
 		}
@@ -302,6 +305,18 @@ func canonicalValues(name string, arr []any) ([]any, error) {
 		return nil, errf(400, "invalidValue", "%s: %d values are primary; at most one may be (RFC 7643 §2.4)", name, primaries)
 	}
 	return out, nil
+}
+
+// valueKey is what makes two values of a multi-valued attribute one: their
+// type and value, case-insensitively; false for a value without a value.
+func valueKey(m map[string]any) (string, bool) {
+	v := lookup(m, "value")
+	if v == nil {
+		return "", false
+	}
+	typ, _ := lookup(m, "type").(string)
+	val, _ := json.Marshal(v)
+	return strings.ToLower(typ) + "\x00" + strings.ToLower(string(val)), true
 }
 
 func stringList(v any) ([]string, error) {
