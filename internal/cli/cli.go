@@ -100,7 +100,7 @@ func newRoot(ev *env) *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(serveCmd(ev), eventCmd(ev), planCmd(ev), policyCmd(ev), identityCmd(ev), caseCmd(ev),
-		auditCmd(ev), tokenCmd(ev), benchCmd(ev), importCmd(ev), holdsCmd(ev), findingsCmd(ev), accessCmd(ev))
+		auditCmd(ev), tokenCmd(ev), benchCmd(ev), importCmd(ev), holdsCmd(ev), findingsCmd(ev), accessCmd(ev), scheduledCmd(ev))
 	return root
 }
 

@@ -383,6 +383,10 @@ func identityCmd(ev *env) *cobra.Command {
 				for _, c := range v.Cases {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Type, c.Status)
 				}
+				fmt.Fprintln(tw, "\nSCHEDULED\tWHAT")
+				for _, d := range v.Scheduled {
+					fmt.Fprintf(tw, "%s\t%s\n", d.At.Format(time.RFC3339), dueWhat(d))
+				}
 				fmt.Fprintln(tw, "\nFINDING\tKIND\tSTATE")
 				for _, f := range v.Findings {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", f.ID, f.Kind, f.State)

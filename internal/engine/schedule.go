@@ -20,6 +20,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -98,4 +99,99 @@ func (e *Engine) cancelScheduled(ctx context.Context, tx store.Tx, p Principal, 
 	}
 	return true, tx.AppendAudit(ctx, auditBy(e.Now().UTC(), p, "event.superseded", ev.IdentityID, "", map[string]any{
 		"event": ev.ID, "sourceEventId": ev.Event.ID, "type": string(ev.Event.Type), "effectiveAt": ev.EffectiveAt, "why": "cancelled: " + why}))
+}
+
+// Due is something that will happen to an identity at a known time: a
+// scheduled event reaching its effective time, or a grant its expiry.
+type Due struct {
+	At         time.Time `json:"at"`
+	Kind       DueKind   `json:"kind"`
+	IdentityID string    `json:"identityId"`
+	// An event's: its ID, source, source event ID and type.
+	EventID       string             `json:"eventId,omitempty"`
+	Source        string             `json:"source,omitempty"`
+	SourceEventID string             `json:"sourceEventId,omitempty"`
+	Type          identity.EventType `json:"type,omitempty"`
+	// A grant's: its entitlement and system.
+	Entitlement string `json:"entitlement,omitempty"`
+	System      string `json:"system,omitempty"`
+}
+
+// DueKind says what a Due is.
+type DueKind string
+
+const (
+	DueEvent       DueKind = "event"
+	DueGrantExpiry DueKind = "grant_expiry"
+)
+
+// ScheduleFilter selects what Schedule lists: of one kind ("" for both),
+// due at or before Until (zero: whenever), at most Limit of each kind.
+type ScheduleFilter struct {
+	Kind  DueKind
+	Until time.Time
+	Limit int
+}
+
+// MaxScheduleLimit bounds ScheduleFilter.Limit.
+const MaxScheduleLimit = 5000
+
+// farFuture stands for "whenever" in the store's expiry query.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Schedule lists what is due across every identity, soonest first. It is
+// an administrator's view (PermOperate): what jml will do by itself.
+func (e *Engine) Schedule(ctx context.Context, p Principal, f ScheduleFilter) ([]Due, error) {
+	if ReachOf(p.Role, PermOperate) != Anywhere {
+		return nil, identity.Errorf(identity.Forbidden, "role %s may not read the schedule (admin only)", p.Role)
+	}
+	switch f.Kind {
+	case "", DueEvent, DueGrantExpiry:
+	default:
+		return nil, identity.FieldError("kind", "must be %s or %s", DueEvent, DueGrantExpiry)
+	}
+	if f.Limit <= 0 || f.Limit > MaxScheduleLimit {
+		return nil, identity.FieldError("limit", "must be from 1 to %d", MaxScheduleLimit)
+	}
+	until := f.Until
+	if until.IsZero() {
+		until = farFuture
+	}
+	var evs []store.Event
+	var grants []identity.Grant
+	err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if f.Kind != DueGrantExpiry {
+			if evs, err = tx.ListScheduled(ctx, "", f.Limit); err != nil {
+				return err
+			}
+		}
+		if f.Kind != DueEvent {
+			grants, err = tx.ListExpiringGrants(ctx, until, f.Limit)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := dueOf(evs, grants)
+	// Scheduled events are read by time alone; those after Until go.
+	out = slices.DeleteFunc(out, func(d Due) bool { return d.At.After(until) })
+	return out, nil
+}
+
+// dueOf merges scheduled events and time-bound grants into one list,
+// soonest first (never nil).
+func dueOf(evs []store.Event, grants []identity.Grant) []Due {
+	out := make([]Due, 0, len(evs)+len(grants))
+	for _, ev := range evs {
+		out = append(out, Due{At: ev.EffectiveAt, Kind: DueEvent, IdentityID: ev.IdentityID, EventID: ev.ID, Source: ev.Event.Source, SourceEventID: ev.Event.ID, Type: ev.Event.Type})
+	}
+	for _, g := range grants {
+		if !g.ExpiresAt.IsZero() {
+			out = append(out, Due{At: g.ExpiresAt, Kind: DueGrantExpiry, IdentityID: g.IdentityID, Entitlement: g.Entitlement, System: g.System})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
+	return out
 }

@@ -25,7 +25,10 @@ type IdentityView struct {
 	Accounts    []identity.Account    `json:"accounts"`
 	Findings    []identity.Finding    `json:"findings"`
 	Cases       []store.Case          `json:"cases"`
-	Timeline    []audit.Record        `json:"timeline,omitzero"`
+	// Scheduled is what will happen to the identity at a known time
+	// (its scheduled events, its grants' expiries), soonest first.
+	Scheduled []Due          `json:"scheduled"`
+	Timeline  []audit.Record `json:"timeline,omitzero"`
 }
 
 // LoadIdentityView reads everything about one identity in one transaction,
@@ -60,6 +63,11 @@ func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimelin
 		if v.Cases, err = tx.ListCases(ctx, id, 100); err != nil {
 			return err
 		}
+		evs, err := tx.ListScheduled(ctx, id, maxScheduledPerIdentity)
+		if err != nil {
+			return err
+		}
+		v.Scheduled = dueOf(evs, v.Grants)
 		if !withTimeline {
 			return nil
 		}

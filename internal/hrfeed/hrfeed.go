@@ -341,7 +341,9 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 		case !existed || p.Departed:
 			if ended {
 				next.Departed = true // never joined, or still gone
-				d.NeverJoined = append(d.NeverJoined, r.Key)
+				if !existed {
+					d.NeverJoined = append(d.NeverJoined, r.Key)
+				}
 				break
 			}
 			ev := identity.Event{ID: r.Key + ":joiner:" + r.hash(), Type: identity.Joiner, ExternalID: r.Key, Kind: identity.Kind(m.Kind),

@@ -81,6 +81,7 @@ var routes = []route{
 	{"GET", "/v1/holds", engine.PermRead, false, (*Server).listHolds},
 	{"POST", "/v1/holds/{id}/release", engine.PermOperate, false, (*Server).releaseHold},
 	{"POST", "/v1/holds/{id}/discard", engine.PermOperate, false, (*Server).discardHold},
+	{"GET", "/v1/scheduled", engine.PermOperate, false, (*Server).listScheduled},
 	{"GET", "/v1/audit", engine.PermAudit, false, (*Server).exportAudit},
 	{"POST", "/v1/tokens", engine.PermTokens, false, (*Server).createToken},
 	{"GET", "/v1/tokens", engine.PermTokens, false, (*Server).listTokens},
@@ -482,6 +483,34 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request, p engine.Prin
 	}
 	if len(out.Items) == f.Limit {
 		out.Next = out.Items[len(out.Items)-1].ID
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// ScheduleList is what is due, soonest first.
+type ScheduleList struct {
+	Items []engine.Due `json:"items"`
+}
+
+func (s *Server) listScheduled(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	q, err := listQuery(r, "kind", "until", "limit")
+	if err != nil {
+		return err
+	}
+	f := engine.ScheduleFilter{Kind: engine.DueKind(q["kind"]), Limit: 100}
+	if v := q["until"]; v != "" {
+		if f.Until, err = time.Parse(time.RFC3339, v); err != nil {
+			return identity.FieldError("until", "must be an RFC 3339 time such as 2026-01-02T09:00:00Z")
+		}
+	}
+	if v := q["limit"]; v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil {
+			return identity.FieldError("limit", "must be a whole number from 1 to %d", engine.MaxScheduleLimit)
+		}
+	}
+	var out ScheduleList
+	if out.Items, err = s.e.Schedule(r.Context(), p, f); err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

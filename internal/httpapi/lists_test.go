@@ -178,3 +178,43 @@ func testCaseList(t *testing.T, backend string) {
 	a.do("GET", "/v1/cases", "resource", nil, 403, nil)
 	a.do("GET", "/v1/cases", "", nil, 401, nil)
 }
+
+// TestScheduled: GET /v1/scheduled (admin only) lists what is due, and the
+// identity view lists an identity's own; a later end date replaces the
+// earlier one in both.
+func TestScheduled(t *testing.T) {
+	t.Parallel()
+	a, olga, _, _ := listsAPI(t, "sqlite")
+	end := func(id string, at time.Time) {
+		a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": id, "type": "leaver", "externalId": "olga", "effectiveAt": at.Format(time.RFC3339)}, 202, nil)
+	}
+	first, second := time.Now().Add(48*time.Hour).UTC().Truncate(time.Second), time.Now().Add(96*time.Hour).UTC().Truncate(time.Second)
+	end("end-1", first)
+	end("end-2", second)
+	var l ScheduleList
+	a.do("GET", "/v1/scheduled", "admin", nil, 200, &l)
+	var events []engine.Due
+	for _, d := range l.Items {
+		if d.Kind == engine.DueEvent {
+			events = append(events, d)
+		}
+	}
+	if len(events) != 1 || events[0].SourceEventID != "end-2" || !events[0].At.Equal(second) || events[0].IdentityID != olga.IdentityID || events[0].Type != "leaver" {
+		t.Fatalf("scheduled events = %+v, want olga's second end date only", events)
+	}
+	a.do("GET", "/v1/scheduled?kind=event&until="+url.QueryEscape(first.Format(time.RFC3339)), "admin", nil, 200, &l)
+	if len(l.Items) != 0 {
+		t.Fatalf("due by the first end date = %+v, want nothing", l.Items)
+	}
+	var v engine.IdentityView
+	a.do("GET", "/v1/identities/"+olga.IdentityID, "auditor", nil, 200, &v)
+	if len(v.Scheduled) != 1 || v.Scheduled[0].SourceEventID != "end-2" {
+		t.Fatalf("olga's view lists %+v, want her second end date", v.Scheduled)
+	}
+	a.do("GET", "/v1/scheduled", "auditor", nil, 403, nil)
+	for q, field := range map[string]string{"kind=soon": "kind", "limit=0": "limit", "until=tomorrow": "until"} {
+		if e := a.errorOf(a.do("GET", "/v1/scheduled?"+q, "admin", nil, 400, nil)); e.Error.Field != field {
+			t.Errorf("%s: %+v, want field %s", q, e.Error, field)
+		}
+	}
+}
