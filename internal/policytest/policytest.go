@@ -15,6 +15,10 @@
 //	    before: {kind: ai_agent, attributes: {tools: [search-docs]}}
 //	    identity: {kind: ai_agent, attributes: {tools: [search-docs, prod-db-write]}}
 //	    expect: {approvals: [tool:prod-db-write]}
+//	  - name: the production tool lasts 30 days, then is gone until the next event
+//	    identity: {kind: ai_agent, attributes: {tools: [prod-db-write]}}
+//	    after: 31d
+//	    expect: {expires: {tool:prod-db-write: 720h}, held: []}
 //
 // An expectation left out is not checked; an empty list expects none.
 package policytest
@@ -24,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +55,11 @@ type Case struct {
 	Event    identity.EventType `yaml:"event"`
 	Before   *Subject           `yaml:"before"`
 	Identity Subject            `yaml:"identity"`
-	Expect   Expect             `yaml:"expect"`
+	// After is how long after the event expect.held looks (a duration
+	// such as 721h or 31d), with every approval given at once and no
+	// other event since.
+	After  string `yaml:"after"`
+	Expect Expect `yaml:"expect"`
 }
 
 // Subject is an identity as a case gives it.
@@ -67,6 +76,14 @@ type Expect struct {
 	Credentials *[]string `yaml:"credentials"`
 	// Approvals are the entitlements the event's plan holds for approval.
 	Approvals *[]string `yaml:"approvals"`
+	// Expires maps each time-bound entitlement the identity is due to how
+	// long its grant lasts (the entitlement's maxDuration); every due
+	// entitlement not named must not expire.
+	Expires map[string]string `yaml:"expires"`
+	// Held are the grants the identity still holds Case.After after the
+	// event: those with a maxDuration no longer than that have expired,
+	// and stay expired until a later event grants them again.
+	Held *[]string `yaml:"held"`
 }
 
 // Result is one case's outcome: Diffs is empty when it passed.
@@ -123,7 +140,7 @@ var at = time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 
 func runCase(pol *policy.Policy, c Case) ([]string, error) {
 	// An expectation naming nothing the policy has is a typo in the test.
-	for what, names := range map[string]*[]string{"grants": c.Expect.Grants, "approvals": c.Expect.Approvals} {
+	for what, names := range map[string]*[]string{"grants": c.Expect.Grants, "approvals": c.Expect.Approvals, "held": c.Expect.Held} {
 		if names != nil {
 			for _, n := range *names {
 				if pol.Entitlement(n) == nil {
@@ -138,6 +155,18 @@ func runCase(pol *policy.Policy, c Case) ([]string, error) {
 				return nil, fmt.Errorf("expect.credentials: the policy has no credential rule %q", n)
 			}
 		}
+	}
+	for name := range c.Expect.Expires {
+		if pol.Entitlement(name) == nil {
+			return nil, fmt.Errorf("expect.expires: the policy has no entitlement %q", name)
+		}
+	}
+	after, err := policy.ParseDuration(c.After)
+	if err != nil {
+		return nil, fmt.Errorf("after: %v", err)
+	}
+	if c.Expect.Held != nil && c.After == "" {
+		return nil, fmt.Errorf("expect.held: give after, how long after the event to look")
 	}
 	if c.Event == "" {
 		c.Event = identity.Joiner
@@ -156,11 +185,11 @@ func runCase(pol *policy.Policy, c Case) ([]string, error) {
 	if c.Event != identity.Joiner && c.Before == nil {
 		return nil, fmt.Errorf("before: a %s needs the identity as it was", c.Event)
 	}
-	after, err := subject(c.Identity, state)
+	subj, err := subject(c.Identity, state)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %v", err)
 	}
-	in := plan.Input{Event: c.Event, After: after, Policy: pol, Desired: pol.Desired(after), Now: at}
+	in := plan.Input{Event: c.Event, After: subj, Policy: pol, Desired: pol.Desired(subj), Now: at}
 	if c.Before != nil {
 		prior := identity.Active
 		if c.Event == identity.Resume {
@@ -172,13 +201,21 @@ func runCase(pol *policy.Policy, c Case) ([]string, error) {
 		// What the identity held: what the policy gave it before.
 		for _, g := range pol.Desired(in.Before).Grants {
 			e := pol.Entitlement(g.Entitlement)
-			in.Grants = append(in.Grants, identity.Grant{IdentityID: after.ID, Entitlement: g.Entitlement, System: e.System, GrantedAt: at.Add(-time.Hour)})
+			in.Grants = append(in.Grants, identity.Grant{IdentityID: subj.ID, Entitlement: g.Entitlement, System: e.System, GrantedAt: at.Add(-time.Hour)})
 		}
 	}
-	var grants, creds, approvals []string
+	var grants, creds, approvals, held []string
+	expires := map[string]time.Duration{}
 	if state == identity.Active {
 		for _, g := range in.Desired.Grants {
 			grants = append(grants, g.Entitlement)
+			max := pol.Entitlement(g.Entitlement).MaxDuration
+			if max > 0 {
+				expires[g.Entitlement] = max
+			}
+			if max == 0 || max > after {
+				held = append(held, g.Entitlement)
+			}
 		}
 		for _, r := range in.Desired.Credentials {
 			creds = append(creds, r.Name)
@@ -194,10 +231,30 @@ func runCase(pol *policy.Policy, c Case) ([]string, error) {
 		what string
 		want *[]string
 		got  []string
-	}{{"grants", c.Expect.Grants, grants}, {"credentials", c.Expect.Credentials, creds}, {"approvals", c.Expect.Approvals, approvals}} {
+	}{{"grants", c.Expect.Grants, grants}, {"credentials", c.Expect.Credentials, creds}, {"approvals", c.Expect.Approvals, approvals},
+		{"held after " + c.After, c.Expect.Held, held}} {
 		if x.want != nil {
 			if d := diff(x.what, *x.want, x.got); d != "" {
 				diffs = append(diffs, d)
+			}
+		}
+	}
+	if c.Expect.Expires != nil {
+		for name, want := range c.Expect.Expires {
+			d, err := policy.ParseDuration(want)
+			if err != nil {
+				return nil, fmt.Errorf("expect.expires: %s: %v", name, err)
+			}
+			switch got, ok := expires[name]; {
+			case !ok:
+				diffs = append(diffs, fmt.Sprintf("expires: %s: want a grant lasting %s, got none that expires", name, d))
+			case got != d:
+				diffs = append(diffs, fmt.Sprintf("expires: %s: want %s, got %s", name, d, got))
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(expires)) {
+			if _, ok := c.Expect.Expires[name]; !ok {
+				diffs = append(diffs, fmt.Sprintf("expires: %s expires after %s, not expected", name, expires[name]))
 			}
 		}
 	}
