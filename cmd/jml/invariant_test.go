@@ -58,7 +58,7 @@ entitlements:
   - {name: api, system: vault}
   - {name: app-read, system: appdb, target: {role: jmlinv_app_read}}
   - {name: cache-read, system: cache, target: {rules: ["+get", "~app:*"]}}
-  - {name: cache-ops, system: cache, target: {rules: ["+set", "~ops:*"]}}
+  - {name: cache-ops, system: cache, maxDuration: 2s, target: {rules: ["+set", "~ops:*"]}}
   - {name: maria-read, system: maria, target: {database: jmlinv_app, privileges: [SELECT]}}
   - {name: devs, system: dir, target: {group: "{{devs}}"}}
 birthright:
@@ -78,12 +78,15 @@ credentials:
 
 // TestInvariantUnderCrashes is jml's central promise tried from outside:
 // clients send interleaved joiners, movers (widening and narrowing, both
-// ways), leavers, suspends, resumes and duplicates about a few identities,
+// ways), leavers (some scheduled a second or three ahead, and moved by
+// later ones), suspends, resumes and duplicates about a few identities,
+// whose Redis grant in Ops lasts 2 s,
 // with real Redis, PostgreSQL, MariaDB and LDAP targets, while jml serve is
 // SIGKILLed at random moments and restarted: on SQLite, and on PostgreSQL
 // with two replicas. Once jml has quiesced, every target is read as its
 // administrator and checked against the invariant (invariant.Check), the
-// audit chain is verified, and no step may be recorded done twice.
+// audit chain is verified, no step may be recorded done twice, and no
+// grant past its expiry may be held.
 //
 // It is seeded: a failure prints the seed, and -invariant.seed replays
 // the same events, kills and timings (the machine's scheduling aside).
@@ -334,21 +337,27 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 	<-killsDone
 	t.Logf("seed %d: events by type and answer: %v", seed, sent)
 
-	// Quiesced: no step pending on any replica, twice in a row. A system
-	// that is down would hold steps pending; none is down here.
+	// Quiesced: no step pending on any replica, no grant held past its
+	// expiry and nothing scheduled, three times in a row, once every grant
+	// the events gave has had its 2 s and every scheduled leaver its time.
+	// A system that is down would hold steps pending; none is down here.
 	calm := 0
 	poll.Until(t, 90*time.Second, 100*time.Millisecond, func() (bool, string) {
-		n, err := pendingSteps(cl.urls()[0])
+		n, past, err := pendingWork(cl.urls()[0])
+		var due int
+		if err == nil {
+			due, err = scheduledEvents(cl.urls()[0], cl.token)
+		}
 		if err != nil {
 			calm = 0
 			return false, err.Error()
 		}
-		if n == 0 {
+		if n == 0 && past == 0 && due == 0 && time.Since(deadline) > 3*time.Second {
 			calm++
 		} else {
 			calm = 0
 		}
-		return calm >= 3, fmt.Sprintf("jml has not quiesced: %d steps pending", n)
+		return calm >= 3, fmt.Sprintf("jml has not quiesced: %d steps pending, %d grants past their expiry, %d events scheduled", n, past, due)
 	})
 	cl.stop()
 
@@ -377,6 +386,15 @@ func runInvariant(t *testing.T, bin, backend string, seed uint64, tg *invTargets
 		}
 	}
 	checkAuditOnce(t, st)
+	if err := st.View(ctx, func(tx store.Tx) error {
+		held, err := tx.ListExpiringGrants(ctx, time.Now(), 100)
+		for _, g := range held {
+			t.Errorf("%s still holds %s, which expired at %s", g.IdentityID, g.Entitlement, g.ExpiresAt)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // randomEvent returns one of a joiner, a mover (to another department), a
@@ -395,8 +413,12 @@ func randomEvent(rng *rand.Rand, accounts []string, id string, history []map[str
 	case r < 60:
 		ev["type"] = "mover"
 		ev["attributes"] = map[string]any{"department": depts[rng.IntN(3)]}
-	case r < 80:
+	case r < 72:
 		ev["type"] = "leaver"
+	case r < 80:
+		// A leaver a second or three ahead: a later one moves it.
+		ev["type"] = "leaver"
+		ev["effectiveAt"] = time.Now().Add(time.Duration(1000+rng.IntN(2000)) * time.Millisecond).UTC().Format(time.RFC3339Nano)
 	case r < 90:
 		ev["type"] = "suspend"
 	default:
@@ -433,33 +455,63 @@ func sendRetrying(cl *cluster, rng *rand.Rand, ev map[string]any) int {
 	return 0
 }
 
-// pendingSteps adds up jml_pending_steps from a server's /metrics.
-func pendingSteps(url string) (int, error) {
+// pendingWork adds up jml_pending_steps from a server's /metrics, and
+// reads jml_grants_past_expiry.
+func pendingWork(url string) (steps, pastExpiry int, err error) {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
+	seen := false
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "jml_pending_scrape_ok 0" {
-			return 0, fmt.Errorf("pending steps could not be read from the store")
+			return 0, 0, fmt.Errorf("pending steps could not be read from the store")
 		}
-		if !strings.HasPrefix(line, "jml_pending_steps{") {
+		past := strings.HasPrefix(line, "jml_grants_past_expiry ")
+		if !strings.HasPrefix(line, "jml_pending_steps{") && !past {
 			continue
 		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err != nil {
-			return 0, fmt.Errorf("metrics line %q: %v", line, err)
+			return 0, 0, fmt.Errorf("metrics line %q: %v", line, err)
 		}
-		n += int(v)
+		if past {
+			pastExpiry, seen = int(v), true
+		} else {
+			steps += int(v)
+		}
 	}
-	return n, nil
+	if !seen {
+		return 0, 0, fmt.Errorf("no jml_grants_past_expiry in /metrics")
+	}
+	return steps, pastExpiry, nil
+}
+
+// scheduledEvents counts the events a server lists as scheduled.
+func scheduledEvents(url, token string) (int, error) {
+	req, _ := http.NewRequest("GET", url+"/v1/scheduled?kind=event", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("GET /v1/scheduled: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return 0, err
+	}
+	return len(l.Items), nil
 }
 
 // checkAuditOnce verifies the audit chain and that no step was recorded
