@@ -11,22 +11,18 @@
 package hrfeed
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // Mapping says how a source's file maps to identities. It is YAML kept
@@ -69,9 +65,7 @@ func LoadMapping(path string) (*Mapping, error) {
 // field.
 func ParseMapping(name string, data []byte) (*Mapping, error) {
 	var m Mapping
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlin.Decode(data, &m); err != nil {
 		return nil, identity.Errorf(identity.Invalid, "%s: %v", name, err)
 	}
 	errf := func(format string, args ...any) error {

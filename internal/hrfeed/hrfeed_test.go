@@ -180,7 +180,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"source: hr\n", "key: the column"},
 		{"source: hr\nkey: id\nkind: pipeline\n", "needs an owner"},
-		{"source: hr\nkey: id\nbogus: 1\n", "field bogus not found"},
+		{"source: hr\nkey: id\nbogus: 1\n", `unknown key "bogus" on line 3 (allowed: source, format, key,`},
 		{"key: id\n", "source"},
 		{"source: hr\nkey: id\nstatus: {column: s}\n", "terminated"},
 	} {
