@@ -137,6 +137,8 @@ type Engine struct {
 	// callTimeout bounds each connector call: see Config.CallTimeout.
 	callTimeout time.Duration
 	fastRuns    sync.WaitGroup
+	// attrScan serialises CheckStoredAttributes runs.
+	attrScan sync.Mutex
 }
 
 // New returns an engine. Missing Clock, Rand and Logger default to the system clock,
@@ -590,6 +592,9 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 	if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
 		return nil, err
 	}
+	if err := e.checkAttributes(ev, cur); err != nil {
+		return nil, err
+	}
 	if ev.Type == identity.Joiner {
 		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
 		if err != nil {
@@ -711,6 +716,9 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 		to, err = identity.Transition(from, ev.Type, false)
 	}
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.checkAttributes(ev, cur); err != nil {
 		return nil, nil, err
 	}
 	after, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)

@@ -139,8 +139,9 @@ type Policy struct {
 	Credentials  []*CredentialRule
 	eval         *evaluator
 	credByName   map[string]*CredentialRule
-	entNames     []string       // every entitlement name, sorted
-	entIndex     map[string]int // name -> index in entNames
+	entNames     []string              // every entitlement name, sorted
+	entIndex     map[string]int        // name -> index in entNames
+	declared     map[string]*Attribute // Attributes by name (CheckAttributes)
 }
 
 // Entitlement returns the named entitlement or nil.
@@ -298,6 +299,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, errf("%v", err)
 	}
+	p.declared = declaredByName(p.Attributes)
 	// compileRule checks a rule against the declared identity, then
 	// compiles it for evaluation.
 	compileRule := func(what, src string) (*rule, error) {
