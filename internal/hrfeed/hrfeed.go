@@ -13,6 +13,7 @@ package hrfeed
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -45,6 +46,12 @@ type Mapping struct {
 	} `yaml:"status"`
 	DateFormat string `yaml:"dateFormat"` // Go layout, default 2006-01-02
 	Guard      Guard  `yaml:"guard"`
+	// CheckAttributes, when set, checks each row's attributes as the
+	// policy declares them (policy.CheckAttributes); a value it refuses is
+	// an error placed at its cell (line and column), before any event is
+	// derived. Cells are text, so an attribute fed from a file is
+	// declared string.
+	CheckAttributes func(map[string]any) error `yaml:"-"`
 }
 
 // Guard are the mass-change thresholds of a source: an import whose
@@ -177,6 +184,9 @@ func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
 				r.Attributes[attr] = v
 			}
 		}
+		if err := m.checkAttributes(r.Attributes); err != nil {
+			return r, err
+		}
 	}
 	for _, d := range []struct {
 		col string
@@ -196,6 +206,26 @@ func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
 		r.Terminated = slices.ContainsFunc(m.Status.Terminated, func(s string) bool { return strings.EqualFold(s, trim(row[m.Status.Column])) })
 	}
 	return r, nil
+}
+
+// checkAttributes runs CheckAttributes on a row's attributes; a refusal
+// of one attribute is a *cellError at the column it comes from.
+func (m *Mapping) checkAttributes(attrs map[string]string) error {
+	if m.CheckAttributes == nil || len(attrs) == 0 {
+		return nil
+	}
+	in := make(map[string]any, len(attrs))
+	for k, v := range attrs {
+		in[k] = v
+	}
+	err := m.CheckAttributes(in)
+	var ie *identity.Error
+	if errors.As(err, &ie) {
+		if attr, ok := strings.CutPrefix(ie.Field, "attributes."); ok && m.Attributes[attr] != "" {
+			return &cellError{m.Attributes[attr], identity.ErrorMessage(err)}
+		}
+	}
+	return err
 }
 
 // hash is a short content hash of the fields an event carries.
