@@ -203,3 +203,46 @@ func TestStoredAttributesFindings(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduledEventCheckedAtItsTime: a future mover that fit when it was
+// submitted is checked again when it takes effect; if a reload dropped
+// its value meanwhile, it is rejected and changes nothing.
+func TestScheduledEventCheckedAtItsTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
+	agent := f.submit(t, ev("2", identity.Joiner, "agent", func(e *identity.Event) {
+		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"search-docs"}}
+	}))
+	at := f.clock.Now().Add(time.Hour)
+	res := f.submit(t, ev("3", identity.Mover, "agent", func(e *identity.Event) {
+		e.Attributes, e.EffectiveAt = map[string]any{"tools": []any{"read-tickets"}}, &at
+	}))
+	if res.Status != store.EventScheduled {
+		t.Fatalf("future mover = %+v", res)
+	}
+	if err := f.e.SetPolicy(reloaded(t, "search-docs, prod-db-write")); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Hour)
+	if err := f.e.runEffective(ctx, res.EventID); err != nil {
+		t.Fatal(err)
+	}
+	err := f.s.View(ctx, func(tx store.Tx) error {
+		rec, err := tx.GetEvent(ctx, res.EventID)
+		if err != nil {
+			return err
+		}
+		if rec.Status != store.EventRejected || !strings.HasPrefix(rec.Error, `attributes.tools: the policy declares it list(string) of search-docs, prod-db-write; item 0, "read-tickets"`) {
+			t.Errorf("event at its time = %s %q, want rejected naming tools", rec.Status, rec.Error)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.grants(t, agent.IdentityID); !slices.Equal(got, []string{"tool:search-docs"}) {
+		t.Fatalf("grants after the rejection: %v", got)
+	}
+}
