@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -45,7 +46,10 @@ func (e *Engine) checkAttributes(ev identity.Event, cur *identity.Identity) erro
 		}
 	}
 	if err := pol.CheckAttributes(kept); err != nil {
-		ie := err.(*identity.Error)
+		var ie *identity.Error
+		if !errors.As(err, &ie) {
+			return err
+		}
 		return identity.FieldError(ie.Field, "the value the identity holds no longer fits the policy (%s): send a value that fits with this mover, or null to remove it", ie.Message)
 	}
 	return nil
