@@ -1,21 +1,17 @@
 package cli
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/scimserver"
 	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // Config is the server configuration file (jml.yaml). Precedence for each
@@ -111,9 +107,7 @@ func LoadConfig(path string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		if err := yamlin.Decode(data, c); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 		c.dir = filepath.Dir(path)

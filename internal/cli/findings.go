@@ -64,7 +64,7 @@ func findingsCmd(ev *env) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&state, "state", "open", "open, acknowledged, resolved or all")
-	list.Flags().StringVar(&kind, "kind", "", "only this kind (owner_not_active, account_exists_unmanaged, account_adopted)")
+	list.Flags().StringVar(&kind, "kind", "", "only this kind (owner_not_active, account_exists_unmanaged, account_adopted, attributes_invalid)")
 	list.Flags().StringVar(&identityID, "identity", "", "only this identity's (jml ID)")
 	list.Flags().StringVarP(&format, "output", "o", "table", "table, json or yaml")
 

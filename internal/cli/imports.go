@@ -47,6 +47,15 @@ func importCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer f.Close()
+			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true, systems: true})
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			// Values the policy does not admit are refused at their cell,
+			// before any event is derived (the engine would refuse them
+			// too, without the line).
+			m.CheckAttributes = rt.engine.Policy().CheckAttributes
 			progress := progressBar(ev, f)
 			recs, err := m.Read(f, ff, progress)
 			if progress != nil {
@@ -55,11 +64,6 @@ func importCmd(ev *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{create: true, policy: true, systems: true})
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
 			prev := map[string]hrfeed.Record{}
 			err = rt.store.View(cmd.Context(), func(tx store.Tx) error {
 				data, err := tx.GetSnapshot(cmd.Context(), m.Source)

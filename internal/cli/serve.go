@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -142,8 +143,9 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 
 // reloadPolicy compiles the policy file again and, if it is valid and
 // every system has a connector, switches the engine to it for events
-// accepted from then on.
-func reloadPolicy(rt *runtime, log *slog.Logger) {
+// accepted from then on; then it checks the stored identities against it
+// in the background.
+func reloadPolicy(ctx context.Context, rt *runtime, log *slog.Logger, scans *sync.WaitGroup) {
 	pol, err := policy.LoadFile(rt.cfg.PolicyPath())
 	if err == nil {
 		err = rt.engine.SetPolicy(pol)
@@ -153,6 +155,27 @@ func reloadPolicy(rt *runtime, log *slog.Logger) {
 		return
 	}
 	log.Info("policy reloaded", "policy", rt.cfg.PolicyPath(), "entitlements", len(pol.Entitlements), "birthright_rules", len(pol.Birthrights))
+	scans.Go(func() { checkStoredAttributes(ctx, rt, log) })
+}
+
+// checkStoredAttributes reports stored identities whose attributes the
+// policy in force does not admit (one attributes_invalid finding each,
+// their access unchanged), and resolves the findings of those it admits
+// again. jml serve runs it at start (the policy may have changed while it
+// was down) and after each reload.
+func checkStoredAttributes(ctx context.Context, rt *runtime, log *slog.Logger) {
+	rep, err := rt.engine.CheckStoredAttributes(ctx)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			log.Error("checking stored identities' attributes against the policy failed", "error", err)
+		}
+	case rep.Invalid > 0:
+		log.Warn("identities hold attribute values the policy does not admit; their access is unchanged (jml findings list --kind attributes_invalid)",
+			"identities", rep.Invalid, "findings_opened", rep.Opened, "findings_resolved", rep.Resolved)
+	case rep.Resolved > 0:
+		log.Info("attribute findings resolved: the policy admits the stored values", "findings_resolved", rep.Resolved)
+	}
 }
 
 func serveCmd(ev *env) *cobra.Command {
@@ -240,6 +263,11 @@ func serveCmd(ev *env) *cobra.Command {
 				IdleTimeout:       2 * time.Minute,
 			}
 			log.Info("jml serving", "addr", ln.Addr().String(), "store", rt.store.Backend(), "policy", rt.cfg.PolicyPath())
+			// Checks of stored attributes run in the background and end
+			// before the store closes (ctx ends them early on shutdown).
+			var scans sync.WaitGroup
+			defer scans.Wait()
+			scans.Go(func() { checkStoredAttributes(ctx, rt, log) })
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			// SIGHUP reloads the policy file: a policy kept in git is
@@ -254,7 +282,7 @@ func serveCmd(ev *env) *cobra.Command {
 				case err := <-errc:
 					return err
 				case <-hup:
-					reloadPolicy(rt, log)
+					reloadPolicy(ctx, rt, log, &scans)
 				case <-ctx.Done():
 					break serving
 				}

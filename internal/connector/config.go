@@ -12,12 +12,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/secretref"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // Config is what a connector is opened with: one system of the policy and
@@ -64,6 +66,15 @@ func (cfg Config) Errorf(format string, args ...any) error {
 // Decode decodes m strictly into dst (a struct with yaml tags): an unknown
 // key is an error, so a typo in a policy is caught when it loads.
 func Decode(m map[string]any, dst any) error {
+	// Unknown keys first, named with the keys allowed (the re-encoded
+	// node has no lines to give, which would mean nothing to the reader).
+	var n yaml.Node
+	if err := n.Encode(m); err != nil {
+		return err
+	}
+	if err := yamlin.Keys(&n, reflect.TypeOf(dst)); err != nil {
+		return err
+	}
 	data, err := yaml.Marshal(m)
 	if err != nil {
 		return err

@@ -146,6 +146,8 @@ type Engine struct {
 	fastRuns    sync.WaitGroup
 	// noSystems: see Config.NoSystems.
 	noSystems bool
+	// attrScan serialises CheckStoredAttributes runs.
+	attrScan sync.Mutex
 }
 
 // New returns an engine. Missing Clock, Rand and Logger default to the system clock,
@@ -630,6 +632,9 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 			return nil, err
 		}
 	}
+	if err := e.checkAttributes(ev, cur); err != nil {
+		return nil, err
+	}
 	if ev.Type == identity.Joiner {
 		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
 		if err != nil {
@@ -751,6 +756,9 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 		to, err = identity.Transition(from, ev.Type, false)
 	}
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.checkAttributes(ev, cur); err != nil {
 		return nil, nil, err
 	}
 	after, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)

@@ -105,7 +105,9 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 //     active (an event that keeps its owner changes nothing about it);
 //   - owner_not_active of the NHIs a person owns when the person is active
 //     again (resume, rehire);
-//   - a departed identity's account findings (nothing wants its accounts).
+//   - a departed identity's account findings (nothing wants its accounts);
+//   - attributes_invalid when the identity leaves or its attributes fit
+//     the policy after the event (a mover set them anew).
 func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, before, after *identity.Identity, now time.Time) ([]audit.Record, error) {
 	var recs []audit.Record
 	resolve := func(idn, cause string, kinds ...string) error {
@@ -145,7 +147,15 @@ func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, 
 		}
 	}
 	if after.State == identity.Departed {
-		if err := resolve(after.ID, "the identity left", identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted); err != nil {
+		if err := resolve(after.ID, "the identity left", identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted, identity.FindingAttributesInvalid); err != nil {
+			return nil, err
+		}
+	} else if pol := e.Policy(); before != nil && before.State != identity.Departed && pol.DeclaresAttributes() &&
+		pol.CheckAttributes(before.Attributes) != nil && pol.CheckAttributes(after.Attributes) == nil {
+		// Only an identity whose values did not fit can have an open
+		// attributes_invalid finding (CheckStoredAttributes keeps it so),
+		// so the store is asked only then.
+		if err := resolve(after.ID, "an event gave it attributes that fit the policy", identity.FindingAttributesInvalid); err != nil {
 			return nil, err
 		}
 	}

@@ -11,23 +11,20 @@
 package hrfeed
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // Mapping says how a source's file maps to identities. It is YAML kept
@@ -58,6 +55,12 @@ type Mapping struct {
 	// (startOfDay). A date-time is the instant access ends.
 	EndsAt string `yaml:"endsAt"`
 	Guard  Guard  `yaml:"guard"`
+	// CheckAttributes, when set, checks each row's attributes as the
+	// policy declares them (policy.CheckAttributes); a value it refuses is
+	// an error placed at its cell (line and column), before any event is
+	// derived. Cells are text, so an attribute fed from a file is
+	// declared string.
+	CheckAttributes func(map[string]any) error `yaml:"-"`
 	// loc is TimeZone loaded; dateTime says DateFormat has a time of day.
 	loc      *time.Location
 	dateTime bool
@@ -87,9 +90,7 @@ func LoadMapping(path string) (*Mapping, error) {
 // field.
 func ParseMapping(name string, data []byte) (*Mapping, error) {
 	var m Mapping
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlin.Decode(data, &m); err != nil {
 		return nil, identity.Errorf(identity.Invalid, "%s: %v", name, err)
 	}
 	errf := func(format string, args ...any) error {
@@ -215,6 +216,9 @@ func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
 				r.Attributes[attr] = v
 			}
 		}
+		if err := m.checkAttributes(r.Attributes); err != nil {
+			return r, err
+		}
 	}
 	for _, d := range []struct {
 		col string
@@ -264,6 +268,26 @@ func (m *Mapping) instant(v string, end bool) time.Time {
 		d = d.AddDate(0, 0, 1)
 	}
 	return d
+}
+
+// checkAttributes runs CheckAttributes on a row's attributes; a refusal
+// of one attribute is a *cellError at the column it comes from.
+func (m *Mapping) checkAttributes(attrs map[string]string) error {
+	if m.CheckAttributes == nil || len(attrs) == 0 {
+		return nil
+	}
+	in := make(map[string]any, len(attrs))
+	for k, v := range attrs {
+		in[k] = v
+	}
+	err := m.CheckAttributes(in)
+	var ie *identity.Error
+	if errors.As(err, &ie) {
+		if attr, ok := strings.CutPrefix(ie.Field, "attributes."); ok && m.Attributes[attr] != "" {
+			return &cellError{m.Attributes[attr], identity.ErrorMessage(err)}
+		}
+	}
+	return err
 }
 
 // hash is a short content hash of the fields an event carries.

@@ -180,7 +180,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"source: hr\n", "key: the column"},
 		{"source: hr\nkey: id\nkind: pipeline\n", "needs an owner"},
-		{"source: hr\nkey: id\nbogus: 1\n", "field bogus not found"},
+		{"source: hr\nkey: id\nbogus: 1\n", `unknown key "bogus" on line 3 (allowed: source, format, key,`},
 		{"key: id\n", "source"},
 		{"source: hr\nkey: id\nstatus: {column: s}\n", "terminated"},
 	} {
@@ -317,5 +317,32 @@ func TestMappingTimeSettings(t *testing.T) {
 		if _, err := ParseMapping("m.yaml", []byte(mappingYAML+extra)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", extra, err, want)
 		}
+	}
+}
+
+// TestAttributesChecked: with a policy's check set, a row whose attribute
+// the policy does not admit is refused at its cell, in CSV (line and
+// column) and JSON (record and field), before any event is derived; the
+// policy's check (here a stand-in with its error's shape) names the
+// attribute, the type and the value.
+func TestAttributesChecked(t *testing.T) {
+	m := mapping(t)
+	m.CheckAttributes = func(attrs map[string]any) error {
+		if d, ok := attrs["department"]; ok && d != "Eng" && d != "Sales" {
+			return identity.FieldError("attributes.department", "the policy declares it string, one of Eng, Sales; %q is not one of them", d)
+		}
+		return nil
+	}
+	_, err := m.Read(strings.NewReader(header+"E1,Ada,,,,Eng,Eng,active\nE2,Bo,,,,Marketing,Eng,active\n"), "csv", nil)
+	if want := `line 3, column 10 (dept): attributes.department: the policy declares it string, one of Eng, Sales; "Marketing" is not one of them`; err == nil || err.Error() != want {
+		t.Fatalf("Read = %v, want %s", err, want)
+	}
+	_, err = m.Read(strings.NewReader(`[{"employee_id": "E1", "dept": "Eng"}, {"employee_id": "E2", "dept": "HR"}]`), "json", nil)
+	if want := `record 2, field dept: attributes.department: the policy declares it string, one of Eng, Sales; "HR" is not one of them`; err == nil || err.Error() != want {
+		t.Fatalf("Read JSON = %v, want %s", err, want)
+	}
+	// An empty cell sets nothing, so nothing is checked.
+	if _, err := m.Read(strings.NewReader(header+"E1,Ada,,,,,Eng,active\n"), "csv", nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"io"
 	"log/slog"
@@ -364,13 +365,28 @@ func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.
 	}
 	res, err := s.e.Submit(r.Context(), engine.Principal{ID: "source:" + name, Role: engine.RoleSource, Source: name, Endpoint: name}, ev)
 	if err != nil {
-		return err
+		return mappingOutput(name, err)
 	}
 	code := http.StatusAccepted
 	if res.Duplicate {
 		code = http.StatusOK
 	}
 	return writeJSON(w, code, res)
+}
+
+// mappingOutput says of an event refused for one of its fields that the
+// field is the output of the source's mapping (the sender sent a payload,
+// not the event): "attributes.tools: … (the output of source ci's
+// mapping, map.attributes)". Other errors pass as they are.
+func mappingOutput(source string, err error) error {
+	var ie *identity.Error
+	if !errors.As(err, &ie) || ie.Code != identity.Invalid || ie.Field == "" {
+		return err
+	}
+	expr, _, _ := strings.Cut(ie.Field, ".")
+	expr, _, _ = strings.Cut(expr, "[")
+	return &identity.Error{Code: ie.Code, Field: ie.Field, Err: ie.Err,
+		Message: fmt.Sprintf("%s (the output of source %s's mapping, map.%s)", ie.Message, source, expr)}
 }
 
 // listQuery reads allow-listed query parameters; any other is an error, so

@@ -95,7 +95,7 @@ func newAPIWith(t *testing.T, backend string, o apiOptions) *api {
 	hook, err := source.CompileWebhook(source.WebhookConfig{Name: "ci", Secret: "env:CI_SECRET",
 		When: `payload.action != "ping"`,
 		Map: map[string]string{"type": `payload.action`, "id": `payload.delivery`, "externalId": `payload.pipeline`,
-			"kind": `"pipeline"`, "owner": `payload.owner`, "ownerSource": `"hr"`}}, func(string) string { return ciSecret })
+			"kind": `"pipeline"`, "owner": `payload.owner`, "ownerSource": `"hr"`, "attributes": `has(payload.attrs) ? payload.attrs : {}`}}, func(string) string { return ciSecret })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,6 +448,14 @@ func testAPI(t *testing.T, backend string) {
 		a.signed("/v1/sources/ci/webhook", `{"action": "joiner", "delivery": "d-2", "pipeline": "x", "owner": "ghost"}`, ciSecret, time.Now(), 400, nil)
 		a.signed("/v1/sources/ci/webhook", `{"action": "leaver", "delivery": "d-3", "pipeline": "never-seen", "owner": "dana"}`, ciSecret, time.Now(), 404, nil)
 		a.signed("/v1/sources/ci/webhook", strings.Repeat(" ", MaxBody+1), ciSecret, time.Now(), 413, nil)
+		// An attribute the mapping gives that does not fit the policy's
+		// type is refused as the mapping's output, and nothing changes.
+		var refused ErrorBody
+		a.signed("/v1/sources/ci/webhook", `{"action": "mover", "delivery": "d-4", "pipeline": "deploy-web", "owner": "dana", "attrs": {"cluster": 3}}`, ciSecret, time.Now(), 400, &refused)
+		if refused.Error.Field != "attributes.cluster" || refused.Error.Message != "the policy declares it string; 3 is a number (the output of source ci's mapping, map.attributes)" {
+			t.Fatalf("webhook with an attribute of the wrong type = %+v", refused.Error)
+		}
+		a.signed("/v1/sources/ci/webhook", `{"action": "mover", "delivery": "d-4", "pipeline": "deploy-web", "owner": "dana", "attrs": {"cluster": "eu-1"}}`, ciSecret, time.Now(), 202, nil)
 		var id map[string]any
 		a.do("GET", "/v1/identities/"+res.IdentityID, "auditor", nil, 200, &id)
 		if id["kind"] != "pipeline" || id["source"] != "ci" {

@@ -45,7 +45,9 @@ func TestInputHygiene(t *testing.T) {
 			}{
 				{"NUL escape", ev(`a\u0000b`), "application/json", 400, "displayName"},
 				{"NUL in an attribute", []byte(`{"source":"hr","id":"x1","type":"joiner","externalId":"hy","kind":"human","attributes":{"team":"a\u0000"}}`), "application/json", 400, "attributes.team"},
-				{"invalid UTF-8", ev("caf\xe9"), "application/json", 400, ""},
+				{"invalid UTF-8", ev("caf\xe9"), "application/json", 400, "displayName"},
+				{"invalid UTF-8 in externalId", []byte("{\"source\":\"hr\",\"id\":\"x1\",\"type\":\"joiner\",\"externalId\":\"h\xffy\",\"kind\":\"human\"}"), "application/json", 400, "externalId"},
+				{"invalid UTF-8 in a list item", []byte("{\"source\":\"hr\",\"id\":\"x1\",\"type\":\"joiner\",\"externalId\":\"hy\",\"kind\":\"human\",\"attributes\":{\"tools\":[\"a\",\"\xc3(\"]}}"), "application/json", 400, "attributes.tools[1]"},
 				{"lone surrogate", ev(`\ud800`), "application/json", 400, "displayName"},
 				{"key twice", []byte(`{"source":"hr","id":"x1","type":"joiner","externalId":"hy","externalId":"other","kind":"human"}`), "application/json", 400, "externalId"},
 				{"key twice in another case", []byte(`{"source":"hr","id":"x1","type":"joiner","TYPE":"leaver","externalId":"hy","kind":"human"}`), "application/json", 400, "TYPE"},

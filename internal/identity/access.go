@@ -130,4 +130,10 @@ const (
 	// the account was used for. An admin acknowledges it; it resolves when
 	// the identity leaves.
 	FindingAccountAdopted = "account_adopted"
+	// FindingAttributesInvalid: an identity that has not left holds an
+	// attribute value that does not fit the type (or values) the policy
+	// now declares, after the policy changed; its access was left as it
+	// was. It resolves when an event gives it attributes that fit, the
+	// policy accepts them again, or the identity leaves.
+	FindingAttributesInvalid = "attributes_invalid"
 )

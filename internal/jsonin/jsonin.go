@@ -26,20 +26,27 @@ import (
 // of the first problem. It does not check the value's shape: malformed
 // JSON it leaves to decoding, which says where.
 func Check(data []byte) error {
-	if !utf8.Valid(data) {
-		i := 0
-		for i < len(data) {
-			r, n := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && n <= 1 {
-				break
-			}
-			i += n
-		}
-		return identity.Errorf(identity.Invalid, "body is not valid UTF-8 (at byte %d)", i)
-	}
-	s := scanner{b: data}
+	s := scanner{b: data, badUTF8: !utf8.Valid(data)}
 	s.value()
+	if s.err == nil && s.badUTF8 {
+		// The bad bytes are outside every string the scanner read (between
+		// tokens, or after malformed JSON): there is no field to name.
+		return identity.Errorf(identity.Invalid, "body is not valid UTF-8 (at byte %d)", invalidAt(data))
+	}
 	return s.err
+}
+
+// invalidAt is the offset of the first byte of b that is not valid UTF-8.
+func invalidAt(b []byte) int {
+	i := 0
+	for i < len(b) {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		i += n
+	}
+	return i
 }
 
 // scanner walks JSON bytes without decoding them: only keys (to find one
@@ -51,6 +58,10 @@ type scanner struct {
 	path []string // the segments to where the scanner is, for errors
 	err  error
 	bad  bool // malformed: stop quietly
+	// badUTF8 is set when the body holds invalid UTF-8 somewhere: each
+	// string is then checked, to name the field whose value (or key)
+	// holds it. A valid body (nearly every one) skips the check.
+	badUTF8 bool
 }
 
 func (s *scanner) stopped() bool { return s.err != nil || s.bad }
@@ -88,7 +99,7 @@ func (s *scanner) value() {
 	case '[':
 		s.array()
 	case '"':
-		s.str()
+		s.str(false)
 	default: // a number, true, false or null
 		for s.i < len(s.b) && !strings.ContainsRune(",]} \t\n\r", rune(s.b[s.i])) {
 			s.i++
@@ -105,7 +116,7 @@ func (s *scanner) object() {
 			s.i++
 			return
 		}
-		key, ok := s.str()
+		key, ok := s.str(true)
 		if !ok {
 			return
 		}
@@ -176,9 +187,11 @@ func (s *scanner) array() {
 }
 
 // str reads a string at s.i and returns it, decoded when it holds escapes;
-// a decoded NUL, or an escape that is no character (a lone UTF-16
-// surrogate, which decoding turns into U+FFFD), is an error at the path.
-func (s *scanner) str() (string, bool) {
+// invalid UTF-8, a decoded NUL, or an escape that is no character (a lone
+// UTF-16 surrogate, which decoding turns into U+FFFD), is an error at the
+// path. key says the string is an object's key: invalid UTF-8 in it is
+// named at the object's path, which the key was to extend.
+func (s *scanner) str(key bool) (string, bool) {
 	s.ws()
 	if s.i >= len(s.b) || s.b[s.i] != '"' {
 		s.bad = true
@@ -199,6 +212,15 @@ func (s *scanner) str() (string, bool) {
 	}
 	s.i++
 	raw := s.b[start:s.i]
+	if s.badUTF8 && !utf8.Valid(raw) {
+		at := start + invalidAt(raw)
+		if key {
+			s.err = identity.FieldError(s.field(), "has a key that is not valid UTF-8 (at byte %d)", at)
+		} else {
+			s.err = identity.FieldError(s.field(), "is not valid UTF-8 (at byte %d)", at)
+		}
+		return "", false
+	}
 	if !escaped {
 		return string(raw[1 : len(raw)-1]), true
 	}

@@ -18,8 +18,13 @@ func TestCheck(t *testing.T) {
 		{`{"a": {"k": 1, "k": 2}}`, "a.k"},
 		{`{"a": 1, "b": {"a": 2}}`, ""}, // the same key in another object
 		{`["\u0000"]`, "[0]"},
-		{"{\"a\": \"caf\xe9\"}", "?"},
-		{`{"a": `, ""}, // malformed: decoding reports it
+		{"{\"a\": \"caf\xe9\"}", "a"},
+		{"{\"source\": \"hr\", \"externalId\": \"e\xff1\"}", "externalId"},
+		{"{\"attributes\": {\"tools\": [\"ok\", \"\xc3(\"]}}", "attributes.tools[1]"},
+		{"{\"attributes\": {\"t\xe9am\": \"x\"}}", "attributes"}, // in a key: the object that holds it
+		{"{\"a\": \"x\\n\xe9\"}", "a"},                           // with an escape too
+		{"{\"a\": 1}\xff", "?"},                                  // outside any string
+		{`{"a": `, ""},                                           // malformed: decoding reports it
 		{`{"a" 1}`, ""},
 	} {
 		err := Check([]byte(tc.body))
@@ -29,8 +34,9 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check(%s) = %v, want nil", tc.body, err)
 			}
 		case "?":
-			if identity.ErrorCode(err) != identity.Invalid {
-				t.Errorf("Check(%q) = %v, want invalid", tc.body, err)
+			var ie *identity.Error
+			if !asError(err, &ie) || ie.Code != identity.Invalid || ie.Field != "" {
+				t.Errorf("Check(%q) = %v, want invalid naming no field", tc.body, err)
 			}
 		default:
 			var ie *identity.Error

@@ -1,10 +1,7 @@
 package policy
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"regexp"
@@ -14,9 +11,9 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // Risk is an entitlement's risk level. The zero value is Low.
@@ -142,8 +139,9 @@ type Policy struct {
 	Credentials  []*CredentialRule
 	eval         *evaluator
 	credByName   map[string]*CredentialRule
-	entNames     []string       // every entitlement name, sorted
-	entIndex     map[string]int // name -> index in entNames
+	entNames     []string              // every entitlement name, sorted
+	entIndex     map[string]int        // name -> index in entNames
+	declared     map[string]*Attribute // Attributes by name (CheckAttributes)
 }
 
 // Entitlement returns the named entitlement or nil.
@@ -211,9 +209,7 @@ var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._:/-]{0,127}$`)
 // error names the file, the item and the problem, and is of code Invalid.
 func Parse(name string, data []byte) (*Policy, error) {
 	var f file
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlin.Decode(data, &f); err != nil {
 		return nil, identity.Errorf(identity.Invalid, "%s: %v", name, err)
 	}
 	errf := func(format string, args ...any) error {
@@ -303,6 +299,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, errf("%v", err)
 	}
+	p.declared = declaredByName(p.Attributes)
 	// compileRule checks a rule against the declared identity, then
 	// compiles it for evaluation.
 	compileRule := func(what, src string) (*rule, error) {

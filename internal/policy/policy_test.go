@@ -18,7 +18,9 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want string
 	}{
-		{"unknown field", "systems:\n  - name: v\n    typo: builtin\n", "field typo not found"},
+		{"unknown field", "systems:\n  - name: v\n    typo: builtin\n", `p.yaml: systems[0]: unknown key "typo" on line 3 (allowed: name, type, config, deleteAfter, adopt; did you mean type?)`},
+		{"misspelt key", "systems: [{name: v, type: builtin}]\nentitlements:\n  - {name: a, system: v}\n  - {name: b, system: v}\n  - name: c\n    system: v\n    maxDuraton: 1h\n", `p.yaml: entitlements[2]: unknown key "maxDuraton" on line 7 (allowed: name, system, description, risk, maxDuration, requiresApproval, target; did you mean maxDuration?)`},
+		{"misspelt top-level key", "attribtues: []\n", `p.yaml: unknown key "attribtues" on line 1 (allowed: attributes, systems, entitlements, roles, birthright, credentials; did you mean attributes?)`},
 		{"cel syntax", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v}]\nbirthright:\n  - name: r1\n    when: identity.kind ==\n    entitlements: [e]\n", `p.yaml: birthright rule "r1": when: ERROR`},
 		{"cel undeclared", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v}]\nbirthright:\n  - name: r1\n    when: user.kind == \"human\"\n    entitlements: [e]\n", "undeclared reference to 'user'"},
 		{"not bool", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v}]\nbirthright:\n  - name: r1\n    when: '\"x\"'\n    entitlements: [e]\n", "must be a boolean expression"},

@@ -24,10 +24,7 @@
 package policytest
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -35,11 +32,10 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/yamlin"
 )
 
 // File is a test file.
@@ -101,9 +97,7 @@ func Run(path string) (*policy.Policy, []Result, error) {
 		return nil, nil, err
 	}
 	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlin.Decode(data, &f); err != nil {
 		return nil, nil, fmt.Errorf("%s: %v", path, err)
 	}
 	if f.Policy == "" {

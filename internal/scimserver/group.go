@@ -258,7 +258,7 @@ func (s *Server) writeGroup(r *http.Request, sc SourceConfig, p engine.Principal
 		return s.e.Store().Update(r.Context(), write)
 	}
 	_, err = s.e.SubmitAllWith(r.Context(), p, evs, func(tx store.Tx, _ []*engine.Result) error { return write(tx) })
-	return err
+	return sc.attributeError(err)
 }
 
 func symmetric(a, b []string) []string {

@@ -601,7 +601,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if v.active {
 		ev := event(sc, res.ID, 1, identity.Joiner, v)
 		if _, err := s.e.SubmitWith(r.Context(), p, ev, func(tx store.Tx, _ *engine.Result) error { return write(tx) }); err != nil {
-			return err
+			return sc.attributeError(err)
 		}
 	} else if err := s.e.Store().Update(r.Context(), write); err != nil {
 		return err // created inactive: provisioned on activation
@@ -781,18 +781,26 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if err != nil {
 		return err
 	}
+	if follow || typ == identity.Joiner || typ == identity.Mover {
+		// The engine checks each event's attributes as it takes it; a
+		// resume followed by a mover would commit the resume before the
+		// mover's check, so the User's values are checked here first.
+		if err := s.e.Policy().CheckAttributes(now.attributes); err != nil {
+			return sc.attributeError(err)
+		}
+	}
 	if typ == "" {
 		err = s.e.Store().Update(r.Context(), write)
 	} else {
 		_, err = s.e.SubmitWith(r.Context(), p, event(sc, id, res.Version, typ, now), func(tx store.Tx, _ *engine.Result) error { return write(tx) })
 	}
 	if err != nil {
-		return err
+		return sc.attributeError(err)
 	}
 	if follow {
 		// A resume does not carry attributes; changed ones follow as a mover.
 		if _, err := s.e.Submit(r.Context(), p, event(sc, id, res.Version, identity.Mover, now)); err != nil {
-			return err
+			return sc.attributeError(err)
 		}
 	}
 	out, err := render(r, &res)

@@ -530,7 +530,7 @@ func TestNonHumanIdentity(t *testing.T) {
 	f.want(201, "", code, body)
 	bob := body["id"].(string)
 	code, _, body = f.do("POST", "/scim/entra/v2/Users", "entra", map[string]any{"schemas": []string{UserSchema, NHISchema}, "userName": "deploy-web",
-		NHISchema: map[string]any{"kind": "pipeline", "owner": map[string]any{"value": alice}, "environment": "prod", "tools": []string{"deploy"},
+		NHISchema: map[string]any{"kind": "pipeline", "owner": map[string]any{"value": alice}, "environment": "prod", "tools": []string{"search-docs"},
 			"backupOwners": []map[string]any{{"value": bob}}}})
 	f.want(201, "", code, body)
 	nhi := f.identity(body["id"].(string))

@@ -375,6 +375,10 @@ type FindingFilter struct {
 	OpenOnly bool
 	State    identity.FindingState
 	Limit    int
+	// Paged lists in ID order from the first ID after After ("": from
+	// the first), so that a caller reads every finding, Limit at a time.
+	Paged bool
+	After string
 }
 
 // StoredCredential is a credential with what the store keeps of its secret.

@@ -178,7 +178,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{map[string]any{"url": "postgres://u:p@h/db"}, nil, "must be a reference"},
 		{map[string]any{}, nil, "url is required"},
-		{map[string]any{"url": "env:X", "bogus": 1}, nil, "bogus"},
+		{map[string]any{"url": "env:X", "bogus": 1}, nil, `system "db" (type postgres): config: unknown key "bogus" (allowed: url`},
+		{map[string]any{"url": "env:X"}, map[string]map[string]any{"e": {"rol": "r"}}, `entitlement "e": target: unknown key "rol" (allowed: role, schema, table, privileges; did you mean role?)`},
 		{map[string]any{"url": "env:X"}, map[string]map[string]any{"e": {"role": "pg_monitor"}}, "reserved"},
 		{map[string]any{"url": "env:X"}, map[string]map[string]any{"e": {"table": "t", "privileges": []any{"DROP"}}}, `"DROP" is not one of`},
 		{map[string]any{"url": "env:X"}, map[string]map[string]any{"e": {}}, "needs role"},

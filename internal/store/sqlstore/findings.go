@@ -61,11 +61,17 @@ func (t *Tx) ListFindings(ctx context.Context, f store.FindingFilter) ([]identit
 	case identity.FindingResolved:
 		q += " AND resolved_at > 0"
 	}
+	order := " ORDER BY created_at, id"
+	if f.Paged {
+		q += " AND id > ?"
+		args = append(args, f.After)
+		order = " ORDER BY id"
+	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	q += " ORDER BY created_at, id LIMIT ?"
+	q += order + " LIMIT ?"
 	args = append(args, limit)
 	return t.findings(ctx, q, args...)
 }

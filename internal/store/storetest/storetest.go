@@ -1031,6 +1031,24 @@ func testFindings(t *testing.T, s store.Store) {
 		if fs, _ := tx.ListFindings(ctx, store.FindingFilter{State: identity.FindingOpen}); len(fs) != 0 {
 			t.Errorf("open findings after resolving = %+v", fs)
 		}
+		// Paged: in ID order, after the ID given, Limit at a time.
+		var ids []string
+		for after := ""; ; {
+			fs, err := tx.ListFindings(ctx, store.FindingFilter{Paged: true, After: after, Limit: 2})
+			if err != nil {
+				return err
+			}
+			if len(fs) == 0 {
+				break
+			}
+			for _, f := range fs {
+				ids = append(ids, f.ID)
+			}
+			after = fs[len(fs)-1].ID
+		}
+		if strings.Join(ids, ",") != "f0,f2,f3" {
+			t.Errorf("paged findings = %v, want f0,f2,f3", ids)
+		}
 		return nil
 	})
 }
