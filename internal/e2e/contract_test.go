@@ -55,8 +55,12 @@ dateFormat: "2006-01-02T15:04:05.000Z07:00"
 		prev = d.Next
 		return res
 	}
-	first := time.Now().Add(3 * time.Second)
+	// The contract, then its extension, before the first end comes.
+	first, second := time.Now().Add(10*time.Second), time.Now().Add(16*time.Second)
 	importAt(first)
+	if res := importAt(second); res.Accepted != 1 {
+		t.Fatalf("the extension: %+v, want its leaver accepted", res)
+	}
 	var id *identity.Identity
 	poll.Until(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
 		err := f.s.View(ctx, func(tx store.Tx) error {
@@ -69,12 +73,14 @@ dateFormat: "2006-01-02T15:04:05.000Z07:00"
 		}
 		var accounts []identity.Account
 		f.s.View(ctx, func(tx store.Tx) error { accounts, _ = tx.ListAccounts(ctx, id.ID); return nil })
-		return len(accounts) == 4, fmt.Sprintf("the contractor's accounts: %+v", accounts)
+		active := 0
+		for _, a := range accounts {
+			if a.Status == identity.AccountActive {
+				active++
+			}
+		}
+		return active == 4, fmt.Sprintf("the contractor's accounts: %+v", accounts)
 	})
-	second := time.Now().Add(6 * time.Second)
-	if res := importAt(second); res.Accepted != 1 {
-		t.Fatalf("the extension: %+v, want its leaver accepted", res)
-	}
 	secret := f.secrets(t, id.ID)["appdb"]
 	works := func() error {
 		s, err := loginTo("appdb", account, secret)

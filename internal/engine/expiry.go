@@ -135,8 +135,13 @@ func (e *Engine) expire(ctx context.Context, identityID, entitlement string, res
 			return err
 		}
 		// The case runs as soon as this commits (runExpiry); its job is
-		// the fallback if this process dies first, and its retries.
-		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, now.Add(time.Minute)); err != nil {
+		// the fallback if this process dies first or that run fails, due
+		// when an accepted event's would be.
+		runAt := time.Time{}
+		if e.fastPathGrace > 0 {
+			runAt = now.Add(e.fastPathGrace)
+		}
+		if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, runAt); err != nil {
 			return err
 		}
 		out.caseID = c.ID

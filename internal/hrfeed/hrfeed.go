@@ -48,7 +48,7 @@ type Mapping struct {
 	DateFormat string `yaml:"dateFormat"` // Go layout, default 2006-01-02
 	// TimeZone is the IANA zone the source's dates are in (default UTC):
 	// a start date begins, and an end date ends, at midnight there. A
-	// date-time with an offset is taken as given.
+	// date-time with an offset is taken as given, to the nanosecond.
 	TimeZone string `yaml:"timeZone"`
 	// EndDate is the last day with access (endsAt: endOfDay, the default:
 	// access ends at midnight after it) or the first day without it
@@ -233,7 +233,7 @@ func (m *Mapping) record(row map[string]string, cols []string) (Record, error) {
 			return r, &cellError{d.col, fmt.Sprintf("%q is not a date in the form %s", v, m.DateFormat)}
 		}
 		if m.dateTime {
-			*d.dst = t.UTC().Format(time.RFC3339)
+			*d.dst = t.UTC().Format(time.RFC3339Nano)
 		} else {
 			*d.dst = t.Format("2006-01-02")
 		}
