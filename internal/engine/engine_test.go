@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -406,57 +405,6 @@ func TestFutureJoiner(t *testing.T) {
 	}
 	if got := strings.Join(f.grants(t, id.ID), ","); got != "git-read,git-write" {
 		t.Fatalf("grants after start = %s", got)
-	}
-}
-
-func TestGrantExpiry(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, openSQLite(t))
-	ctx := context.Background()
-	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
-	res := f.submit(t, ev("2", identity.Joiner, "agent", func(e *identity.Event) {
-		e.Kind, e.Owner, e.Attributes = identity.AIAgent, "alice", map[string]any{"tools": []any{"prod-db-write"}}
-	}))
-	approver := f.person(t, "lead", RoleApprover)
-	if _, err := f.e.Decide(ctx, approver, res.CaseID, true, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
-		t.Fatal(err)
-	}
-	var g identity.Grant
-	if err := f.s.View(ctx, func(tx store.Tx) error {
-		gs, err := tx.ListGrants(ctx, res.IdentityID)
-		if err == nil && len(gs) != 1 {
-			err = fmt.Errorf("grants %+v, want the approved one", gs)
-		}
-		if err == nil {
-			g = gs[0]
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(721 * time.Hour)
-	if err := f.e.expireGrant(ctx, ExpireGrantArgs{IdentityID: res.IdentityID, Entitlement: g.Entitlement, ExpiresAt: g.ExpiresAt}); err != nil {
-		t.Fatal(err)
-	}
-	var cases []store.Case
-	if err := f.s.View(ctx, func(tx store.Tx) error {
-		var err error
-		cases, err = tx.ListCases(ctx, res.IdentityID, 10)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(cases) == 0 || cases[0].Type != CaseExpiry {
-		t.Fatalf("newest cases = %+v, want an expiry first", cases)
-	}
-	if err := f.e.RunCase(ctx, cases[0].ID, false); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.grants(t, res.IdentityID); len(got) != 0 {
-		t.Fatalf("grants after expiry = %v", got)
 	}
 }
 
