@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
@@ -87,6 +88,12 @@ const (
 // itself changes nothing else. why is returned unchanged, unless the record
 // could not be written.
 func (e *Engine) RecordRefusal(ctx context.Context, p Principal, decision, target string, why error) error {
+	// The target comes from a request's path, from whoever was refused:
+	// the audit trail keeps it only if it has an ID's shape (a name of at
+	// most 64 characters jml accepts anywhere), else says it was not one.
+	if identity.ValidName("target", target) != nil || len(target) > 64 {
+		target = fmt.Sprintf("(not an ID: %d bytes)", len(target))
+	}
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		identityID, caseID := "", ""
 		switch decision {

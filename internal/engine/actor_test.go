@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +49,39 @@ func TestScheduledEventNamesItsSubmitter(t *testing.T) {
 		if !ok || r.Actor != pam.IdentityID || data["actorToken"] != tk.ID {
 			t.Errorf("%s: actor %q, data %s; want actor %s with actorToken %s", action, r.Actor, r.Data, pam.IdentityID, tk.ID)
 		}
+	}
+}
+
+// TestRefusalTargetIsAnID: a refused decision's target comes from the
+// caller's request path; the audit trail keeps it only when it has an
+// ID's shape, so a refused caller cannot write text into the chain.
+func TestRefusalTargetIsAnID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	nobody := Principal{ID: "tok_r", Role: RoleResource, Token: true}
+	for _, target := range []string{"case_doesnotexist\nfake record", strings.Repeat("x", 6000), "case_01M99NTE10CQJPSPTDHTKB20Y4"} {
+		if err := f.e.RecordRefusal(ctx, nobody, DecisionApprove, target, identity.Errorf(identity.Forbidden, "no")); err == nil {
+			t.Fatal("RecordRefusal returned no error")
+		}
+	}
+	var targets []string
+	if err := f.s.View(ctx, func(tx store.Tx) error {
+		return tx.ScanAudit(ctx, "", func(r *audit.Record) error {
+			if r.Action == "decision.refused" {
+				var d struct{ Target string }
+				if err := json.Unmarshal(r.Data, &d); err != nil {
+					return err
+				}
+				targets = append(targets, d.Target)
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"(not an ID: 29 bytes)", "(not an ID: 6000 bytes)", "case_01M99NTE10CQJPSPTDHTKB20Y4"}
+	if !slices.Equal(targets, want) {
+		t.Fatalf("targets recorded = %q, want %q", targets, want)
 	}
 }

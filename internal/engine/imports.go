@@ -79,43 +79,53 @@ func (e *Engine) Import(ctx context.Context, p Principal, imp Import) (*ImportRe
 }
 
 // applyImport submits the events and stores the snapshot if all were
-// accepted. Events go in passes: one that names a manager (or owner) not
-// accepted yet is tried again after the others, so a file's order does
-// not matter.
+// accepted. One identity's events go in the order the import gives them
+// (a rehire's joiner before its new end date's leaver), identities in
+// parallel. Events go in passes: one that names a manager (or owner) not
+// accepted yet is tried again after the others, with the events of its
+// identity that follow it, so a file's order does not matter.
 func (e *Engine) applyImport(ctx context.Context, p Principal, imp Import) (*ImportResult, error) {
 	res := &ImportResult{}
-	todo := imp.Events
+	todo := byIdentity(imp.Events)
 	for len(todo) > 0 {
 		var mu sync.Mutex
-		var retry []identity.Event
+		var retry [][]identity.Event
 		var failed []ImportFailure
 		sem := make(chan struct{}, importConcurrency)
 		var wg sync.WaitGroup
-		for _, ev := range todo {
+		for _, evs := range todo {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				r, err := e.submitReleased(ctx, p, ev)
-				mu.Lock()
-				defer mu.Unlock()
-				var ie *identity.Error
-				switch {
-				case err == nil && r.Duplicate:
-					res.Duplicates++
-				case err == nil:
-					res.Accepted++
-				case errors.As(err, &ie) && (ie.Field == "manager" || ie.Field == "owner" || (ie.Field == "externalId" && ie.Code == identity.NotFound)):
-					retry = append(retry, ev)
-					failed = append(failed, ImportFailure{Event: ev, Err: err})
-				default:
-					res.Failed = append(res.Failed, ImportFailure{Event: ev, Err: err})
+				for i, ev := range evs {
+					r, err := e.submitReleased(ctx, p, ev)
+					mu.Lock()
+					var ie *identity.Error
+					switch {
+					case err == nil && r.Duplicate:
+						res.Duplicates++
+					case err == nil:
+						res.Accepted++
+					case errors.As(err, &ie) && (ie.Field == "manager" || ie.Field == "owner" || (ie.Field == "externalId" && ie.Code == identity.NotFound)):
+						retry = append(retry, evs[i:])
+						failed = append(failed, ImportFailure{Event: ev, Err: err})
+					default:
+						res.Failed = append(res.Failed, ImportFailure{Event: ev, Err: err})
+						for _, later := range evs[i+1:] {
+							res.Failed = append(res.Failed, ImportFailure{Event: later, Err: identity.Errorf(identity.Conflict, "not submitted: event %s of the same identity before it was refused", ev.ID)})
+						}
+					}
+					mu.Unlock()
+					if err != nil {
+						return
+					}
 				}
 			}()
 		}
 		wg.Wait()
-		if len(retry) == len(todo) { // no progress: these fail for good
+		if len(retry) == len(todo) && sameHeads(retry, todo) { // no progress: these fail for good
 			res.Failed = append(res.Failed, failed...)
 			break
 		}
@@ -288,6 +298,39 @@ func (e *Engine) submitReleased(ctx context.Context, p Principal, ev identity.Ev
 		return nil, err
 	}
 	return e.submitUnguarded(ctx, p, ev)
+}
+
+// byIdentity groups events by (source, external ID), each group in the
+// order given, groups in the order of their first event.
+func byIdentity(evs []identity.Event) [][]identity.Event {
+	at := map[[2]string]int{}
+	var out [][]identity.Event
+	for _, ev := range evs {
+		k := [2]string{ev.Source, ev.ExternalID}
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], ev)
+	}
+	return out
+}
+
+// sameHeads reports whether a pass made no progress: every group it tried
+// is to be retried from the event it started with.
+func sameHeads(retry, todo [][]identity.Event) bool {
+	heads := map[string]bool{}
+	for _, evs := range todo {
+		heads[evs[0].ID] = true
+	}
+	for _, evs := range retry {
+		if !heads[evs[0].ID] {
+			return false
+		}
+	}
+	return true
 }
 
 // importConcurrency is how many events of an import are in flight at

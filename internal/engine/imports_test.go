@@ -221,3 +221,44 @@ birthright: [{name: all, when: 'identity.kind == "human"', entitlements: [a, b]}
 		t.Fatalf("%d departed, want 2: the held leaver must not apply", n)
 	}
 }
+
+// TestImportKeepsOneIdentitysOrder: a rehire with a new end date is a
+// joiner and a leaver in one import; the leaver goes after the joiner
+// (not in parallel with it, when it would find the person departed), so
+// both are accepted at once.
+func TestImportKeepsOneIdentitysOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	human := func(e *identity.Event) {
+		e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
+	}
+	f.submit(t, ev("j0", identity.Joiner, "back", human))
+	f.submit(t, ev("l0", identity.Leaver, "back", nil))
+	for round := range 5 {
+		end := f.clock.Now().Add(72 * time.Hour)
+		var evs []identity.Event
+		for i := range 8 {
+			ext := fmt.Sprintf("p%d-%d", round, i)
+			evs = append(evs, ev("j-"+ext, identity.Joiner, ext, human), ev("l-"+ext, identity.Leaver, ext, func(e *identity.Event) { e.EffectiveAt = &end }))
+		}
+		if round == 0 {
+			evs = append(evs, ev("rehire", identity.Joiner, "back", human), ev("rehire-end", identity.Leaver, "back", func(e *identity.Event) { e.EffectiveAt = &end }))
+		}
+		res, err := f.e.Import(ctx, source, Import{Source: "hr", Events: evs})
+		if err != nil || len(res.Failed) > 0 || res.Accepted != len(evs) {
+			t.Fatalf("round %d: %+v, %v; want all %d accepted", round, res, err, len(evs))
+		}
+	}
+	var back *identity.Identity
+	if err := f.s.View(ctx, func(tx store.Tx) error {
+		var err error
+		back, err = tx.GetIdentityByExternalID(ctx, "hr", "back")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if back.State != identity.Active || len(f.scheduled(t, back.ID)) != 1 {
+		t.Fatalf("the rehire is %s with %v scheduled, want active with its end date", back.State, f.scheduled(t, back.ID))
+	}
+}

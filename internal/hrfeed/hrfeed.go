@@ -169,6 +169,11 @@ type Record struct {
 	// Departed is set in a stored snapshot for people jml has sent (or
 	// scheduled) a leaver for.
 	Departed bool `json:"departed,omitempty"`
+	// Seq counts the events derived for the key (eventIDs), and EndEvent
+	// is the ID of the leaver derived for End; both are kept in stored
+	// snapshots only.
+	Seq      int    `json:"seq,omitempty"`
+	EndEvent string `json:"endEvent,omitempty"`
 	// pos is the record's place in its file (a CSV line, or a JSON
 	// record's number when inJSON), for errors about it; not stored.
 	pos    int
@@ -348,19 +353,25 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 		}
 		d.Events = append(d.Events, ev)
 	}
-	leaver := func(r Record, why string) {
-		ev := identity.Event{ID: r.Key + ":leaver:" + why, Type: identity.Leaver, ExternalID: r.Key}
-		if why == "end-"+r.End {
-			ev.EffectiveAt = future(r.End, true)
-		}
-		add(ev)
-	}
 	seen := make(map[string]bool, len(rows))
 	for _, r := range rows {
 		seen[r.Key] = true
 		p, existed := prev[r.Key]
+		ids := eventIDs{key: r.Key, seq: p.Seq}
 		ended := r.Terminated || (r.End != "" && future(r.End, true) == nil)
 		next := r
+		next.EndEvent = p.EndEvent
+		// endLeaver is the leaver of r's end date, future-dated until it
+		// comes; the snapshot remembers its ID, to cancel it.
+		endLeaver := func() {
+			ev := identity.Event{ID: ids.next("leaver", "end-"+r.End), Type: identity.Leaver, ExternalID: r.Key, EffectiveAt: future(r.End, true)}
+			next.EndEvent = ev.ID
+			add(ev)
+		}
+		joiner := func() {
+			add(identity.Event{ID: ids.next("joiner", r.hash()), Type: identity.Joiner, ExternalID: r.Key, Kind: identity.Kind(m.Kind),
+				DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, nil), EffectiveAt: future(r.Start, false)})
+		}
 		switch {
 		case !existed || p.Departed:
 			if ended {
@@ -370,33 +381,44 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 				}
 				break
 			}
-			ev := identity.Event{ID: r.Key + ":joiner:" + r.hash(), Type: identity.Joiner, ExternalID: r.Key, Kind: identity.Kind(m.Kind),
-				DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, nil)}
-			ev.EffectiveAt = future(r.Start, false)
-			add(ev)
+			next.EndEvent = ""
+			joiner()
 			if r.End != "" {
-				leaver(r, "end-"+r.End)
+				endLeaver()
 			}
 		case ended:
-			why := "terminated"
-			if !r.Terminated {
-				why = "end-" + r.End
+			switch {
+			case r.Terminated:
+				add(identity.Event{ID: ids.next("leaver", "terminated"), Type: identity.Leaver, ExternalID: r.Key})
+			case r.End == p.End && p.scheduledEnd() != "":
+				// The end date jml scheduled has come: its own leaver,
+				// which the engine knows already.
+				add(identity.Event{ID: p.scheduledEnd(), Type: identity.Leaver, ExternalID: r.Key})
+			default:
+				endLeaver()
 			}
-			leaver(r, why)
 			next.Departed = true
 		default:
-			if !r.sameAccess(p) {
-				add(identity.Event{ID: r.Key + ":mover:" + r.hash(), Type: identity.Mover, ExternalID: r.Key,
+			// A hire not started yet whose start date moved: a joiner for
+			// the new date, which supersedes the one scheduled.
+			if r.Start != p.Start && p.Start != "" && future(p.Start, false) != nil {
+				joiner()
+			} else if !r.sameAccess(p) {
+				add(identity.Event{ID: ids.next("mover", r.hash()), Type: identity.Mover, ExternalID: r.Key,
 					DisplayName: r.DisplayName, Manager: r.Manager, Attributes: attributes(r.Attributes, p.Attributes)})
 			}
 			switch {
 			case r.End != "" && r.End != p.End:
 				// A new end date: its leaver supersedes the old one's.
-				leaver(r, "end-"+r.End)
+				endLeaver()
 			case r.End == "" && p.End != "":
-				d.Cancel = append(d.Cancel, r.Key+":leaver:end-"+p.End)
+				if id := p.scheduledEnd(); id != "" {
+					d.Cancel = append(d.Cancel, id)
+				}
+				next.EndEvent = ""
 			}
 		}
+		next.Seq = ids.seq
 		d.Next[r.Key] = next
 	}
 	for _, key := range slices.Sorted(maps.Keys(prev)) {
@@ -405,12 +427,44 @@ func (m *Mapping) Compare(prev map[string]Record, rows []Record, now time.Time) 
 			continue
 		}
 		if !p.Departed {
-			leaver(p, "gone-"+p.hash())
-			p.Departed = true
+			ids := eventIDs{key: key, seq: p.Seq}
+			add(identity.Event{ID: ids.next("leaver", "gone-"+p.hash()), Type: identity.Leaver, ExternalID: key})
+			p.Departed, p.Seq, p.EndEvent = true, ids.seq, ""
 		}
 		d.Next[key] = p
 	}
 	return d
+}
+
+// eventIDs names the events one person's rows derive: KEY:TYPE:WHAT:SEQ,
+// where SEQ counts the events derived for the key before (kept in the
+// snapshot). The same file imported twice derives nothing, and a
+// re-run of an import whose snapshot was not stored derives the same IDs,
+// which the engine deduplicates; but a change that returns to an earlier
+// state (an end date restored, a department changed back, a rehire, a
+// second termination) is a new event, not a duplicate of the first.
+type eventIDs struct {
+	key string
+	seq int
+}
+
+func (n *eventIDs) next(typ, what string) string {
+	id := fmt.Sprintf("%s:%s:%s:%d", n.key, typ, what, n.seq)
+	n.seq++
+	return id
+}
+
+// scheduledEnd is the ID of the leaver derived for r's end date: as the
+// snapshot remembers it, or as snapshots written before it did named it;
+// "" when r has no end date.
+func (r Record) scheduledEnd() string {
+	switch {
+	case r.EndEvent != "":
+		return r.EndEvent
+	case r.End != "":
+		return r.Key + ":leaver:end-" + r.End
+	}
+	return ""
 }
 
 // attributes is the merge patch from old to cur: every current value,

@@ -303,7 +303,7 @@ func TestEndDates(t *testing.T) {
 		t.Fatalf("extended contract: leaver at %s, cancel %v", got, d2.Cancel)
 	}
 	d3 := m.Compare(d2.Next, read(t, m, header+"E1,Ada,,2020-01-01,,Engineering,Engineer,active\n"), noon.Add(-24*time.Hour))
-	if len(d3.Events) != 0 || strings.Join(d3.Cancel, ",") != "E1:leaver:end-2026-12-10" {
+	if len(d3.Events) != 0 || strings.Join(d3.Cancel, ",") != "E1:leaver:end-2026-12-10:2" {
 		t.Fatalf("end date removed: events %s, cancel %v; want the 12-10 leaver cancelled", summary(d3.Events), d3.Cancel)
 	}
 }
@@ -345,4 +345,60 @@ func TestAttributesChecked(t *testing.T) {
 	if _, err := m.Read(strings.NewReader(header+"E1,Ada,,,,,Eng,active\n"), "csv", nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestChangesBack: a change that returns to an earlier state derives a new
+// event, never a duplicate of the first one (which the engine would take
+// as seen): an end date restored or cut back, a department changed back,
+// a start date moved for a hire not started yet.
+func TestChangesBack(t *testing.T) {
+	m := mapping(t)
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	row := func(start, end, dept string) []Record {
+		return read(t, m, header+"E1,Ada,,"+start+","+end+","+dept+",Engineer,active\n")
+	}
+	var prev map[string]Record
+	ids := map[string]bool{}
+	step := func(rows []Record, want string) *Diff {
+		t.Helper()
+		d := m.Compare(prev, rows, now)
+		if got := summary(d.Events); got != want {
+			t.Fatalf("events:\n%s\nwant\n%s", got, want)
+		}
+		for _, e := range d.Events {
+			if ids[e.ID] {
+				t.Fatalf("event ID %s derived again", e.ID)
+			}
+			ids[e.ID] = true
+		}
+		prev = d.Next
+		return d
+	}
+	step(row("2020-01-01", "2026-12-11", "Sales"), "joiner E1 map[department:Sales title:Engineer]\nleaver E1 at 2026-12-12\n")
+	if d := step(row("2020-01-01", "", "Sales"), ""); len(d.Cancel) != 1 {
+		t.Fatalf("end date removed: cancel %v", d.Cancel)
+	}
+	step(row("2020-01-01", "2026-12-11", "Sales"), "leaver E1 at 2026-12-12\n") // restored
+	step(row("2020-01-01", "2026-12-15", "Sales"), "leaver E1 at 2026-12-16\n") // extended
+	step(row("2020-01-01", "2026-12-11", "Sales"), "leaver E1 at 2026-12-12\n") // cut back
+	step(row("2020-01-01", "2026-12-11", "Ops"), "mover E1 map[department:Ops title:Engineer]\n")
+	step(row("2020-01-01", "2026-12-11", "Sales"), "mover E1 map[department:Sales title:Engineer]\n") // back
+	// The same file again: nothing.
+	step(row("2020-01-01", "2026-12-11", "Sales"), "")
+
+	// A hire not started yet: a new start date is a new joiner, later or
+	// earlier; once started, a start date changed is not.
+	prev = nil
+	step(read(t, m, header+"E2,Bo,,2026-12-10,,Sales,Rep,active\n"), "joiner E2 at 2026-12-10 map[department:Sales title:Rep]\n")
+	step(read(t, m, header+"E2,Bo,,2026-12-12,,Sales,Rep,active\n"), "joiner E2 at 2026-12-12 map[department:Sales title:Rep]\n")
+	step(read(t, m, header+"E2,Bo,,2026-12-09,,Sales,Rep,active\n"), "joiner E2 at 2026-12-09 map[department:Sales title:Rep]\n")
+	step(read(t, m, header+"E2,Bo,,2026-12-01,,Sales,Rep,active\n"), "joiner E2 map[department:Sales title:Rep]\n") // brought forward to the past: now
+	step(read(t, m, header+"E2,Bo,,2026-11-01,,Sales,Rep,active\n"), "")
+
+	// A second termination after a rehire is a leaver again.
+	prev = nil
+	step(read(t, m, header+"E3,Cy,,2020-01-01,,Sales,Rep,active\n"), "joiner E3 map[department:Sales title:Rep]\n")
+	step(read(t, m, header+"E3,Cy,,2020-01-01,,Sales,Rep,terminated\n"), "leaver E3\n")
+	step(read(t, m, header+"E3,Cy,,2020-01-01,,Sales,Rep,active\n"), "joiner E3 map[department:Sales title:Rep]\n")
+	step(read(t, m, header+"E3,Cy,,2020-01-01,,Sales,Rep,terminated\n"), "leaver E3\n")
 }

@@ -258,6 +258,9 @@ func Parse(name string, data []byte) (*Policy, error) {
 		if err != nil {
 			return nil, errf("entitlement %q: maxDuration: %v", e.Name, err)
 		}
+		if e.MaxDuration != "" && maxDur == 0 {
+			return nil, errf("entitlement %q: maxDuration: %q would end every grant as it is made; leave maxDuration out for grants that do not expire", e.Name, e.MaxDuration)
+		}
 		// High and critical entitlements need approval unless the file says
 		// otherwise: widening into risky access is never silent by default.
 		approval := risk >= High

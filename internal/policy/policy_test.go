@@ -29,6 +29,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty rule", "systems: [{name: v, type: builtin}]\nbirthright:\n  - name: r1\n    when: 'true'\n", "grants nothing"},
 		{"bad risk", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v, risk: extreme}]\n", `unknown risk "extreme"`},
 		{"bad duration", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v, maxDuration: soon}]\n", "maxDuration: invalid duration"},
+		{"zero duration", "systems: [{name: v, type: builtin}]\nentitlements: [{name: e, system: v, maxDuration: 0s}]\n", "maxDuration: \"0s\" would end every grant as it is made"},
 		{"bad credential type", "systems: [{name: v, type: builtin}]\ncredentials: [{name: c, system: v, type: cert, when: 'true'}]\n", `unknown type "cert"`},
 		{"duplicate", "systems: [{name: v, type: builtin}, {name: v, type: builtin}]\n", `system "v" is defined twice`},
 		{"bad retention", "systems: [{name: db, type: postgres, deleteAfter: later}]\n", `system "db": deleteAfter: invalid duration "later"`},
