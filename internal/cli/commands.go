@@ -641,19 +641,17 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Write audit records as JSON lines (all, or one identity's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, exportDSN)
+			rt, err := openRuntime(cmd.Context(), ev, readCfg, exportDSN, nil, runtimeNeeds{})
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer rt.Close()
 			enc := json.NewEncoder(ev.stdout)
-			return s.View(cmd.Context(), func(tx store.Tx) error {
-				return tx.ScanAudit(cmd.Context(), identityID, func(r *audit.Record) error { return enc.Encode(r) })
-			})
+			return rt.engine.ScanAudit(cmd.Context(), ev.principal(), identityID, func(r *audit.Record) error { return enc.Encode(r) })
 		},
 	}
 	readFlags(export, &exportDSN, &readCfg)
-	export.Flags().StringVar(&identityID, "identity", "", "only this identity's records")
+	export.Flags().StringVar(&identityID, "identity", "", "only this identity's records (jml ID or SOURCE/EXTERNAL_ID)")
 	cmd.AddCommand(verify, export)
 	return cmd
 }

@@ -246,7 +246,21 @@ func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, 
 	if err := e.store.SealAudit(ctx); err != nil {
 		return err
 	}
-	return e.store.View(ctx, func(tx store.Tx) error { return tx.ScanAudit(ctx, identityID, fn) })
+	return e.store.View(ctx, func(tx store.Tx) error {
+		// An identity named that does not exist is an error, not an
+		// empty trail; it may be named as SOURCE/EXTERNAL_ID.
+		if identityID != "" {
+			id, err := readableIdentity(ctx, tx, p, identityID)
+			if identity.ErrorCode(err) == identity.NotFound {
+				return identity.FieldError("identity", "%s", identity.ErrorMessage(err))
+			}
+			if err != nil {
+				return err
+			}
+			identityID = id.ID
+		}
+		return tx.ScanAudit(ctx, identityID, fn)
+	})
 }
 
 // Ready reports whether the store answers, and which backend it is.
