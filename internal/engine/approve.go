@@ -68,7 +68,8 @@ func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve
 		pending := 0
 		for _, i := range awaiting {
 			s := &c.Steps[i]
-			s.DecidedBy, s.UpdatedAt = p.ID, now
+			// The person who decided, as the audit trail names them.
+			s.DecidedBy, s.UpdatedAt = p.Actor(), now
 			switch {
 			case !approve:
 				s.Status, s.Result = store.StepDenied, "denied by "+p.describe()+withComment(comment)

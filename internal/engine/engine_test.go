@@ -260,7 +260,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 		}
 		return nil
 	})
-	if prodGrant.ApprovedBy != approver.ID || !prodGrant.ExpiresAt.Equal(f.clock.Now().Add(720*time.Hour)) {
+	if prodGrant.ApprovedBy != approver.Actor() || !prodGrant.ExpiresAt.Equal(f.clock.Now().Add(720*time.Hour)) {
 		t.Fatalf("prod grant = %+v, want approved by %s expiring in 720h", prodGrant, approver.ID)
 	}
 	if _, err := f.e.Decide(ctx, approver, widen.CaseID, true, ""); identity.ErrorCode(err) != identity.Conflict {
