@@ -16,6 +16,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -96,14 +97,27 @@ func keys(n *yaml.Node, t reflect.Type, path string, depth int) error {
 		return keys(n.Alias, t, path, depth+1)
 	case yaml.SequenceNode:
 		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
-			return nil // a type error: decoding says so
+			return shapeError(n, t, path, "a list")
 		}
 		for i, c := range n.Content {
 			if err := keys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth); err != nil {
 				return err
 			}
 		}
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		switch t.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array:
+			return shapeError(n, t, path, fmt.Sprintf("%q", n.Value))
+		}
 	case yaml.MappingNode:
+		switch t.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Interface:
+		default:
+			return shapeError(n, t, path, "a mapping (key: value)")
+		}
 		switch t.Kind() {
 		case reflect.Map:
 			for i := 0; i+1 < len(n.Content); i += 2 {
@@ -139,6 +153,51 @@ func keys(n *yaml.Node, t reflect.Type, path string, depth int) error {
 		}
 	}
 	return nil
+}
+
+// ShapeError is a value of the wrong shape: a list where text is wanted,
+// text where a list or a mapping is.
+type ShapeError struct {
+	Path string // where, as in UnknownKeyError
+	Line int
+	Want string
+	Got  string
+}
+
+func (e *ShapeError) Error() string {
+	where := e.Path
+	if where == "" {
+		where = "the document"
+	}
+	return fmt.Sprintf("%s: on line %d, want %s, got %s", where, e.Line, e.Want, e.Got)
+}
+
+// shapeError is the error for n, which is got, where t is wanted; nil
+// when t takes anything.
+func shapeError(n *yaml.Node, t reflect.Type, path, got string) error {
+	var want string
+	switch t.Kind() {
+	case reflect.Interface:
+		return nil
+	case reflect.Struct, reflect.Map:
+		want = "a mapping (key: value)"
+	case reflect.Slice, reflect.Array:
+		want = "a list"
+	case reflect.String:
+		want = "text"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "a whole number"
+		if t == reflect.TypeOf(time.Duration(0)) {
+			want = "a duration (such as 90s or 720h)"
+		}
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
+	default:
+		want = "a " + t.Kind().String()
+	}
+	return &ShapeError{Path: path, Line: n.Line, Want: want, Got: got}
 }
 
 func join(path, key string) string {

@@ -45,7 +45,12 @@ func TestDecode(t *testing.T) {
 		{"base: &b {name: a, bad: 1}\n", `unknown key "base"`},
 		{"items:\n  - &b {name: a}\n  - <<: *b\n    extra: 1\n", `items[1]: unknown key "extra"`},
 		{"items:\n  - &b {name: a, wrong: 1}\n", `items[0]: unknown key "wrong"`},
-		{"items: [{name: [1]}]\n", "cannot unmarshal"}, // a type error is the library's
+		// A value of the wrong shape names its path and line, not Go types.
+		{"items: [{name: [1]}]\n", "items[0].name: on line 1, want text, got a list"},
+		{"items: 5\n", `items: on line 1, want a list, got "5"`},
+		{"byName: [a]\n", "byName: on line 1, want a mapping (key: value), got a list"},
+		{"items:\n  - {name: {a: b}}\n", "items[0].name: on line 2, want text, got a mapping (key: value)"},
+		{"items: ~\n", ""},
 	} {
 		var v outer
 		err := Decode([]byte(tc.doc), &v)
