@@ -34,14 +34,19 @@ func (e *Engine) reopenFinding(ctx context.Context, a ReopenFindingArgs) error {
 	return e.store.Update(ctx, func(tx store.Tx) error {
 		f, err := tx.GetFinding(ctx, a.FindingID)
 		if store.IsNotFound(err) {
+			e.log.Debug("finding reopen timer: nothing to do", "finding", a.FindingID, "why", "the finding no longer exists")
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		ok, err := tx.ReopenFinding(ctx, a.FindingID, a.Until)
-		if err != nil || !ok {
+		if err != nil {
 			return err
+		}
+		if !ok {
+			e.log.Debug("finding reopen timer: nothing to do", "finding", a.FindingID, "why", "it is resolved, or acknowledged again until a later time")
+			return nil
 		}
 		return tx.AppendAudit(ctx, audit.New(e.Now().UTC(), System.ID, "finding.reopened", f.IdentityID, "", map[string]any{
 			"finding": f.ID, "kind": f.Kind, "reason": "the acknowledgement expired and the finding is not resolved"}))

@@ -59,6 +59,7 @@ func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string
 		caseID = ""
 		id, err := tx.GetIdentity(ctx, a.IdentityID)
 		if store.IsNotFound(err) {
+			e.log.Debug("account deletion timer: nothing to do", "identity", a.IdentityID, "system", a.System, "why", "the identity no longer exists")
 			return nil
 		}
 		if err != nil {
@@ -81,6 +82,7 @@ func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string
 			held = held || (acc.System == a.System && acc.Status != identity.AccountDeleted)
 		}
 		if !held {
+			e.log.Debug("account deletion timer: nothing to do", "identity", id.ID, "system", a.System, "why", "no account there that is not deleted already")
 			return nil
 		}
 		sys := e.Policy().Systems[a.System]
