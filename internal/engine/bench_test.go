@@ -140,3 +140,28 @@ func BenchmarkAuthenticate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSubmitMoverPostgres: movers of 1000 existing people, one at a
+// time; a mover reads the identity's grants, credentials, accounts, open
+// steps and scheduled events before it plans.
+func BenchmarkSubmitMoverPostgres(b *testing.B) { benchMovers(b, openPostgresB(b)) }
+
+func benchMovers(b *testing.B, s store.Store) {
+	f := newFixtureTB(b, s, nil)
+	ctx := context.Background()
+	for i := range int64(1000) {
+		if _, err := f.e.Submit(ctx, source, joinerEvent(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	depts := []string{"Sales", "Engineering"}
+	var i int64
+	for b.Loop() {
+		ev := identity.Event{Source: "hr", ID: fmt.Sprint("m", i), Type: identity.Mover, ExternalID: fmt.Sprint("u", i%1000),
+			Attributes: map[string]any{"department": depts[(i/1000)%2]}}
+		i++
+		if _, err := f.e.Submit(ctx, source, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
