@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -25,13 +23,15 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/jml-dev/jml/internal/accept"
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
-	"github.com/jml-dev/jml/internal/connector/builtin"
+	"github.com/jml-dev/jml/internal/findings"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/offboard"
 	"github.com/jml-dev/jml/internal/policy"
+	"github.com/jml-dev/jml/internal/retention"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
 )
@@ -146,6 +146,9 @@ type Engine struct {
 	fastRuns    sync.WaitGroup
 	// noSystems: see Config.NoSystems.
 	noSystems bool
+	// accepting are the participants in accepting an event, in the order
+	// openCase calls them (ARCHITECTURE.md lists them).
+	accepting []accept.Participant
 	// attrScan serialises CheckStoredAttributes runs.
 	attrScan sync.Mutex
 }
@@ -183,6 +186,11 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	e.claims, e.endpoints, e.noSystems = cfg.IntrospectionClaims, cfg.EndpointSources, cfg.NoSystems
+	// Planning gives the case its steps; retention sets a leaver's
+	// deletion timers; offboarding revokes jml's own credentials and tokens
+	// and settles their steps, before the built-in vault applies the rest;
+	// findings follow what the change started or ended.
+	e.accepting = []accept.Participant{planning{e}, retention.Participant{}, offboard.Participant{}, vaultSteps{e}, findings.Participant{}}
 	e.callTimeout = cfg.CallTimeout
 	if e.callTimeout <= 0 {
 		e.callTimeout = DefaultCallTimeout
@@ -211,120 +219,6 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	return e, nil
-}
-
-// SetPolicy replaces the policy for events accepted from now on. Every
-// system must have a connector: built-in systems get the vault's, others
-// are opened with Config.Open; a system whose type, settings and targets
-// are unchanged keeps its open connector. It is safe to call while the
-// engine runs (jml serve calls it on SIGHUP); cases already planned keep
-// their steps. If any system fails to open, nothing changes.
-func (e *Engine) SetPolicy(p *policy.Policy) error {
-	e.setPolicy.Lock()
-	defer e.setPolicy.Unlock()
-	old := *e.conns.Load()
-	conns := make(map[string]connector.Connector, len(p.Systems))
-	opened := map[string]openedConn{}
-	var fresh []connector.Connector
-	closeAll := func(cs []connector.Connector) {
-		for _, c := range cs {
-			if cl, ok := c.(io.Closer); ok {
-				cl.Close()
-			}
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
-		sys := p.Systems[name]
-		switch {
-		case e.fixed[name]:
-			conns[name] = old[name]
-		case sys.Builtin():
-			conns[name] = builtin.Conn{}
-		case e.noSystems:
-			// Never called: nothing is opened, no secret resolved.
-		default:
-			cfg := connector.ConfigFor(p, name)
-			cfg.Getenv, cfg.Logger = e.getenv, e.log.With("system", name)
-			if prev, ok := e.opened[name]; ok && prev.sameAs(cfg) {
-				conns[name], opened[name] = prev.conn, prev
-				continue
-			}
-			if e.open == nil {
-				closeAll(fresh)
-				return identity.Errorf(identity.Invalid, "system %q: no connector for type %q (this build has: builtin)", name, sys.Type)
-			}
-			c, err := e.open(context.Background(), cfg)
-			if err != nil {
-				closeAll(fresh)
-				return identity.Errorf(identity.Invalid, "%v", err)
-			}
-			fresh = append(fresh, c)
-			conns[name], opened[name] = c, openedConn{cfg: cfg, conn: c}
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(p.Systems)) {
-		if _, ok := conns[name].(connector.Adopter); p.Systems[name].Adopt && !ok && !e.noSystems {
-			closeAll(fresh)
-			return identity.Errorf(identity.Invalid, "system %q: adopt: type %s cannot take over existing accounts; remove adopt, or create the accounts through jml", name, p.Systems[name].Type)
-		}
-	}
-	// Connectors the new policy dropped or replaced may still be running a
-	// step; they are closed once a step has had time to finish.
-	var retired []connector.Connector
-	for name, prev := range e.opened {
-		if cur, ok := opened[name]; !ok || cur.conn != prev.conn {
-			retired = append(retired, prev.conn)
-		}
-	}
-	if len(retired) > 0 {
-		e.clock.AfterFunc(retireAfter, func() { closeAll(retired) })
-	}
-	e.opened = opened
-	e.conns.Store(&conns)
-	e.policy.Store(p)
-	return nil
-}
-
-// retireAfter is how long a replaced connector stays open for steps that
-// were already calling it.
-const retireAfter = 2 * time.Minute
-
-// Close waits for cases started on the fast path, then closes every
-// connector the engine opened.
-func (e *Engine) Close() error {
-	e.fastRuns.Wait()
-	e.setPolicy.Lock()
-	defer e.setPolicy.Unlock()
-	var errs []error
-	for _, o := range e.opened {
-		if cl, ok := o.conn.(io.Closer); ok {
-			errs = append(errs, cl.Close())
-		}
-	}
-	e.opened = map[string]openedConn{}
-	return errors.Join(errs...)
-}
-
-type openedConn struct {
-	cfg  connector.Config
-	conn connector.Connector
-}
-
-func (o openedConn) sameAs(cfg connector.Config) bool {
-	return o.cfg.Type == cfg.Type && reflect.DeepEqual(o.cfg.Settings, cfg.Settings) && reflect.DeepEqual(o.cfg.Targets, cfg.Targets)
-}
-
-// conn returns the connector of a system, or nil.
-func (e *Engine) conn(system string) connector.Connector { return (*e.conns.Load())[system] }
-
-// callsSystems refuses, in an engine made with Config.NoSystems, the work
-// that needs the systems' connectors: planning (which asks them what names
-// they hold and how they disable) and running steps.
-func (e *Engine) callsSystems() error {
-	if e.noSystems {
-		return identity.Errorf(identity.Unavailable, "this command opens no system's connector, so it neither plans nor runs cases (jml serve, jml event and jml import do)")
-	}
-	return nil
 }
 
 // Policy returns the current policy.
@@ -614,60 +508,6 @@ func (c acceptCounters) observe(m *Metrics) {
 	m.addSettled(c.completed, 0)
 }
 
-// schedule records a future-dated event and its timer. A future joiner
-// creates the identity in state pending, without access, so it is visible
-// and a later event can still cancel it.
-func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity) (*Result, error) {
-	ev := rec.Event
-	now := rec.ReceivedAt
-	from := identity.None
-	if cur != nil {
-		from = cur.State
-	}
-	// A joiner of a pending identity is a new start date (the scheduled
-	// one it replaces was superseded); anything else follows the state
-	// machine.
-	if ev.Type != identity.Joiner || from != identity.Pending {
-		if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
-			return nil, err
-		}
-	}
-	if err := e.checkAttributes(ev, cur); err != nil {
-		return nil, err
-	}
-	if ev.Type == identity.Joiner {
-		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
-		if err != nil {
-			return nil, err
-		}
-		before := identity.State(identity.None)
-		if cur != nil {
-			before = cur.State
-		}
-		id.State = identity.Pending
-		if cur == nil {
-			err = tx.InsertIdentity(ctx, id)
-		} else {
-			err = tx.UpdateIdentity(ctx, id)
-		}
-		if err != nil {
-			return nil, err
-		}
-		cur = id
-		if err := tx.AppendAudit(ctx, auditBy(now, p, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
-		return nil, err
-	}
-	if err := tx.AppendAudit(ctx, auditBy(now, p, "event.scheduled", cur.ID, "", map[string]any{
-		"event": rec.ID, "source": ev.Source, "sourceEventId": ev.ID, "type": string(ev.Type), "effectiveAt": rec.EffectiveAt})); err != nil {
-		return nil, err
-	}
-	return &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}, nil
-}
-
 // resolve returns the identity as ev leaves it (without its new state),
 // resolving owner and manager references to jml IDs. cur is nil for a new
 // identity, which gets newID.
@@ -778,121 +618,41 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 	return c, after, err
 }
 
-// openCase plans a case for an identity that moved from before (nil: new)
-// to after, stores it with storeCase, and stores everything that goes with
-// it.
+// openCase opens the case of an identity that moved from before (nil:
+// new) to after: it calls the accepting participants in order (e.accepting:
+// planning, retention, offboarding, the built-in vault's steps, findings),
+// then stores the case with storeCase, enqueues its job if steps remain,
+// and appends the audit records, the event's own first.
 func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, error) {
 	now := e.Now().UTC()
-	pol := e.Policy()
-	var grants []identity.Grant
-	var creds []identity.Credential
-	var accounts []identity.Account
-	if before != nil {
-		var err error
-		if grants, err = tx.ListGrants(ctx, after.ID); err != nil {
-			return nil, err
-		}
-		if creds, err = tx.ListCredentials(ctx, after.ID, true); err != nil {
-			return nil, err
-		}
-		if accounts, err = tx.ListAccounts(ctx, after.ID); err != nil {
-			return nil, err
-		}
-	}
-	// A newer event replaces every step earlier cases have not applied
-	// (see supersede); what was due to run may have run, and the plan
-	// treats what it touched as unsettled (plan.Input.Possible).
-	var superseded []string
-	var possible []plan.Step
-	if before != nil { // a new identity has no earlier cases
-		var err error
-		if superseded, possible, err = e.supersede(ctx, tx, after.ID, now, counters); err != nil {
-			return nil, err
-		}
-	}
-	steps := plan.Make(plan.Input{Event: typ, Before: before, After: after, Policy: pol, Desired: pol.Desired(after),
-		Grants: grants, Credentials: creds, Accounts: accounts, Possible: possible, Resets: e.resets(accounts), Now: now})
-	if typ == identity.Joiner {
-		if err := e.checkNames(after, steps); err != nil {
-			return nil, err
-		}
-	}
-
 	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
 		SubmittedBy: p.ID, CreatedAt: now, UpdatedAt: now}
-	var recs []audit.Record
-	stateData := map[string]any{"event": eventID, "type": string(typ), "case": c.ID}
-	if before == nil || before.State != after.State {
-		from := ""
-		if before != nil {
-			from = string(before.State)
+	ch := &accept.Change{Tx: tx, Policy: e.Policy(), Now: now, Actor: p.Actor(), EventID: eventID, Type: typ,
+		Before: before, After: after, Case: c, NewID: e.newID}
+	if p.Token {
+		ch.ActorToken = p.ID
+	}
+	if before != nil { // a new identity holds nothing yet
+		var err error
+		if ch.Grants, err = tx.ListGrants(ctx, after.ID); err != nil {
+			return nil, err
 		}
-		stateData["from"], stateData["to"] = from, string(after.State)
-	}
-	// The acceptance record (state change and plan) is appended once the
-	// plan's inline steps have run, so it carries their results too.
-	accepted := len(recs)
-	recs = append(recs, audit.Record{})
-
-	if len(superseded) > 0 {
-		recs = append(recs, auditBy(now, p, "steps.superseded", after.ID, c.ID, map[string]any{"cases": superseded}))
-	}
-	if after.State == identity.Departed {
-		if err := e.scheduleDeletions(ctx, tx, after, accounts); err != nil {
+		if ch.Credentials, err = tx.ListCredentials(ctx, after.ID, true); err != nil {
+			return nil, err
+		}
+		if ch.Accounts, err = tx.ListAccounts(ctx, after.ID); err != nil {
 			return nil, err
 		}
 	}
-
-	// jml's own credentials die with the leaver's transaction: there is no
-	// window in which a departed identity's key still introspects active.
-	revokedHere := map[string]bool{}
-	if after.State == identity.Departed {
-		for name, sys := range pol.Systems {
-			if !sys.Builtin() {
-				continue
-			}
-			ids, err := tx.RevokeSystemCredentials(ctx, after.ID, name, now)
-			if err != nil {
-				return nil, err
-			}
-			for _, id := range ids {
-				revokedHere[id] = true
-			}
-		}
-		if len(revokedHere) > 0 {
-			counters.revoked += len(revokedHere)
-			recs = append(recs, auditBy(now, p, "credentials.revoked", after.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revokedHere)), "when": "in the leaver's transaction"}))
-		}
-		// So do the person's tokens for jml's own API (Authenticate
-		// already refuses a token whose identity is not active; revoking
-		// them means a rehire does not bring them back).
-		tokens, err := tx.RevokeIdentityTokens(ctx, after.ID, now)
-		if err != nil {
-			return nil, err
-		}
-		if len(tokens) > 0 {
-			recs = append(recs, auditBy(now, p, "tokens.revoked", after.ID, c.ID, map[string]any{"tokens": tokens, "reason": "the identity departed (event " + eventID + ")"}))
-		}
-	}
-
-	for i, s := range steps {
-		st := store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: now}
-		switch {
-		case s.Action == plan.RevokeCredential && revokedHere[s.CredentialID]:
-			st.Status, st.Result, st.Attempts = store.StepDone, "revoked in the transaction that accepted the event", 1
-		case s.NeedsApproval:
-			st.Status = store.StepAwaitingApproval
-		}
-		c.Steps = append(c.Steps, st)
-	}
-	// Steps of the built-in vault are jml's own writes: they are applied
-	// here, in the accepting transaction, exactly once. Only steps that
-	// call out to other systems wait for a River job.
-	if !e.deferBuiltin {
-		if _, err := e.applyTransactional(ctx, tx, c, after, now, false, before == nil); err != nil {
+	for _, part := range e.accepting {
+		if err := part.Accept(ctx, ch); err != nil {
 			return nil, err
 		}
 	}
+	counters.revoked += ch.Revoked
+	counters.findings += ch.Findings
+	counters.completed += ch.Completed
+
 	pending := 0
 	for _, s := range c.Steps {
 		if s.Status == store.StepPending {
@@ -920,221 +680,17 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 			return nil, err
 		}
 	}
+	// The event's record (state change and plan) comes first, and carries
+	// the results of the steps applied in this transaction.
+	stateData := map[string]any{"event": eventID, "type": string(typ), "case": c.ID}
+	if before == nil || before.State != after.State {
+		from := ""
+		if before != nil {
+			from = string(before.State)
+		}
+		stateData["from"], stateData["to"] = from, string(after.State)
+	}
 	stateData["steps"] = planSummary(c.Steps)
-	recs[accepted] = auditBy(now, p, "event.accepted", after.ID, c.ID, stateData)
-
-	if after.State == identity.Departed || after.State == identity.Suspended {
-		n, more, err := e.ownerFindings(ctx, tx, after, now)
-		if err != nil {
-			return nil, err
-		}
-		counters.findings += n
-		recs = append(recs, more...)
-	}
-	resolved, err := e.resolveFindings(ctx, tx, p, before, after, now)
-	if err != nil {
-		return nil, err
-	}
-	recs = append(recs, resolved...)
-	if err := tx.AppendAudit(ctx, recs...); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// resets returns the systems of accounts whose connector's disable takes
-// access away (connector.DisableResetter), nil when there are none.
-func (e *Engine) resets(accounts []identity.Account) map[string]bool {
-	var out map[string]bool
-	for _, a := range accounts {
-		if r, ok := e.conn(a.System).(connector.DisableResetter); ok && r.DisableRemovesAccess() {
-			if out == nil {
-				out = map[string]bool{}
-			}
-			out[a.System] = true
-		}
-	}
-	return out
-}
-
-// checkNames refuses a joiner whose plan would create an account under a
-// name one of its systems cannot hold: the event is invalid for that
-// system, and saying so now beats a step that can never succeed. Other
-// events are not refused for it (a mover's narrowing must apply); such a
-// step fails at once, its error being permanent.
-func (e *Engine) checkNames(id *identity.Identity, steps []plan.Step) error {
-	for _, s := range steps {
-		if s.Action != plan.EnsureAccount {
-			continue
-		}
-		nc, ok := e.conn(s.System).(connector.NameChecker)
-		if !ok {
-			continue
-		}
-		if err := nc.CheckName(id.ExternalID); err != nil {
-			msg := identity.ErrorMessage(err)
-			var ie *identity.Error
-			if errors.As(err, &ie) {
-				msg = ie.Message
-			}
-			return identity.FieldError("externalId", "system %s cannot hold account %q: %s", s.System, id.ExternalID, msg)
-		}
-	}
-	return nil
-}
-
-// ownerFindings records "owner not active" for every NHI the identity owns.
-func (e *Engine) ownerFindings(ctx context.Context, tx store.Tx, owner *identity.Identity, now time.Time) (int, []audit.Record, error) {
-	owned, err := tx.ListIdentities(ctx, store.IdentityFilter{Owner: owner.ID})
-	if err != nil {
-		return 0, nil, err
-	}
-	n := 0
-	var recs []audit.Record
-	for _, nhi := range owned {
-		if nhi.State == identity.Departed {
-			continue
-		}
-		f := &identity.Finding{ID: e.newID("fnd_"), Kind: identity.FindingOwnerNotActive, IdentityID: nhi.ID, CreatedAt: now,
-			Message: fmt.Sprintf("owner %s (%s/%s) is %s; %s %s needs a new owner", owner.ID, owner.Source, owner.ExternalID, owner.State, nhi.Kind, nhi.ExternalID)}
-		ok, err := tx.InsertFinding(ctx, f)
-		if err != nil {
-			return 0, nil, err
-		}
-		if ok {
-			n++
-			recs = append(recs, audit.New(now, System.ID, "finding.created", nhi.ID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "owner": owner.ID}))
-		}
-	}
-	return n, recs, nil
-}
-
-// supersede retires every step earlier cases of the identity have not
-// applied yet (pending or awaiting approval): the new plan is made from
-// recorded access and these steps, and replaces them. An approval would
-// be for access computed from stale facts, a grant still queued must not
-// land after a leaver, and a revoke still queued must not land after a
-// mover that keeps the access.
-//
-// It returns the superseded cases and the superseded steps that were
-// pending: their case may be running them right now (the fast path starts
-// at commit) or may have called them before a crash, so they are possibly
-// applied, and the caller's plan accounts for them (plan.Input.Possible).
-// A step awaiting approval was never called. Runs of one identity's steps
-// in one system never overlap (runSystem), so the new plan's calls there
-// come after any such call has returned.
-func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, now time.Time, counters *acceptCounters) ([]string, []plan.Step, error) {
-	steps, err := tx.ListOpenSteps(ctx, identityID)
-	if err != nil || len(steps) == 0 {
-		return nil, nil, err
-	}
-	cases := map[string]bool{}
-	var possible []plan.Step
-	for i := range steps {
-		s := &steps[i]
-		s.Result = "a later event replaced this plan"
-		if s.Status == store.StepPending {
-			possible = append(possible, s.Step)
-			s.Result += "; it may have been applied, and that plan undoes it"
-		}
-		s.Status, s.UpdatedAt = store.StepSuperseded, now
-		if err := tx.UpdateStep(ctx, s); err != nil {
-			return nil, nil, err
-		}
-		cases[s.CaseID] = true
-	}
-	for id := range cases {
-		moved, err := e.settle(ctx, tx, id, now)
-		if err != nil {
-			return nil, nil, err
-		}
-		if moved == store.CaseCompleted {
-			counters.completed++
-		}
-	}
-	return slices.Sorted(maps.Keys(cases)), possible, nil
-}
-
-// settle recomputes a case's status from its steps and stores it. It
-// returns the status the case moved to, or "" when its status did not
-// change, for the caller to count once the transaction commits.
-func (e *Engine) settle(ctx context.Context, tx store.Tx, caseID string, now time.Time) (store.CaseStatus, error) {
-	c, err := tx.GetCase(ctx, caseID)
-	if err != nil {
-		return "", err
-	}
-	return e.settleCase(ctx, tx, c, now)
-}
-
-// settleCase is settle for a case already read in tx, its steps as
-// written.
-func (e *Engine) settleCase(ctx context.Context, tx store.Tx, c *store.Case, now time.Time) (store.CaseStatus, error) {
-	status, reason := caseStatus(c.Steps)
-	if status == c.Status && reason == c.Reason {
-		return "", nil
-	}
-	moved := store.CaseStatus("")
-	if status != c.Status {
-		moved = status
-	}
-	c.Status, c.Reason, c.UpdatedAt = status, reason, now
-	if status == store.CaseCompleted {
-		c.CompletedAt = now
-	}
-	return moved, tx.UpdateCase(ctx, c)
-}
-
-// countSettled counts a committed change of a case's status.
-func (m *Metrics) countSettled(moved store.CaseStatus) {
-	switch moved {
-	case store.CaseCompleted:
-		m.addSettled(1, 0)
-	case store.CaseFailed:
-		m.addSettled(0, 1)
-	}
-}
-
-// caseStatus derives a case's status from its steps: completed only when
-// every step is final and none failed.
-func caseStatus(steps []store.Step) (store.CaseStatus, string) {
-	var pending, awaiting, failed int
-	var firstFail, waiting string
-	for _, s := range steps {
-		switch s.Status {
-		case store.StepPending:
-			pending++
-			if s.LastError != "" && waiting == "" {
-				waiting = fmt.Sprintf("waiting on %s: %s (attempt %d)", s.System, s.LastError, s.Attempts)
-			}
-		case store.StepAwaitingApproval:
-			awaiting++
-		case store.StepFailed:
-			failed++
-			if firstFail == "" {
-				firstFail = fmt.Sprintf("step %d (%s %s) failed: %s", s.Seq, s.Action, s.System, s.LastError)
-			}
-		}
-	}
-	switch {
-	case failed > 0:
-		return store.CaseFailed, firstFail
-	case pending > 0:
-		return store.CaseRunning, waiting
-	case awaiting > 0:
-		return store.CaseAwaitingApproval, fmt.Sprintf("%d step(s) await approval", awaiting)
-	}
-	return store.CaseCompleted, ""
-}
-
-// planSummary is the plan as the audit record keeps it: each step with its
-// status and, for steps applied in the accepting transaction, the result.
-func planSummary(steps []store.Step) []string {
-	out := make([]string, len(steps))
-	for i, s := range steps {
-		out[i] = fmt.Sprintf("%d %s [%s]", s.Seq, s.Step.String(), s.Status)
-		if s.Result != "" {
-			out[i] += " " + s.Result
-		}
-	}
-	return out
+	recs := append([]audit.Record{auditBy(now, p, "event.accepted", after.ID, c.ID, stateData)}, ch.Records...)
+	return c, tx.AppendAudit(ctx, recs...)
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -101,70 +100,6 @@ func (e *Engine) AcknowledgeFinding(ctx context.Context, p Principal, id, reason
 		return err
 	})
 	return out, err
-}
-
-// resolveFindings resolves, in tx, the findings whose condition the
-// identity's change from before (nil: new) to after ended, and returns
-// their audit records:
-//   - an NHI's owner_not_active when it leaves or gets an owner who is
-//     active (an event that keeps its owner changes nothing about it);
-//   - owner_not_active of the NHIs a person owns when the person is active
-//     again (resume, rehire);
-//   - a departed identity's account findings (nothing wants its accounts);
-//   - attributes_invalid when the identity leaves or its attributes fit
-//     the policy after the event (a mover set them anew).
-func (e *Engine) resolveFindings(ctx context.Context, tx store.Tx, p Principal, before, after *identity.Identity, now time.Time) ([]audit.Record, error) {
-	var recs []audit.Record
-	resolve := func(idn, cause string, kinds ...string) error {
-		done, err := tx.ResolveFindings(ctx, idn, kinds, "", now, cause)
-		for _, f := range done {
-			recs = append(recs, auditBy(now, p, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
-		}
-		return err
-	}
-	if after.Kind.NonHuman() {
-		switch {
-		case after.State == identity.Departed:
-			if err := resolve(after.ID, "the "+string(after.Kind)+" left", identity.FindingOwnerNotActive); err != nil {
-				return nil, err
-			}
-		case before != nil && after.OwnerID != "" && after.OwnerID != before.OwnerID:
-			owner, err := tx.GetIdentity(ctx, after.OwnerID)
-			if err != nil {
-				return nil, err
-			}
-			if owner.State == identity.Active {
-				if err := resolve(after.ID, fmt.Sprintf("its owner %s (%s/%s) is active", owner.ID, owner.Source, owner.ExternalID), identity.FindingOwnerNotActive); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	if after.State == identity.Active && before != nil && before.State != identity.Active {
-		owned, err := tx.ListIdentities(ctx, store.IdentityFilter{Owner: after.ID})
-		if err != nil {
-			return nil, err
-		}
-		for _, nhi := range owned {
-			if err := resolve(nhi.ID, fmt.Sprintf("its owner %s (%s/%s) is active again", after.ID, after.Source, after.ExternalID), identity.FindingOwnerNotActive); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if after.State == identity.Departed {
-		if err := resolve(after.ID, "the identity left", identity.FindingAccountExistsUnmanaged, identity.FindingAccountAdopted, identity.FindingAttributesInvalid); err != nil {
-			return nil, err
-		}
-	} else if pol := e.Policy(); before != nil && before.State != identity.Departed && pol.DeclaresAttributes() &&
-		pol.CheckAttributes(before.Attributes) != nil && pol.CheckAttributes(after.Attributes) == nil {
-		// Only an identity whose values did not fit can have an open
-		// attributes_invalid finding (CheckStoredAttributes keeps it so),
-		// so the store is asked only then.
-		if err := resolve(after.ID, "an event gave it attributes that fit the policy", identity.FindingAttributesInvalid); err != nil {
-			return nil, err
-		}
-	}
-	return recs, nil
 }
 
 // resolveAccountFinding resolves the identity's account_exists_unmanaged

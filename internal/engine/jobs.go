@@ -17,6 +17,7 @@ import (
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/retention"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -45,16 +46,9 @@ type RetireCredentialsArgs struct {
 
 func (RetireCredentialsArgs) Kind() string { return "jml.retire_credentials" }
 
-// DeleteAccountArgs is the timer of a departed identity's account: when it
-// fires, the account is deleted unless the identity changed since
-// DepartedAt (rehired, say).
-type DeleteAccountArgs struct {
-	IdentityID string    `json:"identityId"`
-	System     string    `json:"system"`
-	DepartedAt time.Time `json:"departedAt"`
-}
-
-func (DeleteAccountArgs) Kind() string { return "jml.delete_account" }
+// DeleteAccountArgs is the timer of a departed identity's account, set by
+// the retention participant.
+type DeleteAccountArgs = retention.DeleteAccountArgs
 
 // Workers returns the River workers of the engine's jobs.
 func (e *Engine) Workers() *river.Workers {

@@ -10,28 +10,12 @@ import (
 	"github.com/jml-dev/jml/internal/store"
 )
 
-// Account retention: a leaver disables accounts at once; a system with
-// deleteAfter in the policy has the account deleted that long after the
-// departure, by a retention case of one delete_account step, unless the
-// identity was rehired (or changed in any way) meanwhile. The account's row
-// stays, with status deleted, next to the audit trail of both cases.
-
-// scheduleDeletions, in the transaction that makes id departed, sets a
-// timer for each of its accounts in a system with deleteAfter.
-func (e *Engine) scheduleDeletions(ctx context.Context, tx store.Tx, id *identity.Identity, accounts []identity.Account) error {
-	pol := e.Policy()
-	for _, a := range accounts {
-		sys := pol.Systems[a.System]
-		if sys == nil || sys.DeleteAfter <= 0 || a.Status == identity.AccountDeleted {
-			continue
-		}
-		if err := tx.Enqueue(ctx, DeleteAccountArgs{IdentityID: id.ID, System: a.System, DepartedAt: id.UpdatedAt},
-			id.UpdatedAt.Add(sys.DeleteAfter)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// Account retention's job: the retention participant (package retention)
+// sets a timer per account of a leaver in a system with deleteAfter; when
+// it fires, the job below opens a retention case of one delete_account
+// step, unless the identity was rehired (or changed in any way) meanwhile.
+// The account's row stays, with status deleted, next to the audit trail of
+// both cases.
 
 // runRetention is the jml.delete_account job: it opens the retention case
 // and runs it at once.

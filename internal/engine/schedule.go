@@ -195,3 +195,57 @@ func dueOf(evs []store.Event, grants []identity.Grant) []Due {
 	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
 	return out
 }
+
+// schedule records a future-dated event and its timer. A future joiner
+// creates the identity in state pending, without access, so it is visible
+// and a later event can still cancel it.
+func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity) (*Result, error) {
+	ev := rec.Event
+	now := rec.ReceivedAt
+	from := identity.None
+	if cur != nil {
+		from = cur.State
+	}
+	// A joiner of a pending identity is a new start date (the scheduled
+	// one it replaces was superseded); anything else follows the state
+	// machine.
+	if ev.Type != identity.Joiner || from != identity.Pending {
+		if _, err := identity.Transition(from, ev.Type, ev.Type == identity.Joiner); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.checkAttributes(ev, cur); err != nil {
+		return nil, err
+	}
+	if ev.Type == identity.Joiner {
+		id, err := e.resolve(ctx, tx, ev, cur, rec.IdentityID, now)
+		if err != nil {
+			return nil, err
+		}
+		before := identity.State(identity.None)
+		if cur != nil {
+			before = cur.State
+		}
+		id.State = identity.Pending
+		if cur == nil {
+			err = tx.InsertIdentity(ctx, id)
+		} else {
+			err = tx.UpdateIdentity(ctx, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur = id
+		if err := tx.AppendAudit(ctx, auditBy(now, p, "identity.state_changed", id.ID, "", map[string]any{"from": string(before), "to": string(identity.Pending), "event": rec.ID})); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Enqueue(ctx, EffectiveEventArgs{EventID: rec.ID}, rec.EffectiveAt); err != nil {
+		return nil, err
+	}
+	if err := tx.AppendAudit(ctx, auditBy(now, p, "event.scheduled", cur.ID, "", map[string]any{
+		"event": rec.ID, "source": ev.Source, "sourceEventId": ev.ID, "type": string(ev.Type), "effectiveAt": rec.EffectiveAt})); err != nil {
+		return nil, err
+	}
+	return &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}, nil
+}
