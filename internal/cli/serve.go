@@ -241,12 +241,14 @@ func serveCmd(ev *env) *cobra.Command {
 				return fmt.Errorf("config %w", err)
 			}
 			rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			if err := rt.store.Jobs().Start(ctx, rt.engine.Workers(), store.JobConfig{
+			registered := rt.engine.Jobs(rt.cfg.Jobs.ExpirySweep)
+			if err := rt.store.Jobs().Start(ctx, registered.Workers(), store.JobConfig{
 				Workers: rt.cfg.Jobs.Workers, FetchCooldown: rt.cfg.Jobs.FetchCooldown, PollInterval: rt.cfg.Jobs.PollInterval,
 				Timeout: rt.cfg.Jobs.Timeout, RescueAfter: rt.cfg.Jobs.RescueStuckAfter,
-				Periodic: rt.engine.PeriodicJobs(rt.cfg.Jobs.ExpirySweep)}); err != nil {
+				Periodic: registered.Periodic()}); err != nil {
 				return fmt.Errorf("start workers: %w", err)
 			}
+			log.Info("jobs and timers registered", "kinds", registered.String())
 			if n, err := rt.engine.Resume(ctx); err != nil {
 				return fmt.Errorf("resume cases: %w", err)
 			} else if n > 0 {

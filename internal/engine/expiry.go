@@ -19,6 +19,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -207,14 +208,18 @@ func (e *Engine) SweepExpired(ctx context.Context) (int, error) {
 	return opened, nil
 }
 
-// PeriodicJobs returns the engine's periodic jobs for store.JobConfig: the
-// expiry sweep every sweepEvery (DefaultExpirySweep when zero), first
-// when the jobs start.
-func (e *Engine) PeriodicJobs(sweepEvery time.Duration) []*river.PeriodicJob {
+// registerExpiry declares the timer of a time-bound grant and the periodic
+// sweep behind it, every sweepEvery (DefaultExpirySweep when zero).
+func (e *Engine) registerExpiry(r *jobs.Registry, sweepEvery time.Duration) {
 	if sweepEvery <= 0 {
 		sweepEvery = DefaultExpirySweep
 	}
-	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(sweepEvery),
-		func() (river.JobArgs, *river.InsertOpts) { return ExpirySweepArgs{}, nil },
-		&river.PeriodicJobOpts{ID: ExpirySweepArgs{}.Kind(), RunOnStart: true})}
+	jobs.AddFunc(r, "engine/expiry.go", "revokes a time-bound grant at its expiry, or sets itself again if it moved", func(ctx context.Context, job *river.Job[ExpireGrantArgs]) error {
+		return e.expireGrant(ctx, job.Args)
+	})
+	jobs.AddFunc(r, "engine/expiry.go", "revokes every grant past its expiry whatever became of its timer", func(ctx context.Context, job *river.Job[ExpirySweepArgs]) error {
+		_, err := e.SweepExpired(ctx)
+		return err
+	})
+	r.Every(ExpirySweepArgs{}, sweepEvery)
 }

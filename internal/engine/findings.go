@@ -5,8 +5,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -112,4 +115,12 @@ func (e *Engine) resolveAccountFinding(ctx context.Context, tx store.Tx, identit
 		recs = append(recs, audit.New(now, System.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "system": system, "cause": cause}))
 	}
 	return recs, err
+}
+
+// registerFindings declares the timer that ends a finding's
+// acknowledgement.
+func (e *Engine) registerFindings(r *jobs.Registry) {
+	jobs.AddFunc(r, "engine/findings.go", "opens an acknowledged finding again when its acknowledgement ends, if still unresolved", func(ctx context.Context, job *river.Job[ReopenFindingArgs]) error {
+		return e.reopenFinding(ctx, job.Args)
+	})
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/plan"
+	"github.com/jml-dev/jml/internal/retention"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -86,4 +90,15 @@ func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string
 		return tx.AppendAudit(ctx, audit.New(now, System.ID, "account.deletion_due", id.ID, c.ID, map[string]any{"system": a.System, "departedAt": a.DepartedAt}))
 	})
 	return caseID, err
+}
+
+// DeleteAccountArgs is the timer of a departed identity's account, set by
+// the retention participant.
+type DeleteAccountArgs = retention.DeleteAccountArgs
+
+// registerRetention declares the timer of a departed identity's account.
+func (e *Engine) registerRetention(r *jobs.Registry) {
+	jobs.AddFunc(r, "retention", "deletes a departed identity's account after its system's deleteAfter, unless it changed since", func(ctx context.Context, job *river.Job[DeleteAccountArgs]) error {
+		return e.runRetention(ctx, job.Args)
+	})
 }

@@ -12,9 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -675,4 +678,68 @@ func (e *Engine) callStep(ctx context.Context, c *store.Case, id *identity.Ident
 		return setter.SetCredential(ctx, op, acct, cred)
 	}
 	return fmt.Errorf("unknown action %q", s.Action)
+}
+
+// ApplyCaseArgs is the job that runs a case's pending steps in order.
+type ApplyCaseArgs struct {
+	CaseID string `json:"caseId"`
+}
+
+func (ApplyCaseArgs) Kind() string { return "jml.apply_case" }
+
+// registerRun declares the job that runs a case, with its retry policy.
+func (e *Engine) registerRun(r *jobs.Registry) {
+	jobs.Add(r, "engine/run.go", "runs a case's pending steps; retried with backoff from 1 s to 5 min", river.Worker[ApplyCaseArgs](&applyCaseWorker{e: e}))
+}
+
+type applyCaseWorker struct {
+	river.WorkerDefaults[ApplyCaseArgs]
+	e *Engine
+}
+
+func (w *applyCaseWorker) Work(ctx context.Context, job *river.Job[ApplyCaseArgs]) error {
+	unlock := w.e.caseLocks.hold(job.Args.CaseID)
+	defer unlock()
+	return w.e.RunCase(ctx, job.Args.CaseID, job.Attempt >= job.MaxAttempts)
+}
+
+// NextRetry backs off exponentially from one second to five minutes, so a
+// system that is down for a while is retried often at first and then
+// steadily, well inside River's default 25 attempts.
+func (w *applyCaseWorker) NextRetry(job *river.Job[ApplyCaseArgs]) time.Time {
+	d := time.Second << min(job.Attempt, 9)
+	return w.e.Now().Add(min(d, 5*time.Minute))
+}
+
+// Resume enqueues a job, due now, for every case that has a step waiting
+// to run, and returns how many. jml serve calls it on start: a case whose
+// run died with the previous process (its fast path, or a job River still
+// counts as running until its rescuer's delay has passed) then resumes
+// within a job fetch instead of minutes later. A second job for a case
+// that another replica is running is harmless: runs of one case, like runs
+// of one identity in one system, never overlap, and a run calls only the
+// steps still pending once it holds the lock.
+func (e *Engine) Resume(ctx context.Context) (int, error) {
+	var ids []string
+	if err := e.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		ids, err = tx.ListPendingCases(ctx, 100000)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(start+500, len(ids))]
+		if err := e.store.Update(ctx, func(tx store.Tx) error {
+			for _, id := range batch {
+				if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: id}, time.Time{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
 }

@@ -18,13 +18,18 @@ package engine
 // later event named) and its timer finds nothing to do.
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -248,4 +253,85 @@ func (e *Engine) schedule(ctx context.Context, tx store.Tx, p Principal, rec *st
 		return nil, err
 	}
 	return &Result{EventID: rec.ID, IdentityID: cur.ID, Status: store.EventScheduled}, nil
+}
+
+// EffectiveEventArgs is the timer of a future-dated event.
+type EffectiveEventArgs struct {
+	EventID string `json:"eventId"`
+}
+
+func (EffectiveEventArgs) Kind() string { return "jml.effective_event" }
+
+// registerSchedule declares the timer of a future-dated event.
+func (e *Engine) registerSchedule(r *jobs.Registry) {
+	jobs.AddFunc(r, "engine/schedule.go", "applies a future-dated event at its time, unless it was superseded", func(ctx context.Context, job *river.Job[EffectiveEventArgs]) error {
+		return e.runEffective(ctx, job.Args.EventID)
+	})
+}
+
+// errRejected rolls back a future-dated event that no longer applies.
+var errRejected = errors.New("the event no longer applies")
+
+// runEffective applies a future-dated event when its time comes. If it no
+// longer applies (the identity moved on), the event is rejected, with the
+// reason, and nothing else changes.
+func (e *Engine) runEffective(ctx context.Context, eventID string) error {
+	var rejected error
+	var counters acceptCounters
+	err := e.store.Update(ctx, func(tx store.Tx) error {
+		rejected, counters = nil, acceptCounters{}
+		rec, err := tx.GetEvent(ctx, eventID)
+		if err != nil {
+			return err
+		}
+		if rec.Status != store.EventScheduled {
+			e.log.Debug("scheduled event timer: nothing to do", "event", eventID, "status", rec.Status, "why", cmp.Or(rec.Error, "the event is "+string(rec.Status)))
+			return nil
+		}
+		rec.CaseID = e.newID("case_")
+		cur, err := tx.GetIdentity(ctx, rec.IdentityID)
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		if store.IsNotFound(err) {
+			cur = nil
+		}
+		p, err := principalOf(ctx, tx, rec.Principal)
+		if err != nil {
+			return err
+		}
+		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters, func(c *store.Case) error { return tx.InsertCase(ctx, c) })
+		if err != nil {
+			var ie *identity.Error
+			if !errors.As(err, &ie) {
+				return err
+			}
+			// Nothing the event began to change may stay (the identity
+			// written before a later check failed): the transaction rolls
+			// back, and the rejection is recorded in one of its own.
+			rejected = err
+			return errRejected
+		}
+		rec.Status, rec.CaseID, rec.IdentityID = store.EventApplied, c.ID, id.ID
+		return tx.UpdateEvent(ctx, rec)
+	})
+	if err != nil && !errors.Is(err, errRejected) {
+		return err
+	}
+	if rejected == nil {
+		counters.observe(e.metrics)
+		e.startCases(counters.runNow)
+		return nil
+	}
+	return e.store.Update(ctx, func(tx store.Tx) error {
+		rec, err := tx.GetEvent(ctx, eventID)
+		if err != nil {
+			return err
+		}
+		rec.Status, rec.Error, rec.CaseID = store.EventRejected, identity.ErrorMessage(rejected), ""
+		if err := tx.UpdateEvent(ctx, rec); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, audit.New(e.Now(), System.ID, "event.rejected", rec.IdentityID, "", map[string]any{"event": rec.ID, "error": rec.Error}))
+	})
 }
