@@ -96,7 +96,7 @@ func ParseMapping(name string, data []byte) (*Mapping, error) {
 	errf := func(format string, args ...any) error {
 		return identity.Errorf(identity.Invalid, "%s: %s", name, fmt.Sprintf(format, args...))
 	}
-	if err := identity.ValidateName("source", m.Source); err != nil {
+	if err := identity.ValidName("source", m.Source); err != nil {
 		return nil, errf("%v", err)
 	}
 	if m.Key == "" {

@@ -207,7 +207,7 @@ func FuzzReadCSV(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, r := range recs {
-			if r.Key == "" || seen[r.Key] || identity.ValidateName("k", r.Key) != nil {
+			if r.Key == "" || seen[r.Key] || identity.ValidName("k", r.Key) != nil {
 				t.Fatalf("bad record %+v", r)
 			}
 			seen[r.Key] = true

@@ -48,7 +48,7 @@ func (m *Mapping) Read(r io.Reader, format string, progress func(int64)) ([]Reco
 	}
 	seen := make(map[string]int, len(recs))
 	for i, rec := range recs {
-		if err := identity.ValidateName(m.Key, rec.Key); err != nil {
+		if err := identity.ValidName(m.Key, rec.Key); err != nil {
 			return nil, identity.Errorf(identity.Invalid, "%s: %v", rec.where(), err)
 		}
 		if j, dup := seen[rec.Key]; dup {

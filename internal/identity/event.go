@@ -236,6 +236,3 @@ func ApplyAttributes(base, patch map[string]any) map[string]any {
 	return out
 }
 
-// ValidateName checks a name field (a source, an external ID) the way
-// events are checked, for input that becomes one.
-func ValidateName(field, v string) error { return checkName(field, v) }

@@ -73,7 +73,7 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 	}
 	s := &Server{e: e, sources: map[string]SourceConfig{}, log: log, mux: http.NewServeMux()}
 	for _, sc := range sources {
-		if err := identity.ValidateName("name", sc.Name); err != nil {
+		if err := identity.ValidName("name", sc.Name); err != nil {
 			return nil, fmt.Errorf("scim source: %v", err)
 		}
 		switch sc.Deactivate {
@@ -86,7 +86,7 @@ func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, e
 		if len(sc.Attributes) > 0 {
 			sc.paths = map[string]filter.Path{}
 			for attr, path := range sc.Attributes {
-				if err := identity.ValidateName("attribute", attr); err != nil || attr == "groups" {
+				if err := identity.ValidName("attribute", attr); err != nil || attr == "groups" {
 					return nil, fmt.Errorf("scim source %q: attributes: %q is not an attribute name jml maps (groups is always mapped)", sc.Name, attr)
 				}
 				p, err := filter.ParsePath([]byte(path))

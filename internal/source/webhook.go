@@ -56,7 +56,7 @@ func CompileWebhook(cfg WebhookConfig, getenv func(string) string) (*Webhook, er
 	errf := func(format string, args ...any) error {
 		return identity.Errorf(identity.Invalid, "source %q: %s", cfg.Name, fmt.Sprintf(format, args...))
 	}
-	if err := identity.ValidateName("name", cfg.Name); err != nil {
+	if err := identity.ValidName("name", cfg.Name); err != nil {
 		return nil, identity.Errorf(identity.Invalid, "source: %v", err)
 	}
 	w := &Webhook{Name: cfg.Name, window: 5 * time.Minute, progs: map[string]cel.Program{}}
