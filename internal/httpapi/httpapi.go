@@ -6,18 +6,18 @@
 // signed webhooks requires a bearer token whose role the route's action
 // allows (the table in engine's authz.go). A role whose reach is Own (a
 // member's token) is served only by the routes that limit it to its own.
-// This package alone maps error codes to HTTP status codes.
+// Error codes become HTTP statuses through httpedge's one map, which the
+// SCIM server uses too; this package renders them in its error shape
+// (ErrorBody).
 package httpapi
 
 import (
 	"bytes"
 	"context"
-
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,8 +30,8 @@ import (
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/httpedge"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/jsonin"
 	"github.com/jml-dev/jml/internal/source"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -162,9 +162,9 @@ func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.W
 func (s *Server) wrap(rt route) http.Handler {
 	name := rt.method + " " + rt.path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		start := s.e.Now()
 		sw := &statusWriter{ResponseWriter: w, code: 200}
-		r.Body = http.MaxBytesReader(sw, r.Body, MaxBody)
+		httpedge.LimitBody(sw, r, MaxBody)
 		var p engine.Principal
 		err := func() error {
 			if rt.action != "" {
@@ -193,32 +193,18 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 			writeError(sw, err)
 		}
-		elapsed := time.Since(start)
+		elapsed := s.e.Now().Sub(start)
 		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(elapsed.Seconds())
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", name, "status", sw.code, "principal", p.ID, "duration", elapsed)
 	})
 }
 
 func (s *Server) authenticate(r *http.Request) (engine.Principal, error) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	tok, ok := httpedge.BearerToken(r)
+	if !ok {
 		return engine.Principal{}, identity.Errorf(identity.Unauthorized, "missing bearer token: send Authorization: Bearer <token>")
 	}
-	return s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
-}
-
-var statusOf = map[identity.Code]int{
-	identity.Invalid:      http.StatusBadRequest,
-	identity.NotFound:     http.StatusNotFound,
-	identity.Conflict:     http.StatusConflict,
-	identity.Forbidden:    http.StatusForbidden,
-	identity.Unauthorized: http.StatusUnauthorized,
-	identity.Gone:         http.StatusGone,
-	identity.TooLarge:     http.StatusRequestEntityTooLarge,
-	identity.Unsupported:  http.StatusUnsupportedMediaType,
-	identity.Unavailable:  http.StatusServiceUnavailable,
-	identity.Internal:     http.StatusInternalServerError,
+	return s.e.Authenticate(r.Context(), tok)
 }
 
 // ErrorBody is the shape of every error response.
@@ -240,33 +226,23 @@ func writeError(w http.ResponseWriter, err error) {
 		body.Error.Message = "internal error"
 	}
 	if body.Error.Code == identity.Unauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="jml"`)
+		httpedge.Challenge(w)
 	}
-	writeJSON(w, statusOf[body.Error.Code], body)
+	writeJSON(w, httpedge.Status(body.Error.Code), body)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// writeJSON writes the API's answers: application/json, indented for a
+// person reading curl's output.
+var writeJSON = httpedge.JSON{ContentType: "application/json", Indent: "  "}.Write
 
 // decode reads a JSON body strictly: sent as JSON (415 otherwise), one
 // object, no unknown fields, no key twice, valid UTF-8 without NUL
 // (package jsonin), within MaxBody. Errors name the field or position at
 // fault.
 func decode(r *http.Request, v any) error {
-	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
-		return err
-	}
-	data, err := io.ReadAll(r.Body)
+	data, err := httpedge.ReadJSON(r)
 	if err != nil {
 		return jsonError(err)
-	}
-	if err := jsonin.Check(data); err != nil {
-		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -282,14 +258,18 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
+// jsonError names what is wrong with a body that could not be read or
+// decoded. An error already coded (by the edge's read: media type, size,
+// jsonin's check) passes as it is.
 func jsonError(err error) error {
-	var maxErr *http.MaxBytesError
+	err = httpedge.BodyError(err)
+	var coded *identity.Error
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var tim *time.ParseError
 	switch {
-	case errors.As(err, &maxErr):
-		return identity.Errorf(identity.TooLarge, "body is larger than %d bytes", maxErr.Limit)
+	case errors.As(err, &coded):
+		return err
 	case errors.Is(err, io.EOF):
 		return identity.Errorf(identity.Invalid, "body is empty: send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -339,21 +319,16 @@ func (s *Server) sourceWebhook(w http.ResponseWriter, r *http.Request, _ engine.
 	if src == nil {
 		return identity.Errorf(identity.NotFound, "no webhook source %q", name)
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := httpedge.ReadAll(r)
 	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return identity.Errorf(identity.TooLarge, "body is larger than %d bytes", maxErr.Limit)
-		}
 		return err
 	}
-	if err := src.Verify(r.Header, body, time.Now()); err != nil {
+	// Signed before judged: a sender that cannot sign learns nothing of
+	// what jml would make of its body.
+	if err := src.Verify(r.Header, body, s.e.Now()); err != nil {
 		return err
 	}
-	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
-		return err
-	}
-	if err := jsonin.Check(body); err != nil {
+	if err := httpedge.CheckJSON(r, body); err != nil {
 		return err
 	}
 	ev, ignored, err := src.Map(body)

@@ -14,11 +14,9 @@
 package scimserver
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -27,12 +25,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	filter "github.com/scim2/filter-parser/v2"
 
 	"github.com/jml-dev/jml/internal/engine"
+	"github.com/jml-dev/jml/internal/httpedge"
 	"github.com/jml-dev/jml/internal/identity"
-	"github.com/jml-dev/jml/internal/jsonin"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -61,17 +58,20 @@ const maxCount = 1000
 // Server serves /scim/{source}/v2/.
 type Server struct {
 	e       *engine.Engine
+	st      Store
 	sources map[string]SourceConfig
 	log     *slog.Logger
 	mux     *http.ServeMux
 }
 
-// New checks the sources and returns the server.
-func New(e *engine.Engine, sources []SourceConfig, log *slog.Logger) (*Server, error) {
+// New checks the sources and returns the server. Events go to e; st is
+// the part of e's store the server reads and writes itself (Parts of the
+// store e was made with).
+func New(e *engine.Engine, st Store, sources []SourceConfig, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{e: e, sources: map[string]SourceConfig{}, log: log, mux: http.NewServeMux()}
+	s := &Server{e: e, st: st, sources: map[string]SourceConfig{}, log: log, mux: http.NewServeMux()}
 	for _, sc := range sources {
 		if err := identity.ValidateName("name", sc.Name); err != nil {
 			return nil, fmt.Errorf("scim source: %v", err)
@@ -139,13 +139,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // body and writes errors in SCIM's format.
 func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, engine.Principal) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		httpedge.LimitBody(w, r, MaxBody)
 		err := func() error {
-			scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") {
+			tok, ok := httpedge.BearerToken(r)
+			if !ok {
 				return errf(401, "", "missing bearer token")
 			}
-			p, err := s.e.Authenticate(r.Context(), strings.TrimSpace(tok))
+			p, err := s.e.Authenticate(r.Context(), tok)
 			if identity.ErrorCode(err) == identity.Unauthorized {
 				return errf(401, "", "%s", identity.ErrorMessage(err))
 			}
@@ -173,18 +173,23 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, SourceConfig, e
 			return h(w, r, sc, p)
 		}()
 		if err != nil {
-			if se := toSCIM(err); se.Status >= 500 && se.Status != http.StatusNotImplemented {
+			se := toSCIM(err)
+			if se.Status >= 500 && se.Status != http.StatusNotImplemented {
 				s.log.Error("scim request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
-			if toSCIM(err).Status == 401 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="jml"`)
+			if se.Status == http.StatusUnauthorized {
+				httpedge.Challenge(w)
 			}
-			writeError(w, toSCIM(err))
+			writeError(w, se)
 		}
 	})
 }
 
-// toSCIM maps errors to SCIM errors.
+// toSCIM renders an error as SCIM's error (RFC 7644 §3.12). Errors of
+// SCIM's own (errf: a precondition, a uniqueness clash, an unknown
+// resource) keep their status; an identity.Error's code gets its status
+// from the one map (httpedge.Status) and, for a bad value, scimType
+// invalidValue.
 func toSCIM(err error) *scimError {
 	var se *scimError
 	if errors.As(err, &se) {
@@ -198,24 +203,22 @@ func toSCIM(err error) *scimError {
 	if errors.As(err, &tm) {
 		return errf(400, "tooMany", "%s", tm.Error())
 	}
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		return errf(413, "", "body is larger than %d bytes", maxErr.Limit)
+	err = httpedge.BodyError(err)
+	code := identity.ErrorCode(err)
+	if code == identity.NotFound {
+		// What the engine does not find is something the resource names
+		// (a manager, an owner): a bad value in the request. A resource
+		// missing at the URL is this server's own 404 (errf).
+		code = identity.Invalid
 	}
-	msg := identity.ErrorMessage(err)
-	switch identity.ErrorCode(err) {
-	case identity.Invalid, identity.NotFound:
-		return errf(400, "invalidValue", "%s", msg)
-	case identity.Conflict:
-		return errf(409, "", "%s", msg)
-	case identity.Forbidden:
-		return errf(403, "", "%s", msg)
-	case identity.Unauthorized:
-		return errf(401, "", "%s", msg)
-	case identity.TooLarge:
-		return errf(413, "", "%s", msg)
+	status := httpedge.Status(code)
+	switch code {
+	case identity.Internal:
+		return errf(status, "", "internal error")
+	case identity.Invalid:
+		return errf(status, "invalidValue", "%s", identity.ErrorMessage(err))
 	}
-	return errf(500, "", "internal error")
+	return errf(status, "", "%s", identity.ErrorMessage(err))
 }
 
 func writeError(w http.ResponseWriter, e *scimError) {
@@ -226,11 +229,8 @@ func writeError(w http.ResponseWriter, e *scimError) {
 	writeJSON(w, e.Status, body)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/scim+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+// writeJSON writes SCIM's answers: application/scim+json (RFC 7644 §3.1).
+var writeJSON = httpedge.JSON{ContentType: "application/scim+json"}.Write
 
 func readObject(r *http.Request) (map[string]any, error) {
 	data, err := readBody(r)
@@ -303,17 +303,12 @@ func (s *Server) renderOne(w http.ResponseWriter, r *http.Request, res *store.SC
 // jsonin): sent as JSON (application/scim+json or application/json), valid
 // UTF-8 without NUL, no key twice.
 func readBody(r *http.Request) ([]byte, error) {
-	if err := jsonin.ContentType(r.Header.Get("Content-Type")); err != nil {
+	data, err := httpedge.ReadJSON(r)
+	if identity.ErrorCode(err) == identity.Unsupported {
+		// SCIM's media type named first (RFC 7644 §3.1).
 		return nil, errf(415, "", "the body must be JSON, sent with Content-Type: application/scim+json (or application/json); this request's is %q", r.Header.Get("Content-Type"))
 	}
-	data, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, err
-	}
-	if err := jsonin.Check(data); err != nil {
-		return nil, errf(400, "invalidValue", "%s", identity.ErrorMessage(err))
-	}
-	return data, nil
+	return data, err
 }
 
 // project keeps (attributes) or drops (excludedAttributes) attributes,
@@ -426,7 +421,7 @@ func (s *Server) load(r *http.Request, sc SourceConfig, id string) (*store.SCIMR
 
 func (s *Server) loadType(r *http.Request, sc SourceConfig, id, typ string) (*store.SCIMResource, error) {
 	var res *store.SCIMResource
-	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+	err := s.st.View(r.Context(), func(tx Tx) error {
 		var err error
 		res, err = tx.GetSCIM(r.Context(), sc.Name, id)
 		return err
@@ -551,7 +546,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, 
 	}
 	var total int
 	var items []store.SCIMResource
-	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+	err := s.st.View(r.Context(), func(tx Tx) error {
 		var err error
 		total, items, err = tx.ListSCIM(r.Context(), sq)
 		return err
@@ -573,8 +568,6 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, sc SourceConfig, 
 	return nil
 }
 
-func newID() string { return ulid.MustNew(ulid.Now(), rand.Reader).String() }
-
 func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig, p engine.Principal) error {
 	in, err := readObject(r)
 	if err != nil {
@@ -585,11 +578,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		return err
 	}
 	now := s.e.Now().UTC().Truncate(time.Microsecond)
-	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "User", Version: 1, CreatedAt: now, UpdatedAt: now}
+	res := &store.SCIMResource{ID: s.e.NewID(""), Source: sc.Name, Type: "User", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := fill(res, doc); err != nil {
 		return err
 	}
-	write := func(tx store.Tx) error {
+	write := func(tx Tx) error {
 		if _, err := tx.GetSCIMByUserName(r.Context(), sc.Name, "User", res.UserName); err == nil {
 			return errf(409, "uniqueness", "userName %q is taken", doc["userName"])
 		} else if !store.IsNotFound(err) {
@@ -603,7 +596,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		if _, err := s.e.SubmitWith(r.Context(), p, ev, func(tx store.Tx, _ *engine.Result) error { return write(tx) }); err != nil {
 			return sc.attributeError(err)
 		}
-	} else if err := s.e.Store().Update(r.Context(), write); err != nil {
+	} else if err := s.st.Update(r.Context(), write); err != nil {
 		return err // created inactive: provisioned on activation
 	}
 	return s.renderOne(w, r, res, http.StatusCreated)
@@ -762,7 +755,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if err := immutable(was, now); err != nil {
 		return err
 	}
-	write := func(tx store.Tx) error {
+	write := func(tx Tx) error {
 		again, err := tx.GetSCIM(r.Context(), sc.Name, id)
 		if err != nil {
 			return err
@@ -790,7 +783,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		}
 	}
 	if typ == "" {
-		err = s.e.Store().Update(r.Context(), write)
+		err = s.st.Update(r.Context(), write)
 	} else {
 		_, err = s.e.SubmitWith(r.Context(), p, event(sc, id, res.Version, typ, now), func(tx store.Tx, _ *engine.Result) error { return write(tx) })
 	}
@@ -863,7 +856,7 @@ func (s *Server) transition(r *http.Request, sc SourceConfig, id string, was, no
 		return identity.Leaver, false, nil
 	case !was.active && now.active:
 		var cur *identity.Identity
-		err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+		err := s.st.View(r.Context(), func(tx Tx) error {
 			var err error
 			cur, err = tx.GetIdentityByExternalID(r.Context(), sc.Name, id)
 			return err
@@ -898,7 +891,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag(old.Version) {
 		return errf(412, "", "If-Match %s: the resource is at %s", im, etag(old.Version))
 	}
-	del := func(tx store.Tx) error {
+	del := func(tx Tx) error {
 		ok, err := tx.DeleteSCIM(r.Context(), sc.Name, id)
 		if err == nil && !ok {
 			return errf(404, "", "no User %q", id)
@@ -906,14 +899,14 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, sc SourceConfig,
 		return err
 	}
 	var cur *identity.Identity
-	err = s.e.Store().View(r.Context(), func(tx store.Tx) error {
+	err = s.st.View(r.Context(), func(tx Tx) error {
 		var err error
 		cur, err = tx.GetIdentityByExternalID(r.Context(), sc.Name, id)
 		return err
 	})
 	switch {
 	case store.IsNotFound(err) || (err == nil && cur.State == identity.Departed):
-		err = s.e.Store().Update(r.Context(), del)
+		err = s.st.Update(r.Context(), del)
 	case err == nil:
 		_, err = s.e.SubmitWith(r.Context(), p, event(sc, id, old.Version+1, identity.Leaver, view{}), func(tx store.Tx, _ *engine.Result) error { return del(tx) })
 	}
