@@ -40,7 +40,7 @@ func scimBench(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := scimserver.New(e, []scimserver.SourceConfig{{Name: "idp"}}, o.Log)
+	srv, err := scimserver.New(e, scimserver.Parts(s), []scimserver.SourceConfig{{Name: "idp"}}, o.Log)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func findingsCmd(ev *env) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
-			f, err := rt.engine.AcknowledgeFinding(cmd.Context(), ev.principal(), args[0], reason, time.Now().Add(forDur))
+			f, err := rt.engine.AcknowledgeFinding(cmd.Context(), ev.principal(), args[0], reason, rt.engine.Now().Add(forDur))
 			if err != nil {
 				return err
 			}

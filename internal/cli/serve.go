@@ -236,7 +236,7 @@ func serveCmd(ev *env) *cobra.Command {
 				}
 				hooks = append(hooks, h)
 			}
-			scimSrv, err := scimserver.New(rt.engine, rt.cfg.SCIM.Sources, log)
+			scimSrv, err := scimserver.New(rt.engine, scimserver.Parts(rt.store), rt.cfg.SCIM.Sources, log)
 			if err != nil {
 				return fmt.Errorf("config %w", err)
 			}

@@ -23,7 +23,7 @@ import (
 func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
 	t.Parallel()
 	f := setup(t, "")
-	srv, err := scimserver.New(f.e, []scimserver.SourceConfig{{Name: "idp"}}, nil)
+	srv, err := scimserver.New(f.e, scimserver.Parts(f.s), []scimserver.SourceConfig{{Name: "idp"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

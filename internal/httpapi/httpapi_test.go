@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
@@ -51,6 +52,7 @@ type apiOptions struct {
 	claims []string
 	log    *slog.Logger
 	scim   []string
+	clock  clock.Clock // the engine's; the system clock when nil
 }
 
 func newAPI(t *testing.T, backend string) *api {
@@ -85,7 +87,7 @@ func newAPIWith(t *testing.T, backend string, o apiOptions) *api {
 		endpoints[name] = "/scim/" + name + "/v2"
 	}
 	e, err := engine.New(engine.Config{Store: s, Policy: pol, Sealer: sealer, Metrics: engine.NewMetrics(reg), Logger: o.log, IntrospectionClaims: o.claims,
-		EndpointSources: endpoints})
+		EndpointSources: endpoints, Clock: o.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,19 +117,12 @@ func groupsOf(doc map[string]any) []string {
 	return out
 }
 
-// membersTx is what syncMembers reads: SCIM resources and the identities
-// they stand for.
-type membersTx interface {
-	store.SCIM
-	store.Identities
-}
-
 // syncMembers reads, in tx, the Users in affected and returns them with
 // group gid (named name, "" when deleted) set or cleared in their
 // read-only groups per the group's members after the change, and the
 // movers that makes for active, provisioned members. A member that is not
 // a User of the source is an error.
-func (s *Server) syncMembers(r *http.Request, tx membersTx, sc SourceConfig, gid, name string, members, affected []string) ([]*store.SCIMResource, []identity.Event, error) {
+func (s *Server) syncMembers(r *http.Request, tx Tx, sc SourceConfig, gid, name string, members, affected []string) ([]*store.SCIMResource, []identity.Event, error) {
 	var evs []identity.Event
 	var updates []*store.SCIMResource
 	now := s.e.Now().UTC().Truncate(time.Microsecond)
@@ -201,7 +194,7 @@ func (s *Server) writeGroup(r *http.Request, sc SourceConfig, p engine.Principal
 	// User changed meanwhile.
 	var updates []*store.SCIMResource
 	var evs []identity.Event
-	err := s.e.Store().View(r.Context(), func(tx store.Tx) error {
+	err := s.st.View(r.Context(), func(tx Tx) error {
 		var err error
 		updates, evs, err = s.syncMembers(r, tx, sc, res.ID, newName, after, affected)
 		return err
@@ -209,7 +202,7 @@ func (s *Server) writeGroup(r *http.Request, sc SourceConfig, p engine.Principal
 	if err != nil {
 		return err
 	}
-	write := func(tx store.Tx) error {
+	write := func(tx Tx) error {
 		switch {
 		case old == nil:
 			if _, err := tx.GetSCIMByUserName(r.Context(), sc.Name, "Group", res.UserName); err == nil {
@@ -255,7 +248,7 @@ func (s *Server) writeGroup(r *http.Request, sc SourceConfig, p engine.Principal
 		return nil
 	}
 	if len(evs) == 0 {
-		return s.e.Store().Update(r.Context(), write)
+		return s.st.Update(r.Context(), write)
 	}
 	_, err = s.e.SubmitAllWith(r.Context(), p, evs, func(tx store.Tx, _ []*engine.Result) error { return write(tx) })
 	return sc.attributeError(err)
@@ -296,7 +289,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, sc SourceCo
 		return err
 	}
 	now := s.e.Now().UTC().Truncate(time.Microsecond)
-	res := &store.SCIMResource{ID: newID(), Source: sc.Name, Type: "Group", Version: 1, CreatedAt: now, UpdatedAt: now}
+	res := &store.SCIMResource{ID: s.e.NewID(""), Source: sc.Name, Type: "Group", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := fillGroup(res, doc); err != nil {
 		return err
 	}

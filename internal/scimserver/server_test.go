@@ -45,7 +45,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(e, []SourceConfig{{Name: "entra"}, {Name: "okta", Deactivate: "suspend"}}, nil)
+	srv, err := New(e, Parts(s), []SourceConfig{{Name: "entra"}, {Name: "okta", Deactivate: "suspend"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestDiscovery(t *testing.T) {
 func TestAttributeMapping(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	srv, err := New(f.e, []SourceConfig{{Name: "hr", Attributes: map[string]string{
+	srv, err := New(f.e, Parts(f.s), []SourceConfig{{Name: "hr", Attributes: map[string]string{
 		"costCentre": EnterpriseSchema + ":costCenter",
 		"workEmail":  `emails[type eq "work"].value`,
 		"surname":    "name.familyName",
@@ -512,7 +512,7 @@ func TestAttributeMapping(t *testing.T) {
 		t.Fatalf("after PATCH: %v", a)
 	}
 	for _, bad := range []map[string]string{{"x": "emails[type eq"}, {"groups": "title"}, {"bad name": "title"}} {
-		if _, err := New(f.e, []SourceConfig{{Name: "y", Attributes: bad}}, nil); err == nil {
+		if _, err := New(f.e, Parts(f.s), []SourceConfig{{Name: "y", Attributes: bad}}, nil); err == nil {
 			t.Errorf("New accepted attributes %v", bad)
 		}
 	}

@@ -86,19 +86,6 @@ func checkSubAttrs(name string, m map[string]any) error {
 	return nil
 }
 
-// scimError is an error in SCIM's format.
-type scimError struct {
-	Status   int
-	ScimType string
-	Detail   string
-}
-
-func (e *scimError) Error() string { return e.Detail }
-
-func errf(status int, scimType, format string, args ...any) *scimError {
-	return &scimError{Status: status, ScimType: scimType, Detail: fmt.Sprintf(format, args...)}
-}
-
 // canonical returns the attribute's name as the schema spells it, for
 // keys a client sent in another case.
 var canonicalNames = map[string]string{}
