@@ -19,16 +19,11 @@ func (e *Engine) VerifyAudit(ctx context.Context, p Principal) (int64, error) {
 	if err := e.store.SealAudit(ctx); err != nil {
 		return 0, err
 	}
-	var v audit.Verifier
+	var n int64
 	err := e.store.View(ctx, func(tx store.Tx) error {
-		if err := tx.ScanAudit(ctx, "", v.Next); err != nil {
-			return err
-		}
-		seq, hash, err := tx.AuditHead(ctx)
-		if err != nil {
-			return err
-		}
-		return v.Finish(seq, hash)
+		var err error
+		n, err = audit.Verify(ctx, tx)
+		return err
 	})
-	return v.Count(), err
+	return n, err
 }

@@ -71,7 +71,7 @@ func loadIdentityView(ctx context.Context, s store.Store, id string, withTimelin
 			return nil
 		}
 		v.Timeline = []audit.Record{}
-		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
+		return audit.Scan(ctx, tx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
 	})
 	if err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, 
 			}
 			identityID = id.ID
 		}
-		return tx.ScanAudit(ctx, identityID, fn)
+		return audit.Scan(ctx, tx, identityID, fn)
 	})
 }
 
