@@ -526,7 +526,7 @@ func checkAuditOnce(t *testing.T, st store.Store) (records, steps int) {
 	done := map[string]int{}
 	var v audit.Verifier
 	err := st.View(ctx, func(tx store.Tx) error {
-		if err := tx.ScanAudit(ctx, "", func(r *audit.Record) error {
+		if err := audit.Scan(ctx, tx, "", func(r *audit.Record) error {
 			if err := v.Next(r); err != nil {
 				return err
 			}

@@ -2,8 +2,10 @@
 // SHA-256 of a canonical encoding of itself and of the previous record's
 // hash, so editing, deleting or reordering any record breaks the chain at
 // that record. Records are appended by the store in the same transaction as
-// the change they describe; this package computes and checks hashes and
-// does no I/O.
+// the change they describe. This package is the chain's one home: it
+// computes and checks hashes, and decides what a seal holds, how records
+// are sealed and how the chain is read back and verified (chain.go), over
+// rows a store hands it through SealRows and Rows. It does no I/O itself.
 package audit
 
 import (

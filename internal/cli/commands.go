@@ -33,35 +33,16 @@ func readFlags(cmd *cobra.Command, dsn, cfgPath *string) {
 	cmd.Flags().StringVar(cfgPath, "config", "", "config file whose store to read (env JML_CONFIG)")
 }
 
-// openStore opens the store --db (or JML_DB, or the db of --config or
-// JML_CONFIG, or the default) names, for commands that read it without
-// the engine; it never creates one. Audit records still waiting to be
-// chained are chained first, so what the command reads is complete.
-func openStore(ctx context.Context, ev *env, cfgPath, dsn string) (store.Store, error) {
-	var cfg *Config
-	if cfgPath == "" {
-		cfgPath = ev.getenv("JML_CONFIG")
-	}
-	if path := cfgPath; path != "" && dsn == "" && ev.getenv("JML_DB") == "" {
-		var err error
-		if cfg, err = LoadConfig(path); err != nil {
-			return nil, err
-		}
-	}
-	s, err := OpenStore(ctx, resolveDB(ev, dsn, cfg), "", nil, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.SealAudit(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+// openReader opens the engine a read command reads through: the same
+// read models as the API's, with the CLI's principal. It opens no system's
+// connector and resolves no connection secret, and never creates a store.
+func openReader(ctx context.Context, ev *env, cfgPath, dsn string) (*runtime, error) {
+	return openRuntime(ctx, ev, cfgPath, dsn, nil, runtimeNeeds{})
 }
 
-// principal is who the CLI acts as when it writes to the store directly:
-// an administrator, named in the audit trail as "cli:" and the
-// operating-system user that ran the command (engine.Principal.Actor).
+// principal is who the CLI acts as on the store: an administrator, named
+// in the audit trail as "cli:" and the operating-system user that ran the
+// command (engine.Principal.Actor).
 func (ev *env) principal() engine.Principal {
 	return engine.Principal{ID: "cli:" + ev.osUser(), Role: engine.RoleAdmin}
 }
@@ -287,26 +268,19 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "List identities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
+			rt, err := openReader(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer rt.Close()
 			if kind != "" && !identity.Kind(kind).Valid() {
 				return identity.FieldError("kind", "unknown kind %q (want one of %v)", kind, identity.Kinds)
 			}
-			var items []identity.Identity
-			err = s.View(cmd.Context(), func(tx store.Tx) error {
-				items, err = tx.ListIdentities(cmd.Context(), store.IdentityFilter{Kind: identity.Kind(kind), State: identity.State(state), Owner: owner, Limit: limit})
-				return err
-			})
+			items, err := rt.engine.Identities(cmd.Context(), ev.principal(), store.IdentityFilter{Kind: identity.Kind(kind), State: identity.State(state), Owner: owner, Limit: limit})
 			if err != nil {
 				return err
 			}
-			if items == nil {
-				items = []identity.Identity{}
-			}
-			names, err := identityNames(cmd.Context(), s, items)
+			names, err := identityNames(cmd.Context(), ev, rt.engine, items)
 			if err != nil {
 				return err
 			}
@@ -331,32 +305,27 @@ func identityCmd(ev *env) *cobra.Command {
 		Short: "Show an identity with its grants, credentials, cases and timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, showDSN)
+			rt, err := openReader(cmd.Context(), ev, readCfg, showDSN)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer rt.Close()
 			id := args[0]
 			if src, ext, ok := strings.Cut(id, "/"); ok && !strings.HasPrefix(id, "idn_") {
-				err := s.View(cmd.Context(), func(tx store.Tx) error {
-					i, err := tx.GetIdentityByExternalID(cmd.Context(), src, ext)
-					if err == nil {
-						id = i.ID
-					}
-					return err
-				})
+				i, err := rt.engine.IdentityByExternalID(cmd.Context(), ev.principal(), src, ext)
 				if err != nil {
 					return err
 				}
+				id = i.ID
 			}
-			v, err := engine.LoadIdentityView(cmd.Context(), s, id, true)
-			if store.IsNotFound(err) && !strings.Contains(id, "/") && !strings.HasPrefix(id, "idn_") {
+			v, err := rt.engine.IdentityView(cmd.Context(), ev.principal(), id)
+			if identity.ErrorCode(err) == identity.NotFound && !strings.Contains(id, "/") && !strings.HasPrefix(id, "idn_") {
 				return identity.Errorf(identity.NotFound, "no identity %q: give its jml ID (idn_…) or SOURCE/EXTERNAL_ID, such as hr/%s", id, id)
 			}
 			if err != nil {
 				return err
 			}
-			names, err := identityNames(cmd.Context(), s, []identity.Identity{v.Identity})
+			names, err := identityNames(cmd.Context(), ev, rt.engine, []identity.Identity{v.Identity})
 			if err != nil {
 				return err
 			}
@@ -405,32 +374,31 @@ func identityCmd(ev *env) *cobra.Command {
 }
 
 // identityNames maps the owners and managers of ids to "source/external
-// ID (display name)", for tables that would otherwise show bare IDs.
-func identityNames(ctx context.Context, s store.Store, ids []identity.Identity) (map[string]string, error) {
+// ID (display name)", for tables that would otherwise show bare IDs; one
+// the engine does not give keeps its bare ID.
+func identityNames(ctx context.Context, ev *env, e *engine.Engine, ids []identity.Identity) (map[string]string, error) {
+	refs, err := e.OwnersAndManagers(ctx, ev.principal(), ids)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	err := s.View(ctx, func(tx store.Tx) error {
-		for _, i := range ids {
-			for _, ref := range []string{i.OwnerID, i.ManagerID} {
-				if ref == "" || out[ref] != "" {
-					continue
-				}
-				o, err := tx.GetIdentity(ctx, ref)
-				if store.IsNotFound(err) {
-					out[ref] = ref
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				out[ref] = o.Source + "/" + o.ExternalID
-				if o.DisplayName != "" {
-					out[ref] += " (" + o.DisplayName + ")"
-				}
+	for _, i := range ids {
+		for _, ref := range []string{i.OwnerID, i.ManagerID} {
+			if ref == "" || out[ref] != "" {
+				continue
+			}
+			o, ok := refs[ref]
+			if !ok {
+				out[ref] = ref
+				continue
+			}
+			out[ref] = o.Source + "/" + o.ExternalID
+			if o.DisplayName != "" {
+				out[ref] += " (" + o.DisplayName + ")"
 			}
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 func dash(s string) string {
@@ -449,13 +417,13 @@ func caseCmd(ev *env) *cobra.Command {
 		Short: "Show a case's steps and their status",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
+			rt, err := openReader(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			var c *store.Case
-			if err := s.View(cmd.Context(), func(tx store.Tx) error { c, err = tx.GetCase(cmd.Context(), args[0]); return err }); err != nil {
+			defer rt.Close()
+			c, err := rt.engine.Case(cmd.Context(), ev.principal(), args[0])
+			if err != nil {
 				return err
 			}
 			return output(ev.stdout, format, c, func(tw *tabwriter.Writer) {
@@ -522,7 +490,7 @@ line names the --after that gives the next page.`,
 			if listLimit < 1 || listLimit > 1000 {
 				return identity.FieldError("limit", "must be a whole number from 1 to 1000")
 			}
-			rt, err := openRuntime(cmd.Context(), ev, readCfg, listDSN, nil, runtimeNeeds{})
+			rt, err := openReader(cmd.Context(), ev, readCfg, listDSN)
 			if err != nil {
 				return err
 			}
@@ -606,30 +574,20 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Check the hash chain of the whole audit log; exit 1 naming the first bad record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openStore(cmd.Context(), ev, readCfg, dsn)
+			rt, err := openReader(cmd.Context(), ev, readCfg, dsn)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			var v audit.Verifier
-			err = s.View(cmd.Context(), func(tx store.Tx) error {
-				if err := tx.ScanAudit(cmd.Context(), "", v.Next); err != nil {
-					return err
-				}
-				seq, hash, err := tx.AuditHead(cmd.Context())
-				if err != nil {
-					return err
-				}
-				return v.Finish(seq, hash)
-			})
+			defer rt.Close()
+			n, err := rt.engine.VerifyAudit(cmd.Context(), ev.principal())
 			if err != nil {
 				if verifyFormat != "table" {
-					output(ev.stdout, verifyFormat, map[string]any{"ok": false, "records": v.Count(), "error": err.Error()}, nil)
+					output(ev.stdout, verifyFormat, map[string]any{"ok": false, "records": n, "error": err.Error()}, nil)
 				}
 				return fmt.Errorf("audit log verification failed: %w", err)
 			}
-			return output(ev.stdout, verifyFormat, map[string]any{"ok": true, "records": v.Count()}, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "ok: %d audit records verified\n", v.Count())
+			return output(ev.stdout, verifyFormat, map[string]any{"ok": true, "records": n}, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "ok: %d audit records verified\n", n)
 			})
 		},
 	}
@@ -641,7 +599,7 @@ func auditCmd(ev *env) *cobra.Command {
 		Short: "Write audit records as JSON lines (all, or one identity's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, readCfg, exportDSN, nil, runtimeNeeds{})
+			rt, err := openReader(cmd.Context(), ev, readCfg, exportDSN)
 			if err != nil {
 				return err
 			}
@@ -700,12 +658,12 @@ an identity works only while that identity is active.`,
 		Short: "List API tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := openRuntime(cmd.Context(), ev, listCfg, listDSN, nil, runtimeNeeds{})
+			rt, err := openReader(cmd.Context(), ev, listCfg, listDSN)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
-			items, err := rt.engine.ListTokens(cmd.Context())
+			items, err := rt.engine.ListTokens(cmd.Context(), ev.principal())
 			if err != nil {
 				return err
 			}

@@ -28,21 +28,14 @@ func findingsCmd(ev *env) *cobra.Command {
 			default:
 				return fmt.Errorf("--state: %q is not open, acknowledged, resolved or all", state)
 			}
-			rt, err := openRuntime(cmd.Context(), ev, cfgPath, dsn, nil, runtimeNeeds{})
+			rt, err := openReader(cmd.Context(), ev, cfgPath, dsn)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
-			var items []identity.Finding
-			if err := rt.store.View(cmd.Context(), func(tx store.Tx) error {
-				var err error
-				items, err = tx.ListFindings(cmd.Context(), f)
+			items, err := rt.engine.Findings(cmd.Context(), ev.principal(), f)
+			if err != nil {
 				return err
-			}); err != nil {
-				return err
-			}
-			if items == nil {
-				items = []identity.Finding{}
 			}
 			return output(ev.stdout, format, items, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ID\tKIND\tIDENTITY\tSYSTEM\tSTATE\tCREATED\tNOTE")

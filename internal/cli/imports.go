@@ -65,18 +65,14 @@ func importCmd(ev *env) *cobra.Command {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			prev := map[string]hrfeed.Record{}
-			err = rt.store.View(cmd.Context(), func(tx store.Tx) error {
-				data, err := tx.GetSnapshot(cmd.Context(), m.Source)
-				if store.IsNotFound(err) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				return json.Unmarshal(data, &prev)
-			})
+			data, err := rt.engine.Snapshot(cmd.Context(), ev.principal(), m.Source)
 			if err != nil {
 				return err
+			}
+			if data != nil {
+				if err := json.Unmarshal(data, &prev); err != nil {
+					return err
+				}
 			}
 			d := m.Compare(prev, recs, rt.engine.Now())
 			held, why := d.Held(m.Guard)

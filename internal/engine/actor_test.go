@@ -40,7 +40,7 @@ func TestScheduledEventNamesItsSubmitter(t *testing.T) {
 	}
 	byAction := map[string]audit.Record{}
 	f.s.View(ctx, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, res.IdentityID, func(r *audit.Record) error { byAction[r.Action] = *r; return nil })
+		return audit.Scan(ctx, tx, res.IdentityID, func(r *audit.Record) error { byAction[r.Action] = *r; return nil })
 	})
 	for _, action := range []string{"event.scheduled", "event.accepted"} {
 		r, ok := byAction[action]
@@ -67,7 +67,7 @@ func TestRefusalTargetIsAnID(t *testing.T) {
 	}
 	var targets []string
 	if err := f.s.View(ctx, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, "", func(r *audit.Record) error {
+		return audit.Scan(ctx, tx, "", func(r *audit.Record) error {
 			if r.Action == "decision.refused" {
 				var d struct{ Target string }
 				if err := json.Unmarshal(r.Data, &d); err != nil {

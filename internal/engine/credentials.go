@@ -370,8 +370,12 @@ func (e *Engine) RevokeToken(ctx context.Context, p Principal, id string) error 
 	})
 }
 
-// ListTokens returns every API token, without hashes.
-func (e *Engine) ListTokens(ctx context.Context) ([]store.Token, error) {
+// ListTokens returns every API token, without hashes, to a principal
+// that manages tokens.
+func (e *Engine) ListTokens(ctx context.Context, p Principal) ([]store.Token, error) {
+	if err := mayUse(p, PermTokens); err != nil {
+		return nil, err
+	}
 	var out []store.Token
 	err := e.store.View(ctx, func(tx store.Tx) error {
 		var err error

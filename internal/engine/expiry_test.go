@@ -129,7 +129,7 @@ func auditCount(t *testing.T, s store.Store, identityID, action string) int {
 	}
 	n := 0
 	if err := s.View(ctx, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, identityID, func(r *audit.Record) error {
+		return audit.Scan(ctx, tx, identityID, func(r *audit.Record) error {
 			if r.Action == action {
 				n++
 			}

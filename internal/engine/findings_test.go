@@ -91,7 +91,7 @@ func TestOwnerNotActiveResolves(t *testing.T) {
 	}
 	var actions []string
 	if err := f.s.View(context.Background(), func(tx store.Tx) error {
-		return tx.ScanAudit(context.Background(), handed.IdentityID, func(r *audit.Record) error { actions = append(actions, r.Action); return nil })
+		return audit.Scan(context.Background(), tx, handed.IdentityID, func(r *audit.Record) error { actions = append(actions, r.Action); return nil })
 	}); err != nil {
 		t.Fatal(err)
 	}

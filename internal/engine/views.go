@@ -31,11 +31,10 @@ type IdentityView struct {
 	Timeline  []audit.Record `json:"timeline,omitzero"`
 }
 
-// LoadIdentityView reads everything about one identity in one transaction,
+// loadIdentityView reads everything about one identity in one transaction,
 // its audit timeline only when withTimeline. It applies no authorisation:
-// it is for callers that hold the store itself (the CLI on the server's
-// machine); the API goes through Engine.IdentityView.
-func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimeline bool) (*IdentityView, error) {
+// the API and the CLI go through Engine.IdentityView.
+func loadIdentityView(ctx context.Context, s store.Store, id string, withTimeline bool) (*IdentityView, error) {
 	var v IdentityView
 	if withTimeline {
 		if err := s.SealAudit(ctx); err != nil {
@@ -72,7 +71,7 @@ func LoadIdentityView(ctx context.Context, s store.Store, id string, withTimelin
 			return nil
 		}
 		v.Timeline = []audit.Record{}
-		return tx.ScanAudit(ctx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
+		return audit.Scan(ctx, tx, id, func(r *audit.Record) error { v.Timeline = append(v.Timeline, *r); return nil })
 	})
 	if err != nil {
 		return nil, err
@@ -111,7 +110,7 @@ func (e *Engine) IdentityView(ctx context.Context, p Principal, id string) (*Ide
 	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
-	v, err := LoadIdentityView(ctx, e.store, id, Allowed(p.Role, PermAudit))
+	v, err := loadIdentityView(ctx, e.store, id, Allowed(p.Role, PermAudit))
 	if err == nil && !p.MaySee(PermRead, &v.Identity) {
 		err = notYours("identity", id)
 	}
@@ -259,7 +258,7 @@ func (e *Engine) ScanAudit(ctx context.Context, p Principal, identityID string, 
 			}
 			identityID = id.ID
 		}
-		return tx.ScanAudit(ctx, identityID, fn)
+		return audit.Scan(ctx, tx, identityID, fn)
 	})
 }
 

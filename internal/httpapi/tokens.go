@@ -43,8 +43,8 @@ type TokenList struct {
 	Items []store.Token `json:"items"`
 }
 
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ engine.Principal) error {
-	items, err := s.e.ListTokens(r.Context())
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
+	items, err := s.e.ListTokens(r.Context(), p)
 	if err != nil {
 		return err
 	}

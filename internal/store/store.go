@@ -278,13 +278,10 @@ type Audit interface {
 	// PostgreSQL after (see Store.SealAudit), so that concurrent
 	// transactions do not wait on the head lock until they commit.
 	AppendAudit(ctx context.Context, recs ...audit.Record) error
-	// ScanAudit calls fn for every chained record in sequence order,
-	// optionally only those of one identity. Over the whole log it returns
-	// an *audit.BadRecordError naming a sealed record that is missing, or a
-	// record among sealed ones that no seal lists.
-	ScanAudit(ctx context.Context, identityID string, fn func(*audit.Record) error) error
-	// AuditHead returns the last appended seq and hash.
-	AuditHead(ctx context.Context) (int64, string, error)
+	// Rows are the chain's rows (records, seals, the head) as stored.
+	// What they mean is package audit's: audit.Scan reads the records
+	// back with their seq and hashes, audit.Verify checks the chain.
+	audit.Rows
 }
 
 // Meta is the part of a transaction for settings the database must agree on

@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlstore"
@@ -184,7 +185,7 @@ func (s *Store) seal(ctx context.Context) error {
 			}
 			var err error
 			c := &conn{tx: tx}
-			n, err = sqlstore.SealAudit(ctx, c, dialect, sealLimit)
+			n, err = audit.Seal(ctx, sqlstore.AuditSealRows(c, dialect), sealLimit)
 			if err != nil {
 				return err
 			}

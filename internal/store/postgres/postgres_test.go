@@ -96,7 +96,7 @@ func TestAuditSealHorizon(t *testing.T) {
 	scan := func() (actions []string) {
 		t.Helper()
 		err := s.View(ctx, func(tx store.Tx) error {
-			return tx.ScanAudit(ctx, "", func(r *audit.Record) error { actions = append(actions, r.Action); return nil })
+			return audit.Scan(ctx, tx, "", func(r *audit.Record) error { actions = append(actions, r.Action); return nil })
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -164,7 +164,7 @@ func TestAuditSealHorizon(t *testing.T) {
 			t.Fatal(err)
 		}
 		var v audit.Verifier
-		err = sqlstore.NewTx(&conn{tx: tx}, dialect, nil).ScanAudit(ctx, "", v.Next)
+		err = audit.Scan(ctx, sqlstore.NewTx(&conn{tx: tx}, dialect, nil), "", v.Next)
 		tx.Rollback(ctx)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: verification error %v, want %q", c.tamper, err, c.want)

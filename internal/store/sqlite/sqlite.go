@@ -25,6 +25,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlstore"
 )
@@ -240,7 +241,7 @@ func (s *Store) commitBatch(batch []*update) {
 	if c.audited {
 		// The records the updates wrote are sealed in their transaction:
 		// one seal row for the batch.
-		if _, err := sqlstore.SealAudit(context.Background(), c, dialect, 0); err != nil {
+		if _, err := audit.Seal(context.Background(), sqlstore.AuditSealRows(c, dialect), 0); err != nil {
 			fail(fmt.Errorf("seal audit records: %w", err))
 			return
 		}

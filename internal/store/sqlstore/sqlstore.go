@@ -46,7 +46,8 @@ type QueryBatcher interface {
 // InlineSealer is a Conn whose backend seals audit records in the
 // transaction that writes them (a single writer, which sees every record
 // committed before it: SQLite). AppendAudit calls AuditAppended; the
-// backend then runs SealAudit in the transaction before it commits.
+// backend then runs audit.Seal on AuditSealRows in the transaction before
+// it commits.
 type InlineSealer interface {
 	AuditAppended()
 }
@@ -72,7 +73,7 @@ type Dialect struct {
 	// Serial is the type of an auto-incrementing integer primary key.
 	Serial string
 	// Horizon is an SQL expression below which every audit record's xid
-	// belongs to a transaction that has ended: SealAudit seals only those,
+	// belongs to a transaction that has ended: audit.Seal seals only those,
 	// so that no record can later appear before one it sealed. Empty with
 	// OneWriter.
 	Horizon string

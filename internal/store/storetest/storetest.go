@@ -1058,18 +1058,13 @@ func Verify(ctx context.Context, s store.Store) (int64, error) {
 	if err := s.SealAudit(ctx); err != nil {
 		return 0, err
 	}
-	var v audit.Verifier
+	var n int64
 	err := s.View(ctx, func(tx store.Tx) error {
-		if err := tx.ScanAudit(ctx, "", v.Next); err != nil {
-			return err
-		}
-		seq, hash, err := tx.AuditHead(ctx)
-		if err != nil {
-			return err
-		}
-		return v.Finish(seq, hash)
+		var err error
+		n, err = audit.Verify(ctx, tx)
+		return err
 	})
-	return v.Count(), err
+	return n, err
 }
 
 // ChainedRecords returns one record per identity, chained from the start
@@ -1101,7 +1096,7 @@ func CheckMigratedChain(t *testing.T, s store.Store, want int64, wantI1 string) 
 	}
 	var got []string
 	view(t, s, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, " ", r.Action)); return nil })
+		return audit.Scan(ctx, tx, "i1", func(r *audit.Record) error { got = append(got, fmt.Sprint(r.Seq, " ", r.Action)); return nil })
 	})
 	if fmt.Sprint(got) != wantI1 {
 		t.Fatalf("records of i1 = %v, want %s", got, wantI1)
@@ -1126,7 +1121,7 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	view(t, s, func(tx store.Tx) error {
-		return tx.ScanAudit(ctx, "i1", func(r *audit.Record) error { mine = append(mine, r.Seq); return nil })
+		return audit.Scan(ctx, tx, "i1", func(r *audit.Record) error { mine = append(mine, r.Seq); return nil })
 	})
 	if fmt.Sprint(mine) != "[1 3 5]" {
 		t.Fatalf("records of i1 = %v", mine)
