@@ -102,19 +102,23 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 	// A missing key file is created, so that a first start needs no setup.
 	// The database keeps the key's check value, so a later start or another
 	// replica with a different key is refused instead of sealing secrets
-	// nobody else can open.
-	key, created, err := vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, create)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	if created {
-		log.Warn("created a new vault master key; keep it safe, back it up apart from the database, and give every replica the same key", "file", cfg.MasterKeyFile)
-	}
-	sealer, err := vault.NewSealer(key)
-	if err != nil {
-		s.Close()
-		return nil, err
+	// nobody else can open. A command that calls no system issues no
+	// secret and reads none: it needs no key (it works with --db alone).
+	var key []byte
+	var sealer *vault.Sealer
+	if needs.systems {
+		var created bool
+		if key, created, err = vault.LoadKey(ev.getenv("JML_MASTER_KEY"), cfg.MasterKeyFile, create); err != nil {
+			s.Close()
+			return nil, err
+		}
+		if created {
+			log.Warn("created a new vault master key; keep it safe, back it up apart from the database, and give every replica the same key", "file", cfg.MasterKeyFile)
+		}
+		if sealer, err = vault.NewSealer(key); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	guards := map[string]engine.SourceGuard{}
 	for _, g := range cfg.Guards {
@@ -133,10 +137,12 @@ func openRuntime(ctx context.Context, ev *env, cfgPath, dbFlag string, log *slog
 		return nil, err
 	}
 	reg.MustRegister(e.Collector())
-	if err := e.CheckMasterKey(ctx, key); err != nil {
-		e.Close()
-		s.Close()
-		return nil, err
+	if key != nil {
+		if err := e.CheckMasterKey(ctx, key); err != nil {
+			e.Close()
+			s.Close()
+			return nil, err
+		}
 	}
 	return &runtime{cfg: cfg, store: s, engine: e, log: log, reg: reg}, nil
 }

@@ -16,6 +16,9 @@ import (
 // identity itself, may reveal it; a second reveal is Gone. The secret is never logged; the audit record
 // names who revealed which credential.
 func (e *Engine) Reveal(ctx context.Context, p Principal, credentialID string) (string, *identity.Credential, error) {
+	if e.sealer == nil {
+		return "", nil, identity.Errorf(identity.Unavailable, "this process has no vault key: reveal through jml serve")
+	}
 	var secret string
 	var cred *identity.Credential
 	err := e.store.Update(ctx, func(tx store.Tx) error {

@@ -98,6 +98,8 @@ type Config struct {
 	// are refused. It is for processes that only read or manage jml's own
 	// records (the CLI's token, findings, case, audit and access
 	// commands), which must work where the systems' secrets are not set.
+	// Such an engine needs no Sealer: it issues no secret, and Reveal
+	// refuses without one.
 	NoSystems bool
 }
 
@@ -156,8 +158,8 @@ type Engine struct {
 // New returns an engine. Missing Clock, Rand and Logger default to the system clock,
 // crypto/rand and a discarding logger.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Store == nil || cfg.Policy == nil || cfg.Sealer == nil {
-		return nil, fmt.Errorf("engine: store, policy and sealer are required")
+	if cfg.Store == nil || cfg.Policy == nil || (cfg.Sealer == nil && !cfg.NoSystems) {
+		return nil, fmt.Errorf("engine: store, policy and sealer are required (the sealer only may be left out with NoSystems)")
 	}
 	e := &Engine{store: cfg.Store, sealer: cfg.Sealer, log: cfg.Logger, clock: cfg.Clock, rand: cfg.Rand, metrics: cfg.Metrics, deferBuiltin: cfg.DeferBuiltin,
 		fixed: map[string]bool{}, open: cfg.Open, getenv: cfg.Getenv, opened: map[string]openedConn{}}
