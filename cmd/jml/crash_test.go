@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
@@ -220,10 +221,10 @@ func TestCrashRecovery(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			var c store.Case
+			var c cases.Case
 			json.NewDecoder(resp.Body).Decode(&c)
 			resp.Body.Close()
-			return c.Status == store.CaseCompleted, fmt.Sprintf("case %s of event %d is %s (%s)\n%s", c.ID, i, c.Status, c.Reason, srv.log)
+			return c.Status == cases.Completed, fmt.Sprintf("case %s of event %d is %s (%s)\n%s", c.ID, i, c.Status, c.Reason, srv.log)
 		})
 	}
 	srv.cmd.Process.Signal(syscall.SIGTERM)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
@@ -55,7 +56,7 @@ type Change struct {
 	// Case is the case the event opens. The planning participant gives it
 	// its steps; later ones may settle steps (a credential revoked in this
 	// transaction) or apply them (the built-in vault's).
-	Case *store.Case
+	Case *cases.Case
 	// NewID makes an ID under prefix from the engine's clock and
 	// randomness.
 	NewID func(prefix string) string

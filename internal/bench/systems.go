@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
@@ -288,7 +289,7 @@ func leaverAndWait(ctx context.Context, e *engine.Engine, s store.Store, m *engi
 	// case below.
 	_ = waitCompleted(ctx, m, completed+1, failed, 2*time.Minute)
 	took = time.Since(start)
-	var c *store.Case
+	var c *cases.Case
 	if err := s.View(ctx, func(tx store.Tx) error {
 		var err error
 		c, err = tx.GetCase(ctx, res.CaseID)
@@ -296,7 +297,7 @@ func leaverAndWait(ctx context.Context, e *engine.Engine, s store.Store, m *engi
 	}); err != nil {
 		return 0, 0, err
 	}
-	if c.Status != store.CaseCompleted {
+	if c.Status != cases.Completed {
 		return 0, 0, fmt.Errorf("case %s is %s: %s", c.ID, c.Status, c.Reason)
 	}
 	return accepted, took, nil
@@ -312,7 +313,7 @@ func submitAndWait(ctx context.Context, e *engine.Engine, s store.Store, ev iden
 	}
 	deadline := start.Add(2 * time.Minute)
 	for {
-		var c *store.Case
+		var c *cases.Case
 		if err := s.View(ctx, func(tx store.Tx) error {
 			var err error
 			c, err = tx.GetCase(ctx, res.CaseID)
@@ -321,9 +322,9 @@ func submitAndWait(ctx context.Context, e *engine.Engine, s store.Store, ev iden
 			return 0, err
 		}
 		switch c.Status {
-		case store.CaseCompleted:
+		case cases.Completed:
 			return time.Since(start), nil
-		case store.CaseFailed:
+		case cases.Failed:
 			return 0, fmt.Errorf("case %s failed: %s", c.ID, c.Reason)
 		}
 		if time.Now().After(deadline) {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/httpapi"
@@ -480,7 +481,7 @@ line names the --after that gives the next page.`,
 				}
 				listIdentity = args[0]
 			}
-			f := store.CaseFilter{Status: store.CaseStatus(listStatus), Type: identity.EventType(listType), IdentityID: listIdentity, After: listAfter, Limit: listLimit}
+			f := store.CaseFilter{Status: cases.Status(listStatus), Type: identity.EventType(listType), IdentityID: listIdentity, After: listAfter, Limit: listLimit}
 			if listSince != "" {
 				var err error
 				if f.Since, err = time.Parse(time.RFC3339, listSince); err != nil {
@@ -551,7 +552,7 @@ not decide on a case you submitted, that is for you, or for an NHI you own.`,
 				return usageError{fmt.Errorf("%s needs the server and your approver token: set JML_URL and JML_TOKEN (or --server and --token)", verb)}
 			}
 			body, _ := json.Marshal(httpapi.Decision{Comment: comment})
-			var c store.Case
+			var c cases.Case
 			if err := call(cmd.Context(), "POST", strings.TrimSuffix(server, "/")+"/v1/cases/"+args[0]+"/"+verb, token, body, &c); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/invariant"
 	"github.com/jml-dev/jml/internal/poll"
@@ -196,9 +197,9 @@ func TestLeaverWhileTargetHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = f.waitCase(t, res.CaseID, 2*time.Second, func(c *store.Case) bool {
+	c = f.waitCase(t, res.CaseID, 2*time.Second, func(c *cases.Case) bool {
 		for _, s := range c.Steps {
-			if s.System != "cache" && s.Status != store.StepDone {
+			if s.System != "cache" && s.Status != cases.StepDone {
 				return false
 			}
 		}
@@ -206,8 +207,8 @@ func TestLeaverWhileTargetHangs(t *testing.T) {
 	})
 	t.Logf("after %s: %s", time.Since(start).Round(time.Millisecond), c.Reason)
 	f.proxy.Up()
-	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *store.Case) bool { return c.Status != store.CaseRunning })
-	if c.Status != store.CaseCompleted {
+	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *cases.Case) bool { return c.Status != cases.Running })
+	if c.Status != cases.Completed {
 		t.Fatalf("after Redis answered again: %s (%s)\n%s", c.Status, c.Reason, steps(c))
 	}
 	f.quiesce(t, 30*time.Second)
@@ -257,11 +258,11 @@ func TestPermanentErrorFailsAtOnce(t *testing.T) {
 	t.Cleanup(func() { pc.Exec(context.Background(), "DROP ROLE IF EXISTS e2e_super") })
 	f := setup(t, account)
 	c := f.submit(t, joiner(account))
-	if c.Status != store.CaseFailed {
+	if c.Status != cases.Failed {
 		t.Fatalf("joiner of a superuser's name: %s (%s), want failed\n%s", c.Status, c.Reason, steps(c))
 	}
 	for _, s := range c.Steps {
-		if s.System == "appdb" && s.Status == store.StepFailed && s.Attempts != 1 {
+		if s.System == "appdb" && s.Status == cases.StepFailed && s.Attempts != 1 {
 			t.Errorf("step %d failed after %d attempts, want 1", s.Seq, s.Attempts)
 		}
 	}
@@ -311,22 +312,22 @@ func TestAccountsMadeOutsideJMLAreNotTakenOver(t *testing.T) {
 	// A case fails as soon as one step gives up; another system's
 	// ensure_account may still be retrying (a slow answer on a loaded
 	// machine): wait until each has an outcome.
-	c = f.waitCase(t, c.ID, 20*time.Second, func(c *store.Case) bool {
+	c = f.waitCase(t, c.ID, 20*time.Second, func(c *cases.Case) bool {
 		for _, s := range c.Steps {
-			if s.Action == "ensure_account" && s.Status == store.StepPending {
+			if s.Action == "ensure_account" && s.Status == cases.StepPending {
 				return false
 			}
 		}
 		return true
 	})
-	if c.Status != store.CaseFailed {
+	if c.Status != cases.Failed {
 		t.Fatalf("joiner over accounts made outside jml: %s, want failed\n%s", c.Status, steps(c))
 	}
 	for _, s := range c.Steps {
-		if s.Action == "ensure_account" && s.System != "dir" && (s.Status != store.StepFailed || !strings.Contains(s.LastError, "jml did not create it")) {
+		if s.Action == "ensure_account" && s.System != "dir" && (s.Status != cases.StepFailed || !strings.Contains(s.LastError, "jml did not create it")) {
 			t.Errorf("step %d %s %s: %s %s", s.Seq, s.Action, s.System, s.Status, s.LastError)
 		}
-		if s.Status == store.StepDone && (s.System == "appdb" || s.System == "cache" || s.System == "maria") {
+		if s.Status == cases.StepDone && (s.System == "appdb" || s.System == "cache" || s.System == "maria") {
 			t.Errorf("step %d %s %s ran on an account jml did not create", s.Seq, s.Action, s.System)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
@@ -267,30 +268,30 @@ func (f *fixture) cleanupAccounts() {
 }
 
 // submit submits an event and waits until its case is final.
-func (f *fixture) submit(t *testing.T, ev identity.Event) *store.Case {
+func (f *fixture) submit(t *testing.T, ev identity.Event) *cases.Case {
 	t.Helper()
 	res, err := f.e.Submit(context.Background(), admin, ev)
 	if err != nil {
 		t.Fatalf("submit %s: %v", ev.Type, err)
 	}
-	return f.waitCase(t, res.CaseID, 60*time.Second, func(c *store.Case) bool {
-		return c.Status == store.CaseCompleted || c.Status == store.CaseFailed
+	return f.waitCase(t, res.CaseID, 60*time.Second, func(c *cases.Case) bool {
+		return c.Status == cases.Completed || c.Status == cases.Failed
 	})
 }
 
 // complete submits an event and fails the test unless its case completes.
-func (f *fixture) complete(t *testing.T, ev identity.Event) *store.Case {
+func (f *fixture) complete(t *testing.T, ev identity.Event) *cases.Case {
 	t.Helper()
 	c := f.submit(t, ev)
-	if c.Status != store.CaseCompleted {
+	if c.Status != cases.Completed {
 		t.Fatalf("%s: %s (%s)\n%s", ev.Type, c.Status, c.Reason, steps(c))
 	}
 	return c
 }
 
-func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done func(*store.Case) bool) *store.Case {
+func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done func(*cases.Case) bool) *cases.Case {
 	t.Helper()
-	var c *store.Case
+	var c *cases.Case
 	poll.Until(t, timeout, 20*time.Millisecond, func() (bool, string) {
 		err := f.s.View(context.Background(), func(tx store.Tx) error {
 			var err error
@@ -305,7 +306,7 @@ func (f *fixture) waitCase(t *testing.T, id string, timeout time.Duration, done 
 	return c
 }
 
-func steps(c *store.Case) string {
+func steps(c *cases.Case) string {
 	var b strings.Builder
 	for _, s := range c.Steps {
 		fmt.Fprintf(&b, "  %d %s %s %s: %s %s %s\n", s.Seq, s.Action, s.System, s.Entitlement, s.Status, s.Result, s.LastError)
@@ -467,7 +468,7 @@ func TestLeaverOnRealSystems(t *testing.T) {
 	c = f.complete(t, leaver(account))
 	disabled := map[string]bool{}
 	for _, s := range c.Steps {
-		if s.Status != store.StepDone || s.Result == "" {
+		if s.Status != cases.StepDone || s.Result == "" {
 			t.Errorf("leaver step %d %s %s: %s %q", s.Seq, s.Action, s.System, s.Status, s.Result)
 		}
 		if s.Action == "disable_account" {
@@ -503,15 +504,15 @@ func TestLeaverWhileTargetDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *store.Case) bool {
+	c = f.waitCase(t, res.CaseID, 30*time.Second, func(c *cases.Case) bool {
 		for _, s := range c.Steps {
-			if s.System != "cache" && s.Status != store.StepDone {
+			if s.System != "cache" && s.Status != cases.StepDone {
 				return false
 			}
 		}
 		return strings.HasPrefix(c.Reason, "waiting on cache: ")
 	})
-	if c.Status != store.CaseRunning {
+	if c.Status != cases.Running {
 		t.Fatalf("with Redis down the case is %s, want running", c.Status)
 	}
 	if n := gauge(t, f.reg, "jml_pending_revocations", "cache"); n < 1 {
@@ -523,8 +524,8 @@ func TestLeaverWhileTargetDown(t *testing.T) {
 	t.Logf("while down: %s", c.Reason)
 
 	f.proxy.Up()
-	c = f.waitCase(t, res.CaseID, 60*time.Second, func(c *store.Case) bool { return c.Status != store.CaseRunning })
-	if c.Status != store.CaseCompleted {
+	c = f.waitCase(t, res.CaseID, 60*time.Second, func(c *cases.Case) bool { return c.Status != cases.Running })
+	if c.Status != cases.Completed {
 		t.Fatalf("after Redis came back: %s (%s)\n%s", c.Status, c.Reason, steps(c))
 	}
 	if n := gauge(t, f.reg, "jml_pending_revocations", "cache"); n != 0 {
@@ -593,19 +594,19 @@ func TestAccountsDeletedAfterRetention(t *testing.T) {
 			t.Errorf("%s: the account is still there after its retention", sys)
 		}
 	}
-	var cases []store.Case
+	var caseList []cases.Case
 	if err := f.s.View(ctx, func(tx store.Tx) error {
 		var err error
-		cases, err = tx.ListCases(ctx, c.IdentityID, 20)
+		caseList, err = tx.ListCases(ctx, c.IdentityID, 20)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	retention := 0
-	for _, rc := range cases {
+	for _, rc := range caseList {
 		if rc.Type == engine.CaseRetention {
 			retention++
-			if rc.Status != store.CaseCompleted {
+			if rc.Status != cases.Completed {
 				t.Errorf("retention case %s: %s (%s)", rc.ID, rc.Status, rc.Reason)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/scimserver"
@@ -65,8 +66,8 @@ func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	latest := func() *store.Case {
-		var cs []store.Case
+	latest := func() *cases.Case {
+		var cs []cases.Case
 		f.s.View(context.Background(), func(tx store.Tx) error {
 			cs, err = tx.ListCases(context.Background(), id.ID, 1)
 			return err
@@ -76,8 +77,8 @@ func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
 		}
 		return &cs[0]
 	}
-	done := func(c *store.Case) bool { return c.Status == store.CaseCompleted || c.Status == store.CaseFailed }
-	if c := f.waitCase(t, latest().ID, time.Minute, done); c.Status != store.CaseCompleted {
+	done := func(c *cases.Case) bool { return c.Status == cases.Completed || c.Status == cases.Failed }
+	if c := f.waitCase(t, latest().ID, time.Minute, done); c.Status != cases.Completed {
 		t.Fatalf("joiner: %s %s\n%s", c.Status, c.Reason, steps(c))
 	}
 	secrets := f.secrets(t, id.ID)
@@ -86,7 +87,7 @@ func TestSCIMDeactivationRevokesEverywhere(t *testing.T) {
 	send("PATCH", "/scim/v2/Users/"+account, `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
 	  "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}`, 200)
 	c := f.waitCase(t, latest().ID, time.Minute, done)
-	if c.Type != identity.Leaver || c.Status != store.CaseCompleted {
+	if c.Type != identity.Leaver || c.Status != cases.Completed {
 		t.Fatalf("after deactivation: %s case %s %s\n%s", c.Type, c.Status, c.Reason, steps(c))
 	}
 	if !strings.Contains(steps(c), "with disable_account") {

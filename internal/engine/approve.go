@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -19,7 +20,7 @@ import (
 // identity's policy no longer grants, or whose identity is no longer
 // active, is superseded instead of applied. A refusal changes nothing but
 // the audit trail, which records it (RecordRefusal).
-func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
+func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*cases.Case, error) {
 	c, err := e.decide(ctx, p, caseID, approve, comment)
 	if identity.ErrorCode(err) == identity.Forbidden {
 		decision := DecisionDeny
@@ -31,15 +32,15 @@ func (e *Engine) Decide(ctx context.Context, p Principal, caseID string, approve
 	return c, err
 }
 
-func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*store.Case, error) {
+func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve bool, comment string) (*cases.Case, error) {
 	if !Allowed(p.Role, PermDecide) {
 		return nil, identity.Errorf(identity.Forbidden, "role %s cannot approve or deny", p.Role)
 	}
 	if p.IdentityID == "" {
 		return nil, identity.Errorf(identity.Forbidden, "decisions are made by people: this token is not bound to a person. Make one with: jml token create --role approver --identity SOURCE/EXTERNAL_ID")
 	}
-	var out *store.Case
-	var moved store.CaseStatus
+	var out *cases.Case
+	var moved cases.Status
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		c, id, err := lockedCase(ctx, tx, caseID)
 		if err != nil {
@@ -50,7 +51,7 @@ func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve
 		}
 		var awaiting []int
 		for i, s := range c.Steps {
-			if s.Status == store.StepAwaitingApproval {
+			if s.Status == cases.StepAwaitingApproval {
 				awaiting = append(awaiting, i)
 			}
 		}
@@ -72,11 +73,11 @@ func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve
 			s.DecidedBy, s.UpdatedAt = p.Actor(), now
 			switch {
 			case !approve:
-				s.Status, s.Result = store.StepDenied, "denied by "+p.describe()+withComment(comment)
+				s.Status, s.Result = cases.StepDenied, "denied by "+p.describe()+withComment(comment)
 			case !still[s.Entitlement]:
-				s.Status, s.Result = store.StepSuperseded, fmt.Sprintf("not applied: on review, %s is no longer granted to this %s identity", s.Entitlement, id.State)
+				s.Status, s.Result = cases.StepSuperseded, fmt.Sprintf("not applied: on review, %s is no longer granted to this %s identity", s.Entitlement, id.State)
 			default:
-				s.Status, s.Result = store.StepPending, "approved by "+p.describe()+withComment(comment)
+				s.Status, s.Result = cases.StepPending, "approved by "+p.describe()+withComment(comment)
 				pending++
 			}
 			if err := tx.UpdateStep(ctx, s); err != nil {
@@ -111,32 +112,32 @@ func (e *Engine) decide(ctx context.Context, p Principal, caseID string, approve
 // Retry puts the failed steps of a case back to pending and runs the case
 // again: for when an operator has fixed what made a step give up. Only a
 // failed case can be retried.
-func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.Case, error) {
-	var out *store.Case
+func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*cases.Case, error) {
+	var out *cases.Case
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		c, id, err := lockedCase(ctx, tx, caseID)
 		if err != nil {
 			return err
 		}
-		if c.Status != store.CaseFailed {
+		if c.Status != cases.Failed {
 			return identity.Errorf(identity.Conflict, "case %s is %s; only a failed case can be retried", caseID, c.Status)
 		}
 		now := e.Now().UTC()
 		var retried []int
 		for i := range c.Steps {
 			s := &c.Steps[i]
-			if s.Status == store.StepFailed {
+			if s.Status == cases.StepFailed {
 				if s.Action.Widening() && (id.State != identity.Active || id.UpdatedAt.After(c.CreatedAt)) {
 					// A later event planned without it (a failed step is
 					// not open): running it now would give access no
 					// plan expects.
-					s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not retried: a later event replaced this plan", now
+					s.Status, s.Result, s.UpdatedAt = cases.StepSuperseded, "not retried: a later event replaced this plan", now
 					if err := tx.UpdateStep(ctx, s); err != nil {
 						return err
 					}
 					continue
 				}
-				s.Status, s.UpdatedAt = store.StepPending, now
+				s.Status, s.UpdatedAt = cases.StepPending, now
 				if err := tx.UpdateStep(ctx, s); err != nil {
 					return err
 				}
@@ -160,7 +161,7 @@ func (e *Engine) Retry(ctx context.Context, p Principal, caseID string) (*store.
 
 // mayDecide refuses a decision that is not a person's, or is on their own
 // behalf (see Decide).
-func (e *Engine) mayDecide(ctx context.Context, tx store.Tx, p Principal, c *store.Case, subject *identity.Identity) error {
+func (e *Engine) mayDecide(ctx context.Context, tx store.Tx, p Principal, c *cases.Case, subject *identity.Identity) error {
 	me, err := tx.GetIdentity(ctx, p.IdentityID)
 	if err != nil {
 		return err
@@ -201,7 +202,7 @@ func withComment(c string) string {
 // again: a decision made under the identity's lock sees every step as the
 // last accepted event left it (one that superseded a step meanwhile has
 // committed), and no event is accepted until the decision commits.
-func lockedCase(ctx context.Context, tx store.Tx, caseID string) (*store.Case, *identity.Identity, error) {
+func lockedCase(ctx context.Context, tx store.Tx, caseID string) (*cases.Case, *identity.Identity, error) {
 	c, err := tx.GetCase(ctx, caseID)
 	if err != nil {
 		return nil, nil, err

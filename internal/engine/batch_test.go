@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
@@ -389,7 +390,7 @@ func testCaseInEventRow(t *testing.T, s store.Store, query func(q string, dest .
 		t.Fatalf("after two joiners: %d case rows, %d cases in event rows; want 0 and 2", cases, inline)
 	}
 	c := f.getCase(t, res.CaseID)
-	if c.Status != store.CaseCompleted || c.EventID != res.EventID || c.IdentityID != res.IdentityID || c.SubmittedBy != source.ID || len(c.Steps) == 0 || c.Steps[0].Status != store.StepDone {
+	if c.Status != cases.Completed || c.EventID != res.EventID || c.IdentityID != res.IdentityID || c.SubmittedBy != source.ID || len(c.Steps) == 0 || c.Steps[0].Status != cases.StepDone {
 		t.Fatalf("case in its event's row = %+v", c)
 	}
 	// A duplicate answers with the same case, which reads back.
@@ -402,7 +403,7 @@ func testCaseInEventRow(t *testing.T, s store.Store, query func(q string, dest .
 	widen := f.submit(t, ev("2", identity.Mover, "triage-agent", func(e *identity.Event) {
 		e.Attributes = map[string]any{"tools": []any{"search-docs", "prod-db-write"}}
 	}))
-	if c := f.getCase(t, widen.CaseID); c.Status != store.CaseAwaitingApproval {
+	if c := f.getCase(t, widen.CaseID); c.Status != cases.AwaitingApproval {
 		t.Fatalf("widening case = %s", c.Status)
 	}
 	if cases, inline := rows(); cases != 1 || inline != 2 {

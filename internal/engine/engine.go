@@ -25,6 +25,7 @@ import (
 
 	"github.com/jml-dev/jml/internal/accept"
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/findings"
@@ -247,7 +248,7 @@ type Result struct {
 	// accepted: completed, running (steps in other systems to run), or
 	// awaiting_approval (nothing widened until someone approves).
 	Status     store.EventStatus `json:"status"`
-	CaseStatus store.CaseStatus  `json:"caseStatus,omitempty"`
+	CaseStatus cases.Status      `json:"caseStatus,omitempty"`
 	// Duplicate is true when the event was seen before; the IDs are those
 	// of the first submission and nothing ran again.
 	Duplicate bool `json:"duplicate"`
@@ -366,7 +367,7 @@ func (e *Engine) submitAll(ctx context.Context, p Principal, evs []identity.Even
 				}
 			}
 			if !held {
-				var c *store.Case
+				var c *cases.Case
 				if results[i], c, err = e.accept(ctx, tx, p, ev, &counters[i]); err != nil {
 					return err
 				}
@@ -424,7 +425,7 @@ func caseIDOf(eventID string) string {
 }
 
 // accept is Submit inside tx.
-func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *store.Case, error) {
+func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identity.Event, counters *acceptCounters) (*Result, *cases.Case, error) {
 	if err := e.callsSystems(); err != nil {
 		return nil, nil, err
 	}
@@ -481,7 +482,7 @@ func (e *Engine) accept(ctx context.Context, tx store.Tx, p Principal, ev identi
 		}
 		return res, nil, nil
 	}
-	c, id, err := e.apply(ctx, tx, p, rec, cur, counters, func(c *store.Case) error { return tx.InsertAccepted(ctx, rec, c) })
+	c, id, err := e.apply(ctx, tx, p, rec, cur, counters, func(c *cases.Case) error { return tx.InsertAccepted(ctx, rec, c) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -500,7 +501,7 @@ type acceptCounters struct {
 // loaded is a case as its transaction wrote it, with its identity: the
 // fast path starts from it instead of reading it back.
 type loaded struct {
-	c  *store.Case
+	c  *cases.Case
 	id *identity.Identity
 }
 
@@ -582,7 +583,7 @@ func (e *Engine) resolve(ctx context.Context, tx store.Tx, ev identity.Event, cu
 // apply runs an effective event inside tx: state transition, plan, case,
 // jobs, in-transaction revocations, findings and audit. The case is stored
 // by storeCase, which stores it with its event or beside it.
-func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, *identity.Identity, error) {
+func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store.Event, cur *identity.Identity, counters *acceptCounters, storeCase func(*cases.Case) error) (*cases.Case, *identity.Identity, error) {
 	ev := rec.Event
 	now := e.Now().UTC()
 	from := identity.None
@@ -625,9 +626,9 @@ func (e *Engine) apply(ctx context.Context, tx store.Tx, p Principal, rec *store
 // planning, retention, offboarding, the built-in vault's steps, findings),
 // then stores the case with storeCase, enqueues its job if steps remain,
 // and appends the audit records, the event's own first.
-func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters, storeCase func(*store.Case) error) (*store.Case, error) {
+func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID, eventID string, typ identity.EventType, before, after *identity.Identity, counters *acceptCounters, storeCase func(*cases.Case) error) (*cases.Case, error) {
 	now := e.Now().UTC()
-	c := &store.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: store.CaseRunning,
+	c := &cases.Case{ID: caseID, EventID: eventID, IdentityID: after.ID, Type: typ, Status: cases.Running,
 		SubmittedBy: p.ID, CreatedAt: now, UpdatedAt: now}
 	ch := &accept.Change{Tx: tx, Policy: e.Policy(), Now: now, Actor: p.Actor(), EventID: eventID, Type: typ,
 		Before: before, After: after, Case: c, NewID: e.newID}
@@ -657,12 +658,12 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 
 	pending := 0
 	for _, s := range c.Steps {
-		if s.Status == store.StepPending {
+		if s.Status == cases.StepPending {
 			pending++
 		}
 	}
-	c.Status, c.Reason = caseStatus(c.Steps)
-	if c.Status == store.CaseCompleted {
+	c.Status, c.Reason = cases.Derive(c.Steps)
+	if c.Status == cases.Completed {
 		c.CompletedAt = now
 		counters.completed++
 	}
@@ -692,7 +693,7 @@ func (e *Engine) openCase(ctx context.Context, tx store.Tx, p Principal, caseID,
 		}
 		stateData["from"], stateData["to"] = from, string(after.State)
 	}
-	stateData["steps"] = planSummary(c.Steps)
+	stateData["steps"] = cases.Summary(c.Steps)
 	recs := append([]audit.Record{auditBy(now, p, "event.accepted", after.ID, c.ID, stateData)}, ch.Records...)
 	return c, tx.AppendAudit(ctx, recs...)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/plan"
@@ -124,14 +125,14 @@ func (e *Engine) expire(ctx context.Context, identityID, entitlement string, res
 			return err
 		}
 		for _, s := range open {
-			if s.Action == plan.RevokeGrant && s.Entitlement == g.Entitlement && s.Status == store.StepPending {
+			if s.Action == plan.RevokeGrant && s.Entitlement == g.Entitlement && s.Status == cases.StepPending {
 				out.why = "case " + s.CaseID + " already revokes it"
 				return nil
 			}
 		}
-		c := &store.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseExpiry, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
-			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: g.System, Entitlement: g.Entitlement,
-				Reason: "expired at " + g.ExpiresAt.Format(time.RFC3339)}, Status: store.StepPending, UpdatedAt: now}}}
+		c := &cases.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseExpiry, Status: cases.Running, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
+			Steps: []cases.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: g.System, Entitlement: g.Entitlement,
+				Reason: "expired at " + g.ExpiresAt.Format(time.RFC3339)}, Status: cases.StepPending, UpdatedAt: now}}}
 		if err := tx.InsertCase(ctx, c); err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/pgtest"
@@ -194,7 +195,7 @@ func TestGrantExpiryTimer(t *testing.T) {
 		if n := auditCount(t, s, agent, "grant.expired"); n != 1 {
 			t.Fatalf("grant.expired records = %d, want 1", n)
 		}
-		var expiry *store.Case
+		var expiry *cases.Case
 		if err := s.View(ctx, func(tx store.Tx) error {
 			cs, err := tx.ListCases(ctx, agent, 10)
 			for i := range cs {
@@ -206,7 +207,7 @@ func TestGrantExpiryTimer(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if expiry == nil || expiry.Status != store.CaseCompleted {
+		if expiry == nil || expiry.Status != cases.Completed {
 			t.Fatalf("expiry case = %+v, want completed", expiry)
 		}
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
@@ -133,7 +134,7 @@ func TestTargetDown(t *testing.T) {
 		t.Fatalf("RunCase with the target down = %v, want its error (River retries)", err)
 	}
 	c := f.getCase(t, res.CaseID)
-	if c.Status != store.CaseRunning || c.Reason != "waiting on crm: connection refused (attempt 1)" {
+	if c.Status != cases.Running || c.Reason != "waiting on crm: connection refused (attempt 1)" {
 		t.Fatalf("case = %s %q, want running and waiting on crm", c.Status, c.Reason)
 	}
 	if got := strings.Join(f.grants(t, res.IdentityID), ","); got != "wiki" {
@@ -144,15 +145,15 @@ func TestTargetDown(t *testing.T) {
 		t.Fatalf("last attempt = %v, want nil (the failure is recorded)", err)
 	}
 	c = f.getCase(t, res.CaseID)
-	if c.Status != store.CaseFailed || !strings.Contains(c.Reason, "connection refused") {
+	if c.Status != cases.Failed || !strings.Contains(c.Reason, "connection refused") {
 		t.Fatalf("case after the last attempt = %s %q", c.Status, c.Reason)
 	}
 	if n := f.e.metrics.CasesFailed(); n != 1 {
 		t.Fatalf("jml_cases_failed_total = %v, want 1", n)
 	}
-	var failed store.Step
+	var failed cases.Step
 	for _, s := range c.Steps {
-		if s.Status == store.StepFailed {
+		if s.Status == cases.StepFailed {
 			failed = s
 		}
 	}
@@ -169,7 +170,7 @@ func TestTargetDown(t *testing.T) {
 	if err := f.e.RunCase(ctx, res2.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	if c := f.getCase(t, res2.CaseID); c.Status != store.CaseCompleted {
+	if c := f.getCase(t, res2.CaseID); c.Status != cases.Completed {
 		t.Fatalf("case after recovery = %s %q", c.Status, c.Reason)
 	}
 	if !tg.grants["alice/crm-user"] {
@@ -225,13 +226,13 @@ func TestRetryFailedCase(t *testing.T) {
 	}
 	tg.down = nil
 	c, err := f.e.Retry(ctx, admin, res.CaseID)
-	if err != nil || c.Status != store.CaseRunning {
+	if err != nil || c.Status != cases.Running {
 		t.Fatalf("Retry = %+v, %v", c, err)
 	}
 	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	if c := f.getCase(t, res.CaseID); c.Status != store.CaseCompleted {
+	if c := f.getCase(t, res.CaseID); c.Status != cases.Completed {
 		t.Fatalf("retried case = %s %q", c.Status, c.Reason)
 	}
 	if !tg.grants["alice/crm-user"] {
@@ -255,7 +256,7 @@ func TestFastPath(t *testing.T) {
 	}
 	f.e.fastRuns.Wait()
 	c := f.getCase(t, res.CaseID)
-	if c.Status != store.CaseCompleted {
+	if c.Status != cases.Completed {
 		t.Fatalf("after the fast path the case is %s %q", c.Status, c.Reason)
 	}
 	tg.mu.Lock()
@@ -309,7 +310,7 @@ func TestDisableCoversRevokes(t *testing.T) {
 		t.Fatalf("the leaver made %d calls to crm, want 1 (RevokeAll)", n)
 	}
 	cs := f.getCase(t, res.CaseID)
-	if cs.Status != store.CaseCompleted {
+	if cs.Status != cases.Completed {
 		t.Fatalf("case %s %q", cs.Status, cs.Reason)
 	}
 	for _, st := range cs.Steps {
@@ -348,21 +349,21 @@ birthright:
 		return f.clock.Waiting() == 1, "the recorder did not start waiting for erp"
 	})
 	for _, s := range f.getCase(t, res.CaseID).Steps {
-		if s.Status != store.StepPending {
+		if s.Status != cases.StepPending {
 			t.Fatalf("within the record window %s's step is %s, want pending (recorded with erp's if erp answers in time)", s.System, s.Status)
 		}
 	}
 	f.clock.Advance(recordWindow)
 	poll.Until(t, 5*time.Second, 5*time.Millisecond, func() (bool, string) {
 		c := f.getCase(t, res.CaseID)
-		status := map[string]store.StepStatus{}
+		status := map[string]cases.StepStatus{}
 		for _, s := range c.Steps {
 			status[s.System] = s.Status
 		}
-		if status["crm"] != store.StepDone {
+		if status["crm"] != cases.StepDone {
 			return false, "crm's grant was not recorded while erp was still working"
 		}
-		if status["erp"] != store.StepPending || c.Status != store.CaseRunning {
+		if status["erp"] != cases.StepPending || c.Status != cases.Running {
 			t.Fatalf("while erp works: erp step %s, case %s; want pending, running", status["erp"], c.Status)
 		}
 		return true, ""
@@ -371,7 +372,7 @@ birthright:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if c := f.getCase(t, res.CaseID); c.Status != store.CaseCompleted {
+	if c := f.getCase(t, res.CaseID); c.Status != cases.Completed {
 		t.Fatalf("case = %s %q, want completed", c.Status, c.Reason)
 	}
 }
@@ -472,12 +473,12 @@ birthright:
 		if id.State != identity.Pending {
 			t.Errorf("identity after the rejection = %s, want pending as scheduling left it", id.State)
 		}
-		cases, err := tx.ListCases(ctx, id.ID, 10)
+		caseList, err := tx.ListCases(ctx, id.ID, 10)
 		if err != nil {
 			return err
 		}
-		if len(cases) != 0 {
-			t.Errorf("cases after the rejection: %+v", cases)
+		if len(caseList) != 0 {
+			t.Errorf("cases after the rejection: %+v", caseList)
 		}
 		return nil
 	})

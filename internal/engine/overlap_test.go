@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -95,7 +96,7 @@ func TestRotationWithOverlap(t *testing.T) {
 		t.Fatalf("during the overlap the account holds %d secrets, want the old and the new", len(kr.secrets))
 	}
 	cs := f.getCase(t, res.CaseID)
-	var rotated store.Step
+	var rotated cases.Step
 	for _, st := range cs.Steps {
 		if st.Action == "rotate_credential" {
 			rotated = st

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/accept"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
@@ -48,9 +49,9 @@ func (pl planning) Accept(ctx context.Context, ch *accept.Change) error {
 		ch.Audit("steps.superseded", after.ID, ch.Case.ID, map[string]any{"cases": superseded})
 	}
 	for i, s := range steps {
-		st := store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: ch.Now}
+		st := cases.Step{Seq: i + 1, Step: s, Status: cases.StepPending, UpdatedAt: ch.Now}
 		if s.NeedsApproval {
-			st.Status = store.StepAwaitingApproval
+			st.Status = cases.StepAwaitingApproval
 		}
 		ch.Case.Steps = append(ch.Case.Steps, st)
 	}
@@ -134,29 +135,29 @@ func (e *Engine) supersede(ctx context.Context, tx store.Tx, identityID string, 
 	if err != nil || len(steps) == 0 {
 		return nil, nil, err
 	}
-	cases := map[string]bool{}
+	touched := map[string]bool{}
 	var possible []plan.Step
 	for i := range steps {
 		s := &steps[i]
 		s.Result = "a later event replaced this plan"
-		if s.Status == store.StepPending {
+		if s.Status == cases.StepPending {
 			possible = append(possible, s.Step)
 			s.Result += "; it may have been applied, and that plan undoes it"
 		}
-		s.Status, s.UpdatedAt = store.StepSuperseded, now
+		s.Status, s.UpdatedAt = cases.StepSuperseded, now
 		if err := tx.UpdateStep(ctx, s); err != nil {
 			return nil, nil, err
 		}
-		cases[s.CaseID] = true
+		touched[s.CaseID] = true
 	}
-	for id := range cases {
+	for id := range touched {
 		moved, err := e.settle(ctx, tx, id, now)
 		if err != nil {
 			return nil, nil, err
 		}
-		if moved == store.CaseCompleted {
+		if moved == cases.Completed {
 			*completed++
 		}
 	}
-	return slices.Sorted(maps.Keys(cases)), possible, nil
+	return slices.Sorted(maps.Keys(touched)), possible, nil
 }

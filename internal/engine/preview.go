@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
@@ -20,14 +21,14 @@ var errPreview = errors.New("preview: roll back")
 // ID of a credential it would issue, and every step is planned (or awaits
 // approval). A duplicate's IDs are the stored ones.
 // previewStatus is a previewed case's status: planned, not run.
-const previewStatus store.CaseStatus = "planned"
+const previewStatus cases.Status = "planned"
 
-func (e *Engine) Preview(ctx context.Context, p Principal, ev identity.Event) (*Result, *store.Case, error) {
+func (e *Engine) Preview(ctx context.Context, p Principal, ev identity.Event) (*Result, *cases.Case, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, nil, err
 	}
 	var res *Result
-	var c *store.Case
+	var c *cases.Case
 	existing := false
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetIdentityByExternalID(ctx, ev.Source, ev.ExternalID); err == nil {
@@ -72,8 +73,8 @@ func (e *Engine) Preview(ctx context.Context, p Principal, ev identity.Event) (*
 				// replaces, which its result names (record).
 				_, s.CredentialID, _ = strings.Cut(s.Result, ", revoked ")
 			}
-			if s.Status != store.StepAwaitingApproval {
-				s.Status = store.StepPlanned
+			if s.Status != cases.StepAwaitingApproval {
+				s.Status = cases.StepPlanned
 			}
 			s.Result, s.Attempts, s.LastError = "", 0, ""
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
@@ -45,7 +46,7 @@ func TestPreviewNamesOnlyWhatExists(t *testing.T) {
 		}
 		rotated := false
 		for _, s := range c.Steps {
-			if s.Status != store.StepPlanned && s.Status != store.StepAwaitingApproval {
+			if s.Status != cases.StepPlanned && s.Status != cases.StepAwaitingApproval {
 				t.Errorf("previewed step %s is %s", s.Action, s.Status)
 			}
 			switch s.Action {

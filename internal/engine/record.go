@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
@@ -29,8 +30,8 @@ import (
 // identity no longer active is not recorded as access: it is undone by a
 // compensating case opened in the same transaction (plan.Undo), which runs
 // at once.
-func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []outcome) (store.CaseStatus, error) {
-	var moved store.CaseStatus
+func (e *Engine) recordOutcomes(ctx context.Context, c *cases.Case, outcomes []outcome) (cases.Status, error) {
+	var moved cases.Status
 	var undo *loaded
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		undo = nil
@@ -48,27 +49,27 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 		for _, o := range outcomes {
 			st := &cur.Steps[o.seq-1]
 			applied := o.err == nil && o.superseded == "" && st.Action.Widening()
-			if st.Status != store.StepPending {
+			if st.Status != cases.StepPending {
 				// Another run recorded it first (done), or a later event
 				// superseded it while its call was in flight.
-				if applied && st.Status == store.StepSuperseded {
+				if applied && st.Status == cases.StepSuperseded {
 					landed = append(landed, st.Step)
 				}
 				continue
 			}
 			switch {
 			case applied && id.State != identity.Active:
-				st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, "applied after the identity became "+string(id.State)+"; undone", now
+				st.Status, st.Result, st.UpdatedAt = cases.StepSuperseded, "applied after the identity became "+string(id.State)+"; undone", now
 				landed = append(landed, st.Step)
 			case o.superseded != "":
-				st.Status, st.Result, st.UpdatedAt = store.StepSuperseded, o.superseded, now
+				st.Status, st.Result, st.UpdatedAt = cases.StepSuperseded, o.superseded, now
 			case o.err != nil:
 				msg := o.err.Error()
 				st.Attempts++
 				st.LastError, st.UpdatedAt = msg, now
 				action := "step.retrying"
 				if o.final {
-					st.Status, action = store.StepFailed, "step.failed"
+					st.Status, action = cases.StepFailed, "step.failed"
 				}
 				recs = append(recs, audit.New(now, System.ID, action, cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "error": msg, "attempt": st.Attempts}))
 				if o.final && st.Action.Widening() && !o.unmanaged && !connector.Permanent(o.err) {
@@ -114,7 +115,7 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *store.Case, outcomes []o
 					}
 					recs = append(recs, rec...)
 				}
-				st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = store.StepDone, result, st.Attempts+1, "", now
+				st.Status, st.Result, st.Attempts, st.LastError, st.UpdatedAt = cases.StepDone, result, st.Attempts+1, "", now
 				e.metrics.stepsDone.WithLabelValues(st.System, string(st.Action)).Inc()
 				recs = append(recs, audit.New(now, System.ID, "step.done", cur.IdentityID, cur.ID, map[string]any{"seq": st.Seq, "step": st.Step.String(), "result": result}))
 			}
@@ -189,9 +190,9 @@ func (e *Engine) openUndo(ctx context.Context, tx store.Tx, id *identity.Identit
 	if len(steps) == 0 {
 		return nil, audit.New(now, System.ID, "steps.landed_late", id.ID, from, data), nil
 	}
-	c := &store.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseUndo, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now}
+	c := &cases.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseUndo, Status: cases.Running, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now}
 	for i, s := range steps {
-		c.Steps = append(c.Steps, store.Step{Seq: i + 1, Step: s, Status: store.StepPending, UpdatedAt: now})
+		c.Steps = append(c.Steps, cases.Step{Seq: i + 1, Step: s, Status: cases.StepPending, UpdatedAt: now})
 	}
 	if err := tx.InsertCase(ctx, c); err != nil {
 		return nil, audit.Record{}, err
@@ -203,7 +204,7 @@ func (e *Engine) openUndo(ctx context.Context, tx store.Tx, id *identity.Identit
 	if err := tx.Enqueue(ctx, ApplyCaseArgs{CaseID: c.ID}, runAt); err != nil {
 		return nil, audit.Record{}, err
 	}
-	data["undo"], data["steps"] = c.ID, planSummary(c.Steps)
+	data["undo"], data["steps"] = c.ID, cases.Summary(c.Steps)
 	var l *loaded
 	if e.fastPathGrace > 0 {
 		l = &loaded{c: c, id: id}
@@ -216,7 +217,7 @@ func (e *Engine) openUndo(ctx context.Context, tx store.Tx, id *identity.Identit
 // fresh identity (created in this transaction) holds no grant yet, so its
 // grants are inserted where others are upserted (a retried step may find
 // its grant already there).
-func (e *Engine) record(ctx context.Context, tx store.Tx, c *store.Case, s *store.Step, secret string, now time.Time, fresh bool) (string, error) {
+func (e *Engine) record(ctx context.Context, tx store.Tx, c *cases.Case, s *cases.Step, secret string, now time.Time, fresh bool) (string, error) {
 	switch s.Action {
 	case plan.Grant:
 		if s.Reapply {

@@ -7,6 +7,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/plan"
@@ -78,8 +79,8 @@ func (e *Engine) DeleteAccount(ctx context.Context, a DeleteAccountArgs) (string
 		if sys != nil {
 			reason += ", deleteAfter " + sys.DeleteAfter.String()
 		}
-		c := &store.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseRetention, Status: store.CaseRunning, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
-			Steps: []store.Step{{Seq: 1, Step: plan.Step{Action: plan.DeleteAccount, System: a.System, Reason: reason}, Status: store.StepPending, UpdatedAt: now}}}
+		c := &cases.Case{ID: e.newID("case_"), IdentityID: id.ID, Type: CaseRetention, Status: cases.Running, SubmittedBy: System.ID, CreatedAt: now, UpdatedAt: now,
+			Steps: []cases.Step{{Seq: 1, Step: plan.Step{Action: plan.DeleteAccount, System: a.System, Reason: reason}, Status: cases.StepPending, UpdatedAt: now}}}
 		if err := tx.InsertCase(ctx, c); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -77,7 +78,7 @@ func TestAccountRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := f.getCase(t, caseID)
-	if c.Type != CaseRetention || c.Status != store.CaseCompleted || len(c.Steps) != 1 || c.Steps[0].Result != "account deleted" {
+	if c.Type != CaseRetention || c.Status != cases.Completed || len(c.Steps) != 1 || c.Steps[0].Result != "account deleted" {
 		t.Fatalf("retention case = %s %s %+v", c.Type, c.Status, c.Steps)
 	}
 	if len(tg.deleted) != 1 || tg.deleted[0] != "alice" {

@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/jobs"
@@ -81,7 +82,7 @@ func (e *Engine) runCase(ctx context.Context, caseID string, lastAttempt bool, f
 		mu.Unlock()
 	}
 	for {
-		var c *store.Case
+		var c *cases.Case
 		var id *identity.Identity
 		if first != nil {
 			c, id, first = first.c, first.id, nil
@@ -152,8 +153,8 @@ type systemRun struct {
 // window. A system whose record fails is failed for this run, with the
 // error. It reports whether the case settled (is final) with the last
 // batch; then there is nothing left to run.
-func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan systemRun, n int, fail func(string, error)) bool {
-	var moved store.CaseStatus
+func (e *Engine) recordRuns(ctx context.Context, c *cases.Case, results <-chan systemRun, n int, fail func(string, error)) bool {
+	var moved cases.Status
 	for n > 0 {
 		batch := []systemRun{<-results}
 		n--
@@ -205,7 +206,7 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 			}
 		}
 	}
-	return moved == store.CaseCompleted || moved == store.CaseFailed
+	return moved == cases.Completed || moved == cases.Failed
 }
 
 // runSystem is callSystem under the lock of (identity, system), held by
@@ -219,11 +220,11 @@ func (e *Engine) recordRuns(ctx context.Context, c *store.Case, results <-chan s
 // after this run's. A call that outlives its deadline keeps the lock
 // until it returns (its effect may still land); waiting for the lock is
 // bounded by lockWaits deadlines.
-func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
+func (e *Engine) runSystem(ctx context.Context, c *cases.Case, id *identity.Identity, system string, lastAttempt bool) systemRun {
 	key := c.IdentityID + "/" + system
 	fail := func(err error) systemRun {
 		for i := range c.Steps {
-			if s := &c.Steps[i]; s.System == system && s.Status == store.StepPending {
+			if s := &c.Steps[i]; s.System == system && s.Status == cases.StepPending {
 				o := outcome{seq: s.Seq, err: err, final: lastAttempt}
 				return systemRun{system: system, outcomes: []outcome{o}, failure: &o}
 			}
@@ -235,7 +236,7 @@ func (e *Engine) runSystem(ctx context.Context, c *store.Case, id *identity.Iden
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", system, err))
 	}
-	var cur *store.Case
+	var cur *cases.Case
 	managed := false // jml records an account of the identity here
 	if err := e.store.View(ctx, func(tx store.Tx) error {
 		var err error
@@ -300,7 +301,7 @@ func (e *Engine) call(ctx context.Context, system string, calls *sync.WaitGroup,
 // crash before that commit repeats the calls, which are idempotent. Each
 // step is recorded only if still pending, so a concurrent run of the same
 // case cannot record one twice.
-func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Identity, system string, lastAttempt, managed bool, calls *sync.WaitGroup) systemRun {
+func (e *Engine) callSystem(ctx context.Context, c *cases.Case, id *identity.Identity, system string, lastAttempt, managed bool, calls *sync.WaitGroup) systemRun {
 	conn := e.conn(system)
 	var outcomes []outcome
 	var failure *outcome
@@ -327,7 +328,7 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 				covered[d.Seq] = true
 				for i := range c.Steps {
 					s := &c.Steps[i]
-					if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
+					if s.System == system && s.Status == cases.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
 						outcomes = append(outcomes, outcome{seq: s.Seq, note: "with " + string(plan.DisableAccount)})
 						covered[s.Seq] = true
 					}
@@ -343,10 +344,10 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 		if s.System != system || covered[s.Seq] {
 			continue
 		}
-		if s.Status == store.StepFailed {
+		if s.Status == cases.StepFailed {
 			break
 		}
-		if s.Status != store.StepPending {
+		if s.Status != cases.StepPending {
 			continue
 		}
 		if conn == nil {
@@ -382,19 +383,19 @@ func (e *Engine) callSystem(ctx context.Context, c *store.Case, id *identity.Ide
 // runnableSteps returns, for each system, its first pending step, unless an
 // earlier step of that system is pending too, failed for good, or the
 // system failed during this run.
-func runnableSteps(c *store.Case, failed map[string]bool) []*store.Step {
+func runnableSteps(c *cases.Case, failed map[string]bool) []*cases.Step {
 	blocked := map[string]bool{}
 	for k := range failed {
 		blocked[k] = true
 	}
-	var out []*store.Step
+	var out []*cases.Step
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		switch {
 		case blocked[s.System]:
-		case s.Status == store.StepFailed:
+		case s.Status == cases.StepFailed:
 			blocked[s.System] = true
-		case s.Status == store.StepPending:
+		case s.Status == cases.StepPending:
 			out = append(out, s)
 			blocked[s.System] = true
 		}
@@ -435,19 +436,19 @@ func (e *Engine) transactional(system string) bool {
 // returns an audit record per step (without, the caller stores the case
 // and its plan record shows the results). fresh says the identity was
 // created in this transaction and so holds nothing yet.
-func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.Case, id *identity.Identity, now time.Time, persist, fresh bool) ([]audit.Record, error) {
+func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *cases.Case, id *identity.Identity, now time.Time, persist, fresh bool) ([]audit.Record, error) {
 	var recs []audit.Record
 	failed := map[string]bool{}
 	for i := range c.Steps {
 		s := &c.Steps[i]
-		if s.Status == store.StepFailed {
+		if s.Status == cases.StepFailed {
 			failed[s.System] = true
 		}
-		if s.Status.Final() || s.Status == store.StepAwaitingApproval || failed[s.System] || !e.transactional(s.System) {
+		if s.Status.Final() || s.Status == cases.StepAwaitingApproval || failed[s.System] || !e.transactional(s.System) {
 			continue
 		}
 		if s.Action.Widening() && id.State != identity.Active {
-			s.Status, s.Result, s.UpdatedAt = store.StepSuperseded, "not applied: the identity is "+string(id.State), now
+			s.Status, s.Result, s.UpdatedAt = cases.StepSuperseded, "not applied: the identity is "+string(id.State), now
 			if persist {
 				if err := tx.UpdateStep(ctx, s); err != nil {
 					return nil, err
@@ -466,7 +467,7 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 		if err != nil {
 			return nil, err
 		}
-		s.Status, s.Result, s.Attempts, s.LastError, s.UpdatedAt = store.StepDone, result, s.Attempts+1, "", now
+		s.Status, s.Result, s.Attempts, s.LastError, s.UpdatedAt = cases.StepDone, result, s.Attempts+1, "", now
 		e.metrics.stepsDone.WithLabelValues(s.System, string(s.Action)).Inc()
 		if persist {
 			if err := tx.UpdateStep(ctx, s); err != nil {
@@ -481,7 +482,7 @@ func (e *Engine) applyTransactional(ctx context.Context, tx store.Tx, c *store.C
 // updateAndSettle runs fn and then settles the case, in one transaction,
 // and counts the case's new status once that commits.
 func (e *Engine) updateAndSettle(ctx context.Context, caseID string, fn func(store.Tx) error) error {
-	var moved store.CaseStatus
+	var moved cases.Status
 	err := e.store.Update(ctx, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
@@ -521,7 +522,7 @@ type outcome struct {
 // pending, so that after a crash between the create call and its record
 // the account is still known as jml's. It reports false with the failed
 // outcome.
-func (e *Engine) claimAccount(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, calls *sync.WaitGroup) (outcome, bool) {
+func (e *Engine) claimAccount(ctx context.Context, c *cases.Case, id *identity.Identity, s *cases.Step, conn connector.Connector, calls *sync.WaitGroup) (outcome, bool) {
 	o := outcome{seq: s.Seq}
 	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
 	if p, ok := conn.(connector.Prober); ok {
@@ -561,7 +562,7 @@ func (e *Engine) claimAccount(ctx context.Context, c *store.Case, id *identity.I
 		if err != nil {
 			return err
 		}
-		if cur.State != identity.Active || cs.Steps[s.Seq-1].Status != store.StepPending {
+		if cur.State != identity.Active || cs.Steps[s.Seq-1].Status != cases.StepPending {
 			return errClaimStale
 		}
 		return tx.PutAccount(ctx, &identity.Account{IdentityID: id.ID, System: s.System, Status: identity.AccountCreating, UpdatedAt: e.Now().UTC()})
@@ -578,9 +579,9 @@ func (e *Engine) claimAccount(ctx context.Context, c *store.Case, id *identity.I
 var errClaimStale = errors.New("the step was superseded before its account was created")
 
 // pendingRevokes reports whether c has a pending revoke step in system.
-func pendingRevokes(c *store.Case, system string) bool {
+func pendingRevokes(c *cases.Case, system string) bool {
 	for _, s := range c.Steps {
-		if s.System == system && s.Status == store.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
+		if s.System == system && s.Status == cases.StepPending && (s.Action == plan.RevokeGrant || s.Action == plan.RevokeCredential) {
 			return true
 		}
 	}
@@ -589,9 +590,9 @@ func pendingRevokes(c *store.Case, system string) bool {
 
 // pendingEnsure reports whether c has a pending ensure_account step in
 // system.
-func pendingEnsure(c *store.Case, system string) bool {
+func pendingEnsure(c *cases.Case, system string) bool {
 	for _, s := range c.Steps {
-		if s.System == system && s.Status == store.StepPending && s.Action == plan.EnsureAccount {
+		if s.System == system && s.Status == cases.StepPending && s.Action == plan.EnsureAccount {
 			return true
 		}
 	}
@@ -600,16 +601,16 @@ func pendingEnsure(c *store.Case, system string) bool {
 
 // pendingDisable returns the system's pending disable_account step in c,
 // unless an earlier step of the system failed for good.
-func pendingDisable(c *store.Case, system string) *store.Step {
+func pendingDisable(c *cases.Case, system string) *cases.Step {
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		if s.System != system {
 			continue
 		}
-		if s.Status == store.StepFailed {
+		if s.Status == cases.StepFailed {
 			return nil
 		}
-		if s.Status == store.StepPending && s.Action == plan.DisableAccount {
+		if s.Status == cases.StepPending && s.Action == plan.DisableAccount {
 			return s
 		}
 	}
@@ -618,7 +619,7 @@ func pendingDisable(c *store.Case, system string) *store.Step {
 
 // callExternal calls the connector for one step. A widening step for an
 // identity that is no longer active is superseded instead of called.
-func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, calls *sync.WaitGroup) outcome {
+func (e *Engine) callExternal(ctx context.Context, c *cases.Case, id *identity.Identity, s *cases.Step, conn connector.Connector, calls *sync.WaitGroup) outcome {
 	o := outcome{seq: s.Seq}
 	if s.Action.Widening() && id.State != identity.Active {
 		o.superseded = "not applied: the identity is " + string(id.State)
@@ -642,7 +643,7 @@ func (e *Engine) callExternal(ctx context.Context, c *store.Case, id *identity.I
 // callStep makes the connector call of one step, with the secret to install
 // for a credential step. It may outlive its caller (see call), so it
 // writes nothing the caller reads.
-func (e *Engine) callStep(ctx context.Context, c *store.Case, id *identity.Identity, s *store.Step, conn connector.Connector, secret string) error {
+func (e *Engine) callStep(ctx context.Context, c *cases.Case, id *identity.Identity, s *cases.Step, conn connector.Connector, secret string) error {
 	op := connector.Op{IdempotencyKey: c.ID + "/" + strconv.Itoa(s.Seq), CaseID: c.ID}
 	acct := connector.Account{IdentityID: id.ID, Name: id.ExternalID, Kind: id.Kind, Attributes: id.Attributes}
 	switch s.Action {

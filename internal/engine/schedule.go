@@ -28,6 +28,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/store"
@@ -300,7 +301,7 @@ func (e *Engine) runEffective(ctx context.Context, eventID string) error {
 		if err != nil {
 			return err
 		}
-		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters, func(c *store.Case) error { return tx.InsertCase(ctx, c) })
+		c, id, err := e.apply(ctx, tx, p, rec, cur, &counters, func(c *cases.Case) error { return tx.InsertCase(ctx, c) })
 		if err != nil {
 			var ie *identity.Error
 			if !errors.As(err, &ie) {

@@ -7,9 +7,9 @@ import (
 	"encoding/hex"
 	"strconv"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
-	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/vault"
 )
 
@@ -18,7 +18,7 @@ func credentialID(caseID string, seq int) string {
 	return "cred_" + hex.EncodeToString(h[:13])
 }
 
-func (e *Engine) newSecret(s *store.Step) (string, error) {
+func (e *Engine) newSecret(s *cases.Step) (string, error) {
 	rule := e.Policy().CredentialRule(s.Rule)
 	if rule == nil {
 		return "", identity.Errorf(identity.Conflict, "credential rule %q is no longer in the policy", s.Rule)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
 )
@@ -24,7 +25,7 @@ type IdentityView struct {
 	Credentials []identity.Credential `json:"credentials"`
 	Accounts    []identity.Account    `json:"accounts"`
 	Findings    []identity.Finding    `json:"findings"`
-	Cases       []store.Case          `json:"cases"`
+	Cases       []cases.Case          `json:"cases"`
 	// Scheduled is what will happen to the identity at a known time
 	// (its scheduled events, its grants' expiries), soonest first.
 	Scheduled []Due          `json:"scheduled"`
@@ -144,11 +145,11 @@ func (e *Engine) Identities(ctx context.Context, p Principal, f store.IdentityFi
 }
 
 // Case is one case, if p may read its identity.
-func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case, error) {
+func (e *Engine) Case(ctx context.Context, p Principal, id string) (*cases.Case, error) {
 	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
-	var c *store.Case
+	var c *cases.Case
 	err := e.store.View(ctx, func(tx store.Tx) error {
 		var err error
 		if c, err = tx.GetCase(ctx, id); err != nil {
@@ -177,7 +178,7 @@ func (e *Engine) Case(ctx context.Context, p Principal, id string) (*store.Case,
 var CaseTypes = append(append([]identity.EventType{}, identity.EventTypes...), CaseExpiry, CaseRetention, CaseUndo)
 
 // CaseStatuses are the statuses a stored case has.
-var CaseStatuses = []store.CaseStatus{store.CaseRunning, store.CaseAwaitingApproval, store.CaseCompleted, store.CaseFailed}
+var CaseStatuses = []cases.Status{cases.Running, cases.AwaitingApproval, cases.Completed, cases.Failed}
 
 // Cases lists the cases f selects, newest first, without their steps. A
 // value outside CaseStatuses or CaseTypes, or a cursor that is not a case
@@ -185,7 +186,7 @@ var CaseStatuses = []store.CaseStatus{store.CaseRunning, store.CaseAwaitingAppro
 // as SOURCE/EXTERNAL_ID; one that does not exist, or that p may not read,
 // is refused alike. For a principal limited to its own, only the cases of
 // identities it may see (f.VisibleTo is set from p, whatever f says).
-func (e *Engine) Cases(ctx context.Context, p Principal, f store.CaseFilter) ([]store.Case, error) {
+func (e *Engine) Cases(ctx context.Context, p Principal, f store.CaseFilter) ([]cases.Case, error) {
 	if err := mayUse(p, PermRead); err != nil {
 		return nil, err
 	}
@@ -202,7 +203,7 @@ func (e *Engine) Cases(ctx context.Context, p Principal, f store.CaseFilter) ([]
 	if ReachOf(p.Role, PermRead) == Own {
 		f.VisibleTo = p.IdentityID
 	}
-	var out []store.Case
+	var out []cases.Case
 	err := e.store.View(ctx, func(tx store.Tx) error {
 		if f.IdentityID != "" {
 			id, err := readableIdentity(ctx, tx, p, f.IdentityID)

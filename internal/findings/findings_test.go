@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/accept"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
@@ -48,7 +49,7 @@ func TestOwnerNotActive(t *testing.T) {
 		t.Helper()
 		b, a := ada.Clone(), ada.Clone()
 		b.State, a.State = before, after
-		ch := &accept.Change{Policy: pol, Now: t0.Add(time.Hour), Actor: "idn_hr", Before: &b, After: &a, Case: &store.Case{ID: "case_x"},
+		ch := &accept.Change{Policy: pol, Now: t0.Add(time.Hour), Actor: "idn_hr", Before: &b, After: &a, Case: &cases.Case{ID: "case_x"},
 			NewID: func(p string) string { n++; return p + string(rune('A'+n)) }}
 		if err := s.Update(ctx, func(tx store.Tx) error { ch.Tx = tx; return Participant{}.Accept(ctx, ch) }); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -11,7 +12,7 @@ import (
 
 // CaseList is a page of cases, newest first, without their steps.
 type CaseList struct {
-	Items []store.Case `json:"items"`
+	Items []cases.Case `json:"items"`
 	// Next is the cursor for the following page (pass it as after=), empty
 	// on the last page.
 	Next string `json:"next,omitempty"`
@@ -22,7 +23,7 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request, p engine.Prin
 	if err != nil {
 		return err
 	}
-	f := store.CaseFilter{Status: store.CaseStatus(q["status"]), Type: identity.EventType(q["type"]), IdentityID: q["identity"], After: q["after"]}
+	f := store.CaseFilter{Status: cases.Status(q["status"]), Type: identity.EventType(q["type"]), IdentityID: q["identity"], After: q["after"]}
 	if v := q["since"]; v != "" {
 		if f.Since, err = time.Parse(time.RFC3339, v); err != nil {
 			return identity.FieldError("since", "must be an RFC 3339 time such as 2026-01-02T09:00:00Z")

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/policy"
-	"github.com/jml-dev/jml/internal/store"
 )
 
 // listsAPI is a server with the principals policy on backend, and its
@@ -104,7 +104,7 @@ func testCaseList(t *testing.T, backend string) {
 	// olga's joiner was completed on acceptance: it is listed all the same.
 	var hers CaseList
 	a.do("GET", "/v1/cases?identity=staff/olga", "auditor", nil, 200, &hers)
-	if got := ids(hers); !slices.Equal(got, []string{olga.CaseID}) || hers.Items[0].Status != store.CaseCompleted {
+	if got := ids(hers); !slices.Equal(got, []string{olga.CaseID}) || hers.Items[0].Status != cases.Completed {
 		t.Fatalf("olga's cases = %+v, want %s completed", hers.Items, olga.CaseID)
 	}
 	a.do("GET", "/v1/cases?identity="+olga.IdentityID, "auditor", nil, 200, &hers)

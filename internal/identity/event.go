@@ -235,4 +235,3 @@ func ApplyAttributes(base, patch map[string]any) map[string]any {
 	}
 	return out
 }
-

@@ -316,12 +316,12 @@ func History(ctx context.Context, st store.Store, source, externalID string) str
 		if err != nil {
 			return err
 		}
-		cases, err := tx.ListCases(ctx, id.ID, 1000)
+		caseList, err := tx.ListCases(ctx, id.ID, 1000)
 		if err != nil {
 			return err
 		}
-		for i := len(cases) - 1; i >= 0; i-- {
-			c, err := tx.GetCase(ctx, cases[i].ID)
+		for i := len(caseList) - 1; i >= 0; i-- {
+			c, err := tx.GetCase(ctx, caseList[i].ID)
 			if err != nil {
 				return err
 			}

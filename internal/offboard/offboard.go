@@ -18,8 +18,8 @@ import (
 	"slices"
 
 	"github.com/jml-dev/jml/internal/accept"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/plan"
-	"github.com/jml-dev/jml/internal/store"
 )
 
 // Participant revokes a leaver's credentials of the built-in vault and
@@ -54,8 +54,8 @@ func (Participant) Accept(ctx context.Context, ch *accept.Change) error {
 		ch.Audit("credentials.revoked", id.ID, c.ID, map[string]any{"credentials": slices.Sorted(maps.Keys(revoked)), "when": "in the leaver's transaction"})
 		for i := range c.Steps {
 			s := &c.Steps[i]
-			if s.Action == plan.RevokeCredential && revoked[s.CredentialID] && s.Status == store.StepPending {
-				s.Status, s.Result, s.Attempts = store.StepDone, "revoked in the transaction that accepted the event", 1
+			if s.Action == plan.RevokeCredential && revoked[s.CredentialID] && s.Status == cases.StepPending {
+				s.Status, s.Result, s.Attempts = cases.StepDone, "revoked in the transaction that accepted the event", 1
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/accept"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/policy"
@@ -64,9 +65,9 @@ func TestLeaverLosesJMLAccessInItsTransaction(t *testing.T) {
 		after := ada.Clone()
 		after.State = state
 		now := t0.Add(time.Hour)
-		c := &store.Case{ID: "case_1", IdentityID: ada.ID, Steps: []store.Step{
-			{Seq: 1, Step: plan.Step{Action: plan.RevokeCredential, System: "vault", CredentialID: "cred_v"}, Status: store.StepPending},
-			{Seq: 2, Step: plan.Step{Action: plan.RevokeCredential, System: "app", CredentialID: "cred_a"}, Status: store.StepPending}}}
+		c := &cases.Case{ID: "case_1", IdentityID: ada.ID, Steps: []cases.Step{
+			{Seq: 1, Step: plan.Step{Action: plan.RevokeCredential, System: "vault", CredentialID: "cred_v"}, Status: cases.StepPending},
+			{Seq: 2, Step: plan.Step{Action: plan.RevokeCredential, System: "app", CredentialID: "cred_a"}, Status: cases.StepPending}}}
 		ch := &accept.Change{Policy: pol, Now: now, Actor: "idn_hr", EventID: "evt_1", Type: identity.Leaver, Before: ada, After: &after, Case: c}
 		if err := s.Update(ctx, func(tx store.Tx) error {
 			ch.Tx, ch.Records, ch.Revoked = tx, nil, 0
@@ -101,7 +102,7 @@ func TestLeaverLosesJMLAccessInItsTransaction(t *testing.T) {
 		return !tk.RevokedAt.IsZero()
 	}
 
-	if ch := run(identity.Suspended); len(ch.Records) != 0 || ch.Case.Steps[0].Status != store.StepPending {
+	if ch := run(identity.Suspended); len(ch.Records) != 0 || ch.Case.Steps[0].Status != cases.StepPending {
 		t.Fatalf("a suspend: records %v, steps %+v; want nothing done", ch.Records, ch.Case.Steps)
 	}
 	if st, _ := status("cred_v"); st != identity.CredentialActive || tokenRevoked("tok_ada") {
@@ -122,7 +123,7 @@ func TestLeaverLosesJMLAccessInItsTransaction(t *testing.T) {
 	if !tokenRevoked("tok_ada") || tokenRevoked("tok_bob") {
 		t.Errorf("tokens revoked: ada %v, bob %v; want ada's only", tokenRevoked("tok_ada"), tokenRevoked("tok_bob"))
 	}
-	if s := ch.Case.Steps; s[0].Status != store.StepDone || s[1].Status != store.StepPending {
+	if s := ch.Case.Steps; s[0].Status != cases.StepDone || s[1].Status != cases.StepPending {
 		t.Errorf("steps %+v: want the vault's revoke settled, the app's left to run", s)
 	}
 	if ch.Revoked != 2 || len(ch.Records) != 2 || ch.Records[0].Action != "credentials.revoked" || ch.Records[1].Action != "tokens.revoked" {

@@ -6,6 +6,7 @@ package store
 import (
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 )
 
@@ -119,7 +120,7 @@ type IdentityFilter struct {
 // is the keyset cursor: the last ID of the previous page, so the page
 // holds the cases older than it.
 type CaseFilter struct {
-	Status     CaseStatus
+	Status     cases.Status
 	Type       identity.EventType
 	IdentityID string
 	// Since keeps the cases opened at or after it.

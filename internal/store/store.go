@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 )
 
@@ -104,7 +105,7 @@ type Events interface {
 	// may be sent at commit: an event with the same (source, event ID)
 	// committed meanwhile fails the transaction with a conflict that the
 	// store's retry turns into a fresh run, where FindEvent finds it.
-	InsertAccepted(ctx context.Context, ev *Event, c *Case) error
+	InsertAccepted(ctx context.Context, ev *Event, c *cases.Case) error
 	// Prefetch reads the identities and events named, in one round trip
 	// where the backend can, and keeps them for the rest of the
 	// transaction: the lookups by those names that follow
@@ -189,14 +190,14 @@ type Cases interface {
 	// InsertCase stores c and its Steps: a case no event opened (an
 	// expiry, a retention, an undo), or one opened by an event stored before
 	// (a scheduled event reaching its time). InsertAccepted stores the rest.
-	InsertCase(ctx context.Context, c *Case) error
+	InsertCase(ctx context.Context, c *cases.Case) error
 	// GetCase returns a case with its steps in order.
-	GetCase(ctx context.Context, id string) (*Case, error)
-	UpdateCase(ctx context.Context, c *Case) error
-	UpdateStep(ctx context.Context, s *Step) error
+	GetCase(ctx context.Context, id string) (*cases.Case, error)
+	UpdateCase(ctx context.Context, c *cases.Case) error
+	UpdateStep(ctx context.Context, s *cases.Step) error
 	// ListOpenSteps returns the steps of any case of the identity that are
 	// pending or awaiting approval, in case and sequence order.
-	ListOpenSteps(ctx context.Context, identityID string) ([]Step, error)
+	ListOpenSteps(ctx context.Context, identityID string) ([]cases.Step, error)
 
 	// ListPendingCases returns, in ID order, up to limit cases that have a
 	// step waiting to run (pending, not awaiting approval).
@@ -205,11 +206,11 @@ type Cases interface {
 	// awaiting approval) by system and action.
 	CountPendingSteps(ctx context.Context) ([]StepCount, error)
 	// ListCases returns an identity's cases, newest first, without steps.
-	ListCases(ctx context.Context, identityID string, limit int) ([]Case, error)
+	ListCases(ctx context.Context, identityID string, limit int) ([]cases.Case, error)
 	// FindCases returns the cases f selects, wherever the store keeps
 	// them (those completed on acceptance included), newest first by ID,
 	// without steps; at most f.Limit (1 to 1000, 1000 when out of range).
-	FindCases(ctx context.Context, f CaseFilter) ([]Case, error)
+	FindCases(ctx context.Context, f CaseFilter) ([]cases.Case, error)
 }
 
 // Holds is the part of a transaction for HR snapshots, held batches and the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/store"
@@ -16,22 +17,22 @@ import (
 
 const caseCols = "id, event_id, identity_id, type, status, submitted_by, reason, created_at, updated_at, completed_at"
 
-func scanCase(scan func(...any) error) (*store.Case, error) {
-	var c store.Case
+func scanCase(scan func(...any) error) (*cases.Case, error) {
+	var c cases.Case
 	var typ, status string
 	var created, updated, completed int64
 	if err := scan(&c.ID, &c.EventID, &c.IdentityID, &typ, &status, &c.SubmittedBy, &c.Reason, &created, &updated, &completed); err != nil {
 		return nil, err
 	}
-	c.Type, c.Status = identity.EventType(typ), store.CaseStatus(status)
+	c.Type, c.Status = identity.EventType(typ), cases.Status(status)
 	c.CreatedAt, c.UpdatedAt, c.CompletedAt = fromMicros(created), fromMicros(updated), fromMicros(completed)
 	return &c, nil
 }
 
-func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
+func (t *Tx) InsertCase(ctx context.Context, c *cases.Case) error {
 	revocations := c.Revocations()
 	inline := ""
-	if c.Status == store.CaseCompleted && len(c.Steps) > 0 {
+	if c.Status == cases.Completed && len(c.Steps) > 0 {
 		var err error
 		if inline, err = encodeSteps(c); err != nil {
 			return fmt.Errorf("insert case: %w", err)
@@ -69,15 +70,15 @@ func (t *Tx) InsertCase(ctx context.Context, c *store.Case) error {
 
 const stepCols = "case_id, seq, identity_id, action, system, entitlement, rule, credential_id, duration_ms, needs_approval, reason, status, attempts, last_error, result, decided_by, updated_at"
 
-func scanStep(scan func(...any) error) (*store.Step, error) {
-	var s store.Step
+func scanStep(scan func(...any) error) (*cases.Step, error) {
+	var s cases.Step
 	var identityID, action, status string
 	var durMS, updated int64
 	var needs int
 	if err := scan(&s.CaseID, &s.Seq, &identityID, &action, &s.System, &s.Entitlement, &s.Rule, &s.CredentialID, &durMS, &needs, &s.Reason, &status, &s.Attempts, &s.LastError, &s.Result, &s.DecidedBy, &updated); err != nil {
 		return nil, err
 	}
-	s.Action, s.Status = plan.Action(action), store.StepStatus(status)
+	s.Action, s.Status = plan.Action(action), cases.StepStatus(status)
 	s.Duration = time.Duration(durMS) * time.Millisecond
 	s.NeedsApproval = needs != 0
 	s.UpdatedAt = fromMicros(updated)
@@ -105,7 +106,7 @@ type stepJSON struct {
 	UpdatedAt     int64  `json:"updatedAt"`
 }
 
-func stepsToJSON(steps []store.Step) []stepJSON {
+func stepsToJSON(steps []cases.Step) []stepJSON {
 	out := make([]stepJSON, len(steps))
 	for i, s := range steps {
 		out[i] = stepJSON{Seq: s.Seq, Action: string(s.Action), System: s.System, Entitlement: s.Entitlement, Rule: s.Rule, CredentialID: s.CredentialID,
@@ -117,7 +118,7 @@ func stepsToJSON(steps []store.Step) []stepJSON {
 
 // encodeSteps is c's steps as one column holds them (cases.steps_json,
 // events.case_steps); each step is marked as c's.
-func encodeSteps(c *store.Case) (string, error) {
+func encodeSteps(c *cases.Case) (string, error) {
 	for i := range c.Steps {
 		c.Steps[i].CaseID = c.ID
 	}
@@ -125,17 +126,17 @@ func encodeSteps(c *store.Case) (string, error) {
 	return string(b), err
 }
 
-func stepsFromJSON(caseID string, js []stepJSON) []store.Step {
-	out := make([]store.Step, len(js))
+func stepsFromJSON(caseID string, js []stepJSON) []cases.Step {
+	out := make([]cases.Step, len(js))
 	for i, j := range js {
-		out[i] = store.Step{CaseID: caseID, Seq: j.Seq, Step: plan.Step{Action: plan.Action(j.Action), System: j.System, Entitlement: j.Entitlement, Rule: j.Rule,
+		out[i] = cases.Step{CaseID: caseID, Seq: j.Seq, Step: plan.Step{Action: plan.Action(j.Action), System: j.System, Entitlement: j.Entitlement, Rule: j.Rule,
 			CredentialID: j.CredentialID, Duration: time.Duration(j.DurationMS) * time.Millisecond, NeedsApproval: j.NeedsApproval, Reason: j.Reason},
-			Status: store.StepStatus(j.Status), Attempts: j.Attempts, LastError: j.LastError, Result: j.Result, DecidedBy: j.DecidedBy, UpdatedAt: fromMicros(j.UpdatedAt)}
+			Status: cases.StepStatus(j.Status), Attempts: j.Attempts, LastError: j.LastError, Result: j.Result, DecidedBy: j.DecidedBy, UpdatedAt: fromMicros(j.UpdatedAt)}
 	}
 	return out
 }
 
-func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step, error) {
+func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]cases.Step, error) {
 	return queryAll(ctx, t.c, byValue(scanStep), "SELECT "+stepCols+" FROM steps WHERE "+where+" ORDER BY case_id, seq", args...)
 }
 
@@ -145,13 +146,13 @@ func (t *Tx) steps(ctx context.Context, where string, args ...any) ([]store.Step
 // predicate, eventCaseStored, literally. Only an event whose ID is "evt_"
 // and a ULID holds a case, "case_" and the same ULID (see inEventRow).
 const (
-	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(store.CaseCompleted) + "', principal, '', case_at, case_at, case_at"
+	eventCaseCols   = "'case_' || substr(id, 5), id, identity_id, type, '" + string(cases.Completed) + "', principal, '', case_at, case_at, case_at"
 	eventCaseStored = "case_steps <> ''"
 )
 
-func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
+func (t *Tx) GetCase(ctx context.Context, id string) (*cases.Case, error) {
 	var inline string
-	scan := func(scan func(...any) error) (*store.Case, error) {
+	scan := func(scan func(...any) error) (*cases.Case, error) {
 		return scanCase(func(dest ...any) error { return scan(append(dest, &inline)...) })
 	}
 	c, err := one(ctx, t.c, "case", id, scan, "SELECT "+caseCols+", steps_json FROM cases WHERE id = ?", id)
@@ -172,12 +173,12 @@ func (t *Tx) GetCase(ctx context.Context, id string) (*store.Case, error) {
 	}
 	c.Steps, err = t.steps(ctx, "case_id = ?", id)
 	if c.Steps == nil {
-		c.Steps = []store.Step{}
+		c.Steps = []cases.Step{}
 	}
 	return c, err
 }
 
-func (t *Tx) UpdateCase(ctx context.Context, c *store.Case) error {
+func (t *Tx) UpdateCase(ctx context.Context, c *cases.Case) error {
 	n, err := t.c.Exec(ctx, "UPDATE cases SET status = ?, reason = ?, updated_at = ?, completed_at = ? WHERE id = ?",
 		string(c.Status), c.Reason, micros(c.UpdatedAt), micros(c.CompletedAt), c.ID)
 	if err == nil && n == 0 {
@@ -186,7 +187,7 @@ func (t *Tx) UpdateCase(ctx context.Context, c *store.Case) error {
 	return err
 }
 
-func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
+func (t *Tx) UpdateStep(ctx context.Context, s *cases.Step) error {
 	n, err := t.c.Exec(ctx, "UPDATE steps SET credential_id = ?, status = ?, attempts = ?, last_error = ?, result = ?, decided_by = ?, updated_at = ? WHERE case_id = ? AND seq = ?",
 		s.CredentialID, string(s.Status), s.Attempts, s.LastError, s.Result, s.DecidedBy, micros(s.UpdatedAt), s.CaseID, s.Seq)
 	if err == nil && n == 0 {
@@ -195,7 +196,7 @@ func (t *Tx) UpdateStep(ctx context.Context, s *store.Step) error {
 	return err
 }
 
-func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step, error) {
+func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]cases.Step, error) {
 	return t.steps(ctx, "identity_id = ? AND "+stepsWaiting, identityID)
 }
 
@@ -204,8 +205,8 @@ func (t *Tx) ListOpenSteps(ctx context.Context, identityID string) ([]store.Step
 // so these are spelled out rather than bound. They are constants of the
 // code, never input.
 const (
-	stepsWaiting = "status IN ('" + string(store.StepPending) + "', '" + string(store.StepAwaitingApproval) + "')"
-	stepsPending = "status = '" + string(store.StepPending) + "'"
+	stepsWaiting = "status IN ('" + string(cases.StepPending) + "', '" + string(cases.StepAwaitingApproval) + "')"
+	stepsPending = "status = '" + string(cases.StepPending) + "'"
 )
 
 func (t *Tx) ListPendingCases(ctx context.Context, limit int) ([]string, error) {
@@ -220,7 +221,7 @@ func (t *Tx) CountPendingSteps(ctx context.Context) ([]store.StepCount, error) {
 		"SELECT system, action, COUNT(*) FROM steps WHERE "+stepsPending+" GROUP BY system, action ORDER BY system, action")
 }
 
-func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]store.Case, error) {
+func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]cases.Case, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
@@ -230,7 +231,7 @@ func (t *Tx) ListCases(ctx context.Context, identityID string, limit int) ([]sto
 		" ORDER BY created_at DESC, id DESC LIMIT ?", identityID, identityID, limit)
 }
 
-func (t *Tx) FindCases(ctx context.Context, f store.CaseFilter) ([]store.Case, error) {
+func (t *Tx) FindCases(ctx context.Context, f store.CaseFilter) ([]cases.Case, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
@@ -275,7 +276,7 @@ func (t *Tx) FindCases(ctx context.Context, f store.CaseFilter) ([]store.Case, e
 	args := rows.args
 	// Cases in their event's row are all completed; a cursor that is not
 	// a case ID has no event half either.
-	if (f.Status == "" || f.Status == store.CaseCompleted) && (f.After == "" || eventIDOf(f.After) != "") {
+	if (f.Status == "" || f.Status == cases.Completed) && (f.After == "" || eventIDOf(f.After) != "") {
 		q += " UNION ALL SELECT " + eventCaseCols + " FROM events WHERE " + strings.Join(append([]string{eventCaseStored}, inEvents.where...), " AND ")
 		args = append(args, inEvents.args...)
 	}

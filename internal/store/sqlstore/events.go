@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -59,16 +60,16 @@ func sameULID(caseID, eventID string) bool {
 // opened, under ev's ULID, completed with no reason given, by ev's
 // principal for ev's identity and type, and created, updated and completed
 // at one moment; everything else about it is a column of the event.
-func inEventRow(ev *store.Event, c *store.Case) bool {
+func inEventRow(ev *store.Event, c *cases.Case) bool {
 	return c != nil && sameULID(c.ID, ev.ID) && c.ID == ev.CaseID && c.EventID == ev.ID &&
 		c.IdentityID == ev.IdentityID && c.Type == ev.Event.Type && c.SubmittedBy == ev.Principal &&
-		c.Status == store.CaseCompleted && c.Reason == "" && len(c.Steps) > 0 &&
+		c.Status == cases.Completed && c.Reason == "" && len(c.Steps) > 0 &&
 		c.UpdatedAt.Equal(c.CreatedAt) && c.CompletedAt.Equal(c.CreatedAt)
 }
 
 // eventArgs are ev's values for insertEventCols, with c in the row when
 // inEventRow.
-func eventArgs(ev *store.Event, c *store.Case) ([]any, error) {
+func eventArgs(ev *store.Event, c *cases.Case) ([]any, error) {
 	payload, err := json.Marshal(ev.Event)
 	if err != nil {
 		return nil, err
@@ -94,9 +95,9 @@ func (t *Tx) FindEvent(ctx context.Context, source, sourceEventID string) (*stor
 		"SELECT "+eventCols+" FROM events WHERE source = ? AND source_event_id = ?", source, sourceEventID)
 }
 
-func (t *Tx) InsertAccepted(ctx context.Context, ev *store.Event, c *store.Case) error {
+func (t *Tx) InsertAccepted(ctx context.Context, ev *store.Event, c *cases.Case) error {
 	inRow := inEventRow(ev, c)
-	var rowCase *store.Case
+	var rowCase *cases.Case
 	if inRow {
 		rowCase = c
 	}

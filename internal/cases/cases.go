@@ -1,23 +1,26 @@
-package store
-
-// Cases and their steps as stored.
+// Package cases is a case's home: one event's processing (Case), its plan
+// steps with their progress (Step), their statuses, and the rule that
+// derives a case's status from its steps. It is pure: no I/O, no clock.
+// The store keeps cases; the engine opens and runs them.
+package cases
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 )
 
-// CaseStatus is where a case is.
-type CaseStatus string
+// Status is where a case is.
+type Status string
 
 const (
-	CaseRunning          CaseStatus = "running"
-	CaseAwaitingApproval CaseStatus = "awaiting_approval"
-	CaseCompleted        CaseStatus = "completed"
-	// CaseFailed needs attention: a step exhausted its attempts.
-	CaseFailed CaseStatus = "failed"
+	Running          Status = "running"
+	AwaitingApproval Status = "awaiting_approval"
+	Completed        Status = "completed"
+	// Failed needs attention: a step exhausted its attempts.
+	Failed Status = "failed"
 )
 
 // Case is one event's processing.
@@ -26,7 +29,7 @@ type Case struct {
 	EventID     string             `json:"eventId"`
 	IdentityID  string             `json:"identityId"`
 	Type        identity.EventType `json:"type"`
-	Status      CaseStatus         `json:"status"`
+	Status      Status             `json:"status"`
 	SubmittedBy string             `json:"submittedBy"`
 	// Reason says why a case is not done: what it waits on, or what failed.
 	Reason      string    `json:"reason,omitempty"`
@@ -82,4 +85,51 @@ type Step struct {
 	Result    string     `json:"result,omitempty"`
 	DecidedBy string     `json:"decidedBy,omitempty"`
 	UpdatedAt time.Time  `json:"updatedAt"`
+}
+
+// Derive is a case's status from its steps, with the reason a case that
+// is not completed gives: completed only when every step is final and
+// none failed; failed when one did; running while one is pending (with
+// what it waits on); otherwise awaiting approval.
+func Derive(steps []Step) (Status, string) {
+	var pending, awaiting, failed int
+	var firstFail, waiting string
+	for _, s := range steps {
+		switch s.Status {
+		case StepPending:
+			pending++
+			if s.LastError != "" && waiting == "" {
+				waiting = fmt.Sprintf("waiting on %s: %s (attempt %d)", s.System, s.LastError, s.Attempts)
+			}
+		case StepAwaitingApproval:
+			awaiting++
+		case StepFailed:
+			failed++
+			if firstFail == "" {
+				firstFail = fmt.Sprintf("step %d (%s %s) failed: %s", s.Seq, s.Action, s.System, s.LastError)
+			}
+		}
+	}
+	switch {
+	case failed > 0:
+		return Failed, firstFail
+	case pending > 0:
+		return Running, waiting
+	case awaiting > 0:
+		return AwaitingApproval, fmt.Sprintf("%d step(s) await approval", awaiting)
+	}
+	return Completed, ""
+}
+
+// Summary is the plan as the audit trail keeps it: each step with its
+// status and, for steps already applied, the result.
+func Summary(steps []Step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = fmt.Sprintf("%d %s [%s]", s.Seq, s.Step.String(), s.Status)
+		if s.Result != "" {
+			out[i] += " " + s.Result
+		}
+	}
+	return out
 }
