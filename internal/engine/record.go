@@ -12,6 +12,7 @@ import (
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/connector"
+	"github.com/jml-dev/jml/internal/findings"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/plan"
 	"github.com/jml-dev/jml/internal/policy"
@@ -109,7 +110,7 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *cases.Case, outcomes []o
 					recs = append(recs, rec...)
 				}
 				if st.Action == plan.EnsureAccount {
-					rec, err := e.resolveAccountFinding(ctx, tx, id.ID, st.System, now)
+					rec, err := findings.ResolveAccount(ctx, tx, id.ID, st.System, now)
 					if err != nil {
 						return err
 					}
@@ -148,15 +149,13 @@ func (e *Engine) recordOutcomes(ctx context.Context, c *cases.Case, outcomes []o
 }
 
 // accountFinding records a finding about the identity's account in a
-// system, with its audit record (none if one is open already).
+// system (package findings), and counts it.
 func (e *Engine) accountFinding(ctx context.Context, tx store.Tx, id *identity.Identity, system, kind string, now time.Time, msg string) ([]audit.Record, error) {
-	f := &identity.Finding{ID: e.newID("fnd_"), Kind: kind, IdentityID: id.ID, System: system, CreatedAt: now, Message: msg}
-	ok, err := tx.InsertFinding(ctx, f)
-	if err != nil || !ok {
-		return nil, err
+	recs, err := findings.OpenAccount(ctx, tx, e.newID, id.ID, system, kind, msg, now)
+	if len(recs) > 0 {
+		e.metrics.findings.Inc()
 	}
-	e.metrics.findings.Inc()
-	return []audit.Record{audit.New(now, System.ID, "finding.created", id.ID, "", map[string]any{"finding": f.ID, "kind": kind, "system": system})}, nil
+	return recs, err
 }
 
 // CaseUndo is the type of cases the engine opens to take back a widening

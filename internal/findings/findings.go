@@ -9,9 +9,15 @@ package findings
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
 
 	"github.com/jml-dev/jml/internal/accept"
+	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
+	"github.com/jml-dev/jml/internal/jobs"
 	"github.com/jml-dev/jml/internal/store"
 )
 
@@ -118,4 +124,102 @@ func resolve(ctx context.Context, ch *accept.Change) error {
 		return done(after.ID, "an event gave it attributes that fit the policy", identity.FindingAttributesInvalid)
 	}
 	return nil
+}
+
+// MaxAcknowledgement bounds how long an acknowledgement lasts.
+const MaxAcknowledgement = 365 * 24 * time.Hour
+
+// ReopenArgs is the timer that ends an acknowledgement.
+type ReopenArgs struct {
+	FindingID string    `json:"findingId"`
+	Until     time.Time `json:"until"`
+}
+
+func (ReopenArgs) Kind() string { return "jml.reopen_finding" }
+
+// Deps is what the findings' timer needs of the process that runs it.
+type Deps struct {
+	Store store.Store
+	Now   func() time.Time
+	Log   *slog.Logger
+}
+
+// Register declares the timer that ends a finding's acknowledgement.
+func Register(r *jobs.Registry, d Deps) {
+	jobs.AddFunc(r, "findings", "opens an acknowledged finding again when its acknowledgement ends, if still unresolved", func(ctx context.Context, job *river.Job[ReopenArgs]) error {
+		return Reopen(ctx, d, job.Args)
+	})
+}
+
+// Reopen ends an acknowledgement that is still the one the timer was set
+// for, on a finding still unresolved; otherwise it says why at debug level.
+func Reopen(ctx context.Context, d Deps, a ReopenArgs) error {
+	return d.Store.Update(ctx, func(tx store.Tx) error {
+		f, err := tx.GetFinding(ctx, a.FindingID)
+		if store.IsNotFound(err) {
+			d.Log.Debug("finding reopen timer: nothing to do", "finding", a.FindingID, "why", "the finding no longer exists")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := tx.ReopenFinding(ctx, a.FindingID, a.Until)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			d.Log.Debug("finding reopen timer: nothing to do", "finding", a.FindingID, "why", "it is resolved, or acknowledged again until a later time")
+			return nil
+		}
+		return tx.AppendAudit(ctx, audit.New(d.Now().UTC(), accept.System, "finding.reopened", f.IdentityID, "", map[string]any{
+			"finding": f.ID, "kind": f.Kind, "reason": "the acknowledgement expired and the finding is not resolved"}))
+	})
+}
+
+// Acknowledge records, in tx, that by has seen an unresolved finding, why
+// it may stay (reason) and until when, and sets the timer that opens it
+// again then; record makes the audit record of it (the caller's actor).
+// A resolved finding is a Conflict. The caller checks the bounds.
+func Acknowledge(ctx context.Context, tx store.Tx, id, by, reason string, now, until time.Time, record func(identityID string, data map[string]any) audit.Record) (*identity.Finding, error) {
+	f, err := tx.GetFinding(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if f.State == identity.FindingResolved {
+		return nil, identity.Errorf(identity.Conflict, "finding %s was resolved at %s (%s); there is nothing to acknowledge", id, f.ResolvedAt.Format(time.RFC3339), f.Resolution)
+	}
+	if _, err := tx.AcknowledgeFinding(ctx, id, by, reason, now, until); err != nil {
+		return nil, err
+	}
+	if err := tx.Enqueue(ctx, ReopenArgs{FindingID: id, Until: until}, until); err != nil {
+		return nil, err
+	}
+	if err := tx.AppendAudit(ctx, record(f.IdentityID, map[string]any{"finding": id, "kind": f.Kind, "reason": reason, "until": until})); err != nil {
+		return nil, err
+	}
+	return tx.GetFinding(ctx, id)
+}
+
+// OpenAccount records, in tx, a finding of kind about the identity's
+// account in system, and returns its audit record; none if one is open
+// already.
+func OpenAccount(ctx context.Context, tx store.Tx, newID func(string) string, identityID, system, kind, msg string, now time.Time) ([]audit.Record, error) {
+	f := &identity.Finding{ID: newID("fnd_"), Kind: kind, IdentityID: identityID, System: system, CreatedAt: now, Message: msg}
+	ok, err := tx.InsertFinding(ctx, f)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []audit.Record{audit.New(now, accept.System, "finding.created", identityID, "", map[string]any{"finding": f.ID, "kind": kind, "system": system})}, nil
+}
+
+// ResolveAccount resolves, in tx, the identity's account_exists_unmanaged
+// finding in system once jml holds the account there.
+func ResolveAccount(ctx context.Context, tx store.Tx, identityID, system string, now time.Time) ([]audit.Record, error) {
+	cause := "jml now holds the account in " + system
+	done, err := tx.ResolveFindings(ctx, identityID, []string{identity.FindingAccountExistsUnmanaged}, system, now, cause)
+	var recs []audit.Record
+	for _, f := range done {
+		recs = append(recs, audit.New(now, accept.System, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "system": system, "cause": cause}))
+	}
+	return recs, err
 }
