@@ -31,21 +31,21 @@ type ran struct {
 // that ignored it would run them at once.
 //
 // One worker works the jobs in River's order (scheduled time, then ID), so
-// a job that ran early would run before the one due now that was enqueued
-// after it: the test sees that without waiting for the time to pass.
+// the job due in an hour, had it been scheduled at once, would run before
+// the one due in 300 ms that was enqueued after it: the test sees that
+// without waiting for the hour to pass.
 func testQueue(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	now := time.Now()
-	later := now.Add(time.Hour)
-	soon := now.Add(300 * time.Millisecond)
+	update(t, s, func(tx store.Tx) error { return tx.Enqueue(ctx, probeArgs{Name: "now"}, time.Time{}) })
+	// Due after the job above, whenever this transaction runs.
+	var soon time.Time
 	update(t, s, func(tx store.Tx) error {
-		if err := tx.Enqueue(ctx, probeArgs{Name: "later"}, later); err != nil {
+		now := time.Now()
+		soon = now.Add(300 * time.Millisecond)
+		if err := tx.Enqueue(ctx, probeArgs{Name: "later"}, now.Add(time.Hour)); err != nil {
 			return err
 		}
-		if err := tx.Enqueue(ctx, probeArgs{Name: "soon"}, soon); err != nil {
-			return err
-		}
-		return tx.Enqueue(ctx, probeArgs{Name: "now"}, time.Time{})
+		return tx.Enqueue(ctx, probeArgs{Name: "soon"}, soon)
 	})
 	boom := errors.New("boom")
 	if err := s.Update(ctx, func(tx store.Tx) error {
