@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/go-ldap/ldap/v3"
 	"github.com/jackc/pgx/v5"
 
@@ -167,8 +169,8 @@ func TestCrashAfterCallsLanded(t *testing.T) {
 			f.quiesce(t, 30*time.Second)
 			f.checkInvariant(t, []string{account})
 			if !leave {
-				c := f.waitCase(t, res.CaseID, 10*time.Second, func(c *store.Case) bool { return c.Status != store.CaseRunning })
-				if c.Status != store.CaseCompleted {
+				c := f.waitCase(t, res.CaseID, 10*time.Second, func(c *cases.Case) bool { return c.Status != cases.Running })
+				if c.Status != cases.Completed {
 					t.Fatalf("the resumed joiner: %s (%s)\n%s", c.Status, c.Reason, steps(c))
 				}
 				rec, _ := invariantRead(t, st, account)

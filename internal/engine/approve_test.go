@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -51,18 +53,18 @@ func testNoSelfApproval(t *testing.T, f *fixture) {
 	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	stored := func() (*store.Case, []string) {
+	stored := func() (*cases.Case, []string) {
 		c := f.getCase(t, res.CaseID)
 		return c, f.grants(t, res.IdentityID)
 	}
 	awaiting := func(when string) {
 		t.Helper()
 		c, grants := stored()
-		if c.Status != store.CaseAwaitingApproval || len(grants) != 0 {
+		if c.Status != cases.AwaitingApproval || len(grants) != 0 {
 			t.Fatalf("%s: case %s, grants %v; want awaiting_approval and none", when, c.Status, grants)
 		}
 		for _, s := range c.Steps {
-			if s.Entitlement == "tool:prod-db-write" && (s.Status != store.StepAwaitingApproval || s.DecidedBy != "") {
+			if s.Entitlement == "tool:prod-db-write" && (s.Status != cases.StepAwaitingApproval || s.DecidedBy != "") {
 				t.Fatalf("%s: step %s is %s decided by %q, want awaiting approval and undecided", when, s.Step.String(), s.Status, s.DecidedBy)
 			}
 		}
@@ -101,7 +103,7 @@ func testNoSelfApproval(t *testing.T, f *fixture) {
 	if err := f.e.RunCase(ctx, res.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	if c, grants := stored(); c.Status != store.CaseCompleted || strings.Join(grants, ",") != "tool:prod-db-write" {
+	if c, grants := stored(); c.Status != cases.Completed || strings.Join(grants, ",") != "tool:prod-db-write" {
 		t.Fatalf("after someone else's approval: case %s, grants %v", c.Status, grants)
 	}
 	var approvedBy string

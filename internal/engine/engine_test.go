@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
@@ -108,9 +110,9 @@ func (f *fixture) submit(t *testing.T, ev identity.Event) *Result {
 	return res
 }
 
-func (f *fixture) getCase(t *testing.T, id string) *store.Case {
+func (f *fixture) getCase(t *testing.T, id string) *cases.Case {
 	t.Helper()
-	var c *store.Case
+	var c *cases.Case
 	if err := f.s.View(context.Background(), func(tx store.Tx) error {
 		var err error
 		c, err = tx.GetCase(context.Background(), id)
@@ -172,7 +174,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 	alice := f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) {
 		e.Kind, e.Attributes = identity.Human, map[string]any{"department": "Engineering"}
 	}))
-	if c := f.getCase(t, alice.CaseID); c.Status != store.CaseCompleted {
+	if c := f.getCase(t, alice.CaseID); c.Status != cases.Completed {
 		t.Fatalf("engineer joiner case = %s (%s), want completed", c.Status, c.Reason)
 	}
 	if got := strings.Join(f.grants(t, alice.IdentityID), ","); got != "git-read,git-write" {
@@ -226,7 +228,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 		e.Attributes = map[string]any{"tools": []any{"search-docs", "prod-db-write"}}
 	}))
 	c := f.getCase(t, widen.CaseID)
-	if c.Status != store.CaseAwaitingApproval {
+	if c.Status != cases.AwaitingApproval {
 		t.Fatalf("widening case = %s, want awaiting_approval", c.Status)
 	}
 	if got := strings.Join(f.grants(t, agent.IdentityID), ","); got != "tool:search-docs" {
@@ -247,7 +249,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 	if err := f.e.RunCase(ctx, widen.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	if c := f.getCase(t, widen.CaseID); c.Status != store.CaseCompleted {
+	if c := f.getCase(t, widen.CaseID); c.Status != cases.Completed {
 		t.Fatalf("approved case = %s (%s)", c.Status, c.Reason)
 	}
 	var prodGrant identity.Grant
@@ -292,7 +294,7 @@ func testLifecycle(t *testing.T, s store.Store, deferBuiltin bool) {
 	if err := f.e.RunCase(ctx, leave.CaseID, false); err != nil {
 		t.Fatal(err)
 	}
-	if c := f.getCase(t, leave.CaseID); c.Status != store.CaseCompleted || len(f.grants(t, alice.IdentityID)) != 0 {
+	if c := f.getCase(t, leave.CaseID); c.Status != cases.Completed || len(f.grants(t, alice.IdentityID)) != 0 {
 		t.Fatalf("leaver case = %s, grants %v", c.Status, f.grants(t, alice.IdentityID))
 	}
 	var findings []identity.Finding
@@ -450,7 +452,7 @@ func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
 		if err := f.e.RunCase(ctx, id, false); err != nil {
 			t.Fatal(err)
 		}
-		if c := f.getCase(t, id); c.Status != store.CaseCompleted {
+		if c := f.getCase(t, id); c.Status != cases.Completed {
 			t.Fatalf("case %s = %s", id, c.Status)
 		}
 	}
@@ -461,7 +463,7 @@ func TestLeaverOvertakesQueuedJoiner(t *testing.T) {
 		t.Fatalf("active credentials after leaver = %v", c)
 	}
 	for _, s := range f.getCase(t, join.CaseID).Steps {
-		if s.Status != store.StepSuperseded {
+		if s.Status != cases.StepSuperseded {
 			t.Fatalf("joiner step %d = %s, want superseded", s.Seq, s.Status)
 		}
 	}

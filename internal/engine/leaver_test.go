@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/store"
@@ -127,7 +129,7 @@ func testLeaverRevokesInItsTransaction(t *testing.T, f *fixture) {
 	for _, s := range f.getCase(t, leave.CaseID).Steps {
 		if s.CredentialID == creds[0].ID {
 			found = true
-			if s.Status != store.StepDone {
+			if s.Status != cases.StepDone {
 				t.Fatalf("leaver's step %s is %s before any run, want done", s.Step.String(), s.Status)
 			}
 		}

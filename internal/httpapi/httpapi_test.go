@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jml-dev/jml/internal/engine"
@@ -241,7 +243,7 @@ func (a *api) errorOf(data []byte) ErrorBody {
 }
 
 // waitCase polls a case until it reaches status, within a deadline.
-func (a *api) waitCase(id string, status store.CaseStatus) map[string]any {
+func (a *api) waitCase(id string, status cases.Status) map[string]any {
 	a.t.Helper()
 	var c map[string]any
 	poll.Until(a.t, 10*time.Second, 10*time.Millisecond, func() (bool, string) {
@@ -318,11 +320,11 @@ func testAPI(t *testing.T, backend string) {
 		if !dup.Duplicate || dup.CaseID != eng.CaseID {
 			t.Fatalf("duplicate = %+v, want the first case %s", dup, eng.CaseID)
 		}
-		a.waitCase(eng.CaseID, store.CaseCompleted)
+		a.waitCase(eng.CaseID, cases.Completed)
 
 		var agent engine.Result
 		a.do("POST", "/v1/events", "source", map[string]any{"source": "hr", "id": "2", "type": "joiner", "externalId": "triage-agent", "kind": "ai_agent", "owner": "alice", "attributes": map[string]any{"tools": []string{"search-docs", "prod-db-write"}}}, 202, &agent)
-		c := a.waitCase(agent.CaseID, store.CaseAwaitingApproval)
+		c := a.waitCase(agent.CaseID, cases.AwaitingApproval)
 		if !strings.Contains(fmt.Sprint(c["reason"]), "await approval") {
 			t.Fatalf("awaiting case reason = %v", c["reason"])
 		}
@@ -331,7 +333,7 @@ func testAPI(t *testing.T, backend string) {
 		// exist, so check the rule through the admin-submitted path below.
 		a.do("POST", "/v1/cases/"+agent.CaseID+"/approve", "source", nil, 403, nil)
 		a.do("POST", "/v1/cases/"+agent.CaseID+"/approve", "approver", map[string]any{"comment": "OPS-7"}, 200, nil)
-		a.waitCase(agent.CaseID, store.CaseCompleted)
+		a.waitCase(agent.CaseID, cases.Completed)
 		a.do("POST", "/v1/cases/"+agent.CaseID+"/approve", "approver", nil, 409, nil)
 
 		var view IdentityView
@@ -399,7 +401,7 @@ func testAPI(t *testing.T, backend string) {
 		a.token("carl-approver", map[string]any{"role": "approver", "identity": "staff/carl"})
 		a.token("bob-approver", map[string]any{"role": "approver", "identity": "hr/bob"})
 		a.do("POST", "/v1/events", "carl-admin", map[string]any{"source": "hr", "id": "11", "type": "joiner", "externalId": "bob-agent", "kind": "ai_agent", "owner": "bob", "attributes": map[string]any{"tools": []string{"prod-db-write"}}}, 202, &res)
-		a.waitCase(res.CaseID, store.CaseAwaitingApproval)
+		a.waitCase(res.CaseID, cases.AwaitingApproval)
 		before := a.snapshot(res.CaseID)
 		e := a.errorOf(a.do("POST", "/v1/cases/"+res.CaseID+"/approve", "admin", nil, 403, nil))
 		if !strings.Contains(e.Error.Message, "decisions are made by people") || !strings.Contains(e.Error.Message, "jml token create --role approver --identity") {
@@ -421,7 +423,7 @@ func testAPI(t *testing.T, backend string) {
 			t.Fatalf("refused approvals changed something:\nbefore %s\nafter  %s", before, after)
 		}
 		a.do("POST", "/v1/cases/"+res.CaseID+"/deny", "approver", nil, 200, nil)
-		c := a.waitCase(res.CaseID, store.CaseCompleted)
+		c := a.waitCase(res.CaseID, cases.Completed)
 		steps := c["steps"].([]any)
 		if steps[0].(map[string]any)["status"] != "denied" {
 			t.Fatalf("denied step = %v", steps[0])

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/policy"
@@ -59,9 +61,9 @@ func (a *api) join(src, ext, kind, owner string, attrs map[string]any) engine.Re
 	a.do("POST", "/v1/events", "admin", ev, 202, &res)
 	if res.CaseID != "" {
 		if kind == "ai_agent" && attrs != nil && strings.Contains(fmt.Sprint(attrs["tools"]), "prod-write") {
-			a.waitCase(res.CaseID, store.CaseAwaitingApproval)
+			a.waitCase(res.CaseID, cases.AwaitingApproval)
 		} else {
-			a.waitCase(res.CaseID, store.CaseCompleted)
+			a.waitCase(res.CaseID, cases.Completed)
 		}
 	}
 	return res
@@ -310,10 +312,10 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 	var widen engine.Result
 	a.do("POST", "/v1/events", "carol-source", map[string]any{"source": "staff", "id": "w1", "type": "mover", "externalId": "davebot",
 		"attributes": map[string]any{"tools": []any{"search", "prod-write"}}}, 202, &widen)
-	if widen.Status != store.EventApplied || widen.CaseStatus != store.CaseAwaitingApproval {
+	if widen.Status != store.EventApplied || widen.CaseStatus != cases.AwaitingApproval {
 		t.Fatalf("widening mover answered %+v, want its case awaiting_approval", widen)
 	}
-	a.waitCase(widen.CaseID, store.CaseAwaitingApproval)
+	a.waitCase(widen.CaseID, cases.AwaitingApproval)
 	// The event's own records name carol and her token.
 	if r := a.lastAudit("event.accepted", widen.CaseID); r.Actor != carol || auditData(t, r)["actorToken"] != tokens["carol-source"] {
 		t.Fatalf("event.accepted by carol's token = %+v, want actor %s with actorToken %s", r, carol, tokens["carol-source"])
@@ -359,16 +361,16 @@ func TestDecisionsAreMadeByPeople(t *testing.T) {
 	var self engine.Result
 	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "bot2", "type": "joiner", "externalId": "erinbot", "kind": "ai_agent", "owner": "erin", "ownerSource": "staff",
 		"attributes": map[string]any{"tools": []any{"prod-write"}}}, 202, &self)
-	a.waitCase(self.CaseID, store.CaseAwaitingApproval)
+	a.waitCase(self.CaseID, cases.AwaitingApproval)
 	e := a.errorOf(a.do("POST", "/v1/cases/"+self.CaseID+"/approve", "erin-approver", nil, 403, nil))
 	if r := a.refusals(); len(r) != len(refusals)+1 || r[len(r)-1].Actor != erin || r[len(r)-1].CaseID != self.CaseID || auditData(t, r[len(r)-1])["reason"] != e.Error.Message {
 		t.Fatalf("erin's refused self-approval: last records %+v", r[len(refusals):])
 	}
 
 	// Erin decides carol's request: a person, on someone else's behalf.
-	var decided store.Case
+	var decided cases.Case
 	a.do("POST", "/v1/cases/"+widen.CaseID+"/approve", "erin-approver", map[string]any{"comment": "OPS-9"}, 200, &decided)
-	a.waitCase(widen.CaseID, store.CaseCompleted)
+	a.waitCase(widen.CaseID, cases.Completed)
 	r := a.lastAudit("case.approved", widen.CaseID)
 	if r.Actor != erin || auditData(t, r)["actorToken"] != tokens["erin-approver"] {
 		t.Fatalf("case.approved = %+v, want actor %s (erin) with actorToken %s", r, erin, tokens["erin-approver"])
@@ -600,7 +602,7 @@ func TestMemberReach(t *testing.T) {
 	a.join("staff", "bob", "human", "", nil)
 	var carol engine.Result
 	a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "join-carol", "type": "joiner", "externalId": "carol", "kind": "human", "manager": "bob"}, 202, &carol)
-	a.waitCase(carol.CaseID, store.CaseCompleted)
+	a.waitCase(carol.CaseID, cases.Completed)
 	alice := a.join("staff", "alice", "human", "", nil)
 	a.token("bob", map[string]any{"role": "member", "identity": "staff/bob"})
 	var carolView, aliceView IdentityView

@@ -7,13 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	filter "github.com/scim2/filter-parser/v2"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	filter "github.com/scim2/filter-parser/v2"
+
+	"github.com/jml-dev/jml/internal/cases"
 
 	"github.com/jml-dev/jml/internal/audit"
 	"github.com/jml-dev/jml/internal/identity"
@@ -631,12 +634,12 @@ func testIdentitiesByAccess(t *testing.T, s store.Store) {
 // their event's row with the others.
 func testFindCases(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	step := func(st store.StepStatus) []store.Step {
-		return []store.Step{{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a"}, Status: st, UpdatedAt: t0}}
+	step := func(st cases.StepStatus) []cases.Step {
+		return []cases.Step{{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a"}, Status: st, UpdatedAt: t0}}
 	}
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
-	rowCase := func(id, identityID string, typ identity.EventType, status store.CaseStatus, created time.Time, st store.StepStatus) *store.Case {
-		return &store.Case{ID: id, EventID: "evt_x", IdentityID: identityID, Type: typ, Status: status, SubmittedBy: "tok_1", CreatedAt: created, UpdatedAt: created, Steps: step(st)}
+	rowCase := func(id, identityID string, typ identity.EventType, status cases.Status, created time.Time, st cases.StepStatus) *cases.Case {
+		return &cases.Case{ID: id, EventID: "evt_x", IdentityID: identityID, Type: typ, Status: status, SubmittedBy: "tok_1", CreatedAt: created, UpdatedAt: created, Steps: step(st)}
 	}
 	update(t, s, func(tx store.Tx) error {
 		for _, id := range []*identity.Identity{human("i1", "one"), human("i2", "two"), human("i3", "three")} {
@@ -647,10 +650,10 @@ func testFindCases(t *testing.T, s store.Store) {
 				return err
 			}
 		}
-		for _, c := range []*store.Case{
-			rowCase("case_01A", "i1", identity.Joiner, store.CaseRunning, at(0), store.StepPending),
-			rowCase("case_01B", "i2", identity.Leaver, store.CaseAwaitingApproval, at(1), store.StepAwaitingApproval),
-			rowCase("case_01D", "i3", "expiry", store.CaseCompleted, at(3), store.StepDone),
+		for _, c := range []*cases.Case{
+			rowCase("case_01A", "i1", identity.Joiner, cases.Running, at(0), cases.StepPending),
+			rowCase("case_01B", "i2", identity.Leaver, cases.AwaitingApproval, at(1), cases.StepAwaitingApproval),
+			rowCase("case_01D", "i3", "expiry", cases.Completed, at(3), cases.StepDone),
 		} {
 			if err := tx.InsertCase(ctx, c); err != nil {
 				return err
@@ -659,8 +662,8 @@ func testFindCases(t *testing.T, s store.Store) {
 		// A mover completed on acceptance: kept in its event's row.
 		ev := &store.Event{ID: "evt_01C", Event: identity.Event{Source: "hr", ID: "m1", Type: identity.Mover, ExternalID: "one"},
 			CaseID: "case_01C", IdentityID: "i1", Principal: "tok_1", Status: store.EventApplied, ReceivedAt: at(2), EffectiveAt: at(2)}
-		c := &store.Case{ID: "case_01C", EventID: ev.ID, IdentityID: "i1", Type: identity.Mover, Status: store.CaseCompleted, SubmittedBy: "tok_1",
-			CreatedAt: at(2), UpdatedAt: at(2), CompletedAt: at(2), Steps: step(store.StepDone)}
+		c := &cases.Case{ID: "case_01C", EventID: ev.ID, IdentityID: "i1", Type: identity.Mover, Status: cases.Completed, SubmittedBy: "tok_1",
+			CreatedAt: at(2), UpdatedAt: at(2), CompletedAt: at(2), Steps: step(cases.StepDone)}
 		return tx.InsertAccepted(ctx, ev, c)
 	})
 	view(t, s, func(tx store.Tx) error {
@@ -670,8 +673,8 @@ func testFindCases(t *testing.T, s store.Store) {
 			want []string
 		}{
 			{"all", store.CaseFilter{}, []string{"case_01D", "case_01C", "case_01B", "case_01A"}},
-			{"completed, the one in its event's row too", store.CaseFilter{Status: store.CaseCompleted}, []string{"case_01D", "case_01C"}},
-			{"awaiting approval", store.CaseFilter{Status: store.CaseAwaitingApproval}, []string{"case_01B"}},
+			{"completed, the one in its event's row too", store.CaseFilter{Status: cases.Completed}, []string{"case_01D", "case_01C"}},
+			{"awaiting approval", store.CaseFilter{Status: cases.AwaitingApproval}, []string{"case_01B"}},
 			{"type in an event's row", store.CaseFilter{Type: identity.Mover}, []string{"case_01C"}},
 			{"type in a row", store.CaseFilter{Type: "expiry"}, []string{"case_01D"}},
 			{"identity", store.CaseFilter{IdentityID: "i1"}, []string{"case_01C", "case_01A"}},
@@ -680,8 +683,8 @@ func testFindCases(t *testing.T, s store.Store) {
 			{"first page", store.CaseFilter{Limit: 2}, []string{"case_01D", "case_01C"}},
 			{"next page", store.CaseFilter{Limit: 2, After: "case_01C"}, []string{"case_01B", "case_01A"}},
 			{"after the newest", store.CaseFilter{After: "case_01D"}, []string{"case_01C", "case_01B", "case_01A"}},
-			{"combined", store.CaseFilter{Status: store.CaseCompleted, IdentityID: "i1", Since: at(1)}, []string{"case_01C"}},
-			{"none", store.CaseFilter{Status: store.CaseFailed}, nil},
+			{"combined", store.CaseFilter{Status: cases.Completed, IdentityID: "i1", Since: at(1)}, []string{"case_01C"}},
+			{"none", store.CaseFilter{Status: cases.Failed}, nil},
 			{"hostile value", store.CaseFilter{Type: "x' OR '1'='1", IdentityID: "x' OR '1'='1"}, nil},
 		} {
 			got, err := tx.FindCases(ctx, c.f)
@@ -698,7 +701,7 @@ func testFindCases(t *testing.T, s store.Store) {
 			}
 		}
 		got, err := tx.FindCases(ctx, store.CaseFilter{Type: identity.Mover})
-		if err != nil || len(got) != 1 || got[0].EventID != "evt_01C" || got[0].Status != store.CaseCompleted || !got[0].CreatedAt.Equal(at(2)) || got[0].SubmittedBy != "tok_1" {
+		if err != nil || len(got) != 1 || got[0].EventID != "evt_01C" || got[0].Status != cases.Completed || !got[0].CreatedAt.Equal(at(2)) || got[0].SubmittedBy != "tok_1" {
 			t.Errorf("case in its event's row = %+v, %v", got, err)
 		}
 		return nil
@@ -778,10 +781,10 @@ func testCredentials(t *testing.T, s store.Store) {
 
 func testCases(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	c := &store.Case{ID: "case_1", EventID: "evt_1", IdentityID: "i1", Type: identity.Joiner, Status: store.CaseRunning, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0,
-		Steps: []store.Step{
-			{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a", Reason: "r"}, Status: store.StepPending, UpdatedAt: t0},
-			{Seq: 2, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 2 * time.Hour, NeedsApproval: true}, Status: store.StepAwaitingApproval, UpdatedAt: t0},
+	c := &cases.Case{ID: "case_1", EventID: "evt_1", IdentityID: "i1", Type: identity.Joiner, Status: cases.Running, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0,
+		Steps: []cases.Step{
+			{Seq: 1, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "a", Reason: "r"}, Status: cases.StepPending, UpdatedAt: t0},
+			{Seq: 2, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 2 * time.Hour, NeedsApproval: true}, Status: cases.StepAwaitingApproval, UpdatedAt: t0},
 		}}
 	update(t, s, func(tx store.Tx) error { return tx.InsertCase(ctx, c) })
 	update(t, s, func(tx store.Tx) error {
@@ -790,7 +793,7 @@ func testCases(t *testing.T, s store.Store) {
 			t.Errorf("GetCase = %+v, %v", got, err)
 		}
 		open, _ := tx.ListOpenSteps(ctx, "i1")
-		if len(open) != 2 || open[0].Seq != 1 || open[1].Status != store.StepAwaitingApproval {
+		if len(open) != 2 || open[0].Seq != 1 || open[1].Status != cases.StepAwaitingApproval {
 			t.Errorf("ListOpenSteps = %+v", open)
 		}
 		// Only the pending step counts; the one awaiting approval does not.
@@ -802,11 +805,11 @@ func testCases(t *testing.T, s store.Store) {
 			t.Errorf("ListPendingCases = %v, %v", ids, err)
 		}
 		st := got.Steps[0]
-		st.Status, st.Attempts, st.Result = store.StepDone, 1, "granted"
+		st.Status, st.Attempts, st.Result = cases.StepDone, 1, "granted"
 		if err := tx.UpdateStep(ctx, &st); err != nil {
 			return err
 		}
-		got.Status, got.CompletedAt = store.CaseCompleted, t0.Add(time.Second)
+		got.Status, got.CompletedAt = cases.Completed, t0.Add(time.Second)
 		return tx.UpdateCase(ctx, got)
 	})
 	view(t, s, func(tx store.Tx) error {
@@ -814,7 +817,7 @@ func testCases(t *testing.T, s store.Store) {
 			t.Errorf("ListPendingCases after the step ran = %v, %v", ids, err)
 		}
 		got, _ := tx.GetCase(ctx, "case_1")
-		if got.Status != store.CaseCompleted || got.Steps[0].Status != store.StepDone || got.Steps[0].Attempts != 1 || !got.CompletedAt.Equal(t0.Add(time.Second)) {
+		if got.Status != cases.Completed || got.Steps[0].Status != cases.StepDone || got.Steps[0].Attempts != 1 || !got.CompletedAt.Equal(t0.Add(time.Second)) {
 			t.Errorf("after update = %+v", got)
 		}
 		if _, err := tx.GetCase(ctx, "nope"); !store.IsNotFound(err) {
@@ -830,17 +833,17 @@ func testCases(t *testing.T, s store.Store) {
 	// A case stored completed keeps its steps in its own row; it reads
 	// back exactly like one whose steps are rows, and its revocations are
 	// counted for the guard all the same.
-	steps := func() []store.Step {
-		return []store.Step{
-			{Seq: 1, Step: plan.Step{Action: plan.RevokeCredential, System: "vault", Rule: "key", CredentialID: "cred_1", Reason: "leaver"}, Status: store.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0.Add(1500 * time.Nanosecond)},
-			{Seq: 2, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: store.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0},
-			{Seq: 3, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 90 * time.Minute, NeedsApproval: true}, Status: store.StepDenied, DecidedBy: "tok_2", Result: "denied", UpdatedAt: t0},
+	steps := func() []cases.Step {
+		return []cases.Step{
+			{Seq: 1, Step: plan.Step{Action: plan.RevokeCredential, System: "vault", Rule: "key", CredentialID: "cred_1", Reason: "leaver"}, Status: cases.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0.Add(1500 * time.Nanosecond)},
+			{Seq: 2, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: cases.StepDone, Attempts: 1, Result: "revoked", UpdatedAt: t0},
+			{Seq: 3, Step: plan.Step{Action: plan.Grant, System: "vault", Entitlement: "b", Duration: 90 * time.Minute, NeedsApproval: true}, Status: cases.StepDenied, DecidedBy: "tok_2", Result: "denied", UpdatedAt: t0},
 		}
 	}
-	done := &store.Case{ID: "case_2", EventID: "evt_2", IdentityID: "i2", Type: identity.Leaver, Status: store.CaseCompleted, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, CompletedAt: t0, Steps: steps()}
-	running := &store.Case{ID: "case_3", EventID: "evt_3", IdentityID: "i3", Type: identity.Leaver, Status: store.CaseRunning, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, Steps: steps()}
+	done := &cases.Case{ID: "case_2", EventID: "evt_2", IdentityID: "i2", Type: identity.Leaver, Status: cases.Completed, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, CompletedAt: t0, Steps: steps()}
+	running := &cases.Case{ID: "case_3", EventID: "evt_3", IdentityID: "i3", Type: identity.Leaver, Status: cases.Running, SubmittedBy: "tok_1", CreatedAt: t0, UpdatedAt: t0, Steps: steps()}
 	update(t, s, func(tx store.Tx) error {
-		for _, c := range []*store.Case{done, running} {
+		for _, c := range []*cases.Case{done, running} {
 			if err := tx.InsertCase(ctx, c); err != nil {
 				return err
 			}
@@ -884,7 +887,7 @@ func testCases(t *testing.T, s store.Store) {
 // stored in a row of its own for the same identity, and is listed and
 // counted with it; a case InsertAccepted cannot keep in the event's row is
 // stored all the same and reads back as given.
-func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
+func testCaseInEvent(t *testing.T, s store.Store, done *cases.Case) {
 	ctx := context.Background()
 	at := t0.Add(time.Second)
 	ev := func(id string) *store.Event {
@@ -892,7 +895,7 @@ func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 			CaseID: "case_" + strings.TrimPrefix(id, "evt_"), IdentityID: done.IdentityID, Principal: done.SubmittedBy, Status: store.EventApplied, ReceivedAt: at, EffectiveAt: at}
 	}
 	inline := ev("evt_01INLINE")
-	inlineCase := &store.Case{ID: inline.CaseID, EventID: inline.ID, IdentityID: done.IdentityID, Type: identity.Leaver, Status: store.CaseCompleted,
+	inlineCase := &cases.Case{ID: inline.CaseID, EventID: inline.ID, IdentityID: done.IdentityID, Type: identity.Leaver, Status: cases.Completed,
 		SubmittedBy: done.SubmittedBy, CreatedAt: at, UpdatedAt: at, CompletedAt: at, Steps: slices.Clone(done.Steps)}
 	update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertAccepted(ctx, inline, inlineCase); err != nil {
@@ -903,16 +906,16 @@ func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 	})
 	// Cases that may change again, or say what an event's row cannot, for
 	// another identity and source so that the counts below are done's.
-	for name, change := range map[string]func(c *store.Case){
-		"running": func(c *store.Case) { c.Status, c.CompletedAt = store.CaseRunning, time.Time{} },
-		"reason":  func(c *store.Case) { c.Reason = "why" },
-		"updated": func(c *store.Case) { c.UpdatedAt = c.UpdatedAt.Add(time.Second) },
+	for name, change := range map[string]func(c *cases.Case){
+		"running": func(c *cases.Case) { c.Status, c.CompletedAt = cases.Running, time.Time{} },
+		"reason":  func(c *cases.Case) { c.Reason = "why" },
+		"updated": func(c *cases.Case) { c.UpdatedAt = c.UpdatedAt.Add(time.Second) },
 	} {
 		e := ev("evt_01" + strings.ToUpper(name))
 		e.Event.Source, e.Event.ExternalID, e.IdentityID = "other", "i9", "i9"
 		c := *inlineCase
 		c.ID, c.EventID, c.IdentityID = e.CaseID, e.ID, "i9"
-		c.Steps = []store.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: store.StepPending, UpdatedAt: at}}
+		c.Steps = []cases.Step{{Seq: 1, Step: plan.Step{Action: plan.RevokeGrant, System: "vault", Entitlement: "a"}, Status: cases.StepPending, UpdatedAt: at}}
 		change(&c)
 		update(t, s, func(tx store.Tx) error { return tx.InsertAccepted(ctx, e, &c) })
 		view(t, s, func(tx store.Tx) error {
@@ -922,7 +925,7 @@ func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 				return nil
 			}
 			if got.Status != c.Status || got.Reason != c.Reason || !got.UpdatedAt.Equal(c.UpdatedAt) || got.EventID != e.ID ||
-				len(got.Steps) != 1 || got.Steps[0].Status != store.StepPending || got.Steps[0].CaseID != c.ID {
+				len(got.Steps) != 1 || got.Steps[0].Status != cases.StepPending || got.Steps[0].CaseID != c.ID {
 				t.Errorf("%s: case read back = %+v, stored %+v", name, got, c)
 			}
 			return nil
@@ -955,7 +958,7 @@ func testCaseInEvent(t *testing.T, s store.Store, done *store.Case) {
 			}
 		}
 		cs, err := tx.ListCases(ctx, done.IdentityID, 10)
-		if err != nil || len(cs) != 2 || cs[0].ID != inline.CaseID || cs[1].ID != done.ID || cs[0].Status != store.CaseCompleted || !cs[0].CreatedAt.Equal(at) {
+		if err != nil || len(cs) != 2 || cs[0].ID != inline.CaseID || cs[1].ID != done.ID || cs[0].Status != cases.Completed || !cs[0].CreatedAt.Equal(at) {
 			t.Errorf("ListCases = %+v, %v; want the case in the event's row, then %s", cs, err, done.ID)
 		}
 		if cs, _ := tx.ListCases(ctx, done.IdentityID, 1); len(cs) != 1 || cs[0].ID != inline.CaseID {
