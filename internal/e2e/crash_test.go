@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/cases"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/connector/connectors"
 	"github.com/jml-dev/jml/internal/engine"
@@ -17,6 +21,7 @@ import (
 	"github.com/jml-dev/jml/internal/poll"
 	"github.com/jml-dev/jml/internal/store"
 	"github.com/jml-dev/jml/internal/store/sqlite"
+	"github.com/jml-dev/jml/internal/testsvc"
 	"github.com/jml-dev/jml/internal/vault"
 )
 
@@ -108,8 +113,11 @@ func TestCrashAfterCallsLanded(t *testing.T) {
 			if !leave {
 				account = "e2e.crash2"
 			}
-			dropAccounts([]string{account})
-			t.Cleanup(func() { dropAccounts([]string{account}) })
+			// The private PostgreSQL and slapd live as long as the test
+			// process: an account a run left there would be someone
+			// else's to the next run (go test -count).
+			dropEverywhere(t, account)
+			t.Cleanup(func() { dropEverywhere(t, account) })
 			ctx := context.Background()
 			st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "jml.db"), sqlite.Options{})
 			if err != nil {
@@ -123,6 +131,9 @@ func TestCrashAfterCallsLanded(t *testing.T) {
 				}
 				return c
 			})
+			// The crashed process's engine is gone too: nothing of it runs
+			// on after the test, into the next one.
+			t.Cleanup(func() { first.Close() })
 			res, err := first.Submit(ctx, admin, joiner(account))
 			if err != nil {
 				t.Fatal(err)
@@ -168,5 +179,39 @@ func TestCrashAfterCallsLanded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// dropEverywhere removes account from every system the e2e policy gives
+// it one in: Redis and MariaDB (dropAccounts), the private PostgreSQL and
+// the private directory.
+func dropEverywhere(t *testing.T, account string) {
+	t.Helper()
+	dropAccounts([]string{account})
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	if _, err := pc.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{account}.Sanitize()); err != nil {
+		t.Fatalf("dropping role %s: %v", account, err)
+	}
+	l, err := ldap.DialURL(dir.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Bind(testsvc.SlapdAdminDN, dir.Password); err != nil {
+		t.Fatal(err)
+	}
+	dn := "uid=" + ldap.EscapeDN(account) + "," + testsvc.SlapdPeople
+	m := ldap.NewModifyRequest(devsGroup, nil)
+	m.Delete("member", []string{dn})
+	if err := l.Modify(m); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute) {
+		t.Fatalf("removing %s from %s: %v", dn, devsGroup, err)
+	}
+	if err := l.Del(ldap.NewDelRequest(dn, nil)); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		t.Fatalf("deleting %s: %v", dn, err)
 	}
 }

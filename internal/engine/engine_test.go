@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
@@ -319,12 +320,19 @@ func TestBadEventsChangeNothing(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
 	f.submit(t, ev("1", identity.Joiner, "alice", func(e *identity.Event) { e.Kind = identity.Human }))
-	head := func() int64 {
+	head := func(t *testing.T) int64 {
+		t.Helper()
 		var seq int64
-		f.s.View(ctx, func(tx store.Tx) error { seq, _, _ = tx.AuditHead(ctx); return nil })
+		if err := f.s.View(ctx, func(tx store.Tx) error {
+			var err error
+			seq, _, err = tx.AuditHead(ctx)
+			return err
+		}); err != nil {
+			t.Fatalf("AuditHead: %v", err)
+		}
 		return seq
 	}
-	before := head()
+	before := head(t)
 	tests := []struct {
 		name  string
 		ev    identity.Event
@@ -348,7 +356,7 @@ func TestBadEventsChangeNothing(t *testing.T) {
 			if ok := asError(err, &ie); !ok || ie.Field != tt.field {
 				t.Fatalf("error field = %+v, want %q", ie, tt.field)
 			}
-			if got := head(); got != before {
+			if got := head(t); got != before {
 				t.Fatalf("audit head moved from %d to %d: something was stored", before, got)
 			}
 		})

@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jml-dev/jml/internal/cases"
+
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jml-dev/jml/internal/cases"
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/engine"
 	"github.com/jml-dev/jml/internal/identity"
@@ -395,11 +396,33 @@ func testAPI(t *testing.T, backend string) {
 	t.Run("self-approval", func(t *testing.T) {
 		var res engine.Result
 		a.do("POST", "/v1/events", "source", map[string]any{"source": "hr", "id": "10", "type": "joiner", "externalId": "bob", "kind": "human"}, 202, nil)
-		a.do("POST", "/v1/events", "admin", map[string]any{"source": "hr", "id": "11", "type": "joiner", "externalId": "bob-agent", "kind": "ai_agent", "owner": "bob", "attributes": map[string]any{"tools": []string{"prod-db-write"}}}, 202, &res)
+		// Carl, a person with an admin token, asks for a critical tool for
+		// bob's agent: the approval is for someone else.
+		a.do("POST", "/v1/events", "admin", map[string]any{"source": "staff", "id": "carl", "type": "joiner", "externalId": "carl", "kind": "human"}, 202, nil)
+		a.token("carl-admin", map[string]any{"role": "admin", "identity": "staff/carl"})
+		a.token("carl-approver", map[string]any{"role": "approver", "identity": "staff/carl"})
+		a.token("bob-approver", map[string]any{"role": "approver", "identity": "hr/bob"})
+		a.do("POST", "/v1/events", "carl-admin", map[string]any{"source": "hr", "id": "11", "type": "joiner", "externalId": "bob-agent", "kind": "ai_agent", "owner": "bob", "attributes": map[string]any{"tools": []string{"prod-db-write"}}}, 202, &res)
 		a.waitCase(res.CaseID, cases.AwaitingApproval)
+		before := a.snapshot(res.CaseID)
 		e := a.errorOf(a.do("POST", "/v1/cases/"+res.CaseID+"/approve", "admin", nil, 403, nil))
 		if !strings.Contains(e.Error.Message, "decisions are made by people") || !strings.Contains(e.Error.Message, "jml token create --role approver --identity") {
 			t.Fatalf("decision by an unbound admin token = %+v", e)
+		}
+		// The submitter approving their own event's case, with the token
+		// that submitted it or another of theirs, and the agent's owner.
+		for _, tc := range []struct{ token, want string }{
+			{"carl-admin", "no self-approval: this token submitted the event"},
+			{"carl-approver", "submitted the event"},
+			{"bob-approver", "you own"},
+		} {
+			e := a.errorOf(a.do("POST", "/v1/cases/"+res.CaseID+"/approve", tc.token, nil, 403, nil))
+			if !strings.Contains(e.Error.Message, "no self-approval") || !strings.Contains(e.Error.Message, tc.want) {
+				t.Fatalf("approval by %s = %+v, want it refused saying %q", tc.token, e, tc.want)
+			}
+		}
+		if after := a.snapshot(res.CaseID); after != before {
+			t.Fatalf("refused approvals changed something:\nbefore %s\nafter  %s", before, after)
 		}
 		a.do("POST", "/v1/cases/"+res.CaseID+"/deny", "approver", nil, 200, nil)
 		c := a.waitCase(res.CaseID, cases.Completed)

@@ -26,6 +26,12 @@ type receiver struct {
 	mu       sync.Mutex
 	seen     map[string]bool
 	accounts map[string]map[string]bool // name -> entitlements
+	// applied are the steps the connector sent that the receiver applied,
+	// in order, as they arrived; foreign are accounts its administrator
+	// made, with the groups they are in. list reads the system from these
+	// alone.
+	applied  []Step
+	foreign  map[string][]string
 	disabled map[string]bool
 	secrets  map[string]string
 	fail     int // answer 503 to this many requests
@@ -84,12 +90,81 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case ActionRevokeCredential:
 		delete(r.secrets, name)
 	}
+	r.applied = append(r.applied, st)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// groupEntitlements maps the groups of the receiving system to the
+// entitlements TestConformance's policy targets at them.
+var groupEntitlements = map[string]string{"support-agents": "agents", "tool-users": "tools"}
+
+// list is what the receiving system holds, rebuilt from the steps the
+// connector sent as a system keeps them: an account is in the group a
+// grant targets, whatever jml calls the entitlement. A group no
+// entitlement targets is listed in Other.
+func (r *receiver) list() []connector.AccountState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type account struct {
+		disabled bool
+		groups   map[string]bool
+	}
+	held := map[string]*account{}
+	for name, groups := range r.foreign {
+		a := &account{groups: map[string]bool{}}
+		for _, g := range groups {
+			a.groups[g] = true
+		}
+		held[name] = a
+	}
+	for _, st := range r.applied {
+		name := st.Account.Name
+		a := held[name]
+		group, _ := st.Target["group"].(string)
+		switch st.Action {
+		case ActionEnsureAccount:
+			if a == nil {
+				a = &account{groups: map[string]bool{}}
+				held[name] = a
+			}
+			a.disabled = false
+		case ActionDeleteAccount:
+			delete(held, name)
+		case ActionDisableAccount:
+			if a != nil {
+				a.disabled = true
+			}
+		case ActionGrant:
+			if a != nil {
+				a.groups[group] = true
+			}
+		case ActionRevoke:
+			if a != nil {
+				delete(a.groups, group)
+			}
+		}
+	}
+	var out []connector.AccountState
+	for name, a := range held {
+		st := connector.AccountState{Name: name, Disabled: a.disabled}
+		for g := range a.groups {
+			if e, ok := groupEntitlements[g]; ok {
+				st.Entitlements = append(st.Entitlements, e)
+			} else {
+				st.Other = append(st.Other, g)
+			}
+		}
+		slices.Sort(st.Entitlements)
+		slices.Sort(st.Other)
+		out = append(out, st)
+	}
+	return out
 }
 
 func setup(t *testing.T) (*Conn, *receiver) {
 	t.Helper()
-	r := &receiver{seen: map[string]bool{}, accounts: map[string]map[string]bool{}, disabled: map[string]bool{}, secrets: map[string]string{}}
+	r := &receiver{seen: map[string]bool{}, accounts: map[string]map[string]bool{}, disabled: map[string]bool{}, secrets: map[string]string{},
+		foreign: map[string][]string{}}
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	c, err := Open(context.Background(), connector.Config{System: "tickets", Type: Type,
@@ -191,32 +266,24 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestConformance runs the connector conformance suite against the
-// receiver above, read through its own state.
+// receiver above. The suite reads the receiver as a system: the groups the
+// connector's requests put each account in (receiver.list), so a request
+// that names the right entitlement but targets the wrong group shows.
 func TestConformance(t *testing.T) {
 	c, r := setup(t)
-	c.targets["tools"] = map[string]any{"group": "tools"}
+	c.targets["tools"] = map[string]any{"group": "tool-users"}
 	connectortest.Run(t, connectortest.Harness{
 		Conn:         c,
 		Entitlements: [2]string{"agents", "tools"},
 		Prefix:       "ct-",
 		List: func(context.Context) ([]connector.AccountState, error) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			var out []connector.AccountState
-			for name, ents := range r.accounts {
-				st := connector.AccountState{Name: name, Disabled: r.disabled[name]}
-				for e := range ents {
-					st.Entitlements = append(st.Entitlements, e)
-				}
-				slices.Sort(st.Entitlements)
-				out = append(out, st)
-			}
-			return out, nil
+			return r.list(), nil
 		},
 		CreateForeign: func(_ context.Context, name string) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.accounts[name] = map[string]bool{"agents": true}
+			r.foreign[name] = []string{"support-agents"}
 			return nil
 		},
 	})

@@ -55,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"Rollback", testRollback},
 		{"Meta", testMeta},
 		{"Batch", testBatch},
+		{"Queue", testQueue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
