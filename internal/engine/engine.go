@@ -29,6 +29,7 @@ import (
 	"github.com/jml-dev/jml/internal/clock"
 	"github.com/jml-dev/jml/internal/connector"
 	"github.com/jml-dev/jml/internal/findings"
+	"github.com/jml-dev/jml/internal/guard"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/offboard"
 	"github.com/jml-dev/jml/internal/policy"
@@ -334,10 +335,10 @@ func (e *Engine) SubmitAllWith(ctx context.Context, p Principal, evs []identity.
 		}
 	}
 	results, counters, err := e.submitAll(ctx, p, evs, fn, nil)
-	var over *overRevocations
+	var over *guard.OverRevocations
 	if errors.As(err, &over) {
 		// Run again with the source held from its first event on.
-		results, counters, err = e.submitAll(ctx, p, evs, fn, map[string]string{over.source: over.why})
+		results, counters, err = e.submitAll(ctx, p, evs, fn, map[string]string{over.Source: over.Why})
 	}
 	if err != nil {
 		return nil, err
@@ -375,7 +376,7 @@ func (e *Engine) submitAll(ctx context.Context, p Principal, evs []identity.Even
 				// over the bound (each one before it was checked), so the
 				// window is counted only then, not after every joiner.
 				if guarded && !results[i].Duplicate && c != nil && c.Revocations() > 0 {
-					if err := e.checkRevocations(ctx, tx, ev, g); err != nil {
+					if err := guard.CheckRevocations(ctx, tx, ev.Source, g, e.Now().UTC()); err != nil {
 						return err
 					}
 				}
