@@ -228,8 +228,6 @@ func New(cfg Config) (*Engine, error) {
 // Policy returns the current policy.
 func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
 
-// Store returns the engine's store.
-func (e *Engine) Store() store.Store { return e.store }
 
 // Now is the engine's time: what its records are stamped with, and what
 // SCIM resources kept beside its events are stamped with.
