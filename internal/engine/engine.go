@@ -1,10 +1,12 @@
 // Package engine runs jml's lifecycle: it accepts events in one transaction
-// (event, identity state, case, steps, jobs, audit records, and revocation
-// of jml's own credentials on a leaver), runs the steps as durable River
-// jobs through connectors, gates widening behind approval, and answers
-// credential introspection.
+// (the event, the identity's state, and the case, which an ordered list of
+// participants builds: planning, retention, offboarding, the built-in
+// vault's steps, findings; see package accept), runs the steps as durable
+// River jobs through connectors, gates widening behind approval, and
+// answers credential introspection. Its jobs and timers are registered
+// with package jobs by the file that owns each.
 //
-// It wires the pure core (identity, policy, plan) to I/O (store,
+// It wires the pure core (identity, policy, plan, cases) to I/O (store,
 // connectors); time and randomness are injected.
 package engine
 
