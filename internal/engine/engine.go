@@ -230,7 +230,6 @@ func New(cfg Config) (*Engine, error) {
 // Policy returns the current policy.
 func (e *Engine) Policy() *policy.Policy { return e.policy.Load() }
 
-
 // Now is the engine's time: what its records are stamped with, and what
 // SCIM resources kept beside its events are stamped with.
 func (e *Engine) Now() time.Time { return e.clock.Now() }
