@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jml-dev/jml/internal/audit"
+	"github.com/jml-dev/jml/internal/findings"
 	"github.com/jml-dev/jml/internal/identity"
 	"github.com/jml-dev/jml/internal/policy"
 	"github.com/jml-dev/jml/internal/store"
@@ -137,14 +138,12 @@ func (e *Engine) CheckStoredAttributes(ctx context.Context) (AttributeReport, er
 				case msg != "":
 					cause = "the policy changed; a new finding says what does not fit now"
 				}
-				done, err := tx.ResolveFindings(ctx, idn, []string{identity.FindingAttributesInvalid}, "", now, cause)
+				done, err := findings.Resolve(ctx, tx, idn, []string{identity.FindingAttributesInvalid}, "", now, cause)
 				if err != nil {
 					return err
 				}
-				for _, f := range done {
-					n++
-					recs = append(recs, audit.New(now, System.ID, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}))
-				}
+				n += len(done)
+				recs = append(recs, done...)
 			}
 			return tx.AppendAudit(ctx, recs...)
 		})
@@ -196,14 +195,12 @@ func (e *Engine) CheckStoredAttributes(ctx context.Context) (AttributeReport, er
 				}
 				bad++
 				f := &identity.Finding{ID: e.newID("fnd_"), Kind: identity.FindingAttributesInvalid, IdentityID: id.ID, Message: msg, CreatedAt: now}
-				ok, err := tx.InsertFinding(ctx, f)
+				rec, err := findings.Open(ctx, tx, f, map[string]any{"message": msg})
 				if err != nil {
 					return err
 				}
-				if ok {
-					opened++
-					recs = append(recs, audit.New(now, System.ID, "finding.created", id.ID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "message": msg}))
-				}
+				opened += len(rec)
+				recs = append(recs, rec...)
 			}
 			return tx.AppendAudit(ctx, recs...)
 		})

@@ -54,14 +54,12 @@ func ownerNotActive(ctx context.Context, ch *accept.Change) error {
 		}
 		f := &identity.Finding{ID: ch.NewID("fnd_"), Kind: identity.FindingOwnerNotActive, IdentityID: nhi.ID, CreatedAt: ch.Now,
 			Message: fmt.Sprintf("owner %s (%s/%s) is %s; %s %s needs a new owner", owner.ID, owner.Source, owner.ExternalID, owner.State, nhi.Kind, nhi.ExternalID)}
-		ok, err := ch.Tx.InsertFinding(ctx, f)
+		recs, err := Open(ctx, ch.Tx, f, map[string]any{"owner": owner.ID})
 		if err != nil {
 			return err
 		}
-		if ok {
-			ch.Findings++
-			ch.AuditSystem("finding.created", nhi.ID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "owner": owner.ID})
-		}
+		ch.Findings += len(recs)
+		ch.Records = append(ch.Records, recs...)
 	}
 	return nil
 }
@@ -200,26 +198,47 @@ func Acknowledge(ctx context.Context, tx store.Tx, id, by, reason string, now, u
 	return tx.GetFinding(ctx, id)
 }
 
+// Open inserts f in tx and returns the audit record of it, by jml, whose
+// data is the finding's ID and kind and extra; none when a finding of its
+// kind is open for the identity (and system) already.
+func Open(ctx context.Context, tx store.Tx, f *identity.Finding, extra map[string]any) ([]audit.Record, error) {
+	ok, err := tx.InsertFinding(ctx, f)
+	if err != nil || !ok {
+		return nil, err
+	}
+	data := map[string]any{"finding": f.ID, "kind": f.Kind}
+	for k, v := range extra {
+		data[k] = v
+	}
+	return []audit.Record{audit.New(f.CreatedAt, accept.System, "finding.created", f.IdentityID, "", data)}, nil
+}
+
+// Resolve resolves, in tx, the identity's unresolved findings of kinds (in
+// system, when not "") with cause, and returns an audit record by jml of
+// each, naming the system when one is given.
+func Resolve(ctx context.Context, tx store.Tx, identityID string, kinds []string, system string, now time.Time, cause string) ([]audit.Record, error) {
+	done, err := tx.ResolveFindings(ctx, identityID, kinds, system, now, cause)
+	var recs []audit.Record
+	for _, f := range done {
+		data := map[string]any{"finding": f.ID, "kind": f.Kind, "cause": cause}
+		if system != "" {
+			data["system"] = system
+		}
+		recs = append(recs, audit.New(now, accept.System, "finding.resolved", f.IdentityID, "", data))
+	}
+	return recs, err
+}
+
 // OpenAccount records, in tx, a finding of kind about the identity's
 // account in system, and returns its audit record; none if one is open
 // already.
 func OpenAccount(ctx context.Context, tx store.Tx, newID func(string) string, identityID, system, kind, msg string, now time.Time) ([]audit.Record, error) {
 	f := &identity.Finding{ID: newID("fnd_"), Kind: kind, IdentityID: identityID, System: system, CreatedAt: now, Message: msg}
-	ok, err := tx.InsertFinding(ctx, f)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return []audit.Record{audit.New(now, accept.System, "finding.created", identityID, "", map[string]any{"finding": f.ID, "kind": kind, "system": system})}, nil
+	return Open(ctx, tx, f, map[string]any{"system": system})
 }
 
 // ResolveAccount resolves, in tx, the identity's account_exists_unmanaged
 // finding in system once jml holds the account there.
 func ResolveAccount(ctx context.Context, tx store.Tx, identityID, system string, now time.Time) ([]audit.Record, error) {
-	cause := "jml now holds the account in " + system
-	done, err := tx.ResolveFindings(ctx, identityID, []string{identity.FindingAccountExistsUnmanaged}, system, now, cause)
-	var recs []audit.Record
-	for _, f := range done {
-		recs = append(recs, audit.New(now, accept.System, "finding.resolved", f.IdentityID, "", map[string]any{"finding": f.ID, "kind": f.Kind, "system": system, "cause": cause}))
-	}
-	return recs, err
+	return Resolve(ctx, tx, identityID, []string{identity.FindingAccountExistsUnmanaged}, system, now, "jml now holds the account in "+system)
 }
