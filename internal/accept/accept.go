@@ -73,30 +73,7 @@ const System = "jml"
 
 // Audit adds a record of what the change's actor did.
 func (ch *Change) Audit(action, identityID, caseID string, data map[string]any) {
-	if ch.ActorToken != "" {
-		with := make(map[string]any, len(data)+1)
-		for k, v := range data {
-			with[k] = v
-		}
-		with["actorToken"] = ch.ActorToken
-		data = with
-	}
-	ch.Records = append(ch.Records, record(ch.Now, ch.Actor, action, identityID, caseID, data))
-}
-
-// record is audit.New with nil data for a nil map, as the engine's own
-// records have it.
-func record(at time.Time, actor, action, identityID, caseID string, data map[string]any) audit.Record {
-	if data == nil {
-		return audit.New(at, actor, action, identityID, caseID, nil)
-	}
-	return audit.New(at, actor, action, identityID, caseID, data)
-}
-
-// AuditSystem adds a record of what jml did by itself as part of the
-// change (a finding it opened, say).
-func (ch *Change) AuditSystem(action, identityID, caseID string, data map[string]any) {
-	ch.Records = append(ch.Records, record(ch.Now, System, action, identityID, caseID, data))
+	ch.Records = append(ch.Records, audit.By(ch.Now, ch.Actor, ch.ActorToken, action, identityID, caseID, data))
 }
 
 // Leaving reports whether the change makes the identity departed.

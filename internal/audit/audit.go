@@ -126,3 +126,22 @@ func (v *Verifier) Finish(headSeq int64, headHash string) error {
 
 // Count is how many records have been verified.
 func (v *Verifier) Count() int64 { return v.count }
+
+// By is New for a record of what actor did with an API token (token "":
+// none): the token goes into data as actorToken, so that a person's
+// tokens can be told apart. data may be nil and is not changed.
+func By(at time.Time, actor, token, action, identityID, caseID string, data map[string]any) Record {
+	if token != "" {
+		with := make(map[string]any, len(data)+1)
+		for k, v := range data {
+			with[k] = v
+		}
+		with["actorToken"] = token
+		data = with
+	}
+	if data == nil {
+		// A nil map would marshal as null; a record without data has none.
+		return New(at, actor, action, identityID, caseID, nil)
+	}
+	return New(at, actor, action, identityID, caseID, data)
+}

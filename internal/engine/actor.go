@@ -42,18 +42,11 @@ func (p Principal) describe() string {
 // auditBy is audit.New for a record of what p did: p.Actor() as its actor
 // and the token p used in data (data may be nil; it is not changed).
 func auditBy(at time.Time, p Principal, action, identityID, caseID string, data map[string]any) audit.Record {
+	token := ""
 	if p.Token {
-		with := make(map[string]any, len(data)+1)
-		for k, v := range data {
-			with[k] = v
-		}
-		with["actorToken"] = p.ID
-		data = with
+		token = p.ID
 	}
-	if data == nil {
-		return audit.New(at, p.Actor(), action, identityID, caseID, nil)
-	}
-	return audit.New(at, p.Actor(), action, identityID, caseID, data)
+	return audit.By(at, p.Actor(), token, action, identityID, caseID, data)
 }
 
 // principalOf is the principal an event recorded as its submitter
